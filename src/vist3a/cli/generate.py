@@ -1,13 +1,130 @@
-"""``vist3a generate``: placeholder until its issue lands."""
+"""``vist3a generate``: prompt(s) in, 3D scene folders out (a thin wrapper over :mod:`vist3a.pipeline`)."""
 
 from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
 
 import typer
 
 from vist3a.errors import UserInputError
 
+logger = logging.getLogger(__name__)
+
+HELP = """Generate 3D Gaussian-splat scenes from text.
+
+Writes into OUT: scene.ply (3DGS layout, opens in SuperSplat/Spark), scene.splat, flythrough.mp4 (a smooth
+path through the predicted cameras), frames.mp4 (the generated video), cameras.json and meta.json (prompt,
+preset, seed, settings, per-stage timings, versions). Output folders appear complete or not at all.
+
+Examples:
+
+  vist3a generate "a red cube left of a blue sphere" --out scene/          (embedded nano models, CPU, offline)
+
+  vist3a generate "a cozy cabin in a snowy forest" --preset vist3a-1.3b --out cabin/ --device cuda
+
+  vist3a generate --prompts-file prompts.txt --out runs/batch/ --preset vist3a-1.3b
+
+  accelerate launch --num_processes 2 $(which vist3a) generate --prompts-file prompts.txt --out runs/batch/
+
+With --prompts-file each prompt gets OUT/<index>_<slug>/ and the seed SEED + index, so sharding the prompts
+over several GPUs (one process per GPU via accelerate launch / torchrun) gives the same scenes as one process.
+"""
+
+
+def slugify(text: str, max_len: int = 48) -> str:
+    """Filesystem-safe short name of a prompt."""
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug[:max_len].rstrip("-") or "prompt"
+
+
+def read_prompts_file(path: Path) -> list[str]:
+    """Prompts one per line; blank lines and lines starting with '#' are skipped."""
+    if not path.is_file():
+        raise UserInputError(f"--prompts-file '{path}' does not exist")
+    prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    prompts = [p for p in prompts if p and not p.startswith("#")]
+    if not prompts:
+        raise UserInputError(f"--prompts-file '{path}' contains no prompts (one per line; '#' starts a comment)")
+    return prompts
+
+
+def _rank_and_world() -> tuple[int, int, int]:
+    """(rank, world size, local rank) as set by accelerate launch / torchrun; (0, 1, 0) otherwise."""
+    rank = int(os.environ.get("RANK", "0"))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local = int(os.environ.get("LOCAL_RANK", str(rank)))
+    return rank, world, local
+
 
 def register(app: typer.Typer) -> None:
-    @app.command("generate", help="(not available yet in this version)")
-    def _cmd() -> None:
-        raise UserInputError("'vist3a generate' is not available yet in this version of vist3a")
+    @app.command("generate", help=HELP, no_args_is_help=False)
+    def generate(
+        prompt: str = typer.Argument(None, help="The text prompt (omit when using --prompts-file)."),
+        out: Path = typer.Option(None, "--out", "-o", help="Output folder (default: outputs/<prompt slug>)."),
+        preset: str = typer.Option(
+            "nano", help="nano (embedded, CPU) | vist3a-1.3b | vist3a-14b | tiny-random | a preset .json | a folder"
+        ),
+        prompts_file: Path = typer.Option(None, "--prompts-file", help="Text file with one prompt per line."),
+        frames: int = typer.Option(None, "--frames", help="Video frames, 4k+1 (9, 13, 17, ...); preset default."),
+        steps: int = typer.Option(None, "--steps", help="Denoising steps (preset default: 50 for the release)."),
+        cfg: float = typer.Option(None, "--cfg", help="Classifier-free guidance scale (release: 7.5)."),
+        seed: int = typer.Option(0, "--seed", help="Random seed (prompt i of a file uses SEED + i)."),
+        height: int = typer.Option(None, "--height", help="Video height in pixels (multiple of 16)."),
+        width: int = typer.Option(None, "--width", help="Video width in pixels (multiple of 16)."),
+        flow_shift: float = typer.Option(None, "--flow-shift", help="Flow-matching shift of the scheduler."),
+        scheduler: str = typer.Option(None, "--scheduler", help="unipc (default) or euler."),
+        template: str = typer.Option(
+            None, "--template", help="Camera-motion prompt template name or a '{prompt}' string; 'none' disables."
+        ),
+        negative_prompt: str = typer.Option(
+            None, "--negative-prompt", help="Negative prompt ('release' = the VIST3A one, '' = none)."
+        ),
+        lora: Path = typer.Option(None, "--lora", help="Extra PEFT LoRA folder, e.g. RUN/checkpoint-100/lora_ema."),
+        round_frames: bool = typer.Option(False, "--round-frames", help="Round --frames up to 4k+1 with a warning."),
+        device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)."),
+        dtype: str = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16 (default: the preset's)."),
+        flythrough_frames: int = typer.Option(48, "--flythrough-frames", help="Frames of flythrough.mp4 (0: skip)."),
+        offline: bool = typer.Option(False, "--offline", help="Never download; use the local Hugging Face cache."),
+    ) -> None:
+        import torch
+
+        from vist3a.pipeline import Text2ScenePipeline
+        from vist3a.scene import save_scene
+
+        if (prompt is None) == (prompts_file is None):
+            raise UserInputError("give exactly one of a PROMPT argument or --prompts-file")
+        prompts = read_prompts_file(prompts_file) if prompts_file else [prompt]
+        if prompts_file is None and not prompt.strip():
+            raise UserInputError("the prompt is empty")
+        if out is None:
+            out = Path("outputs") / (slugify(prompts[0]) if prompts_file is None else "batch")
+        rank, world, local_rank = _rank_and_world()
+        if device is None and world > 1 and torch.cuda.is_available():
+            device = f"cuda:{local_rank}"
+
+        pipe = Text2ScenePipeline.from_pretrained(
+            preset, device=device, dtype=dtype, lora=lora, local_files_only=True if offline else None
+        )
+        jobs = list(enumerate(prompts))[rank::world]
+        for index, text in jobs:
+            target = out if prompts_file is None else out / f"{index:04d}_{slugify(text)}"
+            scene = pipe(
+                text,
+                num_frames=frames,
+                num_steps=steps,
+                guidance_scale=cfg,
+                seed=seed + index,
+                height=height,
+                width=width,
+                flow_shift=flow_shift,
+                scheduler=scheduler,
+                template=template,
+                negative_prompt=negative_prompt,
+                round_frames=round_frames or None,
+            )[0]
+            save_scene(scene, target, flythrough_frames=flythrough_frames)
+            total = sum(scene.timings.values())
+            typer.echo(f"wrote {target}/ ({len(scene.gaussians or [])} Gaussians, {total:.1f} s)")

@@ -1,0 +1,136 @@
+"""Turn a preset (plain data) into loaded components: ``(WanGenerator, StitchedDecoder)``.
+
+Kept apart from :mod:`vist3a.pipeline` so that the pipeline reads as its stages; this module is the only
+place that knows how each kind of preset is materialised (built-in nano / tiny-random models, a saved
+pipeline folder, or Hub repos of the real release).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vist3a.errors import UserInputError
+
+logger = logging.getLogger(__name__)
+
+
+def load_components(
+    preset: dict[str, Any],
+    *,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    local_files_only: bool | None = None,
+    offload: str = "none",
+) -> tuple[Any, torch.nn.Module]:
+    """``(generator, decoder)`` for ``preset``; see the module docstring for the kinds of preset."""
+    builtin = preset.get("builtin")
+    if builtin is not None:
+        loaders = {"tiny-random": _tiny_random, "nano": _nano}
+        if builtin not in loaders:
+            raise UserInputError(f"preset {preset['name']!r} names an unknown built-in model set {builtin!r}")
+        return loaders[builtin](preset, device, dtype or torch.float32)
+    if "folder" in preset:
+        return _folder(Path(preset["folder"]), device, dtype, offload)
+    return _hub(preset, device, dtype, local_files_only, offload)
+
+
+def _tiny_random(preset: dict[str, Any], device: torch.device, dtype: torch.dtype) -> tuple[Any, torch.nn.Module]:
+    from vist3a.recon.hub import random_tiny_model
+    from vist3a.stitching.decoder import StitchedDecoder
+    from vist3a.video.tiny import build_tiny_generator
+
+    seed = int(preset.get("seed", 0))
+    generator = build_tiny_generator(seed, device=device, dtype=dtype)
+    recon = random_tiny_model(preset.get("recon", {}).get("model", "anysplat"), seed=seed)
+    stitched = preset["stitched"]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        decoder = StitchedDecoder.from_recon(recon, stitched["layer"], stitched["spec"])
+    decoder = decoder.to(device)
+    if dtype != torch.float32:
+        decoder = decoder.to(dtype=dtype)
+    return generator, decoder.eval()
+
+
+def _nano(preset: dict[str, Any], device: torch.device, dtype: torch.dtype) -> tuple[Any, torch.nn.Module]:
+    try:
+        from vist3a.nano.weights import load_nano_pipeline_components
+    except ImportError:  # pragma: no cover - only in a broken install
+        load_nano_pipeline_components = None
+    if load_nano_pipeline_components is None:
+        raise UserInputError("the nano models are not part of this vist3a install; use --preset tiny-random")
+    return load_nano_pipeline_components(device=device, dtype=dtype)
+
+
+def _folder(
+    folder: Path, device: torch.device, dtype: torch.dtype | None, offload: str
+) -> tuple[Any, torch.nn.Module]:
+    from vist3a.stitching.decoder import StitchedDecoder
+    from vist3a.video.generator import WanGenerator
+
+    generator = WanGenerator.from_pretrained(
+        folder / "generator", dtype=dtype, device=device, offload=offload, local_files_only=True
+    )
+    decoder = StitchedDecoder.from_pretrained(folder / "decoder")
+    return generator, decoder.to(device).eval()
+
+
+def _hub(
+    preset: dict[str, Any],
+    device: torch.device,
+    dtype: torch.dtype | None,
+    local_files_only: bool | None,
+    offload: str,
+) -> tuple[Any, torch.nn.Module]:
+    """The release's components from their Hub repos (or the local cache when offline)."""
+    from vist3a.recon.hub import anysplat_from_pretrained
+    from vist3a.stitching.decoder import StitchedDecoder
+    from vist3a.video._hub import resolve_pretrained_dir
+    from vist3a.video.generator import WanGenerator
+    from vist3a.video.lora import load_lora
+
+    gen_cfg, lora_cfg = preset["generator"], preset.get("lora")
+    recon_cfg, stitched_cfg = preset["recon"], preset["stitched"]
+    needed = [
+        (gen_cfg["repo_id"], None),
+        (recon_cfg["repo_id"], None),
+        (stitched_cfg["repo_id"], [stitched_cfg["filename"]]),
+    ]
+    if lora_cfg:
+        needed.append((lora_cfg["repo_id"], [f"{lora_cfg['subfolder']}/*"]))
+    missing, resolved = [], {}
+    for repo_id, patterns in needed:  # check every repo first: one error naming all that are missing
+        try:
+            resolved[(repo_id, tuple(patterns or ()))] = resolve_pretrained_dir(
+                repo_id, allow_patterns=patterns, local_files_only=local_files_only, what=preset["name"]
+            )
+        except UserInputError:
+            missing.append(repo_id)
+    if missing:
+        names = ", ".join(dict.fromkeys(missing))
+        raise UserInputError(
+            f"preset {preset['name']!r} needs weights that are not available here: {names}. Download them on a "
+            f"machine with internet (`hf download <repo>`) and copy the Hugging Face cache, or unset HF_HUB_OFFLINE"
+        )
+    generator = WanGenerator.from_pretrained(
+        gen_cfg["repo_id"], dtype=dtype, device=device, offload=offload, local_files_only=True
+    )
+    if lora_cfg:
+        load_lora(generator.transformer, lora_cfg["repo_id"], subfolder=lora_cfg["subfolder"], merge=True,
+                  local_files_only=True)
+    base = anysplat_from_pretrained(recon_cfg["repo_id"], local_files_only=True)
+    stitched_dir = resolved[(stitched_cfg["repo_id"], (stitched_cfg["filename"],))]
+    decoder = StitchedDecoder.from_official_checkpoint(
+        base,
+        stitched_dir / stitched_cfg["filename"],
+        layer=stitched_cfg["layer"],
+        spec=stitched_cfg["spec"],
+        lora_alpha=float(stitched_cfg.get("lora_alpha", 32)),
+    )
+    del base
+    decoder_dtype = dtype if device.type == "cuda" else torch.float32
+    return generator, decoder.to(device=device, dtype=decoder_dtype).eval()

@@ -1,0 +1,152 @@
+"""The :class:`Scene` result of text-to-3D generation and its export to files.
+
+A scene bundles everything a user wants from one prompt: the Gaussians (AnySplat decoders) and/or pointmaps
+(VGGT decoders), the predicted cameras, the decoded video frames, the prompt and every setting. ``save_scene``
+writes the standard file set into a folder *atomically*: the folder appears complete or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vist3a.cameras import interpolate_poses, invert_rigid, save_cameras_json, to_homogeneous
+from vist3a.io_utils import atomic_dir
+from vist3a.splats import Gaussians, render, save_ply, save_splat
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Scene:
+    """One generated 3D scene.
+
+    Attributes:
+        prompt: the user's prompt (before any camera-motion template).
+        frames: ``[T, 3, H, W]`` decoded video frames in ``[0, 1]``.
+        w2c: ``[V, 4, 4]`` predicted world-to-camera extrinsics (OpenCV), one per frame.
+        K: ``[V, 3, 3]`` predicted pixel intrinsics for images of ``image_size``.
+        image_size: ``(H, W)`` the intrinsics refer to (the 3D model's input size).
+        gaussians: the 3D Gaussians (AnySplat decoders), else ``None``.
+        depth: ``[V, H, W]`` predicted depth, if the decoder gives it.
+        points / points_conf: ``[V, H, W, 3]`` world pointmaps and ``[V, H, W]`` confidences (VGGT decoders).
+        settings: every setting that produced the scene (preset, seed, steps, ...).
+        timings: seconds per stage.
+    """
+
+    prompt: str
+    frames: torch.Tensor
+    w2c: torch.Tensor
+    K: torch.Tensor
+    image_size: tuple[int, int]
+    gaussians: Gaussians | None = None
+    depth: torch.Tensor | None = None
+    points: torch.Tensor | None = None
+    points_conf: torch.Tensor | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def flythrough_cameras(self, num_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A smooth path through the predicted cameras: ``(w2c [N, 4, 4], K [N, 3, 3])`` at ``image_size``."""
+        c2w = to_homogeneous(invert_rigid(self.w2c[:, :3].float().cpu()))
+        path_c2w = interpolate_poses(c2w, num_frames)
+        path_w2c = to_homogeneous(invert_rigid(path_c2w))
+        K = self.K.float().cpu().mean(0, keepdim=True).expand(num_frames, 3, 3).clone()
+        return path_w2c, K
+
+    def render_flythrough(self, num_frames: int = 48, backend: str = "auto") -> torch.Tensor:
+        """Render the Gaussians along :meth:`flythrough_cameras`: ``[N, H, W, 3]`` in ``[0, 1]``."""
+        if self.gaussians is None:
+            raise ValueError("this scene has no Gaussians to render (the decoder gives pointmaps only)")
+        w2c, K = self.flythrough_cameras(num_frames)
+        height, width = self.image_size
+        g = self.gaussians.detach()
+        views = []
+        for i in range(num_frames):  # one view at a time keeps the CPU reference renderer's memory flat
+            out = render(g, w2c[i : i + 1].to(g.device), K[i : i + 1].to(g.device), width, height, backend=backend)
+            views.append(out.colors[0].clamp(0, 1).cpu())
+        return torch.stack(views)
+
+
+def _versions() -> dict[str, str]:
+    import vist3a
+
+    versions = {"vist3a": vist3a.__version__, "torch": torch.__version__, "python": platform.python_version()}
+    for name in ("diffusers", "transformers", "gsplat"):
+        try:
+            module = __import__(name)
+            versions[name] = getattr(module, "__version__", "?")
+        except ImportError:
+            continue
+    return versions
+
+
+def save_scene(
+    scene: Scene,
+    out_dir: str | os.PathLike,
+    *,
+    flythrough_frames: int = 48,
+    fps: float = 12.0,
+    render_backend: str = "auto",
+    extra_meta: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``scene.ply``, ``scene.splat``, ``flythrough.mp4``, ``frames.mp4``, ``cameras.json``, ``meta.json``.
+
+    Pointmap-only scenes write ``points.ply`` instead of the splat files. The folder is built beside
+    ``out_dir`` and moved into place at the end, so a failure (or Ctrl-C) never leaves half-written output.
+    ``flythrough_frames = 0`` skips the fly-through video.
+    """
+    from vist3a.media import write_video
+
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        height, width = scene.image_size
+        if scene.gaussians is not None:
+            save_ply(scene.gaussians, tmp / "scene.ply")
+            save_splat(scene.gaussians, tmp / "scene.splat")
+            if flythrough_frames > 0:
+                write_video(tmp / "flythrough.mp4", scene.render_flythrough(flythrough_frames, render_backend), fps)
+        if scene.points is not None:
+            _save_points(scene, tmp / "points.ply")
+        write_video(tmp / "frames.mp4", scene.frames.permute(0, 2, 3, 1).clamp(0, 1).cpu(), fps)
+        save_cameras_json(tmp / "cameras.json", scene.w2c.float().cpu(), scene.K.float().cpu(), width, height)
+        meta = {
+            "prompt": scene.prompt,
+            "settings": scene.settings,
+            "timings_s": scene.timings,
+            "num_gaussians": len(scene.gaussians) if scene.gaussians is not None else None,
+            "image_size": list(scene.image_size),
+            "versions": _versions(),
+            **(extra_meta or {}),
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+    logger.info("wrote scene to %s", out_dir)
+    return out_dir
+
+
+def _save_points(scene: Scene, path: Path, min_conf_quantile: float = 0.5) -> None:
+    """Fused coloured point cloud of the pointmaps (points above the confidence median)."""
+    import numpy as np
+    from plyfile import PlyData, PlyElement
+
+    pts = scene.points.float().cpu().reshape(-1, 3)
+    colors = torch.nn.functional.interpolate(scene.frames.float().cpu(), size=scene.points.shape[1:3], mode="area")
+    colors = colors.permute(0, 2, 3, 1).reshape(-1, 3)
+    keep = torch.isfinite(pts).all(-1)
+    if scene.points_conf is not None:
+        conf = scene.points_conf.float().cpu().reshape(-1)
+        keep &= conf >= conf.quantile(min_conf_quantile)
+    pts, colors = pts[keep].numpy(), (colors[keep].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    data = np.empty(len(pts), dtype=[(k, "f4") for k in "xyz"] + [(k, "u1") for k in ("red", "green", "blue")])
+    for i, k in enumerate("xyz"):
+        data[k] = pts[:, i]
+    for i, k in enumerate(("red", "green", "blue")):
+        data[k] = colors[:, i]
+    PlyData([PlyElement.describe(data, "vertex")]).write(str(path))
