@@ -248,7 +248,7 @@ def _scene_from_output(
     out: Any, b: int, prompt: str, frames: torch.Tensor, settings: GenerationSettings, timings: dict, preset: Any
 ) -> Scene:
     """Batch element ``b`` of a recon output (AnySplat or VGGT) as a :class:`Scene` on the CPU."""
-    from vist3a.cameras import to_homogeneous
+    from vist3a.cameras import K_from_edge_convention, to_homogeneous
 
     cameras = out.cameras
     height, width = (int(s) for s in out.depth.shape[-2:]) if out.depth is not None else frames.shape[-2:]
@@ -259,7 +259,7 @@ def _scene_from_output(
         prompt=prompt,
         frames=frames.float().cpu(),
         w2c=to_homogeneous(cameras.w2c[b].float()).cpu(),
-        K=cameras.K[b].float().cpu(),
+        K=K_from_edge_convention(cameras.K[b].float()).cpu(),
         image_size=(height, width),
         gaussians=gaussians[b].detach().to(device="cpu", dtype=torch.float32) if gaussians is not None else None,
         depth=out.depth[b].float().cpu() if out.depth is not None else None,

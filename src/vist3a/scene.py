@@ -32,7 +32,8 @@ class Scene:
         prompt: the user's prompt (before any camera-motion template).
         frames: ``[T, 3, H, W]`` decoded video frames in ``[0, 1]``.
         w2c: ``[V, 4, 4]`` predicted world-to-camera extrinsics (OpenCV), one per frame.
-        K: ``[V, 3, 3]`` predicted pixel intrinsics for images of ``image_size``.
+        K: ``[V, 3, 3]`` predicted pixel intrinsics for images of ``image_size`` (vist3a convention: pixel
+            centres at integer coordinates, see :func:`vist3a.cameras.K_from_edge_convention`).
         image_size: ``(H, W)`` the intrinsics refer to (the 3D model's input size).
         gaussians: the 3D Gaussians (AnySplat decoders), else ``None``.
         depth: ``[V, H, W]`` predicted depth, if the decoder gives it.

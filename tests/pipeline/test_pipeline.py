@@ -32,9 +32,9 @@ def test_scene_shapes_and_conventions(pipe, scene):
     rot = scene.w2c[:, :3, :3]
     assert torch.allclose(rot @ rot.transpose(-1, -2), torch.eye(3).expand(views, 3, 3), atol=1e-4)
     height, width = scene.image_size
-    # principal point at the image centre of the recon input (AnySplat/VGGT decoding)
-    assert torch.allclose(scene.K[:, 0, 2], torch.full((views,), width / 2.0))
-    assert torch.allclose(scene.K[:, 1, 2], torch.full((views,), height / 2.0))
+    # principal point at the image centre of the recon input, in the integer-pixel-centre convention
+    assert torch.allclose(scene.K[:, 0, 2], torch.full((views,), (width - 1) / 2.0))
+    assert torch.allclose(scene.K[:, 1, 2], torch.full((views,), (height - 1) / 2.0))
     assert scene.gaussians is not None and len(scene.gaussians) > 0
     assert bool(scene.gaussians.is_finite().all())
     assert set(scene.timings) == {"denoise", "vae_decode", "stitched_decode"}

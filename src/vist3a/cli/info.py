@@ -1,13 +1,65 @@
-"""``vist3a info``: placeholder until its issue lands."""
+"""``vist3a info``: what is in a splat file (thin wrapper over :func:`vist3a.splats.summarize`)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
-from vist3a.errors import UserInputError
+HELP = (
+    "Print what a Gaussian-splat file (.ply or .splat) contains.\n\n"
+    "Shows the number of splats, the spherical-harmonics degree, the bounding box (raw, and the robust "
+    "2-98 % percentile box that ignores stray splats) and the distributions of opacity and splat size.\n\n"
+    "Examples:\n\n"
+    "  vist3a info scene/scene.ply\n\n"
+    "  vist3a info scene.splat --json > summary.json"
+)
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("info", help="(not available yet in this version)")
-    def _cmd() -> None:
-        raise UserInputError("'vist3a info' is not available yet in this version of vist3a")
+    @app.command("info", help=HELP, no_args_is_help=True)
+    def info_cmd(
+        scene: Path = typer.Argument(..., help="Splat file (.ply in the 3DGS layout, or .splat).", show_default=False),
+        as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON instead of tables."),
+    ) -> None:
+        import dataclasses
+        import json
+
+        from rich.console import Console
+        from rich.table import Table
+
+        from vist3a.splats import load_gaussians, summarize
+
+        summary = summarize(load_gaussians(scene))
+        if as_json:
+            typer.echo(json.dumps({"file": str(scene), **dataclasses.asdict(summary)}, indent=2))
+            return
+
+        def vec(values) -> str:
+            return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
+
+        overview = Table(title=str(scene), show_header=False)
+        overview.add_column("what", style="bold")
+        overview.add_column("value")
+        overview.add_row("splats", f"{summary.count:,}")
+        overview.add_row("SH degree", f"{summary.sh_degree} ({(summary.sh_degree + 1) ** 2} coefficients per channel)")
+        overview.add_row("file size", f"{scene.stat().st_size / 2**20:.2f} MiB")
+        overview.add_row("bounding box min", vec(summary.bbox_min))
+        overview.add_row("bounding box max", vec(summary.bbox_max))
+        overview.add_row("robust box 2 %", vec(summary.robust_min))
+        overview.add_row("robust box 98 %", vec(summary.robust_max))
+        overview.add_row("invisible (opacity < 1/255)", f"{summary.num_transparent:,}")
+
+        dist = Table(title="distributions")
+        for column in ("quantity", "min", "5 %", "median", "mean", "95 %", "max"):
+            dist.add_column(column, justify="left" if column == "quantity" else "right")
+        for label, q in (
+            ("opacity", summary.opacity),
+            ("scale, largest axis", summary.scale_max),
+            ("scale, smallest axis", summary.scale_min),
+        ):
+            dist.add_row(label, *(f"{v:.4g}" for v in (q.min, q.p05, q.median, q.mean, q.p95, q.max)))
+
+        console = Console(width=max(100, Console().width))
+        console.print(overview)
+        console.print(dist)

@@ -1,0 +1,41 @@
+"""Pick the splat file format from the file name: ``.ply`` (3DGS INRIA layout) or ``.splat`` (antimatter15)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from vist3a.errors import UserInputError
+from vist3a.splats.gaussians import Gaussians
+from vist3a.splats.ply import load_ply, save_ply
+from vist3a.splats.splat_file import load_splat, save_splat
+
+SPLAT_SUFFIXES = (".ply", ".splat")
+
+
+def load_gaussians(
+    path: str | os.PathLike, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+) -> Gaussians:
+    """Load a ``.ply`` or ``.splat`` file; ``UserInputError`` for other suffixes or bad files."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".ply":
+        return load_ply(path, device=device, dtype=dtype)
+    if suffix == ".splat":
+        return load_splat(path, device=device, dtype=dtype)
+    if not path.exists():
+        raise UserInputError(f"{path}: file does not exist")
+    raise UserInputError(f"{path}: unknown splat file type {suffix!r}; expected one of {', '.join(SPLAT_SUFFIXES)}")
+
+
+def save_gaussians(gaussians: Gaussians, path: str | os.PathLike) -> Path:
+    """Save as ``.ply`` or ``.splat`` depending on the suffix of ``path`` (atomic)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".ply":
+        return save_ply(gaussians, path)
+    if suffix == ".splat":
+        return save_splat(gaussians, path)
+    raise UserInputError(f"{path}: unknown splat file type {suffix!r}; expected one of {', '.join(SPLAT_SUFFIXES)}")
