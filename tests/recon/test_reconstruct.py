@@ -1,0 +1,152 @@
+"""``vist3a reconstruct`` end to end with tiny random models, and its preprocessing / export helpers."""
+
+from __future__ import annotations
+
+import json
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+from plyfile import PlyData
+from typer.testing import CliRunner
+
+from vist3a.cli.main import app
+from vist3a.errors import UserInputError
+from vist3a.recon.reconstruct import fuse_point_maps, preprocess_frames, read_frames, save_point_ply
+
+
+def _frames(n, height, width, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(n)]
+
+
+def test_preprocess_crop_mode_sizes():
+    # landscape: width -> 56, height 60 * 56 / 100 = 33.6 -> nearest multiple of 14 = 28
+    assert preprocess_frames(_frames(2, 60, 100), 56).shape == (2, 3, 28, 56)
+    # portrait: height 120 * 56 / 40 = 168 -> centre-cropped to 56
+    out = preprocess_frames(_frames(1, 120, 40), 56)
+    assert out.shape == (1, 3, 56, 56)
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+    with pytest.raises(UserInputError, match="multiple"):
+        preprocess_frames(_frames(1, 10, 10), 50)
+
+
+def test_preprocess_centre_crop_keeps_the_middle():
+    frame = np.zeros((168, 56, 3), dtype=np.uint8)
+    frame[56:112] = 255  # white middle third
+    out = preprocess_frames([frame], 56)
+    assert float(out[0, :, 2:-2].mean()) > 0.95
+
+
+def test_mixed_shapes_are_padded_white():
+    out = preprocess_frames([_frames(1, 28, 56)[0], _frames(1, 56, 56)[0]], 56)
+    assert out.shape == (2, 3, 56, 56)
+    assert bool((out[0, :, :14] == 1.0).all()) and bool((out[0, :, -14:] == 1.0).all())
+
+
+def test_read_frames_subsamples_evenly(tmp_path):
+    for i, frame in enumerate(_frames(7, 8, 8)):
+        iio.imwrite(tmp_path / f"{i:02d}.png", frame)
+    frames = read_frames(tmp_path, max_views=3)
+    expected = [iio.imread(tmp_path / f"{i:02d}.png") for i in (0, 3, 6)]
+    assert all(np.array_equal(a, b) for a, b in zip(frames, expected, strict=True))
+    with pytest.raises(UserInputError, match="no such"):
+        read_frames(tmp_path / "nope")
+
+
+def test_fuse_point_maps_keeps_most_confident(tmp_path):
+    points = torch.arange(24, dtype=torch.float32).reshape(2, 2, 2, 3)
+    conf = torch.tensor([[[1.0, 5.0], [2.0, 7.0]], [[3.0, float("nan")], [6.0, 4.0]]])
+    colors = torch.rand(2, 3, 2, 2)
+    xyz, rgb = fuse_point_maps(points, conf, colors, keep_fraction=3 / 7)
+    torch.testing.assert_close(xyz, points.reshape(-1, 3)[[3, 6, 1]])  # conf 7, 6, 5; the NaN pixel dropped
+    assert rgb.dtype == torch.uint8
+    ply = PlyData.read(str(save_point_ply(tmp_path / "p.ply", xyz, rgb)))
+    vertex = ply["vertex"]
+    np.testing.assert_allclose(np.stack([vertex["x"], vertex["y"], vertex["z"]], 1), xyz.numpy())
+    np.testing.assert_array_equal(vertex["red"], rgb[:, 0].numpy())
+
+
+@pytest.fixture
+def image_dir(tmp_path):
+    folder = tmp_path / "views"
+    folder.mkdir()
+    for i, frame in enumerate(_frames(3, 30, 40)):
+        iio.imwrite(folder / f"{i}.png", frame)
+    return folder
+
+
+def test_cli_anysplat_random_tiny(image_dir, tmp_path):
+    out = tmp_path / "scene"
+    result = CliRunner().invoke(
+        app,
+        [
+            "reconstruct",
+            str(image_dir),
+            "--model",
+            "anysplat",
+            "--weights",
+            "random-tiny",
+            "--size",
+            "56",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    from vist3a.cameras import load_cameras_json
+    from vist3a.splats.ply import load_ply
+
+    gaussians = load_ply(out / "scene.ply")
+    meta = json.loads((out / "meta.json").read_text())
+    assert len(gaussians) == meta["num_primitives"] > 0
+    w2c, _, width, height = load_cameras_json(out / "cameras.json")
+    assert w2c.shape == (3, 4, 4) and (width, height) == (56, 42)
+    assert sorted(p.name for p in (out / "depth").iterdir()) == ["000.png", "001.png", "002.png"]
+    assert iio.imread(out / "depth" / "000.png").shape == (42, 56, 3)
+
+
+def test_cli_vggt_video_random_tiny(tmp_path):
+    video = tmp_path / "clip.mp4"
+    iio.imwrite(video, np.stack(_frames(4, 48, 64)), fps=4)
+    out = tmp_path / "points"
+    result = CliRunner().invoke(
+        app,
+        [
+            "reconstruct",
+            str(video),
+            "--model",
+            "vggt",
+            "--weights",
+            "random-tiny",
+            "--size",
+            "56",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--keep",
+            "0.25",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    ply = PlyData.read(str(out / "points.ply"))
+    assert ply["vertex"].count == round(0.25 * 4 * 42 * 56)
+    assert json.loads((out / "meta.json").read_text())["num_views"] == 4
+
+
+def test_cli_user_errors(image_dir, tmp_path):
+    from vist3a.cli.main import main
+
+    for args in (
+        ["reconstruct", str(tmp_path / "missing"), "--out", str(tmp_path / "o")],
+        ["reconstruct", str(image_dir), "--out", str(tmp_path / "o"), "--model", "mvdust3r"],
+        ["reconstruct", str(image_dir), "--out", str(tmp_path / "o"), "--size", "50", "--weights", "random-tiny"],
+    ):
+        with pytest.raises(SystemExit) as exc:
+            main(args)
+        assert exc.value.code == 2
+    assert not (tmp_path / "o").exists()
