@@ -1,0 +1,107 @@
+"""Reading frames from image files and videos (imageio + its ffmpeg plugin) as float tensors in [0, 1]."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vist3a.errors import UserInputError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".avi")
+
+
+def natural_key(path: str | Path) -> list:
+    """Sort key that orders ``frame_2`` before ``frame_10``."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", str(path))]
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly in ``folder``, in natural order."""
+    return sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
+                  key=natural_key)
+
+
+def _to_tensor(array: np.ndarray, source: Path) -> Tensor:
+    """``[H, W]``, ``[H, W, 3|4]`` uint8/uint16/float array -> ``[3, H, W]`` float32 in [0, 1]."""
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=-1)
+    if array.ndim != 3 or array.shape[-1] not in (3, 4):
+        raise UserInputError(f"{source}: expected an RGB(A) or greyscale image, got an array of shape {array.shape}")
+    array = array[..., :3]
+    if array.dtype == np.uint8:
+        scaled = array.astype(np.float32) / 255.0
+    elif array.dtype == np.uint16:
+        scaled = array.astype(np.float32) / 65535.0
+    else:
+        scaled = array.astype(np.float32)
+    return torch.from_numpy(np.ascontiguousarray(scaled)).permute(2, 0, 1)
+
+
+def read_image(path: Path) -> Tensor:
+    """One image file -> ``[3, H, W]`` float32 in [0, 1]."""
+    import imageio.v3 as iio
+
+    try:
+        array = iio.imread(path)
+    except (OSError, ValueError) as exc:
+        raise UserInputError(f"cannot read image {path}: {exc}") from exc
+    return _to_tensor(np.asarray(array), path)
+
+
+def read_images(paths: Sequence[Path]) -> Tensor:
+    """Image files of equal size -> ``[T, 3, H, W]``; UserInputError naming the first file of another size."""
+    frames = [read_image(p) for p in paths]
+    for p, f in zip(paths, frames, strict=True):
+        if f.shape != frames[0].shape:
+            raise UserInputError(f"{p} is {tuple(f.shape[1:])} but {paths[0]} is {tuple(frames[0].shape[1:])}; "
+                                 "all frames of a clip must have one size")
+    return torch.stack(frames)
+
+
+def count_video_frames(path: Path) -> int:
+    """Number of decodable frames of a video file (decodes it: exact, unlike container metadata)."""
+    import imageio.v2 as iio2
+
+    try:
+        reader = iio2.get_reader(path, format="FFMPEG")
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise UserInputError(f"cannot open video {path}: {exc}") from exc
+    try:
+        return int(reader.count_frames())
+    finally:
+        reader.close()
+
+
+def read_video_frames(path: Path, indices: Sequence[int]) -> Tensor:
+    """Frames ``indices`` (increasing or not) of a video -> ``[len(indices), 3, H, W]`` float32 in [0, 1].
+
+    Decodes sequentially up to the largest index (no seeking: exact frames, at the cost of decoding the
+    prefix). IndexError if the video is shorter than an index.
+    """
+    import imageio.v2 as iio2
+
+    wanted = set(indices)
+    last = max(wanted)
+    got: dict[int, Tensor] = {}
+    try:
+        reader = iio2.get_reader(path, format="FFMPEG")
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise UserInputError(f"cannot open video {path}: {exc}") from exc
+    try:
+        for i, frame in enumerate(reader):
+            if i in wanted:
+                got[i] = _to_tensor(np.asarray(frame), path)
+            if i >= last:
+                break
+    finally:
+        reader.close()
+    missing = sorted(wanted - got.keys())
+    if missing:
+        raise IndexError(f"{path} has fewer frames than needed: frame {missing[0]} is missing")
+    return torch.stack([got[i] for i in indices])
