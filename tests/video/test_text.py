@@ -1,0 +1,104 @@
+"""Text encoders: the shipped MiniLM offline, Wan-style padding / zeroing, the LRU cache, UMT5 dispatch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vist3a.video.text import HFTextEncoder, UMT5TextEncoder, clean_prompt, load_minilm_text_encoder, load_text_encoder
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HF_HUB_OFFLINE", "1")
+    try:
+        yield load_minilm_text_encoder(max_length=24, cache_size=2)
+    finally:
+        mp.undo()
+
+
+class _CallCounter:
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.batches: list[int] = []
+        module.register_forward_hook(
+            lambda _m, args, kwargs, _out: self.batches.append(kwargs["input_ids"].shape[0]), with_kwargs=True
+        )
+
+
+def test_minilm_shapes_mask_and_zero_padding(minilm):
+    prompts = ["a red chair", "a small wooden cabin beside a lake at dawn"]
+    embeds, mask = minilm.encode(prompts)
+    assert embeds.shape == (2, 24, 384) and mask.shape == (2, 24)
+    assert mask.dtype == torch.int64
+    reference = minilm.tokenizer(prompts, padding="max_length", max_length=24, return_tensors="pt")["attention_mask"]
+    assert torch.equal(mask, reference)
+    assert int(mask[0].sum()) < int(mask[1].sum())
+    assert torch.all(embeds[mask == 0] == 0)
+    assert torch.all(embeds[mask == 1].abs().sum(-1) > 0)
+
+
+def test_padded_states_equal_unpadded_run(minilm):
+    """Independent reference: BERT with its attention mask gives the same token states with or without padding."""
+    prompt = "a lighthouse on a cliff"
+    embeds, mask = minilm.encode([prompt])
+    tokens = minilm.tokenizer([prompt], return_tensors="pt")
+    with torch.no_grad():
+        direct = minilm.model(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]).last_hidden_state
+    n = int(mask.sum())
+    assert n == direct.shape[1]
+    torch.testing.assert_close(embeds[0, :n], direct[0], atol=1e-5, rtol=1e-5)
+
+
+def test_cache_serves_repeats_and_evicts_lru(minilm):
+    minilm.clear_cache()
+    counter = _CallCounter(minilm.model)
+    first, _ = minilm.encode(["", "a cat", ""])
+    assert counter.batches == [2]  # duplicates encoded once
+    again, _ = minilm.encode(["a cat", ""])
+    assert counter.batches == [2]  # all cached
+    torch.testing.assert_close(again[0], first[1])
+    torch.testing.assert_close(again[1], first[0])
+    minilm.encode(["a dog"])  # cache_size=2: evicts the least recently used ("a cat" was used before "")
+    assert counter.batches == [2, 1]
+    minilm.encode(["a cat"])
+    assert counter.batches == [2, 1, 1]
+    minilm.encode([" a   cat "])  # cleaned to the same key
+    assert counter.batches == [2, 1, 1]
+
+
+def test_cache_disabled_and_offload(minilm):
+    encoder = HFTextEncoder(minilm.model, minilm.tokenizer, max_length=8, cache_size=0, offload_after_encode=True)
+    counter = _CallCounter(encoder.model)
+    a, _ = encoder.encode(["a cat"])
+    b, _ = encoder.encode(["a cat"])
+    assert counter.batches == [1, 1]
+    torch.testing.assert_close(a, b)
+    assert a.shape == (1, 8, 384)
+    assert next(encoder.model.parameters()).device.type == "cpu"
+
+
+def test_input_validation(minilm):
+    with pytest.raises(ValueError, match="list of str"):
+        minilm.encode("a cat")
+    with pytest.raises(ValueError, match="at least one"):
+        minilm.encode([])
+    with pytest.raises(ValueError, match="max_length"):
+        HFTextEncoder(minilm.model, minilm.tokenizer, max_length=0)
+
+
+def test_clean_prompt():
+    assert clean_prompt("  a&amp;b \n\t c ") == "a&b c"
+
+
+def test_tiny_umt5_round_trip_dispatches_by_config(tiny_gen, tmp_path):
+    encoder = tiny_gen.text_encoder
+    assert isinstance(encoder, UMT5TextEncoder)
+    encoder.save_pretrained(tmp_path, subfolder="text_encoder", tokenizer_subfolder="tokenizer")
+    loaded = load_text_encoder(tmp_path, max_length=encoder.max_length)
+    assert isinstance(loaded, UMT5TextEncoder) and type(loaded.model).__name__ == "UMT5EncoderModel"
+    a, ma = encoder.encode(["a red chair"])
+    b, mb = loaded.encode(["a red chair"])
+    assert torch.equal(ma, mb)
+    torch.testing.assert_close(a, b, atol=0, rtol=0)
+    assert UMT5TextEncoder(loaded.model, loaded.tokenizer).max_length == 512  # Wan's length, whatever the tokenizer
