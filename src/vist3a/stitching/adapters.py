@@ -1,0 +1,479 @@
+"""Model adapters: what the stitching code needs to know about each reconstruction model.
+
+Stitching cuts a reconstruction model after one of the DINOv2 blocks of its patch embedder, feeds the tokens
+of a stitching layer in their place, and trains the result to copy the original model. Everything
+model-specific about that lives behind :class:`ReconAdapter`:
+
+- ``candidate_layers``: the cut points ``enc_blocks_1 .. enc_blocks_N`` (output of DINO block ``i``),
+- ``feature_hooks`` / ``candidate_features``: those block outputs on real frames, prefix tokens dropped,
+- ``cut`` / ``cut_state_dict``: delete the patch projection and blocks ``< k`` (renumbering the rest from 0),
+- ``run_tail``: the stitched forward from tokens to the model's typed outputs,
+- ``distill_targets`` / ``loss_terms``: which outputs the fine-tuning loss compares, with default weights.
+
+Adapters are looked up by name in :data:`ADAPTERS` (``get_adapter``) or by model class
+(``adapter_for_model``); unknown names raise ``ValueError``.
+
+Token conventions: the DINO trunk holds ``[CLS, reg_1 .. reg_R, patch_1 .. patch_P]`` per frame
+(``R = num_register_tokens``, so the prefix is ``1 + R`` tokens); patch tokens are row-major on the
+``Hp x Wp`` grid; stitched tokens are ``[B·V, Hp·Wp, C]`` with ``C = embed_dim``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from vist3a.stitching.losses import LossTerm
+
+LAYER_PREFIX = "enc_blocks_"
+_LAYER_RE = re.compile(rf"^{LAYER_PREFIX}(\d+)$")
+
+
+def layer_name(index: int) -> str:
+    """``k -> "enc_blocks_k"`` (output of DINO block ``k``, 1-based; 0 = the patch projection alone)."""
+    return f"{LAYER_PREFIX}{index}"
+
+
+def layer_index(name: str) -> int:
+    """``"enc_blocks_k" -> k``; raises ``ValueError`` for anything else."""
+    match = _LAYER_RE.match(str(name))
+    if match is None:
+        raise ValueError(f"layer must be named '{LAYER_PREFIX}<k>' (e.g. '{LAYER_PREFIX}2'), got {name!r}")
+    return int(match.group(1))
+
+
+class FeatureCapture:
+    """Forward hooks on DINO blocks; ``features[name]`` is the last captured ``[N, P, C]`` (prefix dropped)."""
+
+    def __init__(self, blocks: Sequence[nn.Module], names: Mapping[str, int], num_prefix_tokens: int) -> None:
+        self.features: dict[str, torch.Tensor] = {}
+        self._handles = []
+        for name, index in names.items():
+            self._handles.append(blocks[index - 1].register_forward_hook(self._hook(name, num_prefix_tokens)))
+
+    def _hook(self, name: str, prefix: int):
+        def hook(module: nn.Module, args: Any, output: torch.Tensor) -> None:
+            self.features[name] = output[:, prefix:]
+
+        return hook
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+
+class ReconAdapter(ABC):
+    """Model-specific pieces of stitching for one reconstruction model family (see the module docstring).
+
+    Args:
+        pos_embed_hw_swap: interpolate the DINO positional embedding for the stitched tokens on a
+            ``(Wp, Hp)`` grid instead of ``(Hp, Wp)``, as the release's stitched forward does (it passes width and
+            height swapped). Identical for square grids, the only official use; set False for non-square inputs.
+    """
+
+    name: str = ""
+    needs_frames: bool = False
+    """Whether :meth:`run_tail` needs the RGB frames' pixel values (not only their size)."""
+
+    def __init__(self, pos_embed_hw_swap: bool = True) -> None:
+        self.pos_embed_hw_swap = pos_embed_hw_swap
+
+    # ------------------------------------------------------------------ model class
+    @property
+    @abstractmethod
+    def model_class(self) -> type[nn.Module]:
+        """The recon class (a diffusers ``ModelMixin``)."""
+
+    def build_model(self, config: Mapping[str, Any]) -> nn.Module:
+        """A randomly initialised model from its config dict (as saved in ``config.json``)."""
+        return self.model_class.from_config(dict(config))
+
+    def model_config(self, model: nn.Module) -> dict[str, Any]:
+        """The model's constructor config as a JSON-friendly dict (private ``_*`` keys dropped)."""
+        return _jsonable({k: v for k, v in dict(model.config).items() if not k.startswith("_")})
+
+    # ------------------------------------------------------------------ trunk facts
+    def dino(self, model: nn.Module) -> nn.Module:
+        """The DINOv2 patch embedder inside the aggregator."""
+        dino = model.aggregator.patch_embed
+        if not hasattr(dino, "blocks"):
+            raise ValueError(f"{type(model).__name__} has no DINOv2 patch embedder (patch_embed kind 'conv')")
+        return dino
+
+    def depth(self, model: nn.Module) -> int:
+        """DINO blocks of the *uncut* model (from the config, so it also holds for a cut model)."""
+        return int(model.aggregator.config.patch_embed.depth)
+
+    def token_width(self, model: nn.Module) -> int:
+        """Channels of a DINO token (the stitching layer's output channels)."""
+        return int(model.aggregator.config.embed_dim)
+
+    def patch_size(self, model: nn.Module) -> int:
+        return int(model.aggregator.config.patch_size)
+
+    def num_prefix_tokens(self, model: nn.Module) -> int:
+        """CLS + register tokens in front of the patch tokens (``1 + num_register_tokens``)."""
+        return 1 + int(model.aggregator.config.num_register_tokens)
+
+    def candidate_layers(self, model: nn.Module) -> list[str]:
+        """``["enc_blocks_1", ..., "enc_blocks_N"]`` for the ``N`` DINO blocks."""
+        return [layer_name(i) for i in range(1, self.depth(model) + 1)]
+
+    def check_layer(self, model: nn.Module, layer: str | int) -> int:
+        """Layer name or index -> index ``k`` in ``[0, N]`` (0: only the patch projection is replaced)."""
+        k = layer_index(layer) if isinstance(layer, str) else int(layer)
+        if not 0 <= k <= self.depth(model):
+            raise ValueError(f"layer {layer!r} is out of range: this model has DINO blocks 1..{self.depth(model)}")
+        return k
+
+    def token_grid(self, model: nn.Module, image_size: int | tuple[int, int]) -> tuple[int, int]:
+        """Patch grid ``(Hp, Wp)`` of an image of ``image_size`` pixels (an int means square)."""
+        h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+        p = self.patch_size(model)
+        if h % p or w % p:
+            raise ValueError(f"image_size {h}x{w} must be a multiple of the patch size {p}")
+        return h // p, w // p
+
+    # ------------------------------------------------------------------ features
+    def feature_hooks(self, model: nn.Module, layers: Sequence[str] | None = None) -> FeatureCapture:
+        """Hooks capturing the outputs of DINO blocks ``layers`` (default: all candidates) as ``[B·V, P, C]``.
+
+        Call ``.remove()`` when done (or use :meth:`capture`). The model must be uncut.
+        """
+        layers = self.candidate_layers(model) if layers is None else list(layers)
+        names = {name: self.check_layer(model, name) for name in layers}
+        if any(k == 0 for k in names.values()):
+            raise ValueError(f"{layer_name(0)} has no block to hook; use candidate layers {LAYER_PREFIX}1..")
+        return FeatureCapture(self.dino(model).blocks, names, self.num_prefix_tokens(model))
+
+    @contextlib.contextmanager
+    def capture(self, model: nn.Module, layers: Sequence[str] | None = None) -> Iterator[FeatureCapture]:
+        hooks = self.feature_hooks(model, layers)
+        try:
+            yield hooks
+        finally:
+            hooks.remove()
+
+    @torch.no_grad()
+    def candidate_features(
+        self, model: nn.Module, frames: torch.Tensor, layers: Sequence[str] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Block outputs ``{layer: [B, V, P, C]}`` for ``frames [B, V, 3, H, W]`` in ``[0, 1]``.
+
+        Only the patch embedder runs (the aggregator and heads are not needed for the features).
+        """
+        batch, views = frames.shape[:2]
+        with self.capture(model, layers) as hooks:
+            model.aggregator.embed(frames)
+        return {name: f.reshape(batch, views, *f.shape[1:]) for name, f in hooks.features.items()}
+
+    # ------------------------------------------------------------------ cutting
+    def cut(self, model: nn.Module, layer: str | int) -> nn.Module:
+        """Delete the DINO patch projection and blocks ``1..k`` in place (the rest renumbered from 0)."""
+        k = self.check_layer(model, layer)
+        dino = self.dino(model)
+        if hasattr(dino, "patch_embed"):
+            del dino.patch_embed
+        dino.blocks = nn.ModuleList(list(dino.blocks)[k:])
+        return model
+
+    def cut_state_dict(self, state_dict: Mapping[str, torch.Tensor], layer: int) -> dict[str, torch.Tensor]:
+        """An uncut model's state dict -> the cut model's (keys of removed modules dropped, blocks renumbered)."""
+        prefix = "aggregator.patch_embed."
+        block_re = re.compile(rf"^{re.escape(prefix)}blocks\.(\d+)\.(.*)$")
+        out = {}
+        for key, value in state_dict.items():
+            if key.startswith(prefix + "patch_embed."):
+                continue
+            match = block_re.match(key)
+            if match:
+                index = int(match.group(1))
+                if index < layer:
+                    continue
+                key = f"{prefix}blocks.{index - layer}.{match.group(2)}"
+            out[key] = value
+        return out
+
+    def special_tokens(self, model: nn.Module) -> dict[str, nn.Parameter]:
+        """The DINO special tokens the stitched model re-learns: ``{name: parameter}`` (names relative to model)."""
+        dino = self.dino(model)
+        out = {"aggregator.patch_embed.cls_token": dino.cls_token}
+        if dino.register_tokens is not None:
+            out["aggregator.patch_embed.register_tokens"] = dino.register_tokens
+        return out
+
+    # ------------------------------------------------------------------ stitched forward
+    def stitched_trunk_input(self, model: nn.Module, tokens: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:
+        """Stitched tokens ``[B·V, Hp·Wp, C]`` -> DINO trunk input ``[B·V, 1 + R + Hp·Wp, C]``.
+
+        Prepend CLS, add the interpolated positional embedding (on the swapped grid if ``pos_embed_hw_swap``),
+        insert the register tokens after CLS.
+        """
+        dino = self.dino(model)
+        hp, wp = grid_hw
+        if tokens.ndim != 3 or tokens.shape[1] != hp * wp or tokens.shape[2] != self.token_width(model):
+            raise ValueError(
+                f"tokens must have shape [B*V, {hp}*{wp}, {self.token_width(model)}] for the grid {grid_hw}, "
+                f"got {list(tokens.shape)}"
+            )
+        n = tokens.shape[0]
+        x = torch.cat((dino.cls_token.expand(n, -1, -1).to(tokens.dtype), tokens), 1)
+        pos_grid = (wp, hp) if self.pos_embed_hw_swap else (hp, wp)
+        x = x + dino.interpolate_pos_encoding(pos_grid, x.dtype)
+        if dino.register_tokens is not None:
+            regs = dino.register_tokens.expand(n, -1, -1).to(x.dtype)
+            x = torch.cat((x[:, :1], regs, x[:, 1:]), 1)
+        return x
+
+    def run_trunk(self, model: nn.Module, tokens: torch.Tensor, start_block: int) -> torch.Tensor:
+        """DINO blocks ``start_block..`` (indices into the model's current block list) + final norm.
+
+        ``tokens [N, 1 + R + P, C]`` -> normalised patch tokens ``[N, P, C]``. One gradient-checkpoint
+        segment per block when the DINO module has ``gradient_checkpointing`` on.
+        """
+        from vist3a.recon.layers.block import checkpoint_call
+
+        dino = self.dino(model)
+        x = tokens
+        for block in dino.blocks[start_block:]:
+            if getattr(dino, "gradient_checkpointing", False) and torch.is_grad_enabled():
+                x = checkpoint_call(dino, block, x)
+            else:
+                x = block(x)
+        return dino.norm(x)[:, self.num_prefix_tokens(model) :]
+
+    def run_tail(
+        self,
+        model: nn.Module,
+        tokens: torch.Tensor,
+        start_block: int,
+        grid_hw: tuple[int, int],
+        views: int,
+        frames: torch.Tensor | None,
+        **kwargs: Any,
+    ) -> Any:
+        """The stitched forward: tokens ``[B·V, Hp·Wp, C]`` -> the model's typed outputs.
+
+        Args:
+            model: the recon model, cut (``start_block=0``) or whole (``start_block=k`` skips blocks ``1..k``).
+            tokens: stitched tokens, row-major on the ``grid_hw`` patch grid, frame-major ``(b v)``.
+            start_block: index of the first DINO block to run in ``model``'s current block list.
+            grid_hw: patch grid ``(Hp, Wp)``; the image size is ``(Hp·p, Wp·p)``.
+            views: frames per sample ``V``.
+            frames: ``[B, V, 3, Hp·p, Wp·p]`` RGB in ``[0, 1]`` (required when :attr:`needs_frames`).
+            kwargs: passed to the model's decoding step (e.g. ``voxelize`` for AnySplat).
+        """
+        if tokens.shape[0] % views:
+            raise ValueError(f"tokens hold {tokens.shape[0]} frames, which is not a multiple of views={views}")
+        batch = tokens.shape[0] // views
+        p = self.patch_size(model)
+        image_hw = (grid_hw[0] * p, grid_hw[1] * p)
+        if frames is None:
+            if self.needs_frames:
+                raise ValueError(f"{type(model).__name__} needs the RGB frames (its Gaussian head reads them)")
+            frames = tokens.new_zeros(batch, views, 3, *image_hw)
+        elif tuple(frames.shape) != (batch, views, 3, *image_hw):
+            raise ValueError(f"frames must have shape {[batch, views, 3, *image_hw]}, got {list(frames.shape)}")
+        x = self.stitched_trunk_input(model, tokens, grid_hw)
+        patch_tokens = self.run_trunk(model, x, start_block)
+        agg = self.aggregate(model, patch_tokens, batch, views, grid_hw)
+        return self.decode(model, agg, frames, **kwargs)
+
+    @abstractmethod
+    def aggregate(
+        self, model: nn.Module, patch_tokens: torch.Tensor, batch: int, views: int, grid_hw: tuple[int, int]
+    ) -> Any:
+        """The aggregator on DINO output patch tokens ``[B·V, P, C]`` -> its output (the layers the heads read)."""
+
+    @abstractmethod
+    def decode_heads(self, model: nn.Module, agg: Any, frames: torch.Tensor, **kwargs: Any) -> Any:
+        """The heads on an aggregator output; ``frames [B, V, 3, H, W]`` in ``[0, 1]``."""
+
+    def decode(self, model: nn.Module, agg: Any, frames: torch.Tensor, **kwargs: Any) -> Any:
+        """:meth:`decode_heads` in float32 with autocast off, as the official models run their heads (only the
+        trunk runs in bf16 under mixed precision)."""
+        from dataclasses import replace
+
+        with torch.autocast(frames.device.type, enabled=False):
+            agg = replace(agg, tokens=[t.float() for t in agg.tokens])
+            return self.decode_heads(model, agg, frames.float(), **kwargs)
+
+    def forward_original(self, model: nn.Module, frames: torch.Tensor, **kwargs: Any) -> Any:
+        """The uncut model on ``frames [B, V, 3, H, W]`` in ``[0, 1]`` (the distillation teacher): its aggregator
+        (under the caller's autocast) and :meth:`decode`."""
+        return self.decode(model, self.encode(model, frames), frames, **kwargs)
+
+    @abstractmethod
+    def encode(self, model: nn.Module, frames: torch.Tensor) -> Any:
+        """The uncut model's aggregator on ``frames``."""
+
+    # ------------------------------------------------------------------ distillation
+    @abstractmethod
+    def distill_targets(self, outputs: Any) -> dict[str, torch.Tensor]:
+        """Named tensors of the outputs that the fine-tuning loss compares."""
+
+    @abstractmethod
+    def loss_terms(self) -> dict[str, LossTerm]:
+        """Default loss terms and weights over :meth:`distill_targets`."""
+
+    def distill_kwargs(self) -> dict[str, Any]:
+        """Forward options for training (e.g. AnySplat: no voxelisation, so outputs align per pixel)."""
+        return {}
+
+
+class AnySplatAdapter(ReconAdapter):
+    """:class:`vist3a.recon.AnySplat`; targets and weights of the VIST3A release (``TaskLossAnySplat``)."""
+
+    name = "anysplat"
+    needs_frames = True
+
+    @property
+    def model_class(self) -> type[nn.Module]:
+        from vist3a.recon.anysplat import AnySplat
+
+        return AnySplat
+
+    def aggregate(self, model, patch_tokens, batch, views, grid_hw):
+        layers = model.config.intermediate_layer_idx
+        return model.aggregator.forward_patch_tokens(patch_tokens, batch, views, grid_hw, layers)
+
+    def encode(self, model, frames):
+        return model.encode(frames)
+
+    def decode_heads(self, model, agg, frames, **kwargs):
+        return model.decode(agg, frames, **kwargs)
+
+    def distill_targets(self, outputs) -> dict[str, torch.Tensor]:
+        image_hw = tuple(outputs.depth.shape[-2:])
+        targets = {
+            "depth": outputs.depth,
+            "depth_conf": outputs.depth_conf,
+            "gaussian_conf": outputs.gaussian_conf,
+            "anchor_feats": outputs.gaussian_raw,
+            "extrinsics": outputs.cameras.c2w,
+            "intrinsics": outputs.cameras.normalized_K(image_hw),
+            "pose_enc_list": torch.stack(list(outputs.cameras.pose_enc_list)),
+        }
+        for key in ("means", "covariances", "harmonics", "opacities", "scales", "rotations"):
+            targets[f"gaussian_{key}"] = outputs.gaussians_official[key]
+        return targets
+
+    def loss_terms(self) -> dict[str, LossTerm]:
+        # Release weights (models/anysplat_stitched.py, TaskLossAnySplat); extrinsics are camera-to-world 4x4.
+        return {
+            "depth": LossTerm("depth", 1.0),
+            "depth_grad": LossTerm("depth", 0.005, "grad"),
+            "gaussian_means": LossTerm("gaussian_means", 1.0),
+            "gaussian_covariances": LossTerm("gaussian_covariances", 1.0),
+            "gaussian_harmonics": LossTerm("gaussian_harmonics", 1.0),
+            "gaussian_opacities": LossTerm("gaussian_opacities", 1.0),
+            "gaussian_scales": LossTerm("gaussian_scales", 10.0),
+            "gaussian_rotations": LossTerm("gaussian_rotations", 1.0),
+            "gaussian_conf": LossTerm("gaussian_conf", 0.01),
+            "depth_conf": LossTerm("depth_conf", 0.01),
+            "anchor_feats": LossTerm("anchor_feats", 0.1),
+            "extrinsics": LossTerm("extrinsics", 1.0),
+            "intrinsics": LossTerm("intrinsics", 1.0),
+            "pose_enc_list": LossTerm("pose_enc_list", 1.0),
+        }
+
+    def distill_kwargs(self) -> dict[str, Any]:
+        return {"voxelize": False}
+
+
+class VGGTAdapter(ReconAdapter):
+    """:class:`vist3a.recon.VGGT` (camera, depth and point heads); loss weights of the VIST3A paper."""
+
+    name = "vggt"
+    needs_frames = False
+
+    @property
+    def model_class(self) -> type[nn.Module]:
+        from vist3a.recon.vggt import VGGT
+
+        return VGGT
+
+    def aggregate(self, model, patch_tokens, batch, views, grid_hw):
+        return model.aggregator.forward_patch_tokens(patch_tokens, batch, views, grid_hw)
+
+    def encode(self, model, frames):
+        from vist3a.recon.vggt import check_images
+
+        check_images(frames, self.patch_size(model))
+        return model.aggregator(frames)
+
+    def decode_heads(self, model, agg, frames, frames_chunk_size=8):
+        from vist3a.cameras import pose_encoding_to_w2c_K
+        from vist3a.recon.outputs import CameraPrediction, VGGTOutput
+
+        out = VGGTOutput()
+        image_hw = tuple(frames.shape[-2:])
+        if model.camera_head is not None:
+            pose_list = model.camera_head(agg.tokens[-1])
+            w2c, K = pose_encoding_to_w2c_K(pose_list[-1], image_hw, fov_eps=model.config.fov_eps)
+            out.cameras = CameraPrediction(pose_list[-1], pose_list, w2c, K)
+        if model.depth_head is not None:
+            depth, out.depth_conf = model.depth_head(agg.tokens, frames, agg.num_prefix_tokens, frames_chunk_size)
+            out.depth = depth[..., 0]
+        if model.point_head is not None:
+            out.world_points, out.world_points_conf = model.point_head(
+                agg.tokens, frames, agg.num_prefix_tokens, frames_chunk_size
+            )
+        return out
+
+    def distill_targets(self, outputs) -> dict[str, torch.Tensor]:
+        named = {
+            "depth": outputs.depth,
+            "depth_conf": outputs.depth_conf,
+            "world_points": outputs.world_points,
+            "world_points_conf": outputs.world_points_conf,
+            "pose_enc_list": torch.stack(list(outputs.cameras.pose_enc_list)) if outputs.cameras else None,
+        }
+        return {k: v for k, v in named.items() if v is not None}
+
+    def loss_terms(self) -> dict[str, LossTerm]:
+        # VIST3A paper, VGGT: pointmaps and depth 1, poses 5, confidences 5e-3, gradient terms 5e-3.
+        return {
+            "world_points": LossTerm("world_points", 1.0),
+            "world_points_grad": LossTerm("world_points", 5e-3, "grad"),
+            "depth": LossTerm("depth", 1.0),
+            "depth_grad": LossTerm("depth", 5e-3, "grad"),
+            "pose_enc_list": LossTerm("pose_enc_list", 5.0),
+            "depth_conf": LossTerm("depth_conf", 5e-3),
+            "world_points_conf": LossTerm("world_points_conf", 5e-3),
+        }
+
+
+ADAPTERS: dict[str, type[ReconAdapter]] = {"anysplat": AnySplatAdapter, "vggt": VGGTAdapter}
+"""Adapter classes by recon model name."""
+
+
+def get_adapter(name: str, **kwargs: Any) -> ReconAdapter:
+    """An adapter instance by name (``"anysplat"``, ``"vggt"``); ``ValueError`` on unknown names."""
+    if name not in ADAPTERS:
+        raise ValueError(f"unknown recon model {name!r}; known: {sorted(ADAPTERS)}")
+    return ADAPTERS[name](**kwargs)
+
+
+def adapter_for_model(model: nn.Module, **kwargs: Any) -> ReconAdapter:
+    """The adapter whose ``model_class`` is exactly ``type(model)``."""
+    by_class = {get_adapter(name).model_class: name for name in ADAPTERS}
+    name = by_class.get(type(model))
+    if name is None:
+        raise ValueError(f"no stitching adapter for {type(model).__name__}; supported: {sorted(ADAPTERS)}")
+    return get_adapter(name, **kwargs)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    return value
