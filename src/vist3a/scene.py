@@ -62,18 +62,29 @@ class Scene:
         K = self.K.float().cpu().mean(0, keepdim=True).expand(num_frames, 3, 3).clone()
         return path_w2c, K
 
-    def render_flythrough(self, num_frames: int = 48, backend: str = "auto") -> torch.Tensor:
-        """Render the Gaussians along :meth:`flythrough_cameras`: ``[N, H, W, 3]`` in ``[0, 1]``."""
+    def render_flythrough(
+        self, num_frames: int = 48, backend: str = "auto", device: str | torch.device | None = None
+    ) -> torch.Tensor:
+        """Render the Gaussians along :meth:`flythrough_cameras`: ``[N, H, W, 3]`` in ``[0, 1]`` (CPU).
+
+        Renders on ``device`` (default: CUDA when available). gsplat renders all views in one call; the CPU
+        reference renderer goes one view at a time to keep its memory flat.
+        """
+        from vist3a.splats import resolve_backend
+
         if self.gaussians is None:
             raise ValueError("this scene has no Gaussians to render (the decoder gives pointmaps only)")
         w2c, K = self.flythrough_cameras(num_frames)
         height, width = self.image_size
-        g = self.gaussians.detach()
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        g = self.gaussians.detach().to(device)
+        chunk = num_frames if resolve_backend(backend, g.device) == "gsplat" else 1
         views = []
-        for i in range(num_frames):  # one view at a time keeps the CPU reference renderer's memory flat
-            out = render(g, w2c[i : i + 1].to(g.device), K[i : i + 1].to(g.device), width, height, backend=backend)
-            views.append(out.colors[0].clamp(0, 1).cpu())
-        return torch.stack(views)
+        for i in range(0, num_frames, chunk):
+            out = render(g, w2c[i : i + chunk].to(g.device), K[i : i + chunk].to(g.device), width, height,
+                         backend=backend)
+            views.append(out.colors.clamp(0, 1).cpu())
+        return torch.cat(views)
 
 
 def _versions() -> dict[str, str]:

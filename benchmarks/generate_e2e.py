@@ -1,0 +1,233 @@
+"""End-to-end ``vist3a generate`` at real size with random weights, and the release's reference path.
+
+Builds Wan 2.1 T2V 1.3B (``WanTransformer3DModel``), the Wan VAE (``AutoencoderKLWan`` defaults), a
+UMT5-XXL-sized text encoder (random weights, a small word-level tokenizer: token ids, not words, matter for
+speed) and the stitched AnySplat at the release's size and cut (``enc_blocks_2``, LoRA merged), then times:
+
+- **vist3a**: :class:`vist3a.pipeline.Text2ScenePipeline` (bf16, CFG batched into one forward, text embeddings
+  cached) + :func:`vist3a.scene.save_scene` pieces (fly-through rendering through gsplat, PLY export);
+- **reference**: what the official release does — diffusers' ``WanPipeline`` in fp16 with its default call
+  (separate conditional / unconditional transformer passes), VAE decode, the stitched decoder, per-view
+  rendering and PLY export.
+
+Release settings: 13 frames, 512², 50 UniPC steps, flow shift 5, CFG 7.5. Per-stage wall-clock times
+(synchronised), median over ``--repeats`` after ``--warmup`` runs, and peak GPU memory; a table is printed
+and JSON written to ``--out``. ``--tiny`` runs the same code on tiny models (CPU smoke test).
+
+    python benchmarks/generate_e2e.py --out e2e.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+RELEASE_LAYER, RELEASE_SPEC = "enc_blocks_2", "conv3d_k5x3x3_o1024_s1x2x2_p2x1x1"
+TINY_LAYER, TINY_SPEC = "enc_blocks_1", "conv3d_k3x3x3_o32_s1x1x1_p1x1x1"
+UMT5_XXL = {"d_model": 4096, "d_kv": 64, "d_ff": 10240, "num_layers": 24, "num_heads": 64, "vocab_size": 256384}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def word_tokenizer(vocab_size: int):
+    """A whitespace word-level fast tokenizer (ids hashed into the vocabulary); no files needed."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = {f"w{i}": i for i in range(2, min(vocab_size, 50000))}
+    words.update({"<pad>": 0, "<unk>": 1})
+    tok = Tokenizer(models.WordLevel(vocab=words, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>")
+
+
+def build(tiny: bool, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    from vist3a.recon import AnySplat, random_tiny_model
+    from vist3a.stitching.decoder import StitchedDecoder
+    from vist3a.video.configs import wan_transformer_config
+    from vist3a.video.tiny import tiny_text_encoder_config, tiny_transformer_config, tiny_vae_config
+
+    torch.manual_seed(0)
+    with torch.device(device):
+        if tiny:
+            transformer = WanTransformer3DModel(**tiny_transformer_config(32))
+            vae = AutoencoderKLWan(**tiny_vae_config())
+            text_cfg = UMT5Config(**tiny_text_encoder_config(32))
+            recon, layer, spec = random_tiny_model("anysplat"), TINY_LAYER, TINY_SPEC
+        else:
+            transformer = WanTransformer3DModel(**wan_transformer_config("1.3b"))
+            vae = AutoencoderKLWan()
+            text_cfg = UMT5Config(**UMT5_XXL, feed_forward_proj="gated-gelu", dropout_rate=0.0)
+            recon, layer, spec = AnySplat(), RELEASE_LAYER, RELEASE_SPEC
+        text_model = UMT5EncoderModel(text_cfg)
+    recon = recon.to(device)
+    decoder = StitchedDecoder.from_recon(recon, layer, spec).eval().requires_grad_(False)
+    del recon
+    return {
+        "transformer": transformer.eval().requires_grad_(False),
+        "vae": vae.eval().requires_grad_(False),
+        "text_model": text_model.eval().requires_grad_(False),
+        "tokenizer": word_tokenizer(text_cfg.vocab_size),
+        "decoder": decoder,
+        "text_len": 16 if tiny else 512,
+    }
+
+
+def cast(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """``nn.Module.to(dtype)`` (bypasses diffusers' fp32-keep warning; these models keep nothing in fp32)."""
+    return torch.nn.Module.to(module, dtype=dtype)
+
+
+def run_vist3a(parts: dict[str, Any], settings: dict[str, Any], device: torch.device, backend: str) -> dict:
+    from vist3a.pipeline import Text2ScenePipeline
+    from vist3a.splats import save_ply
+    from vist3a.video.generator import WanGenerator
+    from vist3a.video.sampler import make_scheduler
+    from vist3a.video.text import HFTextEncoder
+
+    text = HFTextEncoder(parts["text_model"], parts["tokenizer"], max_length=parts["text_len"], device=device)
+    generator = WanGenerator(parts["vae"], parts["transformer"], text, make_scheduler("unipc", 5.0), device=device)
+    pipe = Text2ScenePipeline(generator, parts["decoder"], {"name": "benchmark", "defaults": settings})
+    scene = pipe("w1 w2 w3 w4 w5 w6", progress=False)[0]
+    times = dict(scene.timings)
+    _sync(device)
+    start = time.perf_counter()
+    scene.render_flythrough(settings["flythrough_frames"], backend, device=device)
+    _sync(device)
+    times["render"] = time.perf_counter() - start
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        save_ply(scene.gaussians, Path(tmp) / "scene.ply")
+    times["ply"] = time.perf_counter() - start
+    times["total"] = sum(times.values())
+    times["num_gaussians"] = len(scene.gaussians)
+    return times
+
+
+def run_reference(parts: dict[str, Any], settings: dict[str, Any], device: torch.device, backend: str) -> dict:
+    """The release's path: WanPipeline fp16 default call, then decode, stitched decoder, per-view renders, PLY."""
+    from diffusers import WanPipeline
+
+    from vist3a.cameras import K_from_edge_convention, interpolate_poses, invert_rigid, to_homogeneous
+    from vist3a.splats import render, save_ply
+    from vist3a.video.sampler import make_scheduler
+
+    pipe = WanPipeline(
+        tokenizer=parts["tokenizer"], text_encoder=parts["text_model"], transformer=parts["transformer"],
+        vae=parts["vae"], scheduler=make_scheduler("unipc", 5.0),
+    )
+    times: dict[str, float] = {}
+    _sync(device)
+    t0 = time.perf_counter()
+    latents = pipe(
+        prompt="w1 w2 w3 w4 w5 w6", negative_prompt="w7 w8", height=settings["height"], width=settings["width"],
+        num_frames=settings["num_frames"], num_inference_steps=settings["num_steps"],
+        guidance_scale=settings["guidance_scale"], output_type="latent", max_sequence_length=parts["text_len"],
+    ).frames
+    _sync(device)
+    times["denoise"] = time.perf_counter() - t0
+    vae = parts["vae"]
+    mean = torch.tensor(vae.config.latents_mean, device=device).view(1, -1, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std, device=device).view(1, -1, 1, 1, 1)
+    raw = latents.float() * std + mean
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        video = vae.decode(raw.to(next(vae.parameters()).dtype), return_dict=False)[0]
+        frames = ((video.float() + 1) / 2).clamp(0, 1).permute(0, 2, 1, 3, 4)
+    _sync(device)
+    times["vae_decode"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    decoder = parts["decoder"]
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        out = decoder(raw.float(), frames.float())
+    _sync(device)
+    times["stitched_decode"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    g = out.gaussians[0]
+    c2w = to_homogeneous(invert_rigid(out.cameras.w2c[0].float()))
+    path = to_homogeneous(invert_rigid(interpolate_poses(c2w, settings["flythrough_frames"])))
+    K = K_from_edge_convention(out.cameras.K[0].float().mean(0))
+    h, w = out.depth.shape[-2:]
+    for i in range(path.shape[0]):  # one view at a time, as the release's fly-through
+        render(g, path[i : i + 1], K, w, h, backend=backend).colors.cpu()
+    _sync(device)
+    times["render"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        save_ply(g, Path(tmp) / "scene.ply")
+    times["ply"] = time.perf_counter() - t0
+    times["total"] = sum(times.values())
+    times["num_gaussians"] = len(g)
+    return times
+
+
+def median_runs(fn, warmup: int, repeats: int, device: torch.device) -> dict[str, float]:
+    for _ in range(warmup):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    runs = [fn() for _ in range(repeats)]
+    out = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    if device.type == "cuda":
+        out["peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--tiny", action="store_true", help="tiny models (CPU smoke test)")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--skip-reference", action="store_true")
+    args = parser.parse_args(argv)
+
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.tiny else "cpu")
+    size = 64 if args.tiny else 512
+    settings = {"num_frames": 5 if args.tiny else 13, "height": size, "width": size, "num_steps": args.steps,
+                "guidance_scale": 7.5, "flow_shift": 5.0, "scheduler": "unipc", "template": "orbit",
+                "negative_prompt": "w7 w8", "flythrough_frames": 4 if args.tiny else 48}
+    backend = "gsplat" if device.type == "cuda" else "torch"
+    parts = build(args.tiny, device, torch.bfloat16)
+    results: dict[str, Any] = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+                               "torch": torch.__version__, "python": platform.python_version(),
+                               "settings": settings}
+    half = torch.bfloat16 if device.type == "cuda" else torch.float32
+    for key in ("transformer", "text_model"):
+        cast(parts[key], half)
+    results["vist3a"] = median_runs(lambda: run_vist3a(parts, settings, device, backend), args.warmup,
+                                    args.repeats, device)
+    if not args.skip_reference:
+        ref = torch.float16 if device.type == "cuda" else torch.float32
+        for key in ("transformer", "text_model"):
+            cast(parts[key], ref)
+        results["reference"] = median_runs(lambda: run_reference(parts, settings, device, backend),
+                                           args.warmup, args.repeats, device)
+    stages = ["denoise", "vae_decode", "stitched_decode", "export", "render", "ply", "total", "peak_gib"]
+    print(f"{'stage':>16} " + " ".join(f"{k:>10}" for k in results if k in ("vist3a", "reference")))
+    for stage in stages:
+        row = [results[k].get(stage) for k in ("vist3a", "reference") if k in results]
+        if any(v is not None for v in row):
+            print(f"{stage:>16} " + " ".join(f"{v:10.3f}" if v is not None else f"{'-':>10}" for v in row))
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main()
