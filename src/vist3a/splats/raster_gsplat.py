@@ -56,9 +56,9 @@ def render_gsplat(
     Ks = Ks.to(torch.float32).clone()
     Ks[:, :2, 2] += 0.5  # integer pixel centres (vist3a) -> half-integer ones (gsplat)
     if not _first_call_done:
-        logger.info(
-            "first gsplat call: unless gsplat ships prebuilt kernels for this torch/CUDA, it JIT-compiles its "
-            "CUDA extension now (about 90 s, once per machine)"
+        logger.warning(  # visible by default: the first call can block for a minute and a half
+            "first gsplat call: unless gsplat's CUDA kernels are already built for this torch/CUDA, gsplat "
+            "compiles them now (about 90 s, once per machine; later runs reuse the build cache)"
         )
         start = time.perf_counter()
     colors, alphas, _ = gsplat.rasterization(
