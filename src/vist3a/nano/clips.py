@@ -1,0 +1,187 @@
+"""Training data of the nano recipes: synthetic clips rendered once into an in-memory cache on the device.
+
+A 10-minute GPU run cannot afford to wait for the ray-caster at every step, so every stage renders
+``num_clips`` clips of :class:`vist3a.data.SyntheticClips` up front (on the GPU when training there, with CPU
+worker processes otherwise) and then samples random batches from memory. Frames are stored as uint8
+(what a video file holds anyway), depth as float16 (``+inf`` = background survives the cast).
+
+Any map-style dataset of :class:`vist3a.data.MultiViewClip` can replace the world (tests use a tiny analytic
+scene); :func:`world_dataset` builds the default one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm.auto import tqdm
+
+from vist3a.data.clip import ClipBatch, MultiViewClip, collate_clips
+
+logger = logging.getLogger(__name__)
+
+
+def world_dataset(
+    num_clips: int, num_frames: int, size: int, seed: int, split: str = "train", device: str | torch.device = "cpu"
+) -> Dataset:
+    """The nano world as a dataset: :class:`vist3a.data.SyntheticClips` (``split`` "train" or "heldout").
+
+    Held-out clips use a different seed stream *and* held-out compositions, so evaluation never sees a
+    training scene.
+    """
+    from vist3a.data import SyntheticClips
+
+    return SyntheticClips(num_clips, num_frames=num_frames, size=size, seed=seed, split=split, device=device)
+
+
+@dataclass
+class ClipCache:
+    """``N`` clips held in memory (on one device).
+
+    Attributes:
+        frames: ``[N, T, 3, H, W]`` uint8 (RGB ``* 255``).
+        depth: ``[N, T, H, W]`` float16 z-depth (``+inf`` / 0 = no geometry) or None.
+        w2c: ``[N, T, 4, 4]`` float32 OpenCV world-to-camera, or None.
+        K: ``[N, T, 3, 3]`` float32 pixel intrinsics (pixel centres at integer coordinates), or None.
+        captions: N captions (``""`` where a clip has none).
+        compositions: N canonical descriptions from the clips' meta (``""`` if absent), for evaluation prompts.
+    """
+
+    frames: torch.Tensor
+    depth: torch.Tensor | None
+    w2c: torch.Tensor | None
+    K: torch.Tensor | None
+    captions: list[str]
+    compositions: list[str]
+
+    def __len__(self) -> int:
+        return self.frames.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.frames.device
+
+    @classmethod
+    def build(
+        cls,
+        dataset: Dataset,
+        num_clips: int | None = None,
+        device: str | torch.device = "cpu",
+        chunk_size: int = 16,
+        num_workers: int = 0,
+        desc: str = "rendering clips",
+        progress: bool = True,
+    ) -> ClipCache:
+        """Render the first ``num_clips`` items of ``dataset`` (all if None) into a cache on ``device``.
+
+        ``num_workers > 0`` renders in background processes (CPU datasets only; a dataset that renders on CUDA
+        must use 0).
+        """
+        total = len(dataset) if num_clips is None else int(num_clips)
+        if total < 1 or total > len(dataset):
+            raise ValueError(f"`num_clips` must be in [1, {len(dataset)}] (the dataset length), got {num_clips}")
+        loader = DataLoader(
+            Subset(dataset, range(total)),
+            batch_size=chunk_size,
+            num_workers=num_workers,
+            collate_fn=collate_clips,
+            persistent_workers=False,
+        )
+        parts: list[ClipBatch] = []
+        with tqdm(total=total, desc=desc, unit="clip", disable=not progress, leave=False) as bar:
+            for batch in loader:
+                parts.append(_compact(batch, device))
+                bar.update(batch.frames.shape[0])
+        return cls._concat(parts)
+
+    @classmethod
+    def from_clips(cls, clips: Sequence[MultiViewClip], device: str | torch.device = "cpu") -> ClipCache:
+        """A cache of already-made clips (tests, small evaluation sets)."""
+        return cls._concat([_compact(collate_clips(list(clips)), device)])
+
+    @classmethod
+    def _concat(cls, parts: list[ClipBatch]) -> ClipCache:
+        cat = lambda name: None if getattr(parts[0], name) is None else torch.cat([getattr(p, name) for p in parts])
+        captions = [c or "" for p in parts for c in p.captions]
+        compositions = [str(m.get("composition", "")) for p in parts for m in p.meta]
+        return cls(cat("frames"), cat("depth"), cat("w2c"), cat("K"), captions, compositions)
+
+    def batch(self, indices: Sequence[int] | torch.Tensor) -> ClipBatch:
+        """Clips ``indices`` as a float :class:`ClipBatch` (frames in [0, 1], depth float32) on the cache device."""
+        index = torch.as_tensor(indices, dtype=torch.long, device=self.device)
+        pick = lambda t: None if t is None else t[index]
+        rows = index.tolist()
+        return ClipBatch(
+            frames=self.frames[index].float() / 255.0,
+            w2c=pick(self.w2c),
+            K=pick(self.K),
+            depth=None if self.depth is None else self.depth[index].float(),
+            captions=[self.captions[i] for i in rows],
+            meta=[{"composition": self.compositions[i], "cache_index": i} for i in rows],
+        )
+
+    def __getitem__(self, index: int) -> MultiViewClip:
+        """Clip ``index`` as a :class:`MultiViewClip` (float frames), so the cache is a clip ``Sequence`` for
+        code that takes datasets (e.g. the stitching search and fine-tuning)."""
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"clip index {index} out of range for a cache of {len(self)} clips")
+        batch = self.batch([index % len(self)])
+        first = lambda t: None if t is None else t[0]
+        return MultiViewClip(frames=batch.frames[0], w2c=first(batch.w2c), K=first(batch.K), depth=first(batch.depth),
+                             caption=batch.captions[0], meta=batch.meta[0])
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> ClipBatch:
+        """``batch_size`` distinct random clips (with replacement when the cache is smaller)."""
+        n = len(self)
+        if batch_size <= n:
+            index = torch.randperm(n, generator=generator)[:batch_size]
+        else:
+            index = torch.randint(n, (batch_size,), generator=generator)
+        return self.batch(index)
+
+
+def _compact(batch: ClipBatch, device: str | torch.device) -> ClipBatch:
+    """Storage form of a batch: uint8 frames, float16 depth, float32 cameras, on ``device``."""
+    frames = (batch.frames.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
+    depth = None if batch.depth is None else batch.depth.to(torch.float16)
+    move = lambda t, dtype=None: None if t is None else t.to(device=device, dtype=dtype)
+    return ClipBatch(
+        frames=move(frames),
+        w2c=move(batch.w2c, torch.float32),
+        K=move(batch.K, torch.float32),
+        depth=move(depth),
+        captions=list(batch.captions),
+        meta=list(batch.meta),
+    )
+
+
+def make_caches(
+    num_train: int,
+    num_eval: int,
+    num_frames: int,
+    size: int,
+    seed: int,
+    device: torch.device,
+    num_workers: int = 0,
+    render_device: str | torch.device = "cpu",
+    train_dataset: Dataset | None = None,
+    eval_dataset: Dataset | None = None,
+    progress: bool = True,
+) -> tuple[ClipCache, ClipCache]:
+    """Train and held-out caches on ``device``. Datasets default to the world, rendered on ``render_device``
+    (on CPU with ``num_workers`` processes, on CUDA in this process); pass others to override (tests)."""
+    render_device = torch.device(render_device)
+    workers = 0 if render_device.type == "cuda" else num_workers
+    if train_dataset is None:
+        train_dataset = world_dataset(num_train, num_frames, size, seed, "train", render_device)
+    if eval_dataset is None:
+        eval_dataset = world_dataset(num_eval, num_frames, size, seed + 1_000_003, "heldout", render_device)
+    train = ClipCache.build(train_dataset, num_train, device, num_workers=workers, desc="train clips",
+                            progress=progress)
+    held = ClipCache.build(eval_dataset, num_eval, device, num_workers=workers, desc="held-out clips",
+                           progress=progress)
+    logger.info("cached %d training and %d held-out clips on %s", len(train), len(held), device)
+    return train, held

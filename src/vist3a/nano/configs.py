@@ -1,0 +1,227 @@
+"""The nano models' sizes as plain data: the real vist3a/diffusers classes at tiny configs.
+
+Everything here is a JSON-friendly value or a function returning a *fresh* dict of constructor kwargs, so a
+training run can record exactly what it built. Sizes are derived from a few knobs rather than restated:
+
+- video: :data:`NANO_VIDEO` (13 frames of 64x64) through the Wan VAE's 4x temporal / 8x spatial compression
+  gives latents ``[16, 4, 8, 8]``;
+- 3D model: AnySplat at ``recon_size`` 112 px with patch 14 -> an 8x8 token grid, so the stitching layer
+  maps the 8x8 latent onto the 8x8 token grid with stride 1 (:func:`nano_stitch_spec`);
+- text: all-MiniLM-L6-v2 token states (D = 384), ``text_max_length`` tokens;
+- generator: a tiny ``WanTransformer3DModel`` whose ``text_dim`` is the text encoder's width.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+#: Width of the all-MiniLM-L6-v2 token states (its ``hidden_size``).
+MINILM_HIDDEN_SIZE = 384
+
+
+@dataclass(frozen=True)
+class NanoVideo:
+    """Clip geometry of the nano stage.
+
+    Attributes:
+        num_frames: frames per clip (``4k + 1`` for the causal Wan VAE).
+        height, width: video resolution in pixels (multiples of VAE factor 8 x transformer patch 2).
+        recon_size: square input size of the nano AnySplat (a multiple of its patch size).
+        text_max_length: tokens of the MiniLM text encoder; captions with several relations and a camera
+            phrase exceed 32 tokens, so 64.
+    """
+
+    num_frames: int = 13
+    height: int = 64
+    width: int = 64
+    recon_size: int = 112
+    text_max_length: int = 64
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+NANO_VIDEO = NanoVideo()
+
+
+@dataclass(frozen=True)
+class NanoSampling:
+    """Default generation settings for the nano generator (recorded in the weights manifest).
+
+    ``guidance_scale`` and ``num_steps`` are starting points to be confirmed once the trained weights exist.
+    """
+
+    num_steps: int = 20
+    guidance_scale: float = 5.0
+    flow_shift: float = 3.0
+    scheduler: str = "unipc"
+    negative_prompt: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+NANO_SAMPLING = NanoSampling()
+
+
+def nano_vae_config(base_dim: int = 32) -> dict[str, Any]:
+    """``AutoencoderKLWan`` kwargs: 3 spatial 2x stages (8x), the last two also temporal (4x), 16 latent channels.
+
+    ``latents_mean`` / ``latents_std`` are placeholders (0 / 1) until the VAE stage measures them on its
+    trained latents (:func:`vist3a.nano.train_vae.train_vae` writes them into the saved config).
+    """
+    z_dim = 16
+    return {
+        "base_dim": base_dim,
+        "z_dim": z_dim,
+        "dim_mult": [1, 2, 2, 2],
+        "num_res_blocks": 1,
+        "attn_scales": [],
+        "temperal_downsample": [False, True, True],
+        "latents_mean": [0.0] * z_dim,
+        "latents_std": [1.0] * z_dim,
+    }
+
+
+def evenly_spread_layers(depth: int, count: int = 4) -> tuple[int, ...]:
+    """``count`` aggregator layers spread evenly over ``depth`` layers, ending at the last one.
+
+    ``(1, 3, 5, 7)`` for depth 8; the released AnySplat's ``(4, 11, 17, 23)`` plays the same role for 24.
+    """
+    if depth < count:
+        raise ValueError(f"`depth` must be >= `count` ({count}) to pick distinct layers, got {depth}")
+    return tuple(round((i + 1) * depth / count) - 1 for i in range(count))
+
+
+def nano_anysplat_config(
+    embed_dim: int = 96,
+    depth: int = 8,
+    num_heads: int = 4,
+    dino_depth: int = 4,
+    dpt_features: int = 64,
+    sh_degree: int = 1,
+    img_size: int = NANO_VIDEO.recon_size,
+    patch_size: int = 14,
+    voxel_size: float = 0.01,
+) -> dict[str, Any]:
+    """``vist3a.recon.AnySplat`` kwargs of the nano 3D model.
+
+    The DINO patch embedder has ``dino_depth`` blocks, so the stitching candidates are
+    ``enc_blocks_1..dino_depth``. The DPT heads read the :func:`evenly_spread_layers` of the trunk (their
+    ``intermediate_layer_idx`` must equal the model's, see ``vist3a.recon.heads.dpt_head.select_layers``);
+    their per-layer widths scale with ``embed_dim``. ``voxel_size`` is in units of the normalised scene
+    (mean point distance 1, see :mod:`vist3a.nano.train_recon`).
+    """
+    if img_size % patch_size:
+        raise ValueError(f"`img_size` ({img_size}) must be a multiple of `patch_size` ({patch_size})")
+    layers = evenly_spread_layers(depth)
+    dpt = {
+        "features": dpt_features,
+        "out_channels": [embed_dim // 2, embed_dim, 2 * embed_dim, 2 * embed_dim],
+        "intermediate_layer_idx": list(layers),
+    }
+    return {
+        "aggregator_config": {
+            "img_size": img_size,
+            "patch_size": patch_size,
+            "embed_dim": embed_dim,
+            "depth": depth,
+            "num_heads": num_heads,
+            "patch_embed": {"kind": "dinov2", "depth": dino_depth, "num_heads": num_heads},
+        },
+        "camera_config": {"trunk_depth": 2, "num_heads": num_heads},
+        "depth_config": dict(dpt),
+        "gaussian_config": dict(dpt),
+        "intermediate_layer_idx": list(layers),
+        "sh_degree": sh_degree,
+        "voxel_size": voxel_size,
+    }
+
+
+def anysplat_embed_dim(anysplat_config: dict[str, Any]) -> int:
+    """Token width of an AnySplat config dict (the stitching layer's output channels)."""
+    return int(anysplat_config["aggregator_config"]["embed_dim"])
+
+
+def anysplat_token_grid(anysplat_config: dict[str, Any]) -> int:
+    """Side of the patch-token grid at the model's native input size (``img_size // patch_size``)."""
+    agg = anysplat_config["aggregator_config"]
+    return int(agg["img_size"]) // int(agg["patch_size"])
+
+
+def stitch_candidates(anysplat_config: dict[str, Any]) -> list[str]:
+    """Stitching candidates of a config: ``enc_blocks_1..N`` for its N DINO blocks (DESIGN.md §2)."""
+    depth = int(anysplat_config["aggregator_config"]["patch_embed"]["depth"])
+    return [f"enc_blocks_{i}" for i in range(1, depth + 1)]
+
+
+def nano_stitch_spec(
+    anysplat_config: dict[str, Any] | None = None,
+    vae_config: dict[str, Any] | None = None,
+    video: NanoVideo = NANO_VIDEO,
+) -> str:
+    """The stitching-layer spec: Conv3D k5x3x3 onto the token width, stride chosen so latent grid -> token grid.
+
+    The release's ``conv3d_k5x3x3_o1024_s1x2x2_p2x1x1`` halves a 64x64 latent onto a 32x32 grid; at nano size
+    the latent (64 px / 8 = 8) already matches the token grid (112 / 14 = 8), so the stride is 1 and the
+    spec is ``conv3d_k5x3x3_o96_s1x1x1_p2x1x1`` for the default embed width.
+    """
+    anysplat_config = anysplat_config or nano_anysplat_config()
+    vae_config = vae_config or nano_vae_config()
+    spatial = 2 ** len(vae_config["temperal_downsample"])
+    latent_hw = video.height // spatial
+    grid = anysplat_token_grid(anysplat_config)
+    if latent_hw % grid:
+        raise ValueError(
+            f"the latent grid ({latent_hw}x{latent_hw} for {video.height} px and VAE factor {spatial}) must be a "
+            f"multiple of the token grid ({grid}x{grid}) to stitch with an integer stride"
+        )
+    stride = latent_hw // grid
+    return f"conv3d_k5x3x3_o{anysplat_embed_dim(anysplat_config)}_s1x{stride}x{stride}_p2x1x1"
+
+
+def nano_transformer_config(
+    num_layers: int = 6,
+    num_heads: int = 4,
+    head_dim: int = 48,
+    text_dim: int = MINILM_HIDDEN_SIZE,
+    ffn_mult: int = 4,
+    video: NanoVideo = NANO_VIDEO,
+) -> dict[str, Any]:
+    """``WanTransformer3DModel`` kwargs: patch (1, 2, 2), ``text_dim`` = the text encoder width.
+
+    ``rope_max_seq_len`` only has to cover the longest latent axis (4 frames, 8 rows); 64 leaves room for
+    other resolutions.
+    """
+    hidden = num_heads * head_dim
+    return {
+        "patch_size": [1, 2, 2],
+        "num_attention_heads": num_heads,
+        "attention_head_dim": head_dim,
+        "in_channels": 16,
+        "out_channels": 16,
+        "text_dim": text_dim,
+        "freq_dim": 64,
+        "ffn_dim": ffn_mult * hidden,
+        "num_layers": num_layers,
+        "cross_attn_norm": True,
+        "qk_norm": "rms_norm_across_heads",
+        "eps": 1e-6,
+        "rope_max_seq_len": max(64, video.num_frames, video.height),
+    }
+
+
+def nano_configs() -> dict[str, Any]:
+    """Every nano config in one JSON-friendly dict (what ``docs/nano.md`` tabulates)."""
+    anysplat = nano_anysplat_config()
+    vae = nano_vae_config()
+    return {
+        "video": NANO_VIDEO.to_dict(),
+        "sampling": NANO_SAMPLING.to_dict(),
+        "vae": vae,
+        "anysplat": anysplat,
+        "stitch_spec": nano_stitch_spec(anysplat, vae),
+        "stitch_candidates": stitch_candidates(anysplat),
+        "transformer": nano_transformer_config(),
+    }

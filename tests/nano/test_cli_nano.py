@@ -1,0 +1,89 @@
+"""``vist3a nano``: option parsing, user errors as one line + exit 2, install/status, stage chaining."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from vist3a.cli.main import main
+from vist3a.cli.nano import parse_set
+from vist3a.errors import UserInputError
+from vist3a.nano import recipes
+
+
+def _run(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    return info.value.code, capsys.readouterr()
+
+
+def test_parse_set_nests_and_parses_json():
+    assert parse_set(["lr=1e-4", "model.base_dim=24", "view_choices=[9, 13]", "vae=runs/vae"]) == {
+        "lr": 1e-4, "model": {"base_dim": 24}, "view_choices": [9, 13], "vae": "runs/vae"}
+    with pytest.raises(UserInputError, match="KEY=VALUE"):
+        parse_set(["lr"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["nano", "train", "unet"], "stage must be one of"),
+        (["nano", "train", "vae", "--set", "stepz=3"], "not fields of the vae stage"),
+        (["nano", "train", "vae", "--set", "model.width=3"], "unknown keys"),
+        (["nano", "train", "all", "--set", "stepz=3"], "not fields of any nano stage"),
+        (["nano", "train", "vae", "--set", "save_dtype=int8"], "save_dtype"),
+        (["nano", "export-text-encoder", "x", "--dtype", "int8"], "--dtype"),
+    ],
+)
+def test_user_errors_are_one_line(argv, message, capsys):
+    code, captured = _run(argv, capsys)
+    assert code == 2
+    assert captured.err.startswith("error: ") and message in captured.err
+    assert "Traceback" not in captured.err
+
+
+def test_install_and_status(tmp_path, capsys, tiny_transformer_config):
+    from diffusers import WanTransformer3DModel
+
+    from vist3a.nano.training import save_component
+
+    save_component(WanTransformer3DModel(**tiny_transformer_config), tmp_path / "runs" / "generator", torch.float16)
+    code, captured = _run(["nano", "install", str(tmp_path / "runs"), "--weights-dir", str(tmp_path / "w")], capsys)
+    assert code == 0 and "generator:" in captured.out
+    code, captured = _run(["nano", "status", "--weights-dir", str(tmp_path / "w")], capsys)
+    out = captured.out
+    assert "generator:" in out and "checksums ok" in out and "vae: not installed" in out
+    code, captured = _run(["nano", "install", str(tmp_path / "nothing")], capsys)
+    assert code == 2 and "not a folder" in captured.err
+
+
+def test_later_stages_find_earlier_runs(tmp_path):
+    (tmp_path / "vae" / "model").mkdir(parents=True)
+    (tmp_path / "vae" / "model" / "config.json").write_text(json.dumps({"_class_name": "AutoencoderKLWan"}))
+    assert recipes.resolve_inputs("generator", {}, tmp_path) == {"vae": str(tmp_path / "vae")}
+    assert recipes.resolve_inputs("stitch", {"vae": "mine"}, tmp_path) == {"vae": "mine"}  # no recon run yet
+    assert recipes.resolve_inputs("vae", {}, tmp_path) == {}
+
+
+def test_train_all_splits_the_budget(monkeypatch, tmp_path):
+    seen = {}
+    monkeypatch.setattr(recipes, "run_stage", lambda name, out, device, overrides: seen.setdefault(name, overrides))
+    recipes.train_all(tmp_path, "cpu", {"recon": {"time_budget_s": 5.0}}, time_budget_s=100.0)
+    assert list(seen) == list(recipes.STAGE_ORDER)
+    assert seen["vae"]["time_budget_s"] == pytest.approx(100.0 * recipes.BUDGET_SHARES["vae"])
+    assert seen["recon"]["time_budget_s"] == 5.0
+
+
+@pytest.mark.slow
+def test_cli_trains_a_tiny_vae_on_the_world(tmp_path, capsys):
+    argv = ["nano", "train", "vae", "--out", str(tmp_path), "--device", "cpu", "--steps", "1", "--batch-size", "1",
+            "--quiet", "--set", "size=16", "--set", "num_frames=5", "--set", "num_train_clips=2",
+            "--set", "num_eval_clips=1", "--set", "model.base_dim=8", "--set", "stats_clips=2",
+            "--set", "data_workers=0", "--set", "eval_reserve_s=0"]
+    code, captured = _run(argv, capsys)
+    assert code == 0 and captured.out.strip() == str(tmp_path / "vae")
+    record = json.loads((tmp_path / "vae" / "train_config.json").read_text())
+    assert record["config"]["model"]["base_dim"] == 8 and record["config"]["model"]["z_dim"] == 16
+    assert (tmp_path / "vae" / "model" / "config.json").is_file()
