@@ -146,11 +146,12 @@ def test_save_load_round_trip_and_lora_merge(model, tmp_path):
     assert_same_outputs(merged(latents, frames, voxelize=False), reference, atol=1e-4)
 
 
-def test_resize_frames_keeps_matching_sizes_and_corners():
+def test_resize_frames_is_pixel_area_aligned():
     frames = random_frames(1, 2, 8, 8)
     assert resize_frames(frames, (8, 8)) is frames
-    small = resize_frames(frames, (5, 5))
-    assert small.shape == (1, 2, 3, 5, 5)
-    # align_corners=True: the corner pixels are kept exactly
-    torch.testing.assert_close(small[..., 0, 0], frames[..., 0, 0])
-    torch.testing.assert_close(small[..., -1, -1], frames[..., -1, -1])
+    assert resize_frames(frames, (5, 5)).shape == (1, 2, 3, 5, 5)
+    # align_corners=False (the release's inference resize): halving samples between pixel pairs, i.e. it
+    # equals 2x2 average pooling
+    half = resize_frames(frames, (4, 4))
+    pooled = torch.nn.functional.avg_pool2d(frames.flatten(0, 1), 2).reshape(1, 2, 3, 4, 4)
+    torch.testing.assert_close(half, pooled)

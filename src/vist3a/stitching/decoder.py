@@ -39,14 +39,15 @@ logger = logging.getLogger(__name__)
 
 
 def resize_frames(frames: torch.Tensor, size_hw: tuple[int, int]) -> torch.Tensor:
-    """``[B, V, 3, H, W] -> [B, V, 3, h, w]``, bilinear with ``align_corners=True`` (the release's resize of
-    decoded frames for the 3D model); a no-op when the size already matches."""
+    """``[B, V, 3, H, W] -> [B, V, 3, h, w]``, bilinear with ``align_corners=False`` — the release's inference
+    resize of decoded frames for the 3D model (a per-frame trilinear resize), and the same resize
+    :func:`vist3a.data.resize_and_crop` gives the teacher; a no-op when the size already matches."""
     if frames.ndim != 5 or frames.shape[2] != 3:
         raise ValueError(f"frames must have shape [B, V, 3, H, W] (RGB in [0, 1]), got {list(frames.shape)}")
     if tuple(frames.shape[-2:]) == tuple(size_hw):
         return frames
     b, v = frames.shape[:2]
-    out = F.interpolate(frames.flatten(0, 1), size=tuple(size_hw), mode="bilinear", align_corners=True)
+    out = F.interpolate(frames.flatten(0, 1), size=tuple(size_hw), mode="bilinear", align_corners=False)
     return out.reshape(b, v, 3, *size_hw)
 
 
