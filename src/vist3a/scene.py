@@ -54,28 +54,42 @@ class Scene:
     settings: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
-    def flythrough_cameras(self, num_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """A smooth path through the predicted cameras: ``(w2c [N, 4, 4], K [N, 3, 3])`` at ``image_size``."""
+    def flythrough_cameras(
+        self, num_frames: int, size_hw: tuple[int, int] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A smooth path through the predicted cameras: ``(w2c [N, 4, 4], K [N, 3, 3])`` for images of
+        ``size_hw`` (default ``image_size``; the intrinsics are rescaled, pixel centres kept at integers)."""
         c2w = to_homogeneous(invert_rigid(self.w2c[:, :3].float().cpu()))
         path_c2w = interpolate_poses(c2w, num_frames)
         path_w2c = to_homogeneous(invert_rigid(path_c2w))
-        K = self.K.float().cpu().mean(0, keepdim=True).expand(num_frames, 3, 3).clone()
-        return path_w2c, K
+        K = self.K.float().cpu().mean(0)
+        if size_hw is not None and tuple(size_hw) != tuple(self.image_size):
+            sy, sx = size_hw[0] / self.image_size[0], size_hw[1] / self.image_size[1]
+            scale = torch.tensor([[sx, 0.0, 0.0], [0.0, sy, 0.0], [0.0, 0.0, 1.0]])
+            K = scale @ K
+            K[0, 2] += 0.5 * (sx - 1.0)  # integer-centre convention: c' = (c + 0.5) * s - 0.5
+            K[1, 2] += 0.5 * (sy - 1.0)
+        return path_w2c, K.expand(num_frames, 3, 3).clone()
 
     def render_flythrough(
-        self, num_frames: int = 48, backend: str = "auto", device: str | torch.device | None = None
+        self,
+        num_frames: int = 48,
+        backend: str = "auto",
+        device: str | torch.device | None = None,
+        size_hw: tuple[int, int] | None = None,
     ) -> torch.Tensor:
         """Render the Gaussians along :meth:`flythrough_cameras`: ``[N, H, W, 3]`` in ``[0, 1]`` (CPU).
 
-        Renders on ``device`` (default: CUDA when available). gsplat renders all views in one call; the CPU
-        reference renderer goes one view at a time to keep its memory flat.
+        Renders on ``device`` (default: CUDA when available) at ``size_hw`` (default ``image_size``). gsplat
+        renders all views in one call; the CPU reference renderer goes one view at a time to keep its memory
+        flat.
         """
         from vist3a.splats import resolve_backend
 
         if self.gaussians is None:
             raise ValueError("this scene has no Gaussians to render (the decoder gives pointmaps only)")
-        w2c, K = self.flythrough_cameras(num_frames)
-        height, width = self.image_size
+        w2c, K = self.flythrough_cameras(num_frames, size_hw)
+        height, width = size_hw or self.image_size
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         g = self.gaussians.detach().to(device)
         chunk = num_frames if resolve_backend(backend, g.device) == "gsplat" else 1
@@ -104,7 +118,7 @@ def save_scene(
     scene: Scene,
     out_dir: str | os.PathLike,
     *,
-    flythrough_frames: int = 48,
+    flythrough_frames: int | None = None,
     fps: float = 12.0,
     render_backend: str = "auto",
     extra_meta: dict[str, Any] | None = None,
@@ -113,7 +127,9 @@ def save_scene(
 
     Pointmap-only scenes write ``points.ply`` instead of the splat files. The folder is built beside
     ``out_dir`` and moved into place at the end, so a failure (or Ctrl-C) never leaves half-written output.
-    ``flythrough_frames = 0`` skips the fly-through video.
+    ``flythrough_frames = 0`` skips the fly-through video. Default: 48 frames at the 3D model's resolution with
+    CUDA (gsplat), else 16 frames at the video's resolution (the CPU reference renderer is ~1 s per view for
+    100k splats).
     """
     from vist3a.media import write_video
 
@@ -123,8 +139,12 @@ def save_scene(
         if scene.gaussians is not None:
             save_ply(scene.gaussians, tmp / "scene.ply")
             save_splat(scene.gaussians, tmp / "scene.splat")
-            if flythrough_frames > 0:
-                write_video(tmp / "flythrough.mp4", scene.render_flythrough(flythrough_frames, render_backend), fps)
+            on_gpu = torch.cuda.is_available()
+            frames_n = flythrough_frames if flythrough_frames is not None else (48 if on_gpu else 16)
+            size_hw = None if on_gpu else tuple(int(s) for s in scene.frames.shape[-2:])
+            if frames_n > 0:
+                video = scene.render_flythrough(frames_n, render_backend, size_hw=size_hw)
+                write_video(tmp / "flythrough.mp4", video, fps)
         if scene.points is not None:
             _save_points(scene, tmp / "points.ply")
         write_video(tmp / "frames.mp4", scene.frames.permute(0, 2, 3, 1).clamp(0, 1).cpu(), fps)

@@ -86,7 +86,9 @@ def register(app: typer.Typer) -> None:
         round_frames: bool = typer.Option(False, "--round-frames", help="Round --frames up to 4k+1 with a warning."),
         device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)."),
         dtype: str = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16 (default: the preset's)."),
-        flythrough_frames: int = typer.Option(48, "--flythrough-frames", help="Frames of flythrough.mp4 (0: skip)."),
+        flythrough_frames: int = typer.Option(
+            None, "--flythrough-frames", help="Frames of flythrough.mp4 (0: skip; default 48 on GPU, 16 on CPU)."
+        ),
         offline: bool = typer.Option(False, "--offline", help="Never download; use the local Hugging Face cache."),
     ) -> None:
         import torch
