@@ -107,6 +107,8 @@ def test_cli_anysplat_random_tiny(image_dir, tmp_path):
     assert w2c.shape == (3, 4, 4) and (width, height) == (56, 42)
     assert sorted(p.name for p in (out / "depth").iterdir()) == ["000.png", "001.png", "002.png"]
     assert iio.imread(out / "depth" / "000.png").shape == (42, 56, 3)
+    flythrough = iio.imread(out / "flythrough.mp4")  # a smooth path through the predicted cameras
+    assert flythrough.shape[0] == 24 and flythrough.shape[1:3] == (42, 56)
 
 
 def test_cli_vggt_video_random_tiny(tmp_path):

@@ -200,6 +200,21 @@ def load_model(kind: str, weights: str | None, device: torch.device) -> torch.nn
     return loader(weights, device=device) if weights else loader(device=device)
 
 
+def _write_flythrough(path: Path, gaussians, w2c: torch.Tensor, K: torch.Tensor, width: int, height: int,
+                      num_frames: int) -> None:
+    """Render ``gaussians`` along a smooth path through the predicted cameras and write a video."""
+    from vist3a.cameras import K_from_edge_convention, interpolate_poses, invert_rigid, to_homogeneous
+    from vist3a.media import write_video
+    from vist3a.splats.flythrough import render_frames
+
+    c2w = to_homogeneous(invert_rigid(w2c.float().cpu()))
+    path_w2c = to_homogeneous(invert_rigid(interpolate_poses(c2w, num_frames)))
+    K_path = K_from_edge_convention(K.float().cpu().mean(0))
+    frames = render_frames(gaussians, path_w2c.to(gaussians.device), K_path.to(gaussians.device), width, height,
+                           batch_size=num_frames if gaussians.device.type == "cuda" else 1, progress=False)
+    write_video(path, frames.colors, fps=12.0)
+
+
 def reconstruct(
     model: torch.nn.Module,
     views: torch.Tensor,
@@ -207,9 +222,11 @@ def reconstruct(
     autocast_dtype: torch.dtype | None = None,
     keep_fraction: float = 0.5,
     extra_meta: dict | None = None,
+    flythrough_frames: int = 24,
 ) -> ReconstructionSummary:
     """Run ``model`` (:class:`~vist3a.recon.VGGT` or :class:`~vist3a.recon.AnySplat`) on ``views [V, 3, H, W]``
-    in ``[0, 1]`` and write the outputs to ``out_dir`` (replaced atomically)."""
+    in ``[0, 1]`` and write the outputs to ``out_dir`` (replaced atomically); AnySplat also gets
+    ``flythrough.mp4``, a smooth path through the predicted cameras (``flythrough_frames = 0`` skips it)."""
     from vist3a.cameras import save_cameras_json
     from vist3a.io_utils import atomic_dir
     from vist3a.recon import VGGT, AnySplat
@@ -246,6 +263,9 @@ def reconstruct(
                 gaussians = gaussians[keep]
             save_ply(gaussians, tmp / "scene.ply")
             count, main_file = len(gaussians), "scene.ply"
+            if flythrough_frames > 0:
+                _write_flythrough(tmp / "flythrough.mp4", gaussians.to(device), cams.w2c[0], cams.K[0],
+                                  int(width), int(height), flythrough_frames)
         else:
             xyz, rgb = fuse_point_maps(out.world_points[0], out.world_points_conf[0], views, keep_fraction)
             save_point_ply(tmp / "points.ply", xyz, rgb)
