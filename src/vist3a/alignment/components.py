@@ -207,9 +207,12 @@ def load_components(
         scorer_for = _single_scorer(TinyImageTextScorer(seed=seed).to(device), "tiny random")
         sources.update(weights="random-init", seed=seed)
     elif builtin == "nano":
+        from vist3a.nano.weights import load_nano_generator, nano_available
+
         loader = _nano_loader()
-        generator = _try_nano(loader, "generator")
-        stitched = _try_nano(loader, "stitched_decoder", "stitched")
+        installed = nano_available()
+        generator = load_nano_generator(device=device) if installed else None
+        stitched = _try_nano(loader, "stitch") if installed else None
         scorer = _try_nano(loader, "image_text", "clip")
         if generator is None or stitched is None:
             logger.warning(

@@ -58,7 +58,11 @@ def register(app: typer.Typer) -> None:
         max_steps: int = typer.Option(1000, help="Training steps (a resumed run continues up to this step)."),
         resume: Path | None = typer.Option(None, help="Continue from RUN/checkpoint-<step>.", show_default=False),
         checkpoint_every: int = typer.Option(500, help="Write a checkpoint every N steps (and always at the end)."),
-        reward_mix: str = typer.Option("release", help="release, paper, or a JSON list of reward terms / JSON file."),
+        reward_mix: str = typer.Option(
+            "auto",
+            help="release, paper, a JSON list of reward terms / JSON file, or auto: release on CUDA, paper on CPU "
+            "(the release mix back-propagates through 13 renders, more memory than a small CPU box has).",
+        ),
         device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
         seed: int = typer.Option(0, help="Seed of every random choice (prompts, clips, rollouts, noise)."),
         min_steps: int = typer.Option(10, "--min-steps", help="T1: fewest solver steps of a reward rollout."),
@@ -93,6 +97,8 @@ def register(app: typer.Typer) -> None:
         dev = _resolve_device(device)
         on_cuda = dev.type == "cuda" if dev is not None else torch.cuda.is_available()
         precision = ("bf16" if on_cuda else "no") if mixed_precision == "auto" else mixed_precision
+        if reward_mix.strip() == "auto":
+            reward_mix = "release" if on_cuda else "paper"
         mix = reward_mix.strip() if reward_mix.strip() in ("release", "paper") else parse_reward_mix(reward_mix)
         try:
             config = AlignConfig(
