@@ -15,32 +15,12 @@ import random
 import torch
 from torch import Tensor
 
+from vist3a.cameras import look_at_w2c
 from vist3a.nano.world.vocab import make_rng
 
 CAMERA_PATH_KINDS: tuple[str, ...] = (
     "orbit", "partial_orbit", "arc", "dolly_in", "dolly_out", "pan", "aerial_descend", "aerial_rise",
 )
-
-
-def _look_at_w2c(eye: Tensor, target: Tensor, up: Tensor) -> Tensor:
-    """World-to-camera ``[T, 4, 4]`` (OpenCV: x right, y down, z forward) for eyes/targets ``[T, 3]``.
-
-    Private helper: ``vist3a.cameras`` has no look-at yet. Rows of the rotation are the camera axes in world
-    coordinates: ``z = normalise(target - eye)``, ``x = normalise(z × up)``, ``y = z × x`` (points down when
-    ``up`` is world up). ValueError if a view direction is parallel to ``up``.
-    """
-    forward = torch.nn.functional.normalize(target - eye, dim=-1)
-    right = torch.linalg.cross(forward, up.expand_as(forward), dim=-1)
-    norm = right.norm(dim=-1, keepdim=True)
-    if bool((norm < 1e-6).any()):
-        raise ValueError("look-at: a view direction is parallel to the `up` vector")
-    right = right / norm
-    down = torch.linalg.cross(forward, right, dim=-1)
-    rot = torch.stack((right, down, forward), dim=-2)  # [T, 3, 3]
-    w2c = torch.eye(4, dtype=eye.dtype).repeat(eye.shape[0], 1, 1)
-    w2c[:, :3, :3] = rot
-    w2c[:, :3, 3] = -(rot @ eye[..., None])[..., 0]
-    return w2c
 
 
 def _spherical(target: Tensor, radius: Tensor, azimuth: Tensor, elevation: Tensor) -> Tensor:
@@ -149,7 +129,7 @@ def sample_camera_path(
         fwd = look - eye[0]
         cos, sin = torch.cos(angles), torch.sin(angles)
         turned = torch.stack((cos * fwd[0] + sin * fwd[2], fwd[1].expand(T), -sin * fwd[0] + cos * fwd[2]), dim=-1)
-        w2c = _look_at_w2c(eye, eye + turned, up)
+        w2c = look_at_w2c(eye, eye + turned, up)
     else:
-        w2c = _look_at_w2c(eye, look.expand(T, 3), up)
+        w2c = look_at_w2c(eye, look.expand(T, 3), up)
     return w2c, intrinsics(fov, height, width, T)
