@@ -19,7 +19,7 @@ import torch
 
 from vist3a.cameras import interpolate_poses, invert_rigid, save_cameras_json, to_homogeneous
 from vist3a.io_utils import atomic_dir
-from vist3a.splats import Gaussians, render, save_ply, save_splat
+from vist3a.splats import Gaussians, save_ply, save_splat
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ class Scene:
         flat.
         """
         from vist3a.splats import resolve_backend
+        from vist3a.splats.flythrough import render_frames
 
         if self.gaussians is None:
             raise ValueError("this scene has no Gaussians to render (the decoder gives pointmaps only)")
@@ -92,13 +93,10 @@ class Scene:
         height, width = size_hw or self.image_size
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         g = self.gaussians.detach().to(device)
-        chunk = num_frames if resolve_backend(backend, g.device) == "gsplat" else 1
-        views = []
-        for i in range(0, num_frames, chunk):
-            out = render(g, w2c[i : i + chunk].to(g.device), K[i : i + chunk].to(g.device), width, height,
-                         backend=backend)
-            views.append(out.colors.clamp(0, 1).cpu())
-        return torch.cat(views)
+        batch = num_frames if resolve_backend(backend, g.device) == "gsplat" else 1
+        frames = render_frames(g, w2c.to(device), K.to(device), width, height, backend=backend,
+                               batch_size=batch, progress=False)
+        return torch.from_numpy(frames.colors).float() / 255.0
 
 
 def _versions() -> dict[str, str]:
