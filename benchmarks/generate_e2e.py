@@ -20,6 +20,7 @@ and JSON written to ``--out``. ``--tiny`` runs the same code on tiny models (CPU
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import platform
 import statistics
@@ -52,7 +53,7 @@ def word_tokenizer(vocab_size: int):
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>")
 
 
-def build(tiny: bool, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+def build(tiny: bool, device: torch.device, dtype: torch.dtype, generator: str = "1.3b") -> dict[str, Any]:
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
@@ -69,7 +70,7 @@ def build(tiny: bool, device: torch.device, dtype: torch.dtype) -> dict[str, Any
             text_cfg = UMT5Config(**tiny_text_encoder_config(32))
             recon, layer, spec = random_tiny_model("anysplat"), TINY_LAYER, TINY_SPEC
         else:
-            transformer = WanTransformer3DModel(**wan_transformer_config("1.3b"))
+            transformer = WanTransformer3DModel(**wan_transformer_config(generator))
             vae = AutoencoderKLWan()
             text_cfg = UMT5Config(**UMT5_XXL, feed_forward_proj="gated-gelu", dropout_rate=0.0)
             recon, layer, spec = AnySplat(), RELEASE_LAYER, RELEASE_SPEC
@@ -92,17 +93,32 @@ def cast(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
     return torch.nn.Module.to(module, dtype=dtype)
 
 
-def run_vist3a(parts: dict[str, Any], settings: dict[str, Any], device: torch.device, backend: str) -> dict:
+_PROMPTS = iter(range(10**6))
+
+
+def fresh_prompt() -> str:
+    """A prompt never seen before in this process, so that no run is served by the text-embedding cache."""
+    return " ".join(f"w{(next(_PROMPTS) * 7 + k) % 40000 + 10}" for k in range(12))
+
+
+def make_pipeline(parts: dict[str, Any], settings: dict[str, Any], device: torch.device):
+    """vist3a's pipeline over the benchmark's parts: text encoder streamed from CPU on CUDA, decoder in bf16."""
     from vist3a.pipeline import Text2ScenePipeline
-    from vist3a.splats import save_ply
     from vist3a.video.generator import WanGenerator
     from vist3a.video.sampler import make_scheduler
     from vist3a.video.text import HFTextEncoder
 
+    offload = "text" if device.type == "cuda" else "none"
     text = HFTextEncoder(parts["text_model"], parts["tokenizer"], max_length=parts["text_len"], device=device)
-    generator = WanGenerator(parts["vae"], parts["transformer"], text, make_scheduler("unipc", 5.0), device=device)
-    pipe = Text2ScenePipeline(generator, parts["decoder"], {"name": "benchmark", "defaults": settings})
-    scene = pipe("w1 w2 w3 w4 w5 w6", progress=False)[0]
+    generator = WanGenerator(parts["vae"], parts["transformer"], text, make_scheduler("unipc", 5.0), device=device,
+                             offload=offload)
+    return Text2ScenePipeline(generator, parts["decoder"], {"name": "benchmark", "defaults": settings})
+
+
+def run_vist3a(pipe: Any, settings: dict[str, Any], device: torch.device, backend: str) -> dict:
+    from vist3a.splats import save_ply
+
+    scene = pipe(fresh_prompt(), progress=False)[0]
     times = dict(scene.timings)
     _sync(device)
     start = time.perf_counter()
@@ -134,7 +150,7 @@ def run_reference(parts: dict[str, Any], settings: dict[str, Any], device: torch
     _sync(device)
     t0 = time.perf_counter()
     latents = pipe(
-        prompt="w1 w2 w3 w4 w5 w6", negative_prompt="w7 w8", height=settings["height"], width=settings["width"],
+        prompt=fresh_prompt(), negative_prompt="w7 w8", height=settings["height"], width=settings["width"],
         num_frames=settings["num_frames"], num_inference_steps=settings["num_steps"],
         guidance_scale=settings["guidance_scale"], output_type="latent", max_sequence_length=parts["text_len"],
     ).frames
@@ -176,12 +192,21 @@ def run_reference(parts: dict[str, Any], settings: dict[str, Any], device: torch
 
 
 def median_runs(fn, warmup: int, repeats: int, device: torch.device) -> dict[str, float]:
+    """Median per stage over ``repeats`` runs after ``warmup`` runs (their wall time is ``warmup_s``).
+
+    The peak memory covers warm-up and repeats: whatever the models and the runs held at once.
+    """
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
     for _ in range(warmup):
         fn()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    warmup_s = time.perf_counter() - start
     runs = [fn() for _ in range(repeats)]
     out = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    out["warmup_s"] = warmup_s
     if device.type == "cuda":
         out["peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
     return out
@@ -195,6 +220,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--skip-reference", action="store_true")
+    parser.add_argument("--generator", choices=["1.3b", "14b"], default="1.3b")
+    parser.add_argument("--compile", action="store_true", help="also time vist3a with torch.compile")
     args = parser.parse_args(argv)
 
     device = torch.device("cuda" if torch.cuda.is_available() and not args.tiny else "cpu")
@@ -203,27 +230,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "guidance_scale": 7.5, "flow_shift": 5.0, "scheduler": "unipc", "template": "orbit",
                 "negative_prompt": "w7 w8", "flythrough_frames": 4 if args.tiny else 48}
     backend = "gsplat" if device.type == "cuda" else "torch"
-    parts = build(args.tiny, device, torch.bfloat16)
+    parts = build(args.tiny, device, torch.bfloat16, args.generator)
     results: dict[str, Any] = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                                "torch": torch.__version__, "python": platform.python_version(),
-                               "settings": settings}
-    half = torch.bfloat16 if device.type == "cuda" else torch.float32
-    for key in ("transformer", "text_model"):
-        cast(parts[key], half)
-    results["vist3a"] = median_runs(lambda: run_vist3a(parts, settings, device, backend), args.warmup,
-                                    args.repeats, device)
-    if not args.skip_reference:
+                               "generator": args.generator, "settings": settings}
+    if not args.skip_reference:  # first, while the text encoder is still an ordinary module on the GPU
         ref = torch.float16 if device.type == "cuda" else torch.float32
         for key in ("transformer", "text_model"):
             cast(parts[key], ref)
         results["reference"] = median_runs(lambda: run_reference(parts, settings, device, backend),
                                            args.warmup, args.repeats, device)
-    stages = ["denoise", "vae_decode", "stitched_decode", "export", "render", "ply", "total", "peak_gib"]
-    print(f"{'stage':>16} " + " ".join(f"{k:>10}" for k in results if k in ("vist3a", "reference")))
+    half = torch.bfloat16 if device.type == "cuda" else torch.float32
+    for key in ("transformer", "text_model", "decoder"):
+        cast(parts[key], half)
+    pipe = make_pipeline(parts, settings, device)
+    results["vist3a"] = median_runs(lambda: run_vist3a(pipe, settings, device, backend), args.warmup,
+                                    args.repeats, device)
+    if args.compile:  # the same pipeline, its transformer compiled: warmup_s includes the compilation
+        pipe.compile()
+        results["vist3a_compiled"] = median_runs(lambda: run_vist3a(pipe, settings, device, backend), 1,
+                                                 args.repeats, device)
+    columns = [k for k in ("reference", "vist3a", "vist3a_compiled") if k in results]
+    stages = ["text", "denoise", "vae_decode", "stitched_decode", "render", "ply", "total", "peak_gib", "warmup_s"]
+    print(f"{'stage':>16} " + " ".join(f"{k:>16}" for k in columns))
     for stage in stages:
-        row = [results[k].get(stage) for k in ("vist3a", "reference") if k in results]
+        row = [results[k].get(stage) for k in columns]
         if any(v is not None for v in row):
-            print(f"{stage:>16} " + " ".join(f"{v:10.3f}" if v is not None else f"{'-':>10}" for v in row))
+            print(f"{stage:>16} " + " ".join(f"{v:16.3f}" if v is not None else f"{'-':>16}" for v in row))
     if args.out:
         args.out.write_text(json.dumps(results, indent=2))
     return results

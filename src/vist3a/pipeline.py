@@ -3,8 +3,9 @@
 Stages (each timed; see ``Scene.timings``):
 
 1. check inputs (frames 4k+1, sizes, steps, guidance) against the generator's VAE factors,
-2. encode the prompt (camera-motion template applied) and the negative prompt — cached per prompt,
-3. sample *normalised* latents (flow matching, CFG batched into one forward),
+2. ``text``: encode the prompt (camera-motion template applied) and the negative prompt in one pass —
+   cached per prompt,
+3. ``denoise``: sample *normalised* latents (flow matching, CFG batched into one forward),
 4. de-normalise to *raw* VAE latents (``video.denormalize_latents``, the one conversion helper),
 5. VAE-decode the frames once (they feed both ``frames.mp4`` and AnySplat's Gaussian head),
 6. run the stitched decoder on raw latents + frames -> Gaussians / pointmaps + cameras.
@@ -128,13 +129,16 @@ class Text2ScenePipeline:
         lora: str | os.PathLike | None = None,
         merge_lora: bool = True,
         local_files_only: bool | None = None,
-        offload: str = "none",
+        offload: str | None = None,
+        compile: bool = False,
     ) -> Text2ScenePipeline:
         """Build the pipeline from a preset name, a preset JSON file or a saved pipeline folder.
 
         ``lora``: an extra PEFT LoRA folder for the transformer (e.g. ``RUN/checkpoint-100/lora_ema`` from
         ``vist3a align``), loaded after the preset's own. ``local_files_only=None`` follows ``HF_HUB_OFFLINE``;
-        missing weights raise one :class:`UserInputError` naming every missing repo id.
+        missing weights raise one :class:`UserInputError` naming every missing repo id. ``offload``: see
+        :class:`~vist3a.video.WanGenerator` (default: the preset's, ``"text"`` for the real presets on CUDA).
+        ``compile``: :meth:`compile` the transformer.
         """
         from vist3a.pipeline_loading import load_components
 
@@ -152,6 +156,12 @@ class Text2ScenePipeline:
         if device.type == "cpu" and dtype in (torch.float16, torch.bfloat16):
             logger.info("CPU run: using float32 instead of %s", dtype)
             dtype = torch.float32
+        from vist3a.video.generator import OFFLOAD_MODES
+
+        if offload is None:
+            offload = preset["defaults"].get("offload", "none") if device.type == "cuda" else "none"
+        if offload not in OFFLOAD_MODES:
+            raise UserInputError(f"--offload must be one of {', '.join(OFFLOAD_MODES)}, got {offload!r}")
         generator, decoder = load_components(
             preset, device=device, dtype=dtype, local_files_only=local_files_only, offload=offload
         )
@@ -160,7 +170,8 @@ class Text2ScenePipeline:
 
             load_lora(generator.transformer, lora, merge=merge_lora, local_files_only=local_files_only)
         decoder.to(device)
-        return cls(generator, decoder, preset)
+        pipe = cls(generator, decoder, preset)
+        return pipe.compile() if compile else pipe
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write ``generator/`` (diffusers Wan layout), ``decoder/`` and ``preset.json`` (atomically)."""
@@ -178,6 +189,15 @@ class Text2ScenePipeline:
     @property
     def device(self) -> torch.device:
         return self.generator.device
+
+    def compile(self, mode: str | None = None) -> Text2ScenePipeline:
+        """``torch.compile`` the transformer (the denoising loop's only heavy module), in place.
+
+        The first generation afterwards pays the compilation (tens of seconds at real size); later ones at the
+        same shapes run the compiled graph. LoRA must be loaded (and merged) before compiling.
+        """
+        self.generator.transformer.compile(mode=mode, dynamic=False)
+        return self
 
     # ------------------------------------------------------------------ generation
     def settings(self, **overrides: Any) -> GenerationSettings:
@@ -213,9 +233,12 @@ class Text2ScenePipeline:
         negative = NEGATIVE_PROMPT if settings.negative_prompt == "release" else (settings.negative_prompt or "")
         timer = _Timer(self.device)
 
-        with timer("denoise"):  # text encoding + sampling
+        with timer("text"):
+            embeds = self.generator.encode_text(prompts, negative, settings.template, settings.guidance_scale)
+        with timer("denoise"):
             latents = self.generator.generate_latents(
                 prompts,
+                embeds=embeds,
                 negative_prompt=negative,
                 template=settings.template,
                 num_frames=settings.num_frames,

@@ -31,6 +31,7 @@ def test_generate_writes_scene(tmp_path, capsys):
         (["generate", "x", "--preset", "no-such-preset"], "unknown preset"),
         (["generate", "--preset", "tiny-random"], "exactly one of"),
         (["generate", "--prompts-file", "/no/such/file.txt", "--preset", "tiny-random"], "does not exist"),
+        (["generate", "x", "--preset", "tiny-random", "--offload", "gpu"], "--offload must be one of"),
     ],
 )
 def test_generate_bad_input_is_one_line(tmp_path, capsys, args, message):

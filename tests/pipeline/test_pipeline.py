@@ -37,7 +37,7 @@ def test_scene_shapes_and_conventions(pipe, scene):
     assert torch.allclose(scene.K[:, 1, 2], torch.full((views,), (height - 1) / 2.0))
     assert scene.gaussians is not None and len(scene.gaussians) > 0
     assert bool(scene.gaussians.is_finite().all())
-    assert set(scene.timings) == {"denoise", "vae_decode", "stitched_decode"}
+    assert set(scene.timings) == {"text", "denoise", "vae_decode", "stitched_decode"}
 
 
 def test_determinism_per_seed(pipe, scene):

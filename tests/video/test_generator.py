@@ -121,9 +121,9 @@ def test_model_offload_gives_same_result(tiny_gen):
         tiny_gen.text_encoder,
         tiny_gen.scheduler,
         device="cpu",
-        text_encoder_offload=True,
+        offload="text",
     )
-    assert gen.offload == "none" and gen.text_encoder.offload_after_encode
+    assert gen.offload == "text" and gen.text_encoder.offload_after_encode
     assert torch.equal(gen.generate_latents("a cat", seed=1, **SMALL), reference)
     gen.set_offload("model")
     try:

@@ -102,3 +102,18 @@ def test_tiny_umt5_round_trip_dispatches_by_config(tiny_gen, tmp_path):
     assert torch.equal(ma, mb)
     torch.testing.assert_close(a, b, atol=0, rtol=0)
     assert UMT5TextEncoder(loaded.model, loaded.tokenizer).max_length == 512  # Wan's length, whatever the tokenizer
+
+
+@pytest.mark.parametrize("which", ["minilm", "umt5"])
+def test_trimmed_encoding_equals_full_max_length_padding(which, minilm, tiny_gen):
+    """Encoding only up to the longest prompt equals running the model on all ``max_length`` padded tokens."""
+    encoder = minilm if which == "minilm" else tiny_gen.text_encoder
+    prompts = ["a red chair", "a small wooden cabin beside a lake"]
+    embeds, mask = encoder.encode(prompts)
+    full = encoder.tokenizer(prompts, padding="max_length", max_length=encoder.max_length, truncation=True,
+                             return_tensors="pt")
+    with torch.no_grad():
+        ref = encoder.model(input_ids=full["input_ids"], attention_mask=full["attention_mask"]).last_hidden_state
+    ref = ref * full["attention_mask"].unsqueeze(-1)
+    assert torch.equal(mask, full["attention_mask"].long())
+    torch.testing.assert_close(embeds, ref, atol=1e-5, rtol=1e-5)

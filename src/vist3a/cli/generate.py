@@ -90,6 +90,13 @@ def register(app: typer.Typer) -> None:
             None, "--flythrough-frames", help="Frames of flythrough.mp4 (0: skip; default 48 on GPU, 16 on CPU)."
         ),
         offline: bool = typer.Option(False, "--offline", help="Never download; use the local Hugging Face cache."),
+        offload: str = typer.Option(
+            None, "--offload", help="GPU memory: none | text (text encoder streamed from CPU; real presets' "
+            "default) | model (each part on the GPU only while used) | sequential (least memory, slowest)."
+        ),
+        compile: bool = typer.Option(
+            False, "--compile", help="torch.compile the transformer: faster steps after a one-off compilation."
+        ),
     ) -> None:
         import torch
 
@@ -108,7 +115,8 @@ def register(app: typer.Typer) -> None:
             device = f"cuda:{local_rank}"
 
         pipe = Text2ScenePipeline.from_pretrained(
-            preset, device=device, dtype=dtype, lora=lora, local_files_only=True if offline else None
+            preset, device=device, dtype=dtype, lora=lora, local_files_only=True if offline else None,
+            offload=offload, compile=compile,
         )
         jobs = list(enumerate(prompts))[rank::world]
         for index, text in jobs:

@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 COMPONENTS = ("vae", "transformer", "text_encoder", "tokenizer", "scheduler")
 VIST3A_CONFIG_NAME = "vist3a.json"
-OFFLOAD_MODES = ("none", "model", "sequential")
+OFFLOAD_MODES = ("none", "text", "model", "sequential")
 
 
 def _default_device() -> torch.device:
@@ -52,11 +52,13 @@ class WanGenerator:
         text_encoder: an :class:`~vist3a.video.text.HFTextEncoder` (UMT5 for Wan, MiniLM for nano).
         scheduler: the folder's scheduler; its config gives ``num_train_timesteps`` and is saved back.
         device: execution device (default: CUDA if available).
-        offload: ``"none"`` (all on ``device``), ``"model"`` (each part moves to ``device`` only while used,
-            like diffusers' model CPU offload) or ``"sequential"`` (accelerate hooks stream weights layer by
-            layer: least memory, slowest, cannot be undone).
-        text_encoder_offload: with ``offload="none"``, still keep the text encoder on CPU between encodings
-            (UMT5-XXL is ~11 GB in bf16, the 1.3B transformer ~3 GB); repeated prompts hit the cache.
+        offload: ``"none"`` (all on ``device``), ``"text"`` (all but the text encoder, which stays on CPU between
+            encodings: UMT5-XXL is ~11 GB in bf16, the 1.3B transformer ~3 GB; on CUDA its weights stream
+            through the GPU layer by layer from pinned memory, see
+            :meth:`~vist3a.video.text.HFTextEncoder.enable_streamed_offload`; repeated prompts hit the cache),
+            ``"model"`` (each part moves to ``device`` only while used, like diffusers' model CPU offload) or
+            ``"sequential"`` (accelerate hooks stream weights layer by layer: least memory, slowest, cannot be
+            undone).
     """
 
     def __init__(
@@ -68,7 +70,6 @@ class WanGenerator:
         *,
         device: torch.device | str | None = None,
         offload: str = "none",
-        text_encoder_offload: bool = False,
     ) -> None:
         if text_encoder.hidden_size != transformer.config.text_dim:
             raise ValueError(
@@ -84,7 +85,6 @@ class WanGenerator:
         self.scheduler = scheduler if scheduler is not None else make_scheduler("unipc", shift=3.0)
         self.device = torch.device(device) if device is not None else _default_device()
         self.dtype = next(transformer.parameters()).dtype
-        self.text_encoder_offload = text_encoder_offload
         self.offload = "none"
         self.set_offload(offload)
 
@@ -99,7 +99,6 @@ class WanGenerator:
         text_encoder_dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
         offload: str = "none",
-        text_encoder_offload: bool = False,
         text_max_length: int | None = None,
         local_files_only: bool | None = None,
         revision: str | None = None,
@@ -110,7 +109,7 @@ class WanGenerator:
         ``dtype`` is the transformer's (default bf16 on CUDA, fp32 on CPU); the text encoder uses
         ``text_encoder_dtype`` (default: ``dtype``); the VAE stays fp32 unless ``vae_dtype`` says otherwise.
         ``local_files_only=None`` follows ``HF_HUB_OFFLINE``. Missing weights raise ``UserInputError``.
-        ``offload`` / ``text_encoder_offload``: see the class docstring.
+        ``offload``: see the class docstring.
         """
         from diffusers import AutoencoderKLWan, WanTransformer3DModel
 
@@ -150,7 +149,6 @@ class WanGenerator:
             scheduler,
             device=device,
             offload=offload,
-            text_encoder_offload=text_encoder_offload,
         )
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
@@ -191,16 +189,20 @@ class WanGenerator:
             raise ValueError(f"`offload` must be one of {list(OFFLOAD_MODES)}, got {mode!r}")
         if self.offload == "sequential" and mode != "sequential":
             raise ValueError("offload='sequential' cannot be undone; reload the generator instead")
+        if getattr(self.text_encoder, "streamed", False) and mode == "none":
+            raise ValueError("the text encoder streams its weights (offload='text' on CUDA); reload to undo that")
         self.offload = mode
         self.text_encoder.device = self.device
-        self.text_encoder.offload_after_encode = mode != "none" or self.text_encoder_offload
-        if mode == "none":
+        self.text_encoder.offload_after_encode = mode != "none"
+        if mode in ("none", "text"):
             self.vae.to(self.device)
             self.transformer.to(self.device)
-            if self.text_encoder_offload:
-                self.text_encoder.offload()
-            else:
+            if mode == "none":
                 self.text_encoder.to(self.device)
+            elif self.device.type == "cuda":
+                self.text_encoder.enable_streamed_offload()
+            else:
+                self.text_encoder.offload()
         elif mode == "model":
             self.vae.to("cpu")
             self.transformer.to("cpu")
@@ -280,15 +282,24 @@ class WanGenerator:
         The negative embeddings are only computed when ``guidance_scale != 1``; ``None`` means "".
         """
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-        cond, _ = self.text_encoder.encode(prompts)
         if float(guidance_scale) == 1.0:
-            return cond, None
+            return self.text_encoder.encode(prompts)[0], None
         negatives = negative_prompt if negative_prompt is not None else ""
         negatives = [negatives] * len(prompts) if isinstance(negatives, str) else list(negatives)
         if len(negatives) != len(prompts):
             raise ValueError(f"`negative_prompt` must be one str or {len(prompts)} of them, got {len(negatives)}")
-        uncond, _ = self.text_encoder.encode(negatives)
-        return cond, uncond
+        both, _ = self.text_encoder.encode(prompts + negatives)  # one pass (one weight transfer when offloaded)
+        return both[: len(prompts)], both[len(prompts) :]
+
+    def encode_text(
+        self,
+        prompts: Sequence[str],
+        negative_prompt: str | Sequence[str] | None = NEGATIVE_PROMPT,
+        template: str | None = "orbit",
+        guidance_scale: float = 7.5,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`encode_prompts` after applying the camera-motion ``template`` (as :meth:`generate_latents`)."""
+        return self.encode_prompts([apply_template(p, template) for p in prompts], negative_prompt, guidance_scale)
 
     @torch.no_grad()
     def generate_latents(
@@ -310,6 +321,7 @@ class WanGenerator:
         round_frames: bool = False,
         callback: StepCallback | None = None,
         progress: bool = True,
+        embeds: tuple[torch.Tensor, torch.Tensor | None] | None = None,
     ) -> torch.Tensor:
         """Text -> **normalised** latents ``[B, C, T_lat, h, w]`` (float32), inference only (no gradients).
 
@@ -317,14 +329,16 @@ class WanGenerator:
         with flow shift 5, CFG 7.5. ``template=None`` uses the prompts as given. ``seed`` builds a CPU
         generator (same noise on every device); ``generator`` overrides it. ``scheduler`` is ``"unipc"``,
         ``"euler"`` or a ready scheduler object (then ``shift`` is ignored). For training, call
-        :func:`vist3a.video.sampler.sample` directly.
+        :func:`vist3a.video.sampler.sample` directly. ``embeds``: ``(cond, uncond)`` from :meth:`encode_text`
+        to skip text encoding here (the pipeline times it as its own stage).
         """
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         if not prompts:
             raise ValueError("`prompts` must contain at least one prompt, got an empty list")
         shape = (len(prompts), *self.latent_shape(num_frames, height, width, round_frames=round_frames))
-        texts = [apply_template(p, template) for p in prompts]
-        cond, uncond = self.encode_prompts(texts, negative_prompt, guidance_scale)
+        if embeds is None:
+            embeds = self.encode_text(prompts, negative_prompt, template, guidance_scale)
+        cond, uncond = embeds
         if isinstance(scheduler, str):
             train_steps = int(self.scheduler.config.get("num_train_timesteps", 1000))
             scheduler = make_scheduler(scheduler, shift=shift, num_train_timesteps=train_steps)
