@@ -24,6 +24,7 @@ import gc
 import json
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -88,6 +89,22 @@ def build(tiny: bool, device: torch.device, dtype: torch.dtype, generator: str =
     }
 
 
+def stand_in_scene(num: int, num_views: int) -> tuple[Any, torch.Tensor]:
+    """``num`` splats filling a unit ball and ``num_views`` key cameras orbiting it (CPU).
+
+    Random weights make the stitched AnySplat predict scattered cameras and a few hundred splats after voxel
+    fusion; trained ones give ~240-310 k (DESIGN.md §7). Both paths render and export this stand-in instead,
+    so that the fly-through and PLY stages cost what they cost on real scenes.
+    """
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script, run from anywhere
+    from render_backends import random_scene
+
+    from vist3a.cameras import orbit_trajectory
+
+    w2c = orbit_trajectory(torch.zeros(3), 2.5, 20.0, num_views, turns=0.5)
+    return random_scene(num, 3, 0, torch.device("cpu")), w2c
+
+
 def cast(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
     """``nn.Module.to(dtype)`` (bypasses diffusers' fp32-keep warning; these models keep nothing in fp32)."""
     return torch.nn.Module.to(module, dtype=dtype)
@@ -119,6 +136,8 @@ def run_vist3a(pipe: Any, settings: dict[str, Any], device: torch.device, backen
     from vist3a.splats import save_ply
 
     scene = pipe(fresh_prompt(), progress=False)[0]
+    if settings["num_gaussians"]:
+        scene.gaussians, scene.w2c = stand_in_scene(settings["num_gaussians"], scene.w2c.shape[0])
     times = dict(scene.timings)
     _sync(device)
     start = time.perf_counter()
@@ -173,8 +192,10 @@ def run_reference(parts: dict[str, Any], settings: dict[str, Any], device: torch
     _sync(device)
     times["stitched_decode"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    g = out.gaussians[0]
-    c2w = to_homogeneous(invert_rigid(out.cameras.w2c[0].float()))
+    g, w2c = out.gaussians[0], out.cameras.w2c[0].float()
+    if settings["num_gaussians"]:
+        g, w2c = (x.to(device) for x in stand_in_scene(settings["num_gaussians"], w2c.shape[0]))
+    c2w = to_homogeneous(invert_rigid(w2c[:, :3]))
     path = to_homogeneous(invert_rigid(interpolate_poses(c2w, settings["flythrough_frames"])))
     K = K_from_edge_convention(out.cameras.K[0].float().mean(0))
     h, w = out.depth.shape[-2:]
@@ -222,13 +243,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--skip-reference", action="store_true")
     parser.add_argument("--generator", choices=["1.3b", "14b"], default="1.3b")
     parser.add_argument("--compile", action="store_true", help="also time vist3a with torch.compile")
+    parser.add_argument("--num-gaussians", type=int, default=None,
+                        help="splats of the stand-in scene for rendering/PLY (default 300000; 2000 with --tiny)")
     args = parser.parse_args(argv)
 
     device = torch.device("cuda" if torch.cuda.is_available() and not args.tiny else "cpu")
     size = 64 if args.tiny else 512
     settings = {"num_frames": 5 if args.tiny else 13, "height": size, "width": size, "num_steps": args.steps,
                 "guidance_scale": 7.5, "flow_shift": 5.0, "scheduler": "unipc", "template": "orbit",
-                "negative_prompt": "w7 w8", "flythrough_frames": 4 if args.tiny else 48}
+                "negative_prompt": "w7 w8", "flythrough_frames": 4 if args.tiny else 48,
+                "num_gaussians": (2000 if args.tiny else 300_000) if args.num_gaussians is None else args.num_gaussians}
     backend = "gsplat" if device.type == "cuda" else "torch"
     parts = build(args.tiny, device, torch.bfloat16, args.generator)
     results: dict[str, Any] = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
