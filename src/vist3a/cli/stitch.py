@@ -129,7 +129,11 @@ def register(app: typer.Typer) -> None:
         recon_type: str = typer.Option("anysplat", "--recon-type", help="anysplat or vggt (with --recon)."),
         vae: str = typer.Option(None, "--vae", help="Wan VAE: Hub repo id or folder (default: the preset's)."),
         data: str = typer.Option("synthetic", "--data", help="synthetic, dl3dv:<folder>, or a folder of videos."),
-        num_clips: int = typer.Option(256, "--num-clips", help="Synthetic clips to draw from."),
+        num_clips: int = typer.Option(
+            256, "--num-clips",
+            help="Synthetic clips, rendered once (with the most --views frames) into memory and drawn from: "
+                 "num-clips x frames x 3 x size^2 bytes.",
+        ),
         views: str = typer.Option(None, "--views", help="Views per clip to draw from, e.g. 9,13,17,21."),
         batch_size: int = typer.Option(None, "--batch-size", help="Clips per step and GPU (default: 12, CPU: 1)."),
         lr: float = typer.Option(2e-4, "--lr", help="Peak learning rate (AdamW)."),
@@ -161,7 +165,7 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             raise UserInputError(str(exc)) from None
         clips = resolve_clips(data, num_clips, max(config.view_choices), max(models.vae_size, models.recon_size),
-                              seed)
+                              seed, render_once=True, device=dev)
         decoder = build_student(models.recon, init, config, layer, models.temporal_factor)
         sources = {**models.sources, "preset": preset, "data": data, "init": str(init)}
         result = train_stitched(decoder, models.recon, models.vae, clips, out, config, resume, dev, sources)

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import importlib
 import logging
+import math
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +34,8 @@ PRESETS = ("tiny-random", "nano", "release")
 RELEASE_SOURCES = {"vae": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "recon": "lhjiang/anysplat"}
 SPEC_KERNEL = "5x3x3"
 SPEC_PADDING = "2x1x1"
+POOL_CHUNK = 8  # clips rendered per call when pooling synthetic training clips
+MAX_POOL_WORKERS = 8
 
 
 @dataclass
@@ -226,14 +230,37 @@ def resolve_stitch_models(
     )
 
 
-def resolve_clips(data: str, num_clips: int, num_frames: int, size: int, seed: int = 0) -> Any:
+def resolve_clips(data: str, num_clips: int, num_frames: int, size: int, seed: int = 0, render_once: bool = False,
+                  device: torch.device | str = "cpu") -> Any:
     """The clip dataset named by ``--data``: ``"synthetic"`` (the nano world, ``num_clips`` clips rendered at
     ``size`` px), ``"dl3dv:<folder>"`` (:class:`~vist3a.data.DL3DVClips`) or a folder of videos / image
-    sequences (:class:`~vist3a.data.FolderClips`)."""
+    sequences (:class:`~vist3a.data.FolderClips`).
+
+    ``render_once`` (training, which draws clips again and again): the synthetic clips are rendered once, on
+    ``device`` when it is a GPU, into an in-memory pool (:class:`~vist3a.nano.clips.ClipCache`, uint8 frames:
+    ``num_clips · num_frames · 3 · size²`` bytes) and served from there; a shorter clip is then the first frames of
+    a pooled one. Without it the world renders each clip on access (the layer search reads every clip once).
+    File-backed data is read on access either way.
+    """
     from vist3a.data import DL3DVClips, FolderClips, SyntheticClips
 
     if data == "synthetic":
-        return SyntheticClips(num_clips, num_frames=num_frames, size=size, seed=seed, split="train")
+        render_device = torch.device(device)
+        clips = SyntheticClips(num_clips, num_frames=num_frames, size=size, seed=seed, split="train",
+                               device=render_device if render_once else "cpu")
+        return _render_pool(clips, render_device) if render_once else clips
     if data.startswith("dl3dv:"):
         return DL3DVClips(data.removeprefix("dl3dv:"), num_frames=num_frames, seed=seed)
     return FolderClips(data, num_frames=num_frames, seed=seed)
+
+
+def _render_pool(clips: Any, device: torch.device) -> Any:
+    """Every clip of ``clips`` rendered once into a CPU :class:`~vist3a.nano.clips.ClipCache` (CPU worker processes
+    when rendering on the CPU and there is more than one chunk to render)."""
+    from vist3a.nano.clips import ClipCache
+
+    chunks = math.ceil(len(clips) / POOL_CHUNK)
+    workers = 0 if device.type == "cuda" else min(os.cpu_count() or 1, MAX_POOL_WORKERS, chunks)
+    logger.info("rendering a pool of %d synthetic clips on %s", len(clips), device)
+    return ClipCache.build(clips, device="cpu", chunk_size=POOL_CHUNK, num_workers=workers if workers > 1 else 0,
+                           desc="rendering the clip pool")
