@@ -16,7 +16,6 @@ release, output channels = the model's token width, spatial stride = latent grid
 
 from __future__ import annotations
 
-import importlib
 import logging
 import math
 import os
@@ -137,20 +136,13 @@ def load_recon(source: str, recon_type: str) -> torch.nn.Module:
 
 def _nano_component(name: str) -> torch.nn.Module | None:
     """The shipped nano component ``name`` ("vae", "recon"), or None when the nano weights are not installed."""
-    for module_name in ("vist3a.nano.weights", "vist3a.nano"):
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        loader = getattr(module, "load_nano_component", None)
-        if loader is None:
-            continue
-        try:
-            return loader(name)
-        except (FileNotFoundError, KeyError, ValueError) as exc:
-            logger.warning("nano %s weights are not available: %s", name, exc)
-            return None
-    return None
+    from vist3a.nano.weights import load_nano_component
+
+    try:
+        return load_nano_component(name)
+    except (FileNotFoundError, KeyError, ValueError) as exc:
+        logger.warning("nano %s weights are not available: %s", name, exc)
+        return None
 
 
 def _preset_tiny(seed: int) -> dict[str, Any]:
