@@ -398,7 +398,7 @@ def train_stitched(
     from accelerate import Accelerator, DistributedDataParallelKwargs
     from transformers import get_cosine_schedule_with_warmup
 
-    started_run = time.monotonic()
+    started_run = time.perf_counter()
     run_dir = Path(run_dir)
     cpu = device is not None and torch.device(device).type == "cpu"
     use_cuda = torch.cuda.is_available() and not cpu
@@ -448,7 +448,7 @@ def train_stitched(
     bar = tqdm(range(start_step, config.max_steps), initial=start_step, total=config.max_steps,
                desc="stitched fine-tuning", unit="step", disable=not (progress and main))
     for step in bar:
-        started = time.monotonic()
+        started = time.perf_counter()
         vae_frames, recon_frames, views = sample_batch(clips, config, step, accelerator.process_index)
         generator = torch.Generator(device=latent_device).manual_seed(
             _step_rng(config.seed, step, "posterior", accelerator.process_index).randrange(2**62)
@@ -473,7 +473,7 @@ def train_stitched(
         done = step + 1
         row = {"step": float(done), "loss": float(accelerator.reduce(loss.detach(), "mean"))}
         row.update({k: float(accelerator.reduce(v.detach(), "mean")) for k, v in parts.items()})
-        seconds = time.monotonic() - started
+        seconds = time.perf_counter() - started
         row.update({"lr": lr, "grad_norm": grad_norm, "views": float(views), "seconds": seconds})
         log.log(row)
         result.history.append(row)
@@ -482,7 +482,7 @@ def train_stitched(
         stop = None
         if done < config.max_steps:
             over_budget = (config.time_budget_s is not None
-                           and time.monotonic() - started_run + seconds > config.time_budget_s)
+                           and time.perf_counter() - started_run + seconds > config.time_budget_s)
             stop = _agreed_stop(accelerator, over_budget, should_stop is not None and should_stop(done, row))
         if done % config.checkpoint_every == 0 or done == config.max_steps or stop is not None:
             path = _checkpoint(accelerator, run_dir, done, params, optimizer, scheduler, config, stop)
