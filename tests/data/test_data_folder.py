@@ -85,6 +85,10 @@ def test_missing_or_empty_folders_are_user_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserInputError, match="no videos"):
         FolderClips(tmp_path / "empty")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "clip.mp4").write_text("not a video")
+    with pytest.raises(UserInputError, match="cannot open video"):
+        FolderClips(tmp_path / "bad")[0]
 
 
 def test_mp4_videos(tmp_path):

@@ -25,9 +25,13 @@ def test_stitch_stage_end_to_end(tmp_path, tiny_caches, stage_defaults, tiny_vae
 
     torch.manual_seed(0)
     vae, recon = AutoencoderKLWan(**tiny_vae_config), AnySplat(**tiny_anysplat_config)
+    # a budget already spent by the search: the fine-tuning stops cleanly after its first step, the stage goes on
     cfg = ts.StitchStageConfig(**stage_defaults, steps=2, batch_size=1, search_clips=4, view_choices=(5,),
-                               lora_rank=2, render_backend="torch")
+                               lora_rank=2, render_backend="torch", time_budget_s=1e-3)
     run = ts.train_stitch(cfg, tmp_path / "stitch", "cpu", caches=tiny_caches, models=(vae, recon))
+    train_config = json.loads((run / "train_config.json").read_text())
+    assert train_config["steps_done"] == 1 and train_config["stopped_by"] == "time_budget"
+    assert (run / "finetune" / "checkpoint-1").is_dir()
     evaluation = json.loads((run / "eval.json").read_text())
     assert evaluation["spec"] == "conv3d_k5x3x3_o16_s1x1x1_p2x1x1"
     assert set(evaluation["search_mse"]) == {"enc_blocks_1", "enc_blocks_2"}

@@ -17,21 +17,26 @@ def assert_close_to_oracle(x: torch.Tensor, ref: torch.Tensor, name: str) -> Non
     assert worst <= 0, f"{name}: exceeds the oracle tolerance by {worst:.3g} (max |ref| {float(ref.abs().max()):.3g})"
 
 
-def perturbed_tiny_anysplat(seed: int = 0, dino_depth: int = 3, scale: float = 0.05):
-    """A tiny random AnySplat whose every parameter is moved by ``N(0, scale²)`` so that no branch is trivial
-    (fresh inits have zero biases and tiny LayerScales)."""
+def perturbed_tiny_model(kind: str, seed: int = 0, dino_depth: int = 3, scale: float = 0.05):
+    """A tiny random ``kind`` ("anysplat", "vggt") whose every parameter is moved by ``N(0, scale²)`` so that no
+    branch is trivial (fresh inits have zero biases and tiny LayerScales)."""
     from vist3a.recon import random_tiny_model
     from vist3a.recon.hub import tiny_config
 
-    aggregator = dict(tiny_config("anysplat")["aggregator_config"])
+    aggregator = dict(tiny_config(kind)["aggregator_config"])
     aggregator["patch_embed"] = {**aggregator["patch_embed"], "depth": dino_depth}
-    model = random_tiny_model("anysplat", seed=seed, aggregator_config=aggregator)
+    model = random_tiny_model(kind, seed=seed, aggregator_config=aggregator)
     generator = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for param in model.parameters():
             param.add_(scale * torch.randn(param.shape, generator=generator))
         model.camera_head.pose_branch.fc2.bias[-2:] += 1.0  # positive fields of view (the FoV activation is a ReLU)
     return model.eval()
+
+
+def perturbed_tiny_anysplat(seed: int = 0, dino_depth: int = 3, scale: float = 0.05):
+    """:func:`perturbed_tiny_model` of AnySplat."""
+    return perturbed_tiny_model("anysplat", seed, dino_depth, scale)
 
 
 def random_frames(batch: int, views: int, height: int, width: int, seed: int = 0) -> torch.Tensor:

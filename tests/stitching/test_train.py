@@ -1,8 +1,10 @@
-"""Stitched fine-tuning: the loss goes down, only the intended parameters move, resuming is exact, the CLI runs."""
+"""Stitched fine-tuning: the loss goes down, only the intended parameters move, resuming is exact (also after a
+clean early stop by the time budget or the should_stop hook), the CLI runs."""
 
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 import torch
@@ -56,11 +58,35 @@ def test_a_few_steps_lower_the_loss_and_move_only_trained_parameters(teacher, te
     assert not any(p.requires_grad for p in teacher.parameters())
 
 
-def test_resume_after_interruption_takes_the_same_next_steps(teacher, teacher_search, tiny_models, tiny_clips,
-                                                             tmp_path):
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory, teacher, teacher_search, tiny_models, tiny_clips):
+    """An uninterrupted run of :func:`config` (4 steps) to compare interrupted and stopped runs with.
+
+    Single-threaded like the tests (module fixtures run before the autouse thread fixture): the thread count
+    changes float summation order, and the comparisons are exact."""
+    run_dir = tmp_path_factory.mktemp("full") / "a"
     cfg = config()
-    full = train_stitched(build_student(teacher, teacher_search, cfg), teacher, tiny_models.vae, tiny_clips,
-                          tmp_path / "a", cfg, device="cpu", progress=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = train_stitched(build_student(teacher, teacher_search, cfg), teacher, tiny_models.vae, tiny_clips,
+                                run_dir, cfg, device="cpu", progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    return run_dir, result
+
+
+def assert_same_trained(a_dir, b_dir, step: int) -> None:
+    a = load_file(str(a_dir / f"checkpoint-{step}" / "trainable.safetensors"))
+    b = load_file(str(b_dir / f"checkpoint-{step}" / "trainable.safetensors"))
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_after_interruption_takes_the_same_next_steps(teacher, teacher_search, tiny_models, tiny_clips,
+                                                             full_run, tmp_path):
+    cfg = config()
+    full_dir, full = full_run
+    assert full.stopped_by == "steps" and full.step == 4
 
     def interrupt(step, logs):
         if step == 3:
@@ -75,9 +101,7 @@ def test_resume_after_interruption_takes_the_same_next_steps(teacher, teacher_se
                              progress=False)
     assert [r["step"] for r in resumed.history] == [3, 4]
     assert [r["loss"] for r in resumed.history] == [r["loss"] for r in full.history[2:]]
-    a = load_file(str(tmp_path / "a" / "checkpoint-4" / "trainable.safetensors"))
-    b = load_file(str(tmp_path / "b" / "checkpoint-4" / "trainable.safetensors"))
-    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    assert_same_trained(full_dir, tmp_path / "b", 4)
     with (tmp_path / "b" / "losses.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
@@ -87,9 +111,48 @@ def test_resume_after_interruption_takes_the_same_next_steps(teacher, teacher_se
     assert final.config.lora_rank == 2 and final.layer == resumed_layer(teacher_search)
 
 
-def resumed_layer(search_dir) -> str:
-    import json
+def test_should_stop_ends_cleanly_and_the_run_resumes_exactly(teacher, teacher_search, tiny_models, tiny_clips,
+                                                               full_run, tmp_path):
+    """A stop hook ends the run at its step with a checkpoint there (recording why) and a final decoder; resuming
+    from that checkpoint takes the uninterrupted run's next step."""
+    cfg = config()
+    full_dir, full = full_run
+    seen = []
+    stopped = train_stitched(build_student(teacher, teacher_search, cfg), teacher, tiny_models.vae, tiny_clips,
+                             tmp_path / "b", cfg, device="cpu", progress=False,
+                             should_stop=lambda step, row: seen.append(step) or step == 3)
+    assert seen == [1, 2, 3] and stopped.step == 3 and stopped.stopped_by == "should_stop"
+    assert [p.name for p in stopped.checkpoints] == ["checkpoint-2", "checkpoint-3"]
+    assert json.loads((tmp_path / "b" / "checkpoint-3" / "meta.json").read_text())["stopped_by"] == "should_stop"
+    assert "stopped_by" not in json.loads((tmp_path / "b" / "checkpoint-2" / "meta.json").read_text())
+    assert stopped.final_dir is not None and (stopped.final_dir / "config.json").is_file()
+    assert [r["loss"] for r in stopped.history] == [r["loss"] for r in full.history[:3]]
 
+    resumed = train_stitched(build_student(teacher, teacher_search, cfg), teacher, tiny_models.vae, tiny_clips,
+                             tmp_path / "b", cfg, resume=tmp_path / "b" / "checkpoint-3", device="cpu", progress=False)
+    assert resumed.stopped_by == "steps" and [r["step"] for r in resumed.history] == [4]
+    assert resumed.history[0]["loss"] == full.history[3]["loss"]
+    assert_same_trained(full_dir, tmp_path / "b", 4)
+
+
+def test_time_budget_stops_cleanly_before_overrunning(teacher, teacher_search, tiny_models, tiny_clips, full_run,
+                                                      tmp_path):
+    """A budget smaller than one step: the first step runs (the budget is checked after a step), then the run stops
+    because the next step would overrun it, with a checkpoint and a final decoder."""
+    _, full = full_run
+    cfg = config(time_budget_s=1e-3)
+    result = train_stitched(build_student(teacher, teacher_search, cfg), teacher, tiny_models.vae, tiny_clips,
+                            tmp_path / "run", cfg, device="cpu", progress=False)
+    assert result.step == 1 and result.stopped_by == "time_budget"
+    meta = json.loads((tmp_path / "run" / "checkpoint-1" / "meta.json").read_text())
+    assert meta["step"] == 1 and meta["stopped_by"] == "time_budget"
+    assert (tmp_path / "run" / "final" / "config.json").is_file()
+    assert result.history[0]["loss"] == full.history[0]["loss"]
+    with pytest.raises(ValueError, match="time_budget_s"):
+        config(time_budget_s=0)
+
+
+def resumed_layer(search_dir) -> str:
     return json.loads((search_dir / "report.json").read_text())["best_layer"]
 
 
@@ -105,6 +168,19 @@ def test_cli_train_and_resume(search_dir, tmp_path):
         assert exit_info.value.code in (0, None)
     assert (tmp_path / "run" / "checkpoint-2" / "meta.json").is_file()
     assert (tmp_path / "run" / "final" / "config.json").is_file()
+
+
+def test_cli_train_time_budget(search_dir, tmp_path, capsys):
+    from vist3a.cli.main import main
+
+    args = ["stitch", "train", "--preset", "tiny-random", "--init", str(search_dir), "--max-steps", "3",
+            "--vae-size", "16", "--recon-size", "28", "--num-clips", "1", "--lora-rank", "2", "--device", "cpu",
+            "--time-budget", "0.001", "--out", str(tmp_path / "run")]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code in (0, None)
+    assert "step 1 (stopped by time budget)" in capsys.readouterr().out
+    assert json.loads((tmp_path / "run" / "checkpoint-1" / "meta.json").read_text())["stopped_by"] == "time_budget"
 
 
 def test_config_validation():

@@ -105,6 +105,8 @@ def register(app: typer.Typer) -> None:
             "Examples:\n\n"
             "  vist3a stitch train --preset nano --init runs/search --max-steps 2000 --out runs/stitch\n\n"
             "  vist3a stitch train --preset nano --init runs/search --max-steps 2000 --out runs/stitch "
+            "--time-budget 3600\n\n"
+            "  vist3a stitch train --preset nano --init runs/search --max-steps 2000 --out runs/stitch "
             "--resume runs/stitch/checkpoint-500"
         ),
     )
@@ -117,12 +119,21 @@ def register(app: typer.Typer) -> None:
         preset: str = typer.Option("nano", "--preset", help=PRESET_HELP),
         resume: Path = typer.Option(None, "--resume", help="RUN/checkpoint-<step> to continue from."),
         checkpoint_every: int = typer.Option(500, "--checkpoint-every", help="Checkpoint interval in steps."),
+        time_budget: float = typer.Option(
+            None, "--time-budget",
+            help="Wall-clock seconds for this call: stops cleanly (checkpoint + final decoder) once the next step "
+                 "would overrun it; continue with --resume.",
+        ),
         layer: str = typer.Option(None, "--layer", help="Layer to stitch at (default: the search's best)."),
         recon: str = typer.Option(None, "--recon", help="3D model: Hub repo id or local folder (default: preset's)."),
         recon_type: str = typer.Option("anysplat", "--recon-type", help="anysplat or vggt (with --recon)."),
         vae: str = typer.Option(None, "--vae", help="Wan VAE: Hub repo id or folder (default: the preset's)."),
         data: str = typer.Option("synthetic", "--data", help="synthetic, dl3dv:<folder>, or a folder of videos."),
-        num_clips: int = typer.Option(256, "--num-clips", help="Synthetic clips to draw from."),
+        num_clips: int = typer.Option(
+            256, "--num-clips",
+            help="Synthetic clips, rendered once (with the most --views frames) into memory and drawn from: "
+                 "num-clips x frames x 3 x size^2 bytes.",
+        ),
         views: str = typer.Option(None, "--views", help="Views per clip to draw from, e.g. 9,13,17,21."),
         batch_size: int = typer.Option(None, "--batch-size", help="Clips per step and GPU (default: 12, CPU: 1)."),
         lr: float = typer.Option(2e-4, "--lr", help="Peak learning rate (AdamW)."),
@@ -149,17 +160,18 @@ def register(app: typer.Typer) -> None:
                 batch_size=batch_size or (12 if dev.type == "cuda" else 1),
                 view_choices=_int_list(views, "--views") or models.view_choices, vae_size=models.vae_size,
                 recon_size=models.recon_size, lora_rank=lora_rank, lora_alpha=lora_alpha,
-                checkpoint_every=checkpoint_every, seed=seed,
+                checkpoint_every=checkpoint_every, seed=seed, time_budget_s=time_budget,
             )
         except ValueError as exc:
             raise UserInputError(str(exc)) from None
         clips = resolve_clips(data, num_clips, max(config.view_choices), max(models.vae_size, models.recon_size),
-                              seed)
+                              seed, render_once=True, device=dev)
         decoder = build_student(models.recon, init, config, layer, models.temporal_factor)
         sources = {**models.sources, "preset": preset, "data": data, "init": str(init)}
         result = train_stitched(decoder, models.recon, models.vae, clips, out, config, resume, dev, sources)
         if result.final_dir is not None:  # the main process (one line per run, also with several GPUs)
             last = result.history[-1]["loss"] if result.history else float("nan")
-            typer.echo(f"step {result.step}: loss {last:.4g}; decoder -> {result.final_dir}")
+            stopped = "" if result.stopped_by == "steps" else f" (stopped by {result.stopped_by.replace('_', ' ')})"
+            typer.echo(f"step {result.step}{stopped}: loss {last:.4g}; decoder -> {result.final_dir}")
 
     app.add_typer(stitch_app, name="stitch")

@@ -34,12 +34,11 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
 
 from vist3a.cameras import invert_rigid
-from vist3a.data.clip import MultiViewClip, crop_resize_intrinsics, resize_and_crop
+from vist3a.data.clip import MultiViewClip, crop_resize_intrinsics
 from vist3a.data.media import natural_key, read_images
-from vist3a.data.sampling import check_frame_choices, derive_rng, sample_frame_indices, split_key
+from vist3a.data.sampling import FrameSampledClips
 from vist3a.errors import UserInputError
 
 logger = logging.getLogger(__name__)
@@ -99,7 +98,7 @@ def find_scenes(root: Path) -> list[Path]:
     return sorted(found, key=natural_key)
 
 
-class DL3DVClips(Dataset):
+class DL3DVClips(FrameSampledClips):
     """Posed clips from DL3DV scenes (see the module docstring for the layout and conventions).
 
     Args:
@@ -115,6 +114,8 @@ class DL3DVClips(Dataset):
     Items are :class:`MultiViewClip` with ``frames``, ``w2c`` and ``K`` (float32), no depth.
     """
 
+    rng_stream = "dl3dv"
+
     def __init__(
         self,
         root: str | Path,
@@ -126,26 +127,26 @@ class DL3DVClips(Dataset):
         image_dirs: Sequence[str] = ("images_4", "images"),
         captions: Mapping[str, str] | None = None,
     ) -> None:
+        super().__init__(num_frames, stride, mode, size, seed, captions)
         self.root = Path(root)
         if not self.root.is_dir():
             raise UserInputError(f"DL3DV folder {self.root} does not exist or is not a folder")
         self.scenes = find_scenes(self.root)
         if not self.scenes:
             raise UserInputError(f"no scene with a {TRANSFORMS_FILE} found under {self.root}")
-        self.num_frames = check_frame_choices(num_frames)
-        self.stride, self.mode, self.size, self.seed = stride, mode, size, seed
         self.image_dirs = tuple(image_dirs)
-        self.captions = dict(captions or {})
-        self.epoch = 0
         self._records: dict[int, _SceneRecord] = {}
         logger.info("DL3DVClips: %d scenes under %s", len(self.scenes), self.root)
 
     def __len__(self) -> int:
         return len(self.scenes)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Draw different frames for every scene in each epoch."""
-        self.epoch = epoch
+    def num_available(self, index: int) -> int:
+        """Frames of scene ``index`` (parses its ``transforms.json`` once)."""
+        return len(self.record(index).files)
+
+    def sequence_path(self, index: int) -> Path:
+        return self.scenes[index]
 
     def scene_name(self, index: int) -> str:
         """Scene path relative to ``root`` ("." if ``root`` is the scene)."""
@@ -187,14 +188,8 @@ class DL3DVClips(Dataset):
         return record
 
     def __getitem__(self, key: int | tuple[int, int]) -> MultiViewClip:
-        index = key[0] if isinstance(key, tuple) else key
-        rng = derive_rng(self.seed, "dl3dv", self.epoch, index % len(self))
-        index, num_frames = split_key(key, self.num_frames, rng, len(self))
+        index, picked = self.pick_frames(key)
         rec = self.record(index)
-        try:
-            picked = sample_frame_indices(len(rec.files), num_frames, rng, self.stride, self.mode)
-        except ValueError as exc:
-            raise ValueError(f"{self.scenes[index]}: {exc}") from exc
         frames = read_images([rec.files[i] for i in picked])
         height, width = frames.shape[-2:]
         fx, fy, cx, cy, w, h = rec.intrinsics[picked].unbind(-1)
@@ -215,4 +210,4 @@ class DL3DVClips(Dataset):
             meta={"source": "dl3dv", "scene": name, "frame_indices": picked,
                   "files": [rec.files[i].name for i in picked]},
         )
-        return resize_and_crop(clip, self.size) if self.size is not None else clip
+        return self.resized(clip)

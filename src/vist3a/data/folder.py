@@ -6,9 +6,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from torch.utils.data import Dataset
-
-from vist3a.data.clip import MultiViewClip, resize_and_crop
+from vist3a.data.clip import MultiViewClip
 from vist3a.data.media import (
     IMAGE_SUFFIXES,
     VIDEO_SUFFIXES,
@@ -18,13 +16,13 @@ from vist3a.data.media import (
     read_images,
     read_video_frames,
 )
-from vist3a.data.sampling import check_frame_choices, derive_rng, sample_frame_indices, split_key
+from vist3a.data.sampling import FrameSampledClips
 from vist3a.errors import UserInputError
 
 logger = logging.getLogger(__name__)
 
 
-class FolderClips(Dataset):
+class FolderClips(FrameSampledClips):
     """One item per video file (mp4, mov, webm, mkv, avi) or image-sequence subfolder (png/jpg frames in
     natural order) directly under ``root``; if ``root`` itself holds images, it is the single sequence.
 
@@ -42,6 +40,8 @@ class FolderClips(Dataset):
         captions: optional ``{item name: caption}``; the name is the video's file name or the subfolder's name.
     """
 
+    rng_stream = "folder"
+
     def __init__(
         self,
         root: str | Path,
@@ -52,13 +52,10 @@ class FolderClips(Dataset):
         seed: int = 0,
         captions: Mapping[str, str] | None = None,
     ) -> None:
+        super().__init__(num_frames, stride, mode, size, seed, captions)
         self.root = Path(root)
         if not self.root.is_dir():
             raise UserInputError(f"clip folder {self.root} does not exist or is not a folder")
-        self.num_frames = check_frame_choices(num_frames)
-        self.stride, self.mode, self.size, self.seed = stride, mode, size, seed
-        self.captions = dict(captions or {})
-        self.epoch = 0
         # (name, path, image files or None for a video)
         self.items: list[tuple[str, Path, list[Path] | None]] = []
         for path in sorted(self.root.iterdir(), key=natural_key):
@@ -82,9 +79,8 @@ class FolderClips(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Draw different frames for every item in each epoch."""
-        self.epoch = epoch
+    def sequence_path(self, index: int) -> Path:
+        return self.items[index][1]
 
     def num_available(self, index: int) -> int:
         """Frame count of item ``index`` (decodes a video once, then cached)."""
@@ -96,19 +92,12 @@ class FolderClips(Dataset):
         return self._video_lengths[index]
 
     def __getitem__(self, key: int | tuple[int, int]) -> MultiViewClip:
-        index = key[0] if isinstance(key, tuple) else key
-        rng = derive_rng(self.seed, "folder", self.epoch, index % len(self))
-        index, num_frames = split_key(key, self.num_frames, rng, len(self))
+        index, picked = self.pick_frames(key)
         name, path, images = self.items[index]
-        available = self.num_available(index)
-        try:
-            picked = sample_frame_indices(available, num_frames, rng, self.stride, self.mode)
-        except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from exc
         frames = read_images([images[i] for i in picked]) if images is not None else read_video_frames(path, picked)
         clip = MultiViewClip(
             frames=frames,
             caption=self.captions.get(name),
             meta={"source": "folder", "name": name, "path": str(path), "frame_indices": picked},
         )
-        return resize_and_crop(clip, self.size) if self.size is not None else clip
+        return self.resized(clip)

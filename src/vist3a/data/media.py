@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -64,18 +65,20 @@ def read_images(paths: Sequence[Path]) -> Tensor:
     return torch.stack(frames)
 
 
-def count_video_frames(path: Path) -> int:
-    """Number of decodable frames of a video file (decodes it: exact, unlike container metadata)."""
+def _open_video(path: Path):
+    """An imageio FFMPEG reader of ``path`` (the caller closes it); UserInputError when it cannot be opened."""
     import imageio.v2 as iio2
 
     try:
-        reader = iio2.get_reader(path, format="FFMPEG")
+        return iio2.get_reader(path, format="FFMPEG")
     except (OSError, ValueError, RuntimeError) as exc:
         raise UserInputError(f"cannot open video {path}: {exc}") from exc
-    try:
+
+
+def count_video_frames(path: Path) -> int:
+    """Number of decodable frames of a video file (decodes it: exact, unlike container metadata)."""
+    with contextlib.closing(_open_video(path)) as reader:
         return int(reader.count_frames())
-    finally:
-        reader.close()
 
 
 def read_video_frames(path: Path, indices: Sequence[int]) -> Tensor:
@@ -84,23 +87,15 @@ def read_video_frames(path: Path, indices: Sequence[int]) -> Tensor:
     Decodes sequentially up to the largest index (no seeking: exact frames, at the cost of decoding the
     prefix). IndexError if the video is shorter than an index.
     """
-    import imageio.v2 as iio2
-
     wanted = set(indices)
     last = max(wanted)
     got: dict[int, Tensor] = {}
-    try:
-        reader = iio2.get_reader(path, format="FFMPEG")
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise UserInputError(f"cannot open video {path}: {exc}") from exc
-    try:
+    with contextlib.closing(_open_video(path)) as reader:
         for i, frame in enumerate(reader):
             if i in wanted:
                 got[i] = _to_tensor(np.asarray(frame), path)
             if i >= last:
                 break
-    finally:
-        reader.close()
     missing = sorted(wanted - got.keys())
     if missing:
         raise IndexError(f"{path} has fewer frames than needed: frame {missing[0]} is missing")

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterator, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
 
-from torch.utils.data import Sampler
+from torch.utils.data import Dataset, Sampler
 
-from vist3a.data.clip import check_num_frames
+from vist3a.data.clip import MultiViewClip, check_num_frames, resize_and_crop
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,63 @@ def check_frame_choices(num_frames: int | Sequence[int]) -> int | tuple[int, ...
     if not choices:
         raise ValueError("`num_frames` must be an int or a non-empty sequence of ints, got an empty sequence")
     return tuple(check_num_frames(n) for n in choices)
+
+
+class FrameSampledClips(Dataset, ABC):
+    """Base of the loaders that cut clips out of longer frame sequences (:class:`~vist3a.data.FolderClips`,
+    :class:`~vist3a.data.DL3DVClips`): one place for which frames item ``i`` shows in an epoch and for the
+    optional square resize, so that every loader draws its frames the same way.
+
+    Subclasses set :attr:`rng_stream` (part of every item's seed: renaming it changes the frames drawn), and
+    implement ``__len__``, :meth:`num_available` and :meth:`sequence_path`. Arguments as in the subclasses.
+    """
+
+    rng_stream: str = ""
+
+    def __init__(
+        self,
+        num_frames: int | Sequence[int],
+        stride: int | Sequence[int],
+        mode: str,
+        size: int | None,
+        seed: int,
+        captions: Mapping[str, str] | None,
+    ) -> None:
+        self.num_frames = check_frame_choices(num_frames)
+        self.stride, self.mode, self.size, self.seed = stride, mode, size, seed
+        self.captions = dict(captions or {})
+        self.epoch = 0
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    @abstractmethod
+    def num_available(self, index: int) -> int:
+        """Frames in sequence ``index``."""
+
+    @abstractmethod
+    def sequence_path(self, index: int) -> object:
+        """Where sequence ``index`` lives (named in errors)."""
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw different frames for every item in each epoch."""
+        self.epoch = epoch
+
+    def pick_frames(self, key: int | tuple[int, int]) -> tuple[int, list[int]]:
+        """``(index, frame indices)`` for a key ``i`` or ``(i, T)``: a pure function of ``(seed, epoch, i)``."""
+        index = key[0] if isinstance(key, tuple) else key
+        rng = derive_rng(self.seed, self.rng_stream, self.epoch, index % len(self))
+        index, num_frames = split_key(key, self.num_frames, rng, len(self))
+        available = self.num_available(index)  # outside the try: its own errors name their file
+        try:
+            picked = sample_frame_indices(available, num_frames, rng, self.stride, self.mode)
+        except ValueError as exc:
+            raise ValueError(f"{self.sequence_path(index)}: {exc}") from exc
+        return index, picked
+
+    def resized(self, clip: MultiViewClip) -> MultiViewClip:
+        """``clip`` centre-cropped and resized to ``size x size`` when ``size`` is set."""
+        return resize_and_crop(clip, self.size) if self.size is not None else clip
 
 
 class EqualLengthBatchSampler(Sampler[list[tuple[int, int]]]):

@@ -17,7 +17,7 @@ to check: the stitched model is at least as good as the original), and their dep
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -93,10 +93,6 @@ class StitchStageConfig(StageConfig):
         self.view_choices = tuple(int(v) for v in self.view_choices)
         if any(v > self.num_frames for v in self.view_choices):
             raise ValueError(f"`view_choices` {self.view_choices} must not exceed `num_frames` ({self.num_frames})")
-
-
-class _TimeBudgetReached(Exception):
-    """Raised from the fine-tuning step callback to stop at the wall-clock budget."""
 
 
 def load_stitched_decoder(path: str | Path, device: str | torch.device = "cpu",
@@ -202,24 +198,21 @@ def train_stitch(
     )
     decoder = build_student(teacher, search_dir, stitch_cfg, layer=layer)
     log = LossLog(run_dir)
-    state: dict[str, Any] = {"steps": 0, "stopped_by": "steps", "lr": cfg.lr}
+    lr = cfg.lr
 
     def on_step(step: int, row: dict[str, float]) -> None:
-        state["steps"], state["lr"] = step, row.get("lr", state["lr"])
+        nonlocal lr
+        lr = row.get("lr", lr)
         log.add({k: v for k, v in row.items() if k not in ("step", "lr", "views", "seconds")})
         if step % cfg.log_every == 0:
-            log.flush(step, state["lr"], clock.elapsed)
-        if clock.out_of_time():
-            state["stopped_by"] = "time_budget"
-            raise _TimeBudgetReached
+            log.flush(step, lr, clock.elapsed)
 
     clock.start_training()
-    try:
-        train_stitched(decoder, teacher, vae, train, run_dir / "finetune", stitch_cfg, device=device,
-                       sources=sources, step_callback=on_step, progress=cfg.progress)
-    except _TimeBudgetReached:
-        logger.warning("nano stitch: time budget reached after %d of %d fine-tuning steps", state["steps"], cfg.steps)
-    log.flush(state["steps"], state["lr"], clock.elapsed)
+    # the fine-tuning gets what the stage's budget leaves after data and search, minus the evaluation reserve
+    stitch_cfg = replace(stitch_cfg, time_budget_s=clock.train_seconds)
+    result = train_stitched(decoder, teacher, vae, train, run_dir / "finetune", stitch_cfg, device=device,
+                            sources=sources, step_callback=on_step, progress=cfg.progress)
+    log.flush(result.step, lr, clock.elapsed)
     log.plot("nano stitched fine-tuning")
 
     decoder.merge_lora()
@@ -242,7 +235,7 @@ def train_stitch(
     })
     write_json(run_dir / "eval.json", evaluation)
     write_train_config(run_dir, STAGE, cfg, device, {
-        "steps_done": state["steps"], "stopped_by": state["stopped_by"], "sources": sources,
+        "steps_done": result.step, "stopped_by": result.stopped_by, "sources": sources,
         "wall_seconds": round(clock.elapsed, 2),
     })
     logger.info("nano stitch: %s, held-out PSNR stitched %.2f dB vs teacher %.2f dB, saved as %s", layer,

@@ -111,6 +111,16 @@ class VGGT(ModelMixin, ConfigMixin):
         kwargs.update(overrides)
         return cls(**kwargs)
 
+    # ------------------------------------------------------------------ stages
+    def encode(self, images: torch.Tensor) -> AggregatorOutput:
+        """Aggregator on ``images [B, V, 3, H, W]`` in ``[0, 1]`` (every layer kept, as VGGT's heads read them).
+
+        With :meth:`decode` this is the split a stitched model uses: it replaces the start of the aggregator's
+        patch embedder and reuses :meth:`decode` unchanged (as :class:`~vist3a.recon.AnySplat` does).
+        """
+        check_images(images, self.aggregator.config.patch_size)
+        return self.aggregator(images)
+
     def forward(
         self,
         images: torch.Tensor,
@@ -124,12 +134,21 @@ class VGGT(ModelMixin, ConfigMixin):
         ``frames_chunk_size``: frames per chunk in the dense heads (memory bound; results do not depend on it).
         """
         check_images(images, self.aggregator.config.patch_size)
-        if query_points is not None:
-            if self.track_head is None:
-                raise ValueError("`query_points` were given but this VGGT has no track head (add 'track' to `heads`)")
-            if query_points.ndim != 3 or query_points.shape[-1] != 2 or query_points.shape[0] != images.shape[0]:
-                raise ValueError(f"`query_points` must have shape [B, N, 2], got {list(query_points.shape)}")
-        agg = self.aggregator(images)
+        self._check_query_points(query_points, images.shape[0])
+        return self.decode(self.encode(images), images, query_points, frames_chunk_size, return_aggregator)
+
+    def decode(
+        self,
+        agg: AggregatorOutput,
+        images: torch.Tensor,
+        query_points: torch.Tensor | None = None,
+        frames_chunk_size: int | None = 8,
+        return_aggregator: bool = False,
+    ) -> VGGTOutput:
+        """The heads on aggregator tokens, outside autocast in the heads' dtype. ``images [B, V, 3, H, W]`` give
+        the output size only (no VGGT head reads the pixels); arguments as in :meth:`forward`."""
+        check_images(images, self.aggregator.config.patch_size)
+        self._check_query_points(query_points, images.shape[0])
         out = VGGTOutput(aggregator=agg if return_aggregator else None)
         image_hw = tuple(images.shape[-2:])
         heads = [h for h in (self.camera_head, self.depth_head, self.point_head, self.track_head) if h is not None]
@@ -151,3 +170,11 @@ class VGGT(ModelMixin, ConfigMixin):
                 tracks, vis, conf = self.track_head(tokens, images, prefix, query_points.to(images.dtype))
                 out.tracks = TrackPrediction(tracks[-1], tracks, vis, conf)
         return out
+
+    def _check_query_points(self, query_points: torch.Tensor | None, batch: int) -> None:
+        if query_points is None:
+            return
+        if self.track_head is None:
+            raise ValueError("`query_points` were given but this VGGT has no track head (add 'track' to `heads`)")
+        if query_points.ndim != 3 or query_points.shape[-1] != 2 or query_points.shape[0] != batch:
+            raise ValueError(f"`query_points` must have shape [B, N, 2], got {list(query_points.shape)}")

@@ -7,7 +7,9 @@ model-specific about that lives behind :class:`ReconAdapter`:
 - ``candidate_layers``: the cut points ``enc_blocks_1 .. enc_blocks_N`` (output of DINO block ``i``),
 - ``feature_hooks`` / ``candidate_features``: those block outputs on real frames, prefix tokens dropped,
 - ``cut`` / ``cut_state_dict``: delete the patch projection and blocks ``< k`` (renumbering the rest from 0),
-- ``run_tail``: the stitched forward from tokens to the model's typed outputs,
+- ``run_tail``: the stitched forward from tokens to the model's typed outputs (``run_tail_from_trunk``: the same
+  from a DINO trunk state, prefix tokens included); both end in the model's own ``decode(agg, frames)``, the half
+  of its forward after ``encode(frames)`` (AnySplat and VGGT alike),
 - ``distill_targets`` / ``loss_terms``: which outputs the fine-tuning loss compares, with default weights.
 
 Adapters are looked up by name in :data:`ADAPTERS` (``get_adapter``) or by model class
@@ -213,24 +215,16 @@ class ReconAdapter(ABC):
     def stitched_trunk_input(self, model: nn.Module, tokens: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:
         """Stitched tokens ``[B·V, Hp·Wp, C]`` -> DINO trunk input ``[B·V, 1 + R + Hp·Wp, C]``.
 
-        Prepend CLS, add the interpolated positional embedding (on the swapped grid if ``pos_embed_hw_swap``),
-        insert the register tokens after CLS.
+        DINO's own token preparation (prepend CLS, add the interpolated positional embedding, insert the register
+        tokens after CLS), with the positional embedding on the swapped grid if ``pos_embed_hw_swap``.
         """
-        dino = self.dino(model)
         hp, wp = grid_hw
         if tokens.ndim != 3 or tokens.shape[1] != hp * wp or tokens.shape[2] != self.token_width(model):
             raise ValueError(
                 f"tokens must have shape [B*V, {hp}*{wp}, {self.token_width(model)}] for the grid {grid_hw}, "
                 f"got {list(tokens.shape)}"
             )
-        n = tokens.shape[0]
-        x = torch.cat((dino.cls_token.expand(n, -1, -1).to(tokens.dtype), tokens), 1)
-        pos_grid = (wp, hp) if self.pos_embed_hw_swap else (hp, wp)
-        x = x + dino.interpolate_pos_encoding(pos_grid, x.dtype)
-        if dino.register_tokens is not None:
-            regs = dino.register_tokens.expand(n, -1, -1).to(x.dtype)
-            x = torch.cat((x[:, :1], regs, x[:, 1:]), 1)
-        return x
+        return self.dino(model).prepare_tokens(tokens, (wp, hp) if self.pos_embed_hw_swap else (hp, wp))
 
     def run_trunk(self, model: nn.Module, tokens: torch.Tensor, start_block: int) -> torch.Tensor:
         """DINO blocks ``start_block..`` (indices into the model's current block list) + final norm.
@@ -270,19 +264,36 @@ class ReconAdapter(ABC):
             frames: ``[B, V, 3, Hp·p, Wp·p]`` RGB in ``[0, 1]`` (required when :attr:`needs_frames`).
             kwargs: passed to the model's decoding step (e.g. ``voxelize`` for AnySplat).
         """
-        if tokens.shape[0] % views:
-            raise ValueError(f"tokens hold {tokens.shape[0]} frames, which is not a multiple of views={views}")
-        batch = tokens.shape[0] // views
+        x = self.stitched_trunk_input(model, tokens, grid_hw)
+        return self.run_tail_from_trunk(model, x, start_block, grid_hw, views, frames, **kwargs)
+
+    def run_tail_from_trunk(
+        self,
+        model: nn.Module,
+        trunk_tokens: torch.Tensor,
+        start_block: int,
+        grid_hw: tuple[int, int],
+        views: int,
+        frames: torch.Tensor | None,
+        **kwargs: Any,
+    ) -> Any:
+        """The tail from a DINO trunk state ``[B·V, 1 + R + Hp·Wp, C]`` (prefix tokens included): blocks
+        ``start_block..``, norm, aggregator and heads. On the uncut model's own state after block ``k`` this is
+        exactly the rest of its forward; :meth:`run_tail` enters here with freshly prefixed stitched tokens.
+        Arguments as in :meth:`run_tail`.
+        """
+        if trunk_tokens.shape[0] % views:
+            raise ValueError(f"tokens hold {trunk_tokens.shape[0]} frames, which is not a multiple of views={views}")
+        batch = trunk_tokens.shape[0] // views
         p = self.patch_size(model)
         image_hw = (grid_hw[0] * p, grid_hw[1] * p)
         if frames is None:
             if self.needs_frames:
                 raise ValueError(f"{type(model).__name__} needs the RGB frames (its Gaussian head reads them)")
-            frames = tokens.new_zeros(batch, views, 3, *image_hw)
+            frames = trunk_tokens.new_zeros(batch, views, 3, *image_hw)
         elif tuple(frames.shape) != (batch, views, 3, *image_hw):
             raise ValueError(f"frames must have shape {[batch, views, 3, *image_hw]}, got {list(frames.shape)}")
-        x = self.stitched_trunk_input(model, tokens, grid_hw)
-        patch_tokens = self.run_trunk(model, x, start_block)
+        patch_tokens = self.run_trunk(model, trunk_tokens, start_block)
         agg = self.aggregate(model, patch_tokens, batch, views, grid_hw)
         return self.decode(model, agg, frames, **kwargs)
 
@@ -292,9 +303,10 @@ class ReconAdapter(ABC):
     ) -> Any:
         """The aggregator on DINO output patch tokens ``[B·V, P, C]`` -> its output (the layers the heads read)."""
 
-    @abstractmethod
     def decode_heads(self, model: nn.Module, agg: Any, frames: torch.Tensor, **kwargs: Any) -> Any:
-        """The heads on an aggregator output; ``frames [B, V, 3, H, W]`` in ``[0, 1]``."""
+        """The heads on an aggregator output: the model's own ``decode(agg, frames, **kwargs)``, the half of its
+        forward after the aggregator; ``frames [B, V, 3, H, W]`` in ``[0, 1]``."""
+        return model.decode(agg, frames, **kwargs)
 
     def decode(self, model: nn.Module, agg: Any, frames: torch.Tensor, **kwargs: Any) -> Any:
         """:meth:`decode_heads` in float32 with autocast off, as the official models run their heads (only the
@@ -310,9 +322,9 @@ class ReconAdapter(ABC):
         (under the caller's autocast) and :meth:`decode`."""
         return self.decode(model, self.encode(model, frames), frames, **kwargs)
 
-    @abstractmethod
     def encode(self, model: nn.Module, frames: torch.Tensor) -> Any:
-        """The uncut model's aggregator on ``frames``."""
+        """The uncut model's aggregator on ``frames``: its own ``encode(frames)``."""
+        return model.encode(frames)
 
     # ------------------------------------------------------------------ distillation
     @abstractmethod
@@ -343,12 +355,6 @@ class AnySplatAdapter(ReconAdapter):
     def aggregate(self, model, patch_tokens, batch, views, grid_hw):
         layers = model.config.intermediate_layer_idx
         return model.aggregator.forward_patch_tokens(patch_tokens, batch, views, grid_hw, layers)
-
-    def encode(self, model, frames):
-        return model.encode(frames)
-
-    def decode_heads(self, model, agg, frames, **kwargs):
-        return model.decode(agg, frames, **kwargs)
 
     def distill_targets(self, outputs) -> dict[str, torch.Tensor]:
         image_hw = tuple(outputs.depth.shape[-2:])
@@ -402,31 +408,6 @@ class VGGTAdapter(ReconAdapter):
 
     def aggregate(self, model, patch_tokens, batch, views, grid_hw):
         return model.aggregator.forward_patch_tokens(patch_tokens, batch, views, grid_hw)
-
-    def encode(self, model, frames):
-        from vist3a.recon.vggt import check_images
-
-        check_images(frames, self.patch_size(model))
-        return model.aggregator(frames)
-
-    def decode_heads(self, model, agg, frames, frames_chunk_size=8):
-        from vist3a.cameras import pose_encoding_to_w2c_K
-        from vist3a.recon.outputs import CameraPrediction, VGGTOutput
-
-        out = VGGTOutput()
-        image_hw = tuple(frames.shape[-2:])
-        if model.camera_head is not None:
-            pose_list = model.camera_head(agg.tokens[-1])
-            w2c, K = pose_encoding_to_w2c_K(pose_list[-1], image_hw, fov_eps=model.config.fov_eps)
-            out.cameras = CameraPrediction(pose_list[-1], pose_list, w2c, K)
-        if model.depth_head is not None:
-            depth, out.depth_conf = model.depth_head(agg.tokens, frames, agg.num_prefix_tokens, frames_chunk_size)
-            out.depth = depth[..., 0]
-        if model.point_head is not None:
-            out.world_points, out.world_points_conf = model.point_head(
-                agg.tokens, frames, agg.num_prefix_tokens, frames_chunk_size
-            )
-        return out
 
     def distill_targets(self, outputs) -> dict[str, torch.Tensor]:
         named = {

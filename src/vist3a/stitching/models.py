@@ -16,8 +16,9 @@ release, output channels = the model's token width, spatial stride = latent grid
 
 from __future__ import annotations
 
-import importlib
 import logging
+import math
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,8 @@ PRESETS = ("tiny-random", "nano", "release")
 RELEASE_SOURCES = {"vae": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "recon": "lhjiang/anysplat"}
 SPEC_KERNEL = "5x3x3"
 SPEC_PADDING = "2x1x1"
+POOL_CHUNK = 8  # clips rendered per call when pooling synthetic training clips
+MAX_POOL_WORKERS = 8
 
 
 @dataclass
@@ -133,20 +136,13 @@ def load_recon(source: str, recon_type: str) -> torch.nn.Module:
 
 def _nano_component(name: str) -> torch.nn.Module | None:
     """The shipped nano component ``name`` ("vae", "recon"), or None when the nano weights are not installed."""
-    for module_name in ("vist3a.nano.weights", "vist3a.nano"):
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        loader = getattr(module, "load_nano_component", None)
-        if loader is None:
-            continue
-        try:
-            return loader(name)
-        except (FileNotFoundError, KeyError, ValueError) as exc:
-            logger.warning("nano %s weights are not available: %s", name, exc)
-            return None
-    return None
+    from vist3a.nano.weights import load_nano_component
+
+    try:
+        return load_nano_component(name)
+    except (FileNotFoundError, KeyError, ValueError) as exc:
+        logger.warning("nano %s weights are not available: %s", name, exc)
+        return None
 
 
 def _preset_tiny(seed: int) -> dict[str, Any]:
@@ -226,14 +222,37 @@ def resolve_stitch_models(
     )
 
 
-def resolve_clips(data: str, num_clips: int, num_frames: int, size: int, seed: int = 0) -> Any:
+def resolve_clips(data: str, num_clips: int, num_frames: int, size: int, seed: int = 0, render_once: bool = False,
+                  device: torch.device | str = "cpu") -> Any:
     """The clip dataset named by ``--data``: ``"synthetic"`` (the nano world, ``num_clips`` clips rendered at
     ``size`` px), ``"dl3dv:<folder>"`` (:class:`~vist3a.data.DL3DVClips`) or a folder of videos / image
-    sequences (:class:`~vist3a.data.FolderClips`)."""
+    sequences (:class:`~vist3a.data.FolderClips`).
+
+    ``render_once`` (training, which draws clips again and again): the synthetic clips are rendered once, on
+    ``device`` when it is a GPU, into an in-memory pool (:class:`~vist3a.nano.clips.ClipCache`, uint8 frames:
+    ``num_clips · num_frames · 3 · size²`` bytes) and served from there; a shorter clip is then the first frames of
+    a pooled one. Without it the world renders each clip on access (the layer search reads every clip once).
+    File-backed data is read on access either way.
+    """
     from vist3a.data import DL3DVClips, FolderClips, SyntheticClips
 
     if data == "synthetic":
-        return SyntheticClips(num_clips, num_frames=num_frames, size=size, seed=seed, split="train")
+        render_device = torch.device(device)
+        clips = SyntheticClips(num_clips, num_frames=num_frames, size=size, seed=seed, split="train",
+                               device=render_device if render_once else "cpu")
+        return _render_pool(clips, render_device) if render_once else clips
     if data.startswith("dl3dv:"):
         return DL3DVClips(data.removeprefix("dl3dv:"), num_frames=num_frames, seed=seed)
     return FolderClips(data, num_frames=num_frames, seed=seed)
+
+
+def _render_pool(clips: Any, device: torch.device) -> Any:
+    """Every clip of ``clips`` rendered once into a CPU :class:`~vist3a.nano.clips.ClipCache` (CPU worker processes
+    when rendering on the CPU and there is more than one chunk to render)."""
+    from vist3a.nano.clips import ClipCache
+
+    chunks = math.ceil(len(clips) / POOL_CHUNK)
+    workers = 0 if device.type == "cuda" else min(os.cpu_count() or 1, MAX_POOL_WORKERS, chunks)
+    logger.info("rendering a pool of %d synthetic clips on %s", len(clips), device)
+    return ClipCache.build(clips, device="cpu", chunk_size=POOL_CHUNK, num_workers=workers if workers > 1 else 0,
+                           desc="rendering the clip pool")

@@ -15,6 +15,11 @@ clipping; ``accelerate`` runs it on one or many GPUs (bf16 autocast on CUDA) or 
 Randomness is derived from ``(seed, step)`` (clip choice, view count, jitter, posterior sample), so a run
 resumed from ``RUN/checkpoint-<step>`` takes exactly the same next steps as an uninterrupted one.
 
+A run ends at ``max_steps``, or earlier when the wall-clock budget ``time_budget_s`` would be overrun by the
+next step or a ``should_stop`` hook says so (a job scheduler's limit, early stopping). An early stop is clean:
+it writes ``checkpoint-<step>`` (its ``meta.json`` records ``stopped_by``) and ``final/``, so
+``--resume`` continues it exactly.
+
 Run folder::
 
     checkpoint-<step>/   trainable.safetensors, optimizer.pt, scheduler.pt, rng.pt, meta.json (atomic)
@@ -87,6 +92,10 @@ class StitchTrainConfig:
         keep_checkpoints: keep only the newest N checkpoints (``None``: all).
         loss_weights: ``{term: weight}`` overriding the adapter's defaults (0 removes a term).
         seed: everything random derives from it.
+        time_budget_s: wall-clock seconds for one call of :func:`train_stitched`, counted from its start
+            (setup included, the final writes not): it stops cleanly once the next step would not fit, i.e.
+            when ``elapsed + last step's seconds > time_budget_s``. ``None``: no limit. A resumed run gets a fresh
+            budget.
     """
 
     max_steps: int = 1000
@@ -110,6 +119,7 @@ class StitchTrainConfig:
     keep_checkpoints: int | None = 3
     loss_weights: dict[str, float] | None = None
     seed: int = 0
+    time_budget_s: float | None = None
 
     def __post_init__(self) -> None:
         self.view_choices = tuple(int(v) for v in self.view_choices)
@@ -127,6 +137,8 @@ class StitchTrainConfig:
             raise ValueError(f"StitchTrainConfig.color_jitter must be in [0, 1), got {self.color_jitter}")
         if self.warmup_steps is not None and self.warmup_steps < 0:
             raise ValueError(f"StitchTrainConfig.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            raise ValueError(f"StitchTrainConfig.time_budget_s must be > 0 seconds (or None), got {self.time_budget_s}")
 
     @property
     def resolved_warmup(self) -> int:
@@ -135,11 +147,18 @@ class StitchTrainConfig:
         return min(DEFAULT_WARMUP, self.max_steps // 10)
 
 
+STOP_REASONS = ("steps", "time_budget", "should_stop")
+"""Why :func:`train_stitched` ended: ``max_steps`` reached, the wall-clock budget, or the ``should_stop`` hook
+(the names of the nano recipes' ``stopped_by``)."""
+
+
 @dataclass
 class TrainResult:
-    """What :func:`train_stitched` did: the last step, per-step logs, and the written folders."""
+    """What :func:`train_stitched` did: the last step, why it stopped (one of :data:`STOP_REASONS`), per-step
+    logs, and the written folders."""
 
     step: int
+    stopped_by: str = "steps"
     history: list[dict[str, float]] = field(default_factory=list)
     checkpoints: list[Path] = field(default_factory=list)
     final_dir: Path | None = None
@@ -358,6 +377,7 @@ def train_stitched(
     sources: Mapping[str, Any] | None = None,
     step_callback: Callable[[int, dict[str, float]], None] | None = None,
     progress: bool = True,
+    should_stop: Callable[[int, dict[str, float]], bool] | None = None,
 ) -> TrainResult:
     """Fine-tune ``decoder`` against ``teacher`` (see the module docstring); returns the :class:`TrainResult`.
 
@@ -370,11 +390,15 @@ def train_stitched(
         resume: ``run_dir/checkpoint-<step>`` to continue from (trained parameters, optimizer, scheduler, step).
         device: ``"cpu"`` forces the CPU; default: what ``accelerate`` picks.
         sources: recorded in ``train_config.json``.
-        step_callback: called after every step with ``(step, logs)`` (e.g. for early stopping).
+        step_callback: called after every step with ``(step, logs)`` (logging; an exception it raises aborts
+            the run without a final checkpoint).
+        should_stop: called after every step with ``(step, logs)``; ``True`` ends the run cleanly at that step
+            (checkpoint + ``final/``, ``stopped_by="should_stop"``). With several processes, one ``True`` stops all.
     """
     from accelerate import Accelerator, DistributedDataParallelKwargs
     from transformers import get_cosine_schedule_with_warmup
 
+    started_run = time.perf_counter()
     run_dir = Path(run_dir)
     cpu = device is not None and torch.device(device).type == "cpu"
     use_cuda = torch.cuda.is_available() and not cpu
@@ -449,17 +473,28 @@ def train_stitched(
         done = step + 1
         row = {"step": float(done), "loss": float(accelerator.reduce(loss.detach(), "mean"))}
         row.update({k: float(accelerator.reduce(v.detach(), "mean")) for k, v in parts.items()})
-        row.update({"lr": lr, "grad_norm": grad_norm, "views": float(views),
-                    "seconds": time.perf_counter() - started})
+        seconds = time.perf_counter() - started
+        row.update({"lr": lr, "grad_norm": grad_norm, "views": float(views), "seconds": seconds})
         log.log(row)
         result.history.append(row)
         result.step = done
         bar.set_postfix(loss=f"{row['loss']:.4g}", views=views)
-        if done % config.checkpoint_every == 0 or done == config.max_steps:
-            result.checkpoints.append(_checkpoint(accelerator, run_dir, done, params, optimizer, scheduler, config))
+        stop = None
+        if done < config.max_steps:
+            over_budget = (config.time_budget_s is not None
+                           and time.perf_counter() - started_run + seconds > config.time_budget_s)
+            stop = _agreed_stop(accelerator, over_budget, should_stop is not None and should_stop(done, row))
+        if done % config.checkpoint_every == 0 or done == config.max_steps or stop is not None:
+            path = _checkpoint(accelerator, run_dir, done, params, optimizer, scheduler, config, stop)
+            result.checkpoints.append(path)
             log.flush()
         if step_callback is not None:
             step_callback(done, row)
+        if stop is not None:
+            result.stopped_by = stop
+            logger.warning("stitched fine-tuning stopped by %s at step %d of %d; continue with --resume %s", stop,
+                           done, config.max_steps, checkpoint_dir(run_dir, done))
+            break
     bar.close()
     log.flush()
     if main:
@@ -469,6 +504,17 @@ def train_stitched(
         result.final_dir = final
     accelerator.wait_for_everyone()
     return result
+
+
+def _agreed_stop(accelerator, over_budget: bool, hook: bool) -> str | None:
+    """The stop reason every process agrees on (one process's clock or hook stops all: they must take the same
+    number of steps, or the gradient all-reduce would hang)."""
+    if accelerator.num_processes > 1:
+        flags = torch.tensor([float(over_budget), float(hook)], device=accelerator.device)
+        over_budget, hook = (bool(v > 0) for v in accelerator.reduce(flags, "sum").tolist())
+    if hook:
+        return "should_stop"
+    return "time_budget" if over_budget else None
 
 
 def _check_sizes(decoder: StitchedDecoder, vae: torch.nn.Module, config: StitchTrainConfig) -> None:
@@ -487,8 +533,13 @@ def _check_sizes(decoder: StitchedDecoder, vae: torch.nn.Module, config: StitchT
         )
 
 
-def _checkpoint(accelerator, run_dir: Path, step: int, params, optimizer, scheduler, config) -> Path:
+def _checkpoint(accelerator, run_dir: Path, step: int, params, optimizer, scheduler, config,
+                stopped_by: str | None = None) -> Path:
+    """``checkpoint-<step>``; its meta records ``stopped_by`` when the run stops early there."""
     path = checkpoint_dir(run_dir, step)
+    meta: dict[str, Any] = {"step": step, "config": asdict(config)}
+    if stopped_by is not None:
+        meta["stopped_by"] = stopped_by
     if accelerator.is_main_process:
         save_training_checkpoint(
             path,
@@ -496,7 +547,7 @@ def _checkpoint(accelerator, run_dir: Path, step: int, params, optimizer, schedu
             optimizer.state_dict(),
             scheduler.state_dict(),
             _rng_state(),
-            {"step": step, "config": asdict(config)},
+            meta,
         )
         if config.keep_checkpoints is not None:
             for _, old in list_checkpoints(run_dir)[: -config.keep_checkpoints]:
