@@ -102,3 +102,14 @@ def test_tiny_umt5_round_trip_dispatches_by_config(tiny_gen, tmp_path):
     assert torch.equal(ma, mb)
     torch.testing.assert_close(a, b, atol=0, rtol=0)
     assert UMT5TextEncoder(loaded.model, loaded.tokenizer).max_length == 512  # Wan's length, whatever the tokenizer
+
+
+def test_minilm_dir_can_be_pointed_at_an_export(monkeypatch, tmp_path):
+    from vist3a.errors import UserInputError
+    from vist3a.video.text import minilm_model_dir
+
+    monkeypatch.setenv("VIST3A_MINILM_DIR", str(tmp_path))
+    with pytest.raises(UserInputError, match="export-text-encoder"):
+        minilm_model_dir()
+    (tmp_path / "config.json").write_text("{}")
+    assert minilm_model_dir() == tmp_path
