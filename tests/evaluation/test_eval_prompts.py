@@ -67,3 +67,14 @@ def test_changed_attribute_rejects_two_changes():
         changed_attribute(truth, Composition.of(("green", "cone"), "left of", ("blue", "sphere")))
     with pytest.raises(ValueError, match="exactly one"):
         changed_attribute(truth, truth)
+
+
+def test_distractors_are_compositions_the_world_can_show():
+    """Nothing stands on a sphere in the world, so "... on top of a sphere" would be rejected by a text prior."""
+    from vist3a.nano.world.splits import can_be_sampled
+
+    truth = Composition.of(("red", "cone"), "on top of", ("blue", "cube"))
+    candidates = r_precision_candidates(truth, num_candidates=34)  # the truth and all 33 sampleable variants
+    assert all(can_be_sampled(c) for c in candidates)
+    assert not any(c.objects[1].shape == "sphere" for c in candidates)
+    assert any(c.objects[1].shape == "cylinder" for c in candidates)  # flat-topped: allowed

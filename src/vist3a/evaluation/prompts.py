@@ -4,7 +4,8 @@ The prompts come from the nano world's held-out split (compositions whose colour
 never occur in training, :mod:`vist3a.nano.world.splits`), worded canonically
 (:func:`~vist3a.nano.world.describe_composition`). The R-precision candidates of a composition are its canonical
 caption and ``K - 1`` captions that each change exactly one attribute: an object's colour or shape, a relation
-word, or the direction of a relation (:func:`~vist3a.nano.world.attribute_variant_compositions`).
+word, or the direction of a relation, among compositions the world can show
+(:func:`~vist3a.nano.world.attribute_variant_compositions`).
 """
 
 from __future__ import annotations
