@@ -177,7 +177,8 @@ def clip_loss(logits: torch.Tensor, groups: torch.Tensor) -> tuple[torch.Tensor,
 
 
 def augment(frames: torch.Tensor, cfg: ImageTextTrainConfig, generator: torch.Generator) -> torch.Tensor:
-    """Random Gaussian blur (a ``blur_prob`` share of ``[B, 3, H, W]`` frames) and pixel noise, clamped to [0, 1]."""
+    """Random Gaussian blur (a ``blur_prob`` share of ``[B, 3, H, W]`` frames, sigmas from ``generator``) and
+    pixel noise, clamped to [0, 1]."""
     B = frames.shape[0]
     device = frames.device
     if cfg.blur_prob > 0 and cfg.blur_sigma_max > 0:
@@ -194,7 +195,7 @@ def augment(frames: torch.Tensor, cfg: ImageTextTrainConfig, generator: torch.Ge
                           groups=3 * B)
         frames = images.view_as(frames)
     if cfg.noise_std > 0:
-        frames = frames + cfg.noise_std * torch.randn(frames.shape, generator=generator).to(device)
+        frames = frames + cfg.noise_std * torch.randn_like(frames)  # global RNG (seeded by the stage) on the device
     return frames.clamp(0.0, 1.0)
 
 
