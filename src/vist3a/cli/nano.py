@@ -69,6 +69,16 @@ def _stage_overrides(stage: str, args: dict[str, Any], sets: dict[str, Any], onl
     return _merge_model_overrides(stage, overrides)
 
 
+def _check_device(device: str) -> None:
+    """``--device``: cuda, cpu or auto, and cuda only where CUDA is available."""
+    import torch
+
+    if device not in ("auto", "cpu") and not device.startswith("cuda"):
+        raise UserInputError(f"--device must be cuda, cpu or auto, got {device!r}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserInputError("--device cuda was given but CUDA is not available on this machine")
+
+
 def register(app: typer.Typer) -> None:
     nano_app = typer.Typer(
         help="Nano VIST3A: the real classes at tiny sizes, trained on a procedural 3D world (runs on a CPU).",
@@ -96,17 +106,12 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
     ) -> None:
         """Train a nano stage (vae | recon | stitch | generator | clip | clip-eval) or all of them in order."""
-        import torch
-
         from vist3a.nano.recipes import STAGE_ORDER, run_stage, train_all
 
         if stage not in STAGE_CHOICES and stage != "clip_eval":
             raise UserInputError(f"stage must be one of {', '.join(STAGE_CHOICES)}, got {stage!r}")
         stage = stage.replace("-", "_")
-        if device not in ("auto", "cpu") and not device.startswith("cuda"):
-            raise UserInputError(f"--device must be cuda, cpu or auto, got {device!r}")
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise UserInputError("--device cuda was given but CUDA is not available on this machine")
+        _check_device(device)
         logging.getLogger("vist3a").setLevel(logging.INFO)
         args = {
             "steps": steps, "batch_size": batch_size, "seed": seed, "num_train_clips": num_train_clips,
@@ -192,14 +197,9 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
     ) -> None:
         """Generate scenes for held-out prompts and measure CLIP-R-precision (evaluation model) and 3D consistency."""
-        import torch
-
         from vist3a.evaluation.nano_eval import NanoEvalConfig, evaluate_nano
 
-        if device not in ("auto", "cpu") and not device.startswith("cuda"):
-            raise UserInputError(f"--device must be cuda, cpu or auto, got {device!r}")
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise UserInputError("--device cuda was given but CUDA is not available on this machine")
+        _check_device(device)
         logging.getLogger("vist3a").setLevel(logging.INFO)
         as_str = lambda p: None if p is None else str(p)
         try:
