@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 
 import pytest
@@ -32,3 +33,43 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+class FakeMiniLM:
+    """Stands in for the MiniLM text encoder (``encode(prompts) -> (states [N, L, 384], mask [N, L])``): every
+    word gets a fixed random 384-d state (CRC32-seeded), so equal prompts encode equally and different words
+    differ. No weights to load."""
+
+    hidden_size = 384
+
+    def __init__(self, max_length: int = 16) -> None:
+        self.max_length = max_length
+        self.calls = 0
+
+    def encode(self, prompts):
+        self.calls += 1
+        states = torch.zeros(len(prompts), self.max_length, self.hidden_size)
+        mask = torch.zeros(len(prompts), self.max_length, dtype=torch.long)
+        for i, prompt in enumerate(prompts):
+            for j, word in enumerate(prompt.lower().split()[: self.max_length]):
+                gen = torch.Generator().manual_seed(zlib.crc32(word.encode()))
+                states[i, j] = torch.randn(self.hidden_size, generator=gen)
+                mask[i, j] = 1
+        return states, mask
+
+
+@pytest.fixture
+def fake_minilm() -> FakeMiniLM:
+    return FakeMiniLM()
+
+
+def _tiny_clip_config(tower: str = "conv", role: str = "reward") -> dict:
+    towers = {"conv": {"widths": [8, 16]}, "vit": {"dim": 16, "depth": 1, "num_heads": 2, "patch_size": 8}}
+    return {"image_tower": tower, "tower_config": towers[tower], "image_size": 16, "embed_dim": 8, "pool_heads": 2,
+            "text_dim": 384, "text_hidden": 16, "role": role}
+
+
+@pytest.fixture
+def tiny_clip_config():
+    """``(tower="conv", role="reward") -> NanoImageTextModel kwargs`` of a tiny model (16 px, 8-d embeddings)."""
+    return _tiny_clip_config

@@ -88,3 +88,43 @@ def test_load_scorer_names_and_missing_packages():
     if importlib.util.find_spec("open_clip") is None:
         with pytest.raises(UserInputError, match="open_clip"):
             load_scorer("dfn-clip")
+
+
+def test_nano_clip_scorer_is_a_differentiable_cosine(fake_minilm, tiny_clip_config):
+    from vist3a.alignment.scorers import NanoClipScorer
+    from vist3a.nano.imagetext import NanoImageTextModel
+
+    model = NanoImageTextModel(**tiny_clip_config())
+    scorer = NanoClipScorer(model, fake_minilm)
+    assert isinstance(scorer, ImageTextScorer) and not any(p.requires_grad for p in scorer.parameters())
+    images = torch.rand(2, 3, 20, 28, requires_grad=True)
+    prompts = ["a red cube", "a blue sphere"]
+    scores = scorer.score(images, prompts)
+    assert scores.shape == (2,) and bool((scores.abs() <= 1 + 1e-5).all())
+    scores.sum().backward()
+    assert images.grad is not None and images.grad.abs().sum() > 0
+    with torch.no_grad():
+        text = model.embed_text(model.text_features(*fake_minilm.encode(prompts)))
+        expected = (model.embed_images(images) * text).sum(-1)
+    torch.testing.assert_close(scores.detach(), expected)
+    with pytest.raises(ValueError, match="prompts"):
+        scorer.score(images, ["one"])
+    fake_minilm.hidden_size = 16
+    with pytest.raises(ValueError, match="text_dim"):
+        NanoClipScorer(model, fake_minilm)
+
+
+def test_nano_scorers_load_run_folders(tmp_path, fake_minilm, tiny_clip_config):
+    from vist3a.alignment.scorers import NANO_SCORER_COMPONENTS, nano_clip_scorer
+    from vist3a.nano.imagetext import NanoImageTextModel
+    from vist3a.nano.training import save_component
+
+    assert set(NANO_SCORER_COMPONENTS) <= set(SCORERS)
+    save_component(NanoImageTextModel(**tiny_clip_config("vit", "evaluation")), tmp_path / "clip_eval",
+                   torch.float16)
+    scorer = nano_clip_scorer("clip_eval", source=tmp_path / "clip_eval", text_encoder=fake_minilm)
+    assert scorer.model.config.role == "evaluation" and scorer.text_encoder is fake_minilm
+    with pytest.raises(UserInputError, match="no trained NanoImageTextModel"):
+        nano_clip_scorer("clip", source=tmp_path / "clip_eval", text_encoder=fake_minilm)  # not a reward model
+    with pytest.raises(ValueError, match="component"):
+        nano_clip_scorer("vae", text_encoder=fake_minilm)

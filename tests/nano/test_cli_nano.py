@@ -87,3 +87,31 @@ def test_cli_trains_a_tiny_vae_on_the_world(tmp_path, capsys):
     record = json.loads((tmp_path / "vae" / "train_config.json").read_text())
     assert record["config"]["model"]["base_dim"] == 8 and record["config"]["model"]["z_dim"] == 16
     assert (tmp_path / "vae" / "model" / "config.json").is_file()
+
+
+def test_train_clip_eval_is_the_clip_eval_stage(monkeypatch, tmp_path, capsys):
+    seen = {}
+    monkeypatch.setattr(recipes, "run_stage", lambda name, out, device, overrides: seen.update(
+        name=name, overrides=overrides) or tmp_path / "clip_eval")
+    argv = ["nano", "train", "clip-eval", "--out", str(tmp_path), "--device", "cpu", "--steps", "3",
+            "--text-encoder", "minilm", "--set", "canonical_prob=0.5"]
+    code, captured = _run(argv, capsys)
+    assert code == 0 and seen["name"] == "clip_eval"
+    assert seen["overrides"] == {"steps": 3, "text_encoder": "minilm", "canonical_prob": 0.5}
+    assert recipes.get_stage("clip-eval").name == "clip_eval"
+    code, captured = _run(["nano", "train", "clip", "--set", "model.widths=[8]"], capsys)
+    assert code == 2 and "unknown keys" in captured.err
+
+
+def test_nano_eval_requires_the_evaluation_model(monkeypatch, tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from vist3a.evaluation import nano_eval
+
+    pipe = SimpleNamespace(device=torch.device("cpu"), generator=SimpleNamespace(text_encoder=None))
+
+    monkeypatch.setenv("VIST3A_NANO_WEIGHTS", str(tmp_path / "no-weights"))
+    with pytest.raises(UserInputError, match="clip-eval"):
+        nano_eval.evaluate_nano(nano_eval.NanoEvalConfig(num_prompts=1), tmp_path / "out", pipeline=pipe)
+    code, captured = _run(["nano", "eval", "--out", str(tmp_path), "--num-prompts", "0"], capsys)
+    assert code == 2 and "num_prompts" in captured.err

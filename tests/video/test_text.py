@@ -117,3 +117,14 @@ def test_trimmed_encoding_equals_full_max_length_padding(which, minilm, tiny_gen
     ref = ref * full["attention_mask"].unsqueeze(-1)
     assert torch.equal(mask, full["attention_mask"].long())
     torch.testing.assert_close(embeds, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_minilm_dir_can_be_pointed_at_an_export(monkeypatch, tmp_path):
+    from vist3a.errors import UserInputError
+    from vist3a.video.text import minilm_model_dir
+
+    monkeypatch.setenv("VIST3A_MINILM_DIR", str(tmp_path))
+    with pytest.raises(UserInputError, match="export-text-encoder"):
+        minilm_model_dir()
+    (tmp_path / "config.json").write_text("{}")
+    assert minilm_model_dir() == tmp_path

@@ -3,9 +3,10 @@
 - ``tiny-random``: tiny random Wan generator (:func:`vist3a.video.build_tiny_generator`), a stitched tiny random
   AnySplat (layer and spec from the preset file) and :class:`~vist3a.alignment.scorers.TinyImageTextScorer`;
   seconds to build on a CPU, for tests and CI. The output is meaningless.
-- ``nano``: the shipped nano generator, stitched decoder and image-text model when ``vist3a.nano`` provides
-  ``load_nano_component`` with them; otherwise models of the nano sizes with random weights (logged as a
-  warning and recorded as ``weights: "random-init"``).
+- ``nano``: the shipped nano generator, stitched decoder and reward image-text model (``"nano-clip"``, the
+  component ``clip``); missing generator / decoder weights fall back to models of the nano sizes with random
+  weights (logged as a warning and recorded as ``weights: "random-init"``), a missing ``clip`` to the tiny random
+  scorer (warning; recorded as ``scorer: "tiny-random"``).
 - any preset with ``generator`` / ``recon`` / ``stitched`` entries (``vist3a-1.3b``, ``vist3a-14b``): the base Wan
   generator (alignment trains a fresh LoRA; the preset's released LoRA is not loaded), the released stitched
   AnySplat, and the real scorers of the reward mix (DFN5B-CLIP, HPSv2.1, PickScore).
@@ -146,6 +147,21 @@ def _try_nano(loader: Callable[[str], Any] | None, *names: str) -> Any:
     return None
 
 
+def nano_reward_scorer(text_encoder: Any, device: torch.device | str, seed: int = 0) -> tuple[ImageTextScorer, str]:
+    """``(scorer, name)``: the shipped nano reward model ("nano-clip", sharing the generator's MiniLM
+    ``text_encoder``) or, when it is not installed, a tiny random scorer ("tiny-random") with a warning."""
+    from vist3a.alignment.scorers import nano_clip_scorer
+    from vist3a.nano.weights import nano_available
+
+    if nano_available(["clip"]):
+        return nano_clip_scorer("clip", device, text_encoder=text_encoder), "nano-clip"
+    logger.warning(
+        "the nano image-text reward model ('clip') is not installed: the rewards use a tiny RANDOM scorer, so "
+        "the reward terms mean nothing; train it with `vist3a nano train clip` and `vist3a nano install`"
+    )
+    return TinyImageTextScorer(seed=seed).to(device), "tiny-random"
+
+
 def _random_nano(seed: int, device: torch.device) -> tuple[Any, torch.nn.Module]:
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
 
@@ -213,7 +229,6 @@ def load_components(
         installed = nano_available()
         generator = load_nano_generator(device=device) if installed else None
         stitched = _try_nano(loader, "stitch") if installed else None
-        scorer = _try_nano(loader, "image_text", "clip")
         if generator is None or stitched is None:
             logger.warning(
                 "the nano generator / stitched decoder are not installed: aligning nano-size models with RANDOM "
@@ -224,11 +239,8 @@ def load_components(
         else:
             generator.to(device)
             sources.update(weights="nano (shipped)")
-        if scorer is None:
-            logger.warning("the nano image-text model is not installed: the rewards use a tiny RANDOM scorer")
-            scorer = TinyImageTextScorer(seed=seed)
-            sources["scorer"] = "tiny-random"
-        scorer_for = _single_scorer(scorer.to(device) if hasattr(scorer, "to") else scorer, "nano")
+        scorer, sources["scorer"] = nano_reward_scorer(generator.text_encoder, device, seed)
+        scorer_for = _single_scorer(scorer, sources["scorer"])
     elif "generator" in data and "stitched" in data:
         generator, stitched = _load_release(data, device)
         dtype = scorer_dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)

@@ -10,6 +10,11 @@ Real scorers (optional dependencies, loaded on demand, never downloaded by the t
 - ``"hpsv2.1"``: HPSv2.1 (``open_clip`` ViT-H/14 with the HPSv2.1 fine-tuned weights), cosine similarity;
 - ``"pickscore"``: PickScore v1 (``transformers`` CLIP), ``logit_scale * cosine`` (about 0..100, typically ~20).
 
+Nano scorers (:class:`NanoClipScorer`, the shipped models of :mod:`vist3a.nano.imagetext` on MiniLM, cosine):
+
+- ``"nano-clip"``: the reward model (component ``clip``), what ``vist3a align --preset nano`` optimises;
+- ``"nano-clip-eval"``: the evaluation model (component ``clip_eval``), for CLIP-R-precision only.
+
 ``"tiny-random"``: :class:`TinyImageTextScorer`, a seeded random model of a few thousand weights (tests, CI).
 :func:`load_scorer` maps a name to a scorer and raises ``ValueError`` on unknown names.
 """
@@ -17,6 +22,7 @@ Real scorers (optional dependencies, loaded on demand, never downloaded by the t
 from __future__ import annotations
 
 import logging
+import os
 import zlib
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -187,6 +193,65 @@ class PickScoreScorer(nn.Module):
         return self.model.logit_scale.exp().float() * (image_features * text_features).sum(-1)
 
 
+class NanoClipScorer(nn.Module):
+    """Cosine similarity of a nano image-text model (:class:`vist3a.nano.imagetext.NanoImageTextModel`).
+
+    Args:
+        model: the image-text model (frozen here).
+        text_encoder: MiniLM as a :class:`vist3a.video.text.HFTextEncoder` (``encode(prompts) -> (states,
+            mask)``); the nano generator's own encoder can be shared. Its width must be the model's ``text_dim``.
+    """
+
+    def __init__(self, model: nn.Module, text_encoder: Any) -> None:
+        super().__init__()
+        if int(text_encoder.hidden_size) != int(model.config.text_dim):
+            raise ValueError(f"the text encoder width {text_encoder.hidden_size} differs from the image-text model's "
+                             f"`text_dim` {model.config.text_dim}")
+        self.model = model.eval().requires_grad_(False)
+        self.text_encoder = text_encoder
+
+    @torch.no_grad()
+    def embed_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
+        """``[N, E]`` unit text embeddings of ``prompts`` (no gradient: prompts are not optimised)."""
+        states, mask = self.text_encoder.encode(list(prompts))
+        device = self.model.logit_scale.device
+        return self.model.embed_text(self.model.text_features(states.to(device), mask.to(device)))
+
+    def score(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
+        prompts = check_score_inputs(images, prompts)
+        image_features = self.model.embed_images(images.to(self.model.logit_scale.device))
+        return (image_features.float() * self.embed_prompts(prompts).float()).sum(-1)
+
+
+#: Scorer name -> the nano component it loads.
+NANO_SCORER_COMPONENTS = {"nano-clip": "clip", "nano-clip-eval": "clip_eval"}
+
+
+def nano_clip_scorer(
+    component: str = "clip",
+    device: torch.device | str = "cpu",
+    *,
+    source: str | os.PathLike | None = None,
+    text_encoder: Any = None,
+) -> NanoClipScorer:
+    """A :class:`NanoClipScorer` of nano component ``component`` ("clip" or "clip_eval").
+
+    ``source``: a training run folder (``vist3a nano train clip``) or its ``model/``; None = the installed
+    weights (sha256-verified). ``text_encoder``: MiniLM to share (default: a fresh one on ``device``).
+    """
+    from vist3a.nano.configs import NANO_VIDEO
+    from vist3a.nano.weights import load_component_from
+
+    if component not in NANO_SCORER_COMPONENTS.values():
+        raise ValueError(f"`component` must be one of {sorted(NANO_SCORER_COMPONENTS.values())}, got {component!r}")
+    model = load_component_from(None if source is None else str(source), component, device)
+    if text_encoder is None:
+        from vist3a.video.text import load_minilm_text_encoder
+
+        text_encoder = load_minilm_text_encoder(max_length=NANO_VIDEO.text_max_length, device=device)
+    return NanoClipScorer(model, text_encoder)
+
+
 # ----------------------------------------------------------------------------- loading
 def _require(module: str, scorer: str) -> Any:
     import importlib
@@ -230,12 +295,18 @@ def _load_tiny(device: torch.device, dtype: torch.dtype) -> ImageTextScorer:
     return TinyImageTextScorer().to(device)
 
 
+def _load_nano(name: str) -> Callable[[torch.device, torch.dtype], ImageTextScorer]:
+    # float32 whatever ``dtype`` says: the nano models are tiny and their cosine is compared across runs
+    return lambda device, dtype: nano_clip_scorer(NANO_SCORER_COMPONENTS[name], device)
+
+
 #: name -> loader ``(device, dtype) -> scorer``.
 SCORERS: dict[str, Callable[[torch.device, torch.dtype], ImageTextScorer]] = {
     "dfn-clip": _load_dfn_clip,
     "hpsv2.1": _load_hpsv21,
     "pickscore": _load_pickscore,
     "tiny-random": _load_tiny,
+    **{name: _load_nano(name) for name in NANO_SCORER_COMPONENTS},
 }
 
 

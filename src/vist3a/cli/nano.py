@@ -11,7 +11,7 @@ import typer
 
 from vist3a.errors import UserInputError
 
-STAGE_CHOICES = ("vae", "recon", "stitch", "generator", "all")
+STAGE_CHOICES = ("vae", "recon", "stitch", "generator", "clip", "clip-eval", "all")
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
@@ -69,6 +69,16 @@ def _stage_overrides(stage: str, args: dict[str, Any], sets: dict[str, Any], onl
     return _merge_model_overrides(stage, overrides)
 
 
+def _check_device(device: str) -> None:
+    """``--device``: cuda, cpu or auto, and cuda only where CUDA is available."""
+    import torch
+
+    if device not in ("auto", "cpu") and not device.startswith("cuda"):
+        raise UserInputError(f"--device must be cuda, cpu or auto, got {device!r}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserInputError("--device cuda was given but CUDA is not available on this machine")
+
+
 def register(app: typer.Typer) -> None:
     nano_app = typer.Typer(
         help="Nano VIST3A: the real classes at tiny sizes, trained on a procedural 3D world (runs on a CPU).",
@@ -90,22 +100,18 @@ def register(app: typer.Typer) -> None:
         vae: Path | None = typer.Option(None, "--vae", help="stitch/generator: trained VAE run folder"),
         recon: Path | None = typer.Option(None, "--recon", help="stitch: trained AnySplat run folder"),
         text_encoder: Path | None = typer.Option(
-            None, "--text-encoder", help="generator: folder from `vist3a nano export-text-encoder`"
+            None, "--text-encoder", help="generator, clip, clip-eval: folder from `vist3a nano export-text-encoder`"
         ),
         set_: list[str] = typer.Option([], "--set", help="any config field, KEY=VALUE (JSON), e.g. model.base_dim=24"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
     ) -> None:
-        """Train a nano stage (vae | recon | stitch | generator) or all of them in order."""
-        import torch
-
+        """Train a nano stage (vae | recon | stitch | generator | clip | clip-eval) or all of them in order."""
         from vist3a.nano.recipes import STAGE_ORDER, run_stage, train_all
 
-        if stage not in STAGE_CHOICES:
+        if stage not in STAGE_CHOICES and stage != "clip_eval":
             raise UserInputError(f"stage must be one of {', '.join(STAGE_CHOICES)}, got {stage!r}")
-        if device not in ("auto", "cpu") and not device.startswith("cuda"):
-            raise UserInputError(f"--device must be cuda, cpu or auto, got {device!r}")
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise UserInputError("--device cuda was given but CUDA is not available on this machine")
+        stage = stage.replace("-", "_")
+        _check_device(device)
         logging.getLogger("vist3a").setLevel(logging.INFO)
         args = {
             "steps": steps, "batch_size": batch_size, "seed": seed, "num_train_clips": num_train_clips,
@@ -161,7 +167,7 @@ def register(app: typer.Typer) -> None:
         root = weights_dir or weights.weights_dir()
         summary = weights.installed_summary(root)
         typer.echo(f"nano weights: {root}")
-        for name in sorted(set(summary) | set(weights.REQUIRED_COMPONENTS)):
+        for name in sorted(set(summary) | set(weights.COMPONENTS)):
             if name not in summary:
                 typer.echo(f"  {name}: not installed")
                 continue
@@ -171,6 +177,40 @@ def register(app: typer.Typer) -> None:
                 state = ", checksums ok"
             entry = summary[name]
             typer.echo(f"  {name}: {entry['bytes'] / 2**20:.2f} MB, {entry['saved_dtype'] or '?'}{state}")
+
+    @nano_app.command("eval")
+    def eval_cmd(
+        out: Path = typer.Option(..., "--out", help="folder for eval.json and gallery.png", show_default=False),
+        lora: Path | None = typer.Option(None, "--lora", help="generator LoRA, e.g. RUN/checkpoint-N/lora_ema"),
+        num_prompts: int = typer.Option(32, "--num-prompts", help="held-out prompts (one scene each)"),
+        seed: int = typer.Option(0, "--seed", help="seeds the prompt choice and the generation noise"),
+        batch_size: int = typer.Option(8, "--batch-size", help="scenes generated per pipeline call"),
+        num_views: int = typer.Option(8, "--num-views", help="frames compared and scored per scene"),
+        steps: int | None = typer.Option(None, "--steps", help="sampling steps (default: the nano preset's)"),
+        eval_model: Path | None = typer.Option(
+            None, "--eval-model", help="clip_eval run folder (default: the installed evaluation model)"
+        ),
+        reward_model: Path | None = typer.Option(
+            None, "--reward-model", help="clip run folder (default: the installed reward model)"
+        ),
+        device: str = typer.Option("auto", "--device", help="cuda, cpu or auto"),
+        quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+    ) -> None:
+        """Generate scenes for held-out prompts and measure CLIP-R-precision (evaluation model) and 3D consistency."""
+        from vist3a.evaluation.nano_eval import NanoEvalConfig, evaluate_nano
+
+        _check_device(device)
+        logging.getLogger("vist3a").setLevel(logging.INFO)
+        as_str = lambda p: None if p is None else str(p)
+        try:
+            cfg = NanoEvalConfig(num_prompts=num_prompts, seed=seed, batch_size=batch_size, num_views=num_views,
+                                 num_steps=steps, lora=as_str(lora), eval_model=as_str(eval_model),
+                                 reward_model=as_str(reward_model), progress=not quiet)
+        except ValueError as exc:
+            raise UserInputError(str(exc)) from None
+        summary = evaluate_nano(cfg, out, None if device == "auto" else device)
+        for key, value in summary.items():
+            typer.echo(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}")
 
     @nano_app.command("export-text-encoder")
     def export_text_encoder_cmd(

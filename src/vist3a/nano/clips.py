@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -25,16 +26,19 @@ logger = logging.getLogger(__name__)
 
 
 def world_dataset(
-    num_clips: int, num_frames: int, size: int, seed: int, split: str = "train", device: str | torch.device = "cpu"
+    num_clips: int, num_frames: int, size: int, seed: int, split: str = "train", device: str | torch.device = "cpu",
+    **kwargs: Any,
 ) -> Dataset:
     """The nano world as a dataset: :class:`vist3a.data.SyntheticClips` (``split`` "train" or "heldout").
 
     Held-out clips use a different seed stream *and* held-out compositions, so evaluation never sees a
-    training scene.
+    training scene. ``kwargs`` go to ``SyntheticClips`` (e.g. ``camera_phrase_prob=0.0`` for captions of the
+    scene alone).
     """
     from vist3a.data import SyntheticClips
 
-    return SyntheticClips(num_clips, num_frames=num_frames, size=size, seed=seed, split=split, device=device)
+    return SyntheticClips(num_clips, num_frames=num_frames, size=size, seed=seed, split=split, device=device,
+                          **kwargs)
 
 
 @dataclass

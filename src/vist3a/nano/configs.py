@@ -8,7 +8,9 @@ training run can record exactly what it built. Sizes are derived from a few knob
 - 3D model: AnySplat at ``recon_size`` 112 px with patch 14 -> an 8x8 token grid, so the stitching layer
   maps the 8x8 latent onto the 8x8 token grid with stride 1 (:func:`nano_stitch_spec`);
 - text: all-MiniLM-L6-v2 token states (D = 384), ``text_max_length`` tokens;
-- generator: a tiny ``WanTransformer3DModel`` whose ``text_dim`` is the text encoder's width.
+- generator: a tiny ``WanTransformer3DModel`` whose ``text_dim`` is the text encoder's width;
+- image-text models (reward ``clip``, evaluation ``clip_eval``): :class:`vist3a.nano.imagetext.NanoImageTextModel`
+  with a conv and a patch-transformer image tower on MiniLM sentence embeddings.
 """
 
 from __future__ import annotations
@@ -212,6 +214,32 @@ def nano_transformer_config(
     }
 
 
+def nano_clip_config(role: str = "reward") -> dict[str, Any]:
+    """``NanoImageTextModel`` kwargs of the reward model ``clip``: the residual conv tower (0.57 M parameters,
+    1.1 MiB in float16) on 64 px images, 128-d joint space, text head on MiniLM (``text_dim`` = its width)."""
+    return {
+        "image_tower": "conv",
+        "tower_config": {"widths": [32, 48, 64, 96]},
+        "image_size": NANO_VIDEO.height,
+        "embed_dim": 128,
+        "pool_heads": 4,
+        "text_dim": MINILM_HIDDEN_SIZE,
+        "text_hidden": 256,
+        "role": role,
+    }
+
+
+def nano_clip_eval_config() -> dict[str, Any]:
+    """``NanoImageTextModel`` kwargs of the evaluation model ``clip_eval``: another architecture than the reward
+    model (a patch transformer: 8 px patches, 4 blocks of width 96; 0.51 M parameters, 1.0 MiB in float16), so
+    that alignment cannot pass the evaluation by exploiting the reward model's blind spots."""
+    return {
+        **nano_clip_config("evaluation"),
+        "image_tower": "vit",
+        "tower_config": {"dim": 96, "depth": 4, "num_heads": 4, "patch_size": 8, "mlp_ratio": 2.0},
+    }
+
+
 def nano_configs() -> dict[str, Any]:
     """Every nano config in one JSON-friendly dict (what ``docs/nano.md`` tabulates)."""
     anysplat = nano_anysplat_config()
@@ -224,4 +252,6 @@ def nano_configs() -> dict[str, Any]:
         "stitch_spec": nano_stitch_spec(anysplat, vae),
         "stitch_candidates": stitch_candidates(anysplat),
         "transformer": nano_transformer_config(),
+        "clip": nano_clip_config(),
+        "clip_eval": nano_clip_eval_config(),
     }

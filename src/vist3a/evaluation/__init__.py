@@ -1,0 +1,38 @@
+"""Evaluation of generated scenes: metrics and benchmark runners.
+
+- :mod:`~vist3a.evaluation.metrics`: CLIP-R-precision (:func:`clip_r_precision`, :func:`prompt_scores`,
+  :func:`top1_hit`) and 3D-consistency PSNR (:func:`consistency_psnr`); plain functions of tensors and scorers.
+- :mod:`~vist3a.evaluation.prompts`: held-out nano compositions and their one-attribute R-precision candidates.
+- :mod:`~vist3a.evaluation.nano_eval`: ``vist3a nano eval``, the nano pipeline on held-out prompts
+  (:func:`evaluate_nano`, :class:`NanoEvalConfig`).
+
+Layering: ``metrics`` and ``prompts`` are low-level (torch, the nano world), so training stages can use the same
+protocol (:mod:`vist3a.nano.train_imagetext`); ``nano_eval`` sits on top of the pipeline. Modules load on first
+attribute access, so importing this package stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "clip_r_precision": "metrics",
+    "prompt_scores": "metrics",
+    "top1_hit": "metrics",
+    "consistency_psnr": "metrics",
+    "heldout_compositions": "prompts",
+    "r_precision_candidates": "prompts",
+    "r_precision_prompts": "prompts",
+    "changed_attribute": "prompts",
+    "NanoEvalConfig": "nano_eval",
+    "evaluate_nano": "nano_eval",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"vist3a.evaluation.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'vist3a.evaluation' has no attribute {name!r}")
