@@ -126,8 +126,8 @@ def save_scene(
     Pointmap-only scenes write ``points.ply`` instead of the splat files. The folder is built beside
     ``out_dir`` and moved into place at the end, so a failure (or Ctrl-C) never leaves half-written output.
     ``flythrough_frames = 0`` skips the fly-through video. Default: 48 frames at the 3D model's resolution with
-    CUDA (gsplat), else 16 frames at the video's resolution (the CPU reference renderer is ~1 s per view for
-    100k splats).
+    CUDA (gsplat), else 16 frames at the video's resolution (the CPU reference renderer takes ~0.1-0.2 s per
+    64 px view of 100k splats, see docs/benchmarks.md).
     """
     from vist3a.media import write_video
 

@@ -153,37 +153,101 @@ def test_near_plane_and_behind_camera_are_culled():
     assert torch.all(out.alphas == 0) and torch.all(out.colors == 0)
 
 
-@pytest.mark.parametrize("chunk_elements", [1 << 22, 2000])
-def test_random_scene_matches_per_pixel_oracle(chunk_elements):
-    """Tiling and chunking (many tiny chunks in the second case) must not change the image."""
-    gen = torch.Generator().manual_seed(7)
-    n, width, height = 40, 37, 29  # not multiples of the 16-px tile
-    K = _K(30.0, 32.0, 18.0, 14.0)
+def _random_scene(n, width, height, K, seed, *, scale=(0.02, 0.1), opacity=(0.2, 1.0), dtype=F64):
+    """``n`` random anisotropic splats whose centres project into (or just outside) the image."""
+    gen = torch.Generator().manual_seed(seed)
+    fx, fy, cx, cy = K[0, 0].item(), K[1, 1].item(), K[0, 2].item(), K[1, 2].item()
     depth = 1.5 + 2.0 * torch.rand(n, generator=gen, dtype=F64)
-    uv = torch.rand(n, 2, generator=gen, dtype=F64) * torch.tensor([width, height], dtype=F64) - 2.0
-    means = torch.stack(((uv[:, 0] - 18.0) / 30.0 * depth, (uv[:, 1] - 14.0) / 32.0 * depth, depth), -1)
+    uv = torch.rand(n, 2, generator=gen, dtype=F64) * torch.tensor([width + 4.0, height + 4.0], dtype=F64) - 2.0
+    means = torch.stack(((uv[:, 0] - cx) / fx * depth, (uv[:, 1] - cy) / fy * depth, depth), -1)
     g = Gaussians.from_rgb(
         means,
         torch.rand(n, 3, generator=gen, dtype=F64),
-        0.02 + 0.1 * torch.rand(n, 3, generator=gen, dtype=F64),
-        0.2 + 0.8 * torch.rand(n, generator=gen, dtype=F64),
+        scale[0] + (scale[1] - scale[0]) * torch.rand(n, 3, generator=gen, dtype=F64),
+        opacity[0] + (opacity[1] - opacity[0]) * torch.rand(n, generator=gen, dtype=F64),
         quats=torch.nn.functional.normalize(torch.randn(n, 4, generator=gen, dtype=F64), dim=-1),
     )
+    return g.to(dtype=dtype)
+
+
+def _oracle_image(g, w2c, K, width, height, bg):
+    u, v = _grid(width, height)
+    pixels = torch.stack((u.flatten(), v.flatten()), -1)
+    rgb = g.sh[:, 0].double() * 0.28209479177387814 + 0.5
+    ref = reference_render(g.means, g.quats, g.scales, g.opacities, rgb, w2c.double(), K.double(), pixels, bg)
+    return ref[0].reshape(height, width, 3), ref[1].reshape(height, width), ref[2].reshape(height, width)
+
+
+@pytest.mark.parametrize(
+    ("tile_size", "list_chunk", "chunk_elements"),
+    [(4, 128, 1 << 22), (16, 256, 1 << 22), (16, 3, 2000), (1, 1, 1 << 20), (5, 7, 300), (8, 2, 1)],
+)
+def test_random_scene_matches_per_pixel_oracle(tile_size, list_chunk, chunk_elements):
+    """Tiling, list steps and chunking (down to one tile and one splat at a time) must not change the image."""
+    width, height = 37, 29  # not multiples of the tile size
+    K = _K(30.0, 32.0, 18.0, 14.0)
+    g = _random_scene(40, width, height, K, seed=7)
     bg = torch.tensor([0.2, 0.1, 0.3], dtype=F64)
     w2c = torch.eye(4, dtype=F64)
     proj = project(g, w2c, K, width, height, sh_degree=0, near=0.01, far=1e4)
-    rgb, depth_sum, alpha = rasterize(proj, width, height, chunk_elements=chunk_elements)
-    colors = rgb + (1 - alpha[..., None]) * bg
-    u, v = _grid(width, height)
-    pixels = torch.stack((u.flatten(), v.flatten()), -1)
-    ref_rgb, ref_depth, ref_alpha = reference_render(
-        g.means, g.quats, g.scales, g.opacities, g.sh[:, 0] * 0.28209479177387814 + 0.5, w2c, K, pixels, bg
+    rgb, depth_sum, alpha = rasterize(
+        proj, width, height, tile_size=tile_size, list_chunk=list_chunk, chunk_elements=chunk_elements
     )
-    torch.testing.assert_close(colors.reshape(-1, 3), ref_rgb, atol=1e-10, rtol=0)
-    torch.testing.assert_close(alpha.flatten(), ref_alpha, atol=1e-10, rtol=0)
-    depth_norm = depth_sum / alpha.clamp_min(1e-10)
-    torch.testing.assert_close(depth_norm.flatten(), ref_depth, atol=1e-8, rtol=0)
+    ref_rgb, ref_depth, ref_alpha = _oracle_image(g, w2c, K, width, height, bg)
+    torch.testing.assert_close(rgb + (1 - alpha[..., None]) * bg, ref_rgb, atol=1e-10, rtol=0)
+    torch.testing.assert_close(alpha, ref_alpha, atol=1e-10, rtol=0)
+    torch.testing.assert_close(depth_sum / alpha.clamp_min(1e-10), ref_depth, atol=1e-8, rtol=0)
     assert ref_alpha.max() > 0.9 and (ref_alpha == 0).any()
+
+
+@pytest.mark.parametrize(("tile_size", "list_chunk"), [(4, 128), (4, 5), (16, 64), (3, 1)])
+def test_dense_scene_with_stopped_pixels_matches_oracle(tile_size, list_chunk):
+    """Hundreds of splats per pixel, so most pixels hit the transmittance cut-off part-way through their
+    lists: a pixel that stopped must take no later splat, whatever the list step, and tiles whose pixels all
+    stopped leave early without changing anything."""
+    width, height = 23, 19
+    K = _K(22.0, 20.0, 11.0, 9.5)
+    g = _random_scene(800, width, height, K, seed=3, scale=(0.05, 0.2), opacity=(0.3, 0.95))
+    bg = torch.tensor([0.3, 0.6, 0.1], dtype=F64)
+    w2c = torch.eye(4, dtype=F64)
+    proj = project(g, w2c, K, width, height, sh_degree=0, near=0.01, far=1e4)
+    rgb, depth_sum, alpha = rasterize(proj, width, height, tile_size=tile_size, list_chunk=list_chunk)
+    ref_rgb, ref_depth, ref_alpha = _oracle_image(g, w2c, K, width, height, bg)
+    assert (ref_alpha > 1 - 2e-4).float().mean() > 0.5  # most pixels stopped on the cut-off
+    torch.testing.assert_close(rgb + (1 - alpha[..., None]) * bg, ref_rgb, atol=1e-10, rtol=0)
+    torch.testing.assert_close(alpha, ref_alpha, atol=1e-10, rtol=0)
+    torch.testing.assert_close(depth_sum / alpha.clamp_min(1e-10), ref_depth, atol=1e-8, rtol=0)
+
+
+def test_float32_dense_scene_matches_float64_oracle():
+    """Previews render float32 splats: the fast path must stay within float32 rounding of the exact image."""
+    width, height = 31, 27
+    K = _K(26.0, 26.0, 15.0, 13.0)
+    g = _random_scene(500, width, height, K, seed=11, scale=(0.03, 0.15), opacity=(0.05, 0.95))
+    bg = torch.tensor([0.1, 0.2, 0.3], dtype=F64)
+    w2c = torch.eye(4, dtype=F64)
+    out = render(g.to(dtype=torch.float32), w2c[None], K, width, height, backend="torch", background=bg)
+    ref_rgb, _, ref_alpha = _oracle_image(g, w2c, K, width, height, bg)
+    torch.testing.assert_close(out.colors[0].double(), ref_rgb, atol=2e-5, rtol=0)
+    torch.testing.assert_close(out.alphas[0].double(), ref_alpha, atol=2e-5, rtol=0)
+
+
+def test_culled_splats_change_nothing():
+    """Splats behind the camera, beyond ``far``, transparent or off-screen are culled before any per-pixel work;
+    adding them must leave the image bit-identical."""
+    width, height = 24, 20
+    K = _K(20.0, 20.0, 11.5, 9.5)
+    g = _random_scene(60, width, height, K, seed=2)
+    extra = _splats(
+        [[0, 0, -2.0], [0, 0, 0.001], [0, 0, 2e4], [0.1, 0, 2.0], [30.0, 0, 2.0], [0, -40.0, 3.0]],
+        [[0.1] * 3] * 6,
+        [0.9, 0.9, 0.9, 1.0 / 256.0, 0.9, 0.9],
+        [[1, 1, 1]] * 6,
+    )
+    cams = torch.eye(4, dtype=F64)[None]
+    a = render(g, cams, K, width, height, backend="torch", far=1e4)
+    b = render(Gaussians.cat([extra[:3], g, extra[3:]]), cams, K, width, height, backend="torch", far=1e4)
+    assert torch.equal(a.colors, b.colors) and torch.equal(a.alphas, b.alphas) and torch.equal(a.depths, b.depths)
 
 
 def test_gradients_match_finite_differences():
@@ -213,6 +277,27 @@ def test_gradients_match_finite_differences():
         return torch.cat((c.flatten(), d.flatten(), a.flatten()))
 
     assert torch.autograd.gradcheck(fn, (means, sh, opac, scales), eps=1e-6, atol=1e-6, rtol=1e-4, fast_mode=True)
+
+
+def test_gradients_through_many_list_steps_match_finite_differences():
+    """Gradients flow through the step-wise walk over the tile lists (one splat per step, tiny tiles)."""
+    gen = torch.Generator().manual_seed(4)
+    width, height = 9, 8
+    K = _K(20.0, 20.0, 4.0, 3.5)
+    means = torch.tensor([[0.02, 0.0, 2.0], [-0.05, 0.04, 2.3], [0.06, -0.03, 2.6], [0.0, 0.02, 2.9]], dtype=F64)
+    scales = 0.05 + 0.05 * torch.rand(4, 3, generator=gen, dtype=F64)
+    quats = torch.nn.functional.normalize(torch.randn(4, 4, generator=gen, dtype=F64), dim=-1)
+    sh = 0.5 * torch.randn(4, 1, 3, generator=gen, dtype=F64)
+    opac = torch.tensor([0.5, 0.6, 0.4, 0.7], dtype=F64)
+
+    def fn(means, scales, opac, sh):
+        g = Gaussians(means=means, quats=quats, scales=scales, opacities=opac, sh=sh)
+        proj = project(g, torch.eye(4, dtype=F64), K, width, height, sh_degree=0, near=0.01, far=100)
+        rgb, depth_sum, alpha = rasterize(proj, width, height, tile_size=3, list_chunk=1, chunk_elements=20)
+        return torch.cat((rgb.flatten(), depth_sum.flatten(), alpha.flatten()))
+
+    inputs = tuple(x.clone().requires_grad_() for x in (means, scales, opac, sh))
+    assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-6, rtol=1e-4, fast_mode=True)
 
 
 @pytest.mark.slow

@@ -89,9 +89,10 @@ def _load_anysplat(path: Path, device: torch.device, dtype: torch.dtype) -> Any:
 
 
 def _load_stitch(path: Path, device: torch.device, dtype: torch.dtype) -> Any:
-    from vist3a.nano.train_stitch import load_stitched_decoder
+    # the decoder class directly: going through nano.train_stitch would import the training stack
+    from vist3a.stitching.decoder import StitchedDecoder
 
-    return load_stitched_decoder(path, device, dtype)
+    return StitchedDecoder.from_pretrained(path, torch_dtype=dtype, local_files_only=True).to(device).eval()
 
 
 def _load_imagetext(path: Path, device: torch.device, dtype: torch.dtype) -> Any:

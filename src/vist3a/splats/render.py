@@ -3,7 +3,8 @@
 Backends (same image formation model, see :mod:`vist3a.splats.raster_torch`):
 
 - ``"gsplat"``: nerfstudio's fused CUDA kernels (optional dependency ``gsplat>=1.5``); fast, CUDA only.
-- ``"torch"``: the pure-PyTorch reference; any device, slow, autograd-differentiable.
+- ``"torch"``: the pure-PyTorch reference; any device, autograd-differentiable; fast enough for CPU previews
+  (~0.1-0.2 s per 64 px view of 100k splats), far slower than gsplat on a GPU.
 - ``"auto"``: gsplat when the splats are on CUDA and gsplat is installed, else torch.
 """
 

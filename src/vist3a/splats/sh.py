@@ -48,12 +48,21 @@ def sh_basis(dirs: torch.Tensor, degree: int) -> torch.Tensor:
 
     ``dirs`` is normalised here, so any non-zero vector works.
     """
-    if not 0 <= degree <= SH_MAX_DEGREE:
-        raise ValueError(f"degree must be in [0, {SH_MAX_DEGREE}], got {degree}")
     if dirs.shape[-1] != 3:
         raise ValueError(f"dirs must have shape [..., 3], got {list(dirs.shape)}")
     d = torch.nn.functional.normalize(dirs, dim=-1)
-    x, y, z = d.unbind(-1)
+    return torch.stack(sh_basis_terms(*d.unbind(-1), degree=degree), -1)
+
+
+def sh_basis_terms(x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, degree: int) -> list[torch.Tensor]:
+    """The ``(degree + 1) ** 2`` basis functions at the *unit* directions ``(x, y, z)`` (tensors of one shape),
+    as a list in basis order.
+
+    Separate components let callers work on contiguous ``[N]`` vectors (the CPU rasteriser does: elementwise
+    ops on ``[N, 3]`` tensors are several times slower there).
+    """
+    if not 0 <= degree <= SH_MAX_DEGREE:
+        raise ValueError(f"degree must be in [0, {SH_MAX_DEGREE}], got {degree}")
     out = [torch.full_like(x, _C0)]
     if degree >= 1:
         out += [-_C1 * y, _C1 * z, -_C1 * x]
@@ -88,7 +97,7 @@ def sh_basis(dirs: torch.Tensor, degree: int) -> torch.Tensor:
             -_C4_3 * x * z * (xx - 3.0 * yy),
             _C4_4B * (xx * (xx - 3.0 * yy) - yy * (3.0 * xx - yy)),
         ]
-    return torch.stack(out, -1)
+    return out
 
 
 def sh_to_color(sh: torch.Tensor, dirs: torch.Tensor, degree: int | None = None) -> torch.Tensor:
