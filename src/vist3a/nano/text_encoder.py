@@ -39,3 +39,77 @@ def export_text_encoder(out_dir: str | os.PathLike, dtype: torch.dtype = torch.f
         (tmp / CHECKSUMS_NAME).write_text(json.dumps(sums, indent=2, sort_keys=True) + "\n")
         make_readable(tmp)
     return out
+
+
+COMPACT_NAME = "model_compact.safetensors"
+
+
+def nano_token_ids(tokenizer) -> list[int]:
+    """Token ids that the nano world's captions, the camera-motion templates and the evaluation prompts can use.
+
+    WordPiece splits every whitespace/punctuation-separated word on its own, so tokenizing the source of the
+    modules that hold all their words (vocabulary, caption wording, camera phrases, templates, evaluation
+    prompts) covers every id those texts can produce; ``tests/nano`` checks it on sampled captions.
+    """
+    import inspect
+
+    import vist3a.evaluation.prompts
+    import vist3a.nano.world.camera_paths
+    import vist3a.nano.world.captions
+    import vist3a.nano.world.vocab
+    import vist3a.video.templates
+
+    modules = (vist3a.nano.world.vocab, vist3a.nano.world.captions, vist3a.nano.world.camera_paths,
+               vist3a.video.templates, vist3a.evaluation.prompts)
+    ids = set(tokenizer.all_special_ids)
+    for module in modules:
+        for line in inspect.getsource(module).splitlines():
+            ids.update(tokenizer(line, add_special_tokens=False)["input_ids"])
+    return sorted(ids)
+
+
+def compact_text_encoder(src_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
+    """Shrink an exported MiniLM folder for transfer: keep only the word-embedding rows of :func:`nano_token_ids`.
+
+    The word embeddings are half of MiniLM's weights; the nano texts use ~5 k of its 30 k tokens, so the folder
+    drops from ~44 MiB to ~25 MiB (what lets it travel to a GPU machine beside the shipped nano weights).
+    :func:`expand_text_encoder` restores a loadable folder whose outputs equal the original's for those texts.
+    """
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoTokenizer
+
+    src, out = Path(src_dir), Path(out_dir)
+    state = load_file(src / "model.safetensors")
+    key = next(k for k in state if k.endswith("word_embeddings.weight"))
+    table = state.pop(key)
+    ids = torch.tensor(nano_token_ids(AutoTokenizer.from_pretrained(src)))
+    state["compact.rows"], state["compact.ids"] = table[ids].contiguous(), ids
+    with atomic_dir(out) as tmp:
+        save_file(state, tmp / COMPACT_NAME, metadata={"key": key, "vocab_size": str(table.shape[0])})
+        for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(src / name, tmp / name)
+    return out
+
+
+def expand_text_encoder(compact_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
+    """Inverse of :func:`compact_text_encoder`: a ``transformers`` folder with the dropped rows set to zero."""
+    import shutil
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    src, out = Path(compact_dir), Path(out_dir)
+    state = load_file(src / COMPACT_NAME)
+    with safe_open(src / COMPACT_NAME, "pt") as f:
+        meta = f.metadata()
+    rows, ids = state.pop("compact.rows"), state.pop("compact.ids")
+    table = torch.zeros(int(meta["vocab_size"]), rows.shape[1], dtype=rows.dtype)
+    table[ids] = rows
+    state[meta["key"]] = table
+    with atomic_dir(out) as tmp:
+        save_file(state, tmp / "model.safetensors", metadata={"format": "pt"})
+        for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(src / name, tmp / name)
+    return out
