@@ -52,7 +52,7 @@ def _tiny_random(preset: dict[str, Any], device: torch.device, dtype: torch.dtyp
         decoder = StitchedDecoder.from_recon(recon, stitched["layer"], stitched["spec"])
     decoder = decoder.to(device)
     if dtype != torch.float32:
-        decoder = decoder.to(dtype=dtype)
+        decoder = torch.nn.Module.to(decoder, dtype=dtype)  # every module may be half (no fp32-keep list)
     return generator, decoder.eval()
 
 
@@ -137,4 +137,5 @@ def _hub(
     )
     del base
     decoder_dtype = dtype if device.type == "cuda" else torch.float32
-    return generator, decoder.to(device=device, dtype=decoder_dtype).eval()
+    # plain nn.Module.to: diffusers' override warns about an (empty) list of modules to keep in float32
+    return generator, torch.nn.Module.to(decoder, device=device, dtype=decoder_dtype).eval()
