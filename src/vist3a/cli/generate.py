@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import typer
@@ -101,7 +102,6 @@ def register(app: typer.Typer) -> None:
         import torch
 
         from vist3a.pipeline import Text2ScenePipeline
-        from vist3a.scene import save_scene
 
         if (prompt is None) == (prompts_file is None):
             raise UserInputError("give exactly one of a PROMPT argument or --prompts-file")
@@ -119,6 +119,9 @@ def register(app: typer.Typer) -> None:
             offload=offload, compile=compile,
         )
         jobs = list(enumerate(prompts))[rank::world]
+        # Files of scene i (fly-through render, video encoding, PLY) are written in a background thread while
+        # scene i+1 generates; at most one scene waits, and every folder still appears complete or not at all.
+        writer, pending = ThreadPoolExecutor(max_workers=1), None
         for index, text in jobs:
             target = out if prompts_file is None else out / f"{index:04d}_{slugify(text)}"
             scene = pipe(
@@ -135,6 +138,24 @@ def register(app: typer.Typer) -> None:
                 negative_prompt=negative_prompt,
                 round_frames=round_frames or None,
             )[0]
-            save_scene(scene, target, flythrough_frames=flythrough_frames)
-            total = sum(scene.timings.values())
-            typer.echo(f"wrote {target}/ ({len(scene.gaussians or [])} Gaussians, {total:.1f} s)")
+            if pending is not None:
+                _report(pending.result())
+            pending = writer.submit(_save, scene, target, flythrough_frames)
+        try:
+            if pending is not None:
+                _report(pending.result())
+        finally:
+            writer.shutdown(wait=True)
+
+
+def _save(scene, target: Path, flythrough_frames: int | None):
+    from vist3a.scene import save_scene
+
+    save_scene(scene, target, flythrough_frames=flythrough_frames)
+    return scene, target
+
+
+def _report(done) -> None:
+    scene, target = done
+    total = sum(scene.timings.values())
+    typer.echo(f"wrote {target}/ ({len(scene.gaussians or [])} Gaussians, {total:.1f} s)")
