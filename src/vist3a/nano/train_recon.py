@@ -34,24 +34,18 @@ import torch.nn.functional as F
 
 from vist3a.cameras import invert_rigid, to_homogeneous, w2c_K_to_pose_encoding
 from vist3a.data.clip import ClipBatch, crop_resize_intrinsics, valid_depth
-from vist3a.nano.clips import ClipCache, make_caches
+from vist3a.nano.clips import ClipCache
 from vist3a.nano.configs import nano_anysplat_config
 from vist3a.nano.training import (
-    LossLog,
-    RunClock,
     StageConfig,
     autocast,
-    choose_save_dtype,
+    begin_stage,
+    evaluate_with_fp16,
     make_optimizer,
     module_num_params,
     psnr,
-    resolve_device,
-    rounded_weights,
-    save_component,
     ssim,
     train_loop,
-    write_json,
-    write_train_config,
 )
 
 logger = logging.getLogger(__name__)
@@ -386,18 +380,12 @@ def train_recon(
     """
     from vist3a.recon import AnySplat
 
-    device = resolve_device(device)
-    run_dir = Path(out_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    clock = RunClock(cfg.steps, cfg.time_budget_s, cfg.eval_reserve_s)
-    torch.manual_seed(cfg.seed)
-    if caches is None:
-        caches = make_caches(cfg.num_train_clips, cfg.num_eval_clips, cfg.num_frames, cfg.size, cfg.seed, device,
-                             cfg.data_workers, cfg.render_device, progress=cfg.progress)
-    train, held = caches
+    run = begin_stage(cfg, out_dir, STAGE, device)
+    device = run.device
+    train, held = run.clips(caches)
     if train.depth is None or train.w2c is None:
         raise ValueError("the recon stage needs clips with cameras and depth (synthetic clips have both)")
-    data_seconds = clock.elapsed
+    run.data_ready()
 
     model = AnySplat(**cfg.model)
     init_splat_scales(model)
@@ -406,33 +394,22 @@ def train_recon(
     optimizer = make_optimizer(model.parameters(), cfg.lr, cfg.weight_decay)
     batch_gen = torch.Generator().manual_seed(cfg.seed)
     view_gen = torch.Generator().manual_seed(cfg.seed + 1)
-    log = LossLog(run_dir)
 
     def step_fn(step: int) -> tuple[torch.Tensor, dict[str, float]]:
         batch = train.sample(cfg.batch_size, batch_gen).to(device)
         return recon_step_loss(model, batch, cfg, view_gen, device)
 
-    result = train_loop(step_fn, optimizer, cfg, clock, log, desc="nano recon")
-    log.plot("nano AnySplat")
+    result = train_loop(step_fn, optimizer, cfg, run.clock, run.log, desc="nano recon")
+    run.log.plot("nano AnySplat")
 
-    metrics = evaluate_recon(model, held, cfg, device)
-    with rounded_weights(model, torch.float16):
-        metrics_fp16 = evaluate_recon(model, held, cfg, device)
-    dtype = choose_save_dtype(cfg.save_dtype, metrics["novel_psnr"], metrics_fp16["novel_psnr"],
-                              cfg.fp16_psnr_tolerance, True)
-    save_component(model, run_dir, dtype)
+    metrics, metrics_fp16 = evaluate_with_fp16(model, lambda: evaluate_recon(model, held, cfg, device))
+    dtype = run.save(model, metrics["novel_psnr"], metrics_fp16["novel_psnr"], cfg.fp16_psnr_tolerance, True)
     evaluation = {f"heldout_{k}": v for k, v in metrics.items()}
-    evaluation.update({"heldout_novel_psnr_fp16": metrics_fp16["novel_psnr"],
-                       "saved_dtype": str(dtype).removeprefix("torch."), "num_params": module_num_params(model)})
-    write_json(run_dir / "eval.json", evaluation)
-    write_train_config(run_dir, STAGE, cfg, device, {
-        "steps_done": result.steps_done, "stopped_by": result.stopped_by, "skipped_steps": result.skipped_steps,
-        "data_seconds": round(data_seconds, 2), "wall_seconds": round(clock.elapsed, 2),
-    })
+    evaluation["heldout_novel_psnr_fp16"] = metrics_fp16["novel_psnr"]
+    run.finish(evaluation, result.outcome())
     logger.info("nano AnySplat: held-out novel-view PSNR %.2f dB / SSIM %.3f, saved as %s",
                 metrics["novel_psnr"], metrics["novel_ssim"], dtype)
-    return run_dir
-
+    return run.run_dir
 
 __all__ = [
     "ReconTrainConfig",

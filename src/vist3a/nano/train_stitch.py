@@ -24,25 +24,11 @@ from typing import Any
 import torch
 
 from vist3a.cameras import to_homogeneous
-from vist3a.nano.clips import ClipCache, make_caches
+from vist3a.nano.clips import ClipCache
 from vist3a.nano.configs import NanoVideo, nano_stitch_spec
 from vist3a.nano.train_recon import render_intrinsics, to_model_input
 from vist3a.nano.train_vae import encode_mean
-from vist3a.nano.training import (
-    LossLog,
-    RunClock,
-    StageConfig,
-    autocast,
-    choose_save_dtype,
-    module_num_params,
-    psnr,
-    resolve_device,
-    rounded_weights,
-    save_component,
-    ssim,
-    write_json,
-    write_train_config,
-)
+from vist3a.nano.training import StageConfig, autocast, begin_stage, evaluate_with_fp16, psnr, ssim
 
 logger = logging.getLogger(__name__)
 
@@ -156,20 +142,14 @@ def train_stitch(
     from vist3a.stitching.search import SearchConfig, run_layer_search
     from vist3a.stitching.train import StitchTrainConfig, build_student, train_stitched
 
-    device = resolve_device(device)
-    run_dir = Path(out_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    clock = RunClock(cfg.steps, cfg.time_budget_s, cfg.eval_reserve_s)
-    torch.manual_seed(cfg.seed)
+    run = begin_stage(cfg, out_dir, STAGE, device)
+    device, clock = run.device, run.clock
     if models is None:
         models = (load_component_from(cfg.vae, "vae", device), load_component_from(cfg.recon, "recon", device))
     vae, teacher = models
     vae.to(device).eval().requires_grad_(False)
     teacher.to(device).eval().requires_grad_(False)
-    if caches is None:
-        caches = make_caches(cfg.num_train_clips, cfg.num_eval_clips, cfg.num_frames, cfg.size, cfg.seed, device,
-                             cfg.data_workers, cfg.render_device, progress=cfg.progress)
-    train, held = caches
+    train, held = run.clips(caches)
     recon_size = int(teacher.config.aggregator_config["img_size"])
     video = NanoVideo(num_frames=cfg.num_frames, height=cfg.size, width=cfg.size, recon_size=recon_size)
     spec = cfg.spec or nano_stitch_spec(dict(teacher.config), dict(vae.config), video)
@@ -177,7 +157,7 @@ def train_stitch(
     sources = {"vae": cfg.vae or "installed nano weights", "recon": cfg.recon or "installed nano weights"}
 
     # 1. layer search
-    search_dir = run_dir / "search"
+    search_dir = run.run_dir / "search"
     report = run_layer_search(
         train, vae, teacher, adapter, search_dir,
         SearchConfig(spec=spec, num_clips=min(cfg.search_clips, len(train)), num_frames=cfg.num_frames,
@@ -197,7 +177,7 @@ def train_stitch(
         seed=cfg.seed,
     )
     decoder = build_student(teacher, search_dir, stitch_cfg, layer=layer)
-    log = LossLog(run_dir)
+    log = run.log
     lr = cfg.lr
 
     def on_step(step: int, row: dict[str, float]) -> None:
@@ -210,19 +190,16 @@ def train_stitch(
     clock.start_training()
     # the fine-tuning gets what the stage's budget leaves after data and search, minus the evaluation reserve
     stitch_cfg = replace(stitch_cfg, time_budget_s=clock.train_seconds)
-    result = train_stitched(decoder, teacher, vae, train, run_dir / "finetune", stitch_cfg, device=device,
+    result = train_stitched(decoder, teacher, vae, train, run.run_dir / "finetune", stitch_cfg, device=device,
                             sources=sources, step_callback=on_step, progress=cfg.progress)
     log.flush(result.step, lr, clock.elapsed)
     log.plot("nano stitched fine-tuning")
 
     decoder.merge_lora()
     decoder.eval().requires_grad_(False)
-    metrics = evaluate_stitched(decoder, teacher, vae, held, device, cfg.render_backend)
-    with rounded_weights(decoder, torch.float16):
-        metrics_fp16 = evaluate_stitched(decoder, teacher, vae, held, device, cfg.render_backend)
-    dtype = choose_save_dtype(cfg.save_dtype, metrics["stitched_psnr"], metrics_fp16["stitched_psnr"],
-                              cfg.fp16_psnr_tolerance, True)
-    save_component(decoder, run_dir, dtype)
+    metrics, metrics_fp16 = evaluate_with_fp16(
+        decoder, lambda: evaluate_stitched(decoder, teacher, vae, held, device, cfg.render_backend))
+    dtype = run.save(decoder, metrics["stitched_psnr"], metrics_fp16["stitched_psnr"], cfg.fp16_psnr_tolerance, True)
     evaluation = {f"heldout_{k}": v for k, v in metrics.items()}
     evaluation.update({
         "heldout_stitched_psnr_fp16": metrics_fp16["stitched_psnr"],
@@ -230,14 +207,9 @@ def train_stitch(
         "layer": layer,
         "search_best_layer": report.best_layer,
         "search_mse": report.layers,
-        "saved_dtype": str(dtype).removeprefix("torch."),
-        "num_params": module_num_params(decoder),
     })
-    write_json(run_dir / "eval.json", evaluation)
-    write_train_config(run_dir, STAGE, cfg, device, {
-        "steps_done": result.step, "stopped_by": result.stopped_by, "sources": sources,
-        "wall_seconds": round(clock.elapsed, 2),
-    })
+    # train_stitched reports its steps and stop reason (no skipped-step count); sources name the two models
+    run.finish(evaluation, {"steps_done": result.step, "stopped_by": result.stopped_by, "sources": sources})
     logger.info("nano stitch: %s, held-out PSNR stitched %.2f dB vs teacher %.2f dB, saved as %s", layer,
                 metrics["stitched_psnr"], metrics["teacher_psnr"], dtype)
-    return run_dir
+    return run.run_dir

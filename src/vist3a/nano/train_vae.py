@@ -16,23 +16,17 @@ from typing import Any
 
 import torch
 
-from vist3a.nano.clips import ClipCache, make_caches
+from vist3a.nano.clips import ClipCache
 from vist3a.nano.configs import nano_vae_config
 from vist3a.nano.training import (
-    LossLog,
-    RunClock,
     StageConfig,
     autocast,
-    choose_save_dtype,
+    begin_stage,
+    evaluate_with_fp16,
     make_optimizer,
     module_num_params,
     psnr,
-    resolve_device,
-    rounded_weights,
-    save_component,
     train_loop,
-    write_json,
-    write_train_config,
 )
 
 logger = logging.getLogger(__name__)
@@ -142,55 +136,38 @@ def train_vae(
     """
     from diffusers import AutoencoderKLWan
 
-    device = resolve_device(device)
-    run_dir = Path(out_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    clock = RunClock(cfg.steps, cfg.time_budget_s, cfg.eval_reserve_s)
-    torch.manual_seed(cfg.seed)
-    if caches is None:
-        caches = make_caches(cfg.num_train_clips, cfg.num_eval_clips, cfg.num_frames, cfg.size, cfg.seed, device,
-                             cfg.data_workers, cfg.render_device, progress=cfg.progress)
-    train, held = caches
-    data_seconds = clock.elapsed
+    run = begin_stage(cfg, out_dir, STAGE, device)
+    device = run.device
+    train, held = run.clips(caches)
+    run.data_ready()
 
     vae = AutoencoderKLWan(**cfg.model).to(device).train()
     logger.info("nano VAE: %.2f M parameters", module_num_params(vae) / 1e6)
     optimizer = make_optimizer(vae.parameters(), cfg.lr, cfg.weight_decay)
     batch_gen = torch.Generator().manual_seed(cfg.seed)
     noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
-    log = LossLog(run_dir)
 
     def step_fn(step: int) -> tuple[torch.Tensor, dict[str, float]]:
         frames = train.sample(cfg.batch_size, batch_gen).frames.to(device)
         with autocast(device):
             return vae_loss(vae, frames, cfg, noise_gen)
 
-    result = train_loop(step_fn, optimizer, cfg, clock, log, desc="nano vae")
-    log.plot("nano VAE")
+    result = train_loop(step_fn, optimizer, cfg, run.clock, run.log, desc="nano vae")
+    run.log.plot("nano VAE")
 
     vae.eval()
     mean, std = latent_channel_stats(vae, train, cfg.stats_clips, cfg.batch_size)
     vae.register_to_config(latents_mean=mean, latents_std=std)
-    metrics = evaluate_vae(vae, held, cfg.batch_size)
-    with rounded_weights(vae, torch.float16):
-        metrics_fp16 = evaluate_vae(vae, held, cfg.batch_size)
-    dtype = choose_save_dtype(cfg.save_dtype, metrics["psnr"], metrics_fp16["psnr"], cfg.fp16_psnr_tolerance, True)
-    save_component(vae, run_dir, dtype)
-    evaluation = {
+    metrics, metrics_fp16 = evaluate_with_fp16(vae, lambda: evaluate_vae(vae, held, cfg.batch_size))
+    dtype = run.save(vae, metrics["psnr"], metrics_fp16["psnr"], cfg.fp16_psnr_tolerance, True)
+    run.finish({
         "heldout_psnr": metrics["psnr"],
         "heldout_l1": metrics["l1"],
         "heldout_psnr_fp16": metrics_fp16["psnr"],
         "num_eval_clips": metrics["num_clips"],
         "latents_mean": mean,
         "latents_std": std,
-        "saved_dtype": str(dtype).removeprefix("torch."),
-        "num_params": module_num_params(vae),
-    }
-    write_json(run_dir / "eval.json", evaluation)
-    write_train_config(run_dir, STAGE, cfg, device, {
-        "steps_done": result.steps_done, "stopped_by": result.stopped_by, "skipped_steps": result.skipped_steps,
-        "data_seconds": round(data_seconds, 2), "wall_seconds": round(clock.elapsed, 2),
-    })
+    }, result.outcome())
     logger.info("nano VAE: held-out PSNR %.2f dB (fp16 %.2f dB), saved as %s", metrics["psnr"], metrics_fp16["psnr"],
                 dtype)
-    return run_dir
+    return run.run_dir

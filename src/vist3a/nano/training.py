@@ -11,6 +11,10 @@ Each stage writes into its run folder:
 - ``losses.csv`` and ``loss.png``: every logged step,
 - ``train_config.json``: the stage config (seed included), versions, device, steps done and why it stopped,
 - ``eval.json``: the stage's evaluation numbers on held-out clips.
+
+:func:`begin_stage` opens a stage (device, seed, clock, run folder, loss log, clips) and the returned
+:class:`StageRun` closes it (:meth:`StageRun.save`: weights in the chosen dtype; :meth:`StageRun.finish`:
+``eval.json`` and ``train_config.json``), so a stage's own module holds only its model, loss and evaluation.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import math
 import os
 import platform
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from vist3a.io_utils import atomic_dir, atomic_path
+from vist3a.nano.clips import ClipCache, make_caches
 from vist3a.nano.configs import NANO_VIDEO
 
 logger = logging.getLogger(__name__)
@@ -411,6 +416,10 @@ class LoopResult:
     skipped_steps: int
     last_row: dict[str, float]
 
+    def outcome(self) -> dict[str, Any]:
+        """What ``train_config.json`` records of the loop: ``steps_done``, ``stopped_by``, ``skipped_steps``."""
+        return {"steps_done": self.steps_done, "stopped_by": self.stopped_by, "skipped_steps": self.skipped_steps}
+
 
 def train_loop(
     step_fn: Any,
@@ -470,3 +479,93 @@ def train_loop(
     last = log.rows[-1] if log.rows else {}
     logger.info("%s: %d steps (%s), last loss %s", desc, steps_done, stopped_by, last.get("loss"))
     return LoopResult(steps_done, stopped_by, skipped, last)
+
+
+# ----------------------------------------------------------------------------- opening and closing a stage
+@dataclass
+class StageRun:
+    """An open stage: what :func:`begin_stage` set up, and the closing steps every stage shares.
+
+    Attributes:
+        stage: the stage name recorded in ``train_config.json`` (``vae``, ``recon``, ...).
+        cfg: the stage config.
+        device: the resolved training device.
+        run_dir: the run folder (created).
+        clock: the stage's wall-clock budget, started by :func:`begin_stage`.
+        log: the loss log of the training loop (``losses.csv``, ``loss.png`` in ``run_dir``).
+        data_seconds: seconds spent preparing data, once :meth:`data_ready` was called (else None and not
+            recorded).
+        saved_dtype, num_params: set by :meth:`save`.
+    """
+
+    stage: str
+    cfg: StageConfig
+    device: torch.device
+    run_dir: Path
+    clock: RunClock
+    log: LossLog
+    data_seconds: float | None = None
+    saved_dtype: torch.dtype | None = None
+    num_params: int | None = None
+
+    def clips(self, caches: tuple[ClipCache, ClipCache] | None = None) -> tuple[ClipCache, ClipCache]:
+        """``(train, held_out)`` clip caches: ``caches`` when given (tests), else the world rendered with the
+        config's clip counts, geometry, seed and render settings (:func:`~vist3a.nano.clips.make_caches`)."""
+        if caches is not None:
+            return caches
+        cfg = self.cfg
+        return make_caches(cfg.num_train_clips, cfg.num_eval_clips, cfg.num_frames, cfg.size, cfg.seed, self.device,
+                           cfg.data_workers, cfg.render_device, progress=cfg.progress)
+
+    def data_ready(self) -> float:
+        """Record the seconds spent so far on data (``data_seconds`` in ``train_config.json``); returns them."""
+        self.data_seconds = self.clock.elapsed
+        return self.data_seconds
+
+    def save(self, model: Any, fp32_metric: float, fp16_metric: float, tolerance: float,
+             higher_is_better: bool) -> torch.dtype:
+        """Choose the save dtype from the config's ``save_dtype`` (:func:`choose_save_dtype`) and write
+        ``model/`` in it (:func:`save_component`); returns the dtype."""
+        self.saved_dtype = choose_save_dtype(self.cfg.save_dtype, fp32_metric, fp16_metric, tolerance,
+                                             higher_is_better)
+        self.num_params = module_num_params(model)
+        save_component(model, self.run_dir, self.saved_dtype)
+        return self.saved_dtype
+
+    def finish(self, evaluation: Mapping[str, Any], outcome: Mapping[str, Any]) -> Path:
+        """Write ``eval.json`` (``evaluation`` plus ``saved_dtype`` and ``num_params`` of :meth:`save`) and
+        ``train_config.json`` (``outcome``, e.g. :meth:`LoopResult.outcome`, plus ``data_seconds`` when recorded
+        and ``wall_seconds``); returns the run folder."""
+        if self.saved_dtype is None:
+            raise ValueError(f"stage {self.stage!r}: `save` must run before `finish`")
+        write_json(self.run_dir / "eval.json", {
+            **evaluation, "saved_dtype": str(self.saved_dtype).removeprefix("torch."), "num_params": self.num_params,
+        })
+        extra = dict(outcome)
+        if self.data_seconds is not None:
+            extra["data_seconds"] = round(self.data_seconds, 2)
+        extra["wall_seconds"] = round(self.clock.elapsed, 2)
+        write_train_config(self.run_dir, self.stage, self.cfg, self.device, extra)
+        return self.run_dir
+
+
+def begin_stage(cfg: StageConfig, out_dir: str | os.PathLike, stage: str,
+                device: str | torch.device | None = None) -> StageRun:
+    """Open a stage: resolve ``device`` (:func:`resolve_device`), create the run folder ``out_dir``, start the
+    clock of ``cfg.time_budget_s`` and seed torch's global RNG with ``cfg.seed``."""
+    device = resolve_device(device)
+    run_dir = Path(out_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    clock = RunClock(cfg.steps, cfg.time_budget_s, cfg.eval_reserve_s)
+    torch.manual_seed(cfg.seed)
+    return StageRun(stage, cfg, device, run_dir, clock, LossLog(run_dir))
+
+
+def evaluate_with_fp16(model: torch.nn.Module, evaluate: Callable[[], dict[str, Any]]
+                       ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(metrics, metrics_fp16)``: ``evaluate()`` as the model is, then with its weights rounded through float16
+    (:func:`rounded_weights`), for :meth:`StageRun.save` to weigh what fp16 storage costs."""
+    metrics = evaluate()
+    with rounded_weights(model, torch.float16):
+        metrics_fp16 = evaluate()
+    return metrics, metrics_fp16
