@@ -140,9 +140,10 @@ def project(
     dirs = gaussians.means.T.index_select(1, ids) - (-rot_c.T @ trans_c)[:, None]  # [3, M]
     dirs = dirs / (dirs[0] * dirs[0] + dirs[1] * dirs[1] + dirs[2] * dirs[2]).sqrt().clamp_min(1e-12)  # norm(0): slow
     terms = sh_basis_terms(*dirs, degree=sh_degree)
-    k = len(terms)
+    num_terms = len(terms)
     # [k * 3, N] rows, then the selected columns (``sh`` is often a transposed view of a model's output)
-    sh = gaussians.sh[:, :k].permute(1, 2, 0).reshape(k * 3, -1).index_select(1, ids).view(k, 3, -1)  # [k, 3, M]
+    sh = gaussians.sh[:, :num_terms].permute(1, 2, 0).reshape(num_terms * 3, -1).index_select(1, ids)
+    sh = sh.view(num_terms, 3, ids.shape[0])  # [k, 3, M]
     colors = sum(term * coeffs for term, coeffs in zip(terms, sh, strict=True))
     return ProjectedSplats(
         means2d=rows[0:2],
