@@ -20,6 +20,7 @@ from vist3a.recon.gaussian_ops import (
     scene_scale,
     unproject_depth,
     voxel_fuse,
+    voxel_inverse,
     voxelize_ratio,
 )
 
@@ -148,6 +149,16 @@ def test_voxel_fuse_matches_naive_reference():
     assert got_p.shape[0] < 300  # some voxels really merge points
     torch.testing.assert_close(got_p, ref_p, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(got_f, ref_f, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("scale", [3, 10**5, 2**40])  # the last spans too much for one int64 key
+def test_voxel_inverse_matches_row_wise_unique(scale):
+    gen = torch.Generator().manual_seed(scale % 97)
+    index = torch.randint(-scale, scale, (2000, 3), generator=gen)
+    index[1000:] = index[:1000]  # repeated voxels
+    index[:, 1][::7] = index[0, 1]  # ties on single axes, so the order of the later digits matters
+    expected = torch.unique(index, dim=0, return_inverse=True)[1]
+    assert torch.equal(voxel_inverse(index), expected)
 
 
 def test_voxel_fuse_hand_case():

@@ -68,3 +68,20 @@ def test_orbit_cameras_fit_the_scene_into_the_view():
     assert frames.colors.shape == (2, 48, 64, 3) and frames.colors.dtype == np.uint8
     assert frames.depths.shape == (2, 48, 64) and frames.alphas.max() > 0.5
     assert (frames.colors[:, 0, 0] == 255).all()  # the corner shows the white background
+
+
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_render_frames_in_threads_matches_one_at_a_time(batch_size):
+    """Views rendered side by side in threads (the CPU default) equal views rendered one after another, in order,
+    and torch's thread count is restored afterwards."""
+    g = _cloud(n=400, seed=3).to(dtype=torch.float32)
+    w2c, K = orbit_cameras(g, 5, 40, 32)
+    threads = torch.get_num_threads()
+    kwargs = {"backend": "torch", "batch_size": batch_size, "progress": False}
+    serial = render_frames(g, w2c, K, 40, 32, workers=1, **kwargs)
+    threaded = render_frames(g, w2c, K, 40, 32, workers=3, **kwargs)
+    assert torch.get_num_threads() == threads
+    assert np.abs(serial.colors.astype(int) - threaded.colors.astype(int)).max() <= 1
+    np.testing.assert_allclose(threaded.alphas, serial.alphas, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(threaded.depths, serial.depths, atol=1e-4, rtol=0)
+    assert len({frame.tobytes() for frame in threaded.colors}) == 5  # five different views, not one repeated

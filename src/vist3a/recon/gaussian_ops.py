@@ -128,6 +128,23 @@ def flatten_pixels(
 
 
 # ---------------------------------------------------------------------------- voxel fusion
+def voxel_inverse(voxel_index: torch.Tensor) -> torch.Tensor:
+    """``torch.unique(voxel_index, dim=0, return_inverse=True)[1]`` for integer voxel indices ``[P, 3]``: the
+    voxel number of each point, voxels numbered in lexicographic order of their indices.
+
+    Row-wise ``unique`` sorts rows and is ~50x slower on CPUs (0.7 s for 13 views of 112 px) than ``unique``
+    of one integer per row; offsetting each axis to start at 0 and reading the indices as digits of a mixed
+    radix number keeps the lexicographic order. Grids too large for an int64 key use the row-wise ``unique``.
+    """
+    lo = voxel_index.amin(0)
+    span = (voxel_index.amax(0) - lo + 1).tolist()
+    if math.prod(span) >= 2**62:
+        return torch.unique(voxel_index, dim=0, return_inverse=True)[1]
+    digits = voxel_index - lo
+    key = (digits[:, 0] * span[1] + digits[:, 1]) * span[2] + digits[:, 2]
+    return torch.unique(key, return_inverse=True)[1]
+
+
 def voxel_fuse(
     points: torch.Tensor, feats: torch.Tensor, conf: torch.Tensor, voxel_size: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -161,7 +178,7 @@ def voxel_fuse(
         return points.new_zeros(0, 3), feats.new_zeros(0, feats.shape[1])
 
     voxel_index = torch.round(points.detach() / voxel_size).to(torch.int64)
-    _, inverse = torch.unique(voxel_index, dim=0, return_inverse=True)
+    inverse = voxel_inverse(voxel_index)
     num_voxels = int(inverse.max()) + 1
 
     conf_max = conf.new_zeros(num_voxels).scatter_reduce(0, inverse, conf, reduce="amax", include_self=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,7 +13,7 @@ from tqdm.auto import tqdm
 
 from vist3a.cameras import intrinsics_from_fov, orbit_trajectory
 from vist3a.splats.gaussians import Gaussians
-from vist3a.splats.render import render
+from vist3a.splats.render import render, resolve_backend
 from vist3a.splats.stats import scene_center_radius
 
 logger = logging.getLogger(__name__)
@@ -71,23 +72,47 @@ def render_frames(
     sh_degree: int | None = None,
     batch_size: int = 1,
     progress: bool = True,
+    workers: int | None = None,
 ) -> Frames:
     """Render ``w2c [T, 4, 4]`` views (``Ks [T, 3, 3]`` or ``[3, 3]``) a few at a time, collecting on the CPU.
 
     Colours are clipped to [0, 1] and stored as uint8, so long videos do not hold float frames on the GPU.
+    ``workers`` batches are rendered at once in threads. The default is one per torch CPU thread for the
+    torch backend on the CPU, each batch then running single-threaded: the CPU rasteriser's many small ops
+    gain more from rendering views side by side than from splitting each op, and single-threaded ops do not
+    stall when other processes share the cores. Elsewhere it is 1. torch's thread count is restored after.
     """
     num = w2c.shape[0]
     if Ks.ndim == 2:
         Ks = Ks.expand(num, 3, 3)
-    colors, depths, alphas = [], [], []
-    with tqdm(total=num, desc="rendering", unit="frame", disable=not progress) as bar:
-        for start in range(0, num, batch_size):
-            sl = slice(start, min(start + batch_size, num))
+    if workers is None:
+        on_cpu_torch = gaussians.device.type == "cpu" and resolve_backend(backend, gaussians.device) == "torch"
+        workers = torch.get_num_threads() if on_cpu_torch else 1
+    batches = [slice(start, min(start + batch_size, num)) for start in range(0, num, batch_size)]
+
+    def render_batch(sl: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        with torch.no_grad():  # grad mode is per thread
             out = render(
                 gaussians, w2c[sl], Ks[sl], width, height, backend=backend, background=background, sh_degree=sh_degree
             )
-            colors.append((out.colors.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy())
-            depths.append(out.depths.float().cpu().numpy())
-            alphas.append(out.alphas.float().cpu().numpy())
-            bar.update(sl.stop - sl.start)
+        colors = (out.colors.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+        return colors, out.depths.float().cpu().numpy(), out.alphas.float().cpu().numpy()
+
+    results = []
+    threads = torch.get_num_threads()
+    with tqdm(total=num, desc="rendering", unit="frame", disable=not progress) as bar:
+        if workers <= 1 or len(batches) == 1:
+            for sl in batches:
+                results.append(render_batch(sl))
+                bar.update(sl.stop - sl.start)
+        else:
+            torch.set_num_threads(1)
+            try:
+                with ThreadPoolExecutor(min(workers, len(batches))) as pool:
+                    for sl, result in zip(batches, pool.map(render_batch, batches), strict=True):
+                        results.append(result)
+                        bar.update(sl.stop - sl.start)
+            finally:
+                torch.set_num_threads(threads)
+    colors, depths, alphas = zip(*results, strict=True)
     return Frames(colors=np.concatenate(colors), depths=np.concatenate(depths), alphas=np.concatenate(alphas))

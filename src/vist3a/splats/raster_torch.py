@@ -140,7 +140,10 @@ def project(
     dirs = gaussians.means.T.index_select(1, ids) - (-rot_c.T @ trans_c)[:, None]  # [3, M]
     dirs = dirs / (dirs[0] * dirs[0] + dirs[1] * dirs[1] + dirs[2] * dirs[2]).sqrt().clamp_min(1e-12)  # norm(0): slow
     terms = sh_basis_terms(*dirs, degree=sh_degree)
-    sh = gaussians.sh.index_select(0, ids)[:, : len(terms)].permute(1, 2, 0)  # [k, 3, M]
+    num_terms = len(terms)
+    # [k * 3, N] rows, then the selected columns (``sh`` is often a transposed view of a model's output)
+    sh = gaussians.sh[:, :num_terms].permute(1, 2, 0).reshape(num_terms * 3, -1).index_select(1, ids)
+    sh = sh.view(num_terms, 3, ids.shape[0])  # [k, 3, M]
     colors = sum(term * coeffs for term, coeffs in zip(terms, sh, strict=True))
     return ProjectedSplats(
         means2d=rows[0:2],
@@ -219,9 +222,8 @@ def rasterize(
 
         tiles = torch.nonzero(counts).squeeze(1)  # [A] tiles with splats; the state below is indexed by these
         counts, starts = counts.index_select(0, tiles), starts.index_select(0, tiles)
-        local = torch.arange(n_pix, device=device)
-        px = ((tiles % n_tx)[:, None] * tile_size + local % tile_size).to(dtype)  # [A, p] pixel coordinates
-        py = ((tiles // n_tx)[:, None] * tile_size + local // tile_size).to(dtype)
+        tile_x = ((tiles % n_tx) * tile_size).to(dtype)  # [A] top-left pixel of each tile
+        tile_y = ((tiles // n_tx) * tile_size).to(dtype)
         acc = feats.new_zeros(tiles.shape[0], n_pix, 4)
         tr = trans.new_ones(tiles.shape[0], n_pix)
         done = torch.zeros(tiles.shape[0], n_pix, dtype=torch.bool, device=device)
@@ -233,7 +235,7 @@ def rasterize(
             for g0 in range(0, active.shape[0], group_size):
                 group = active[g0 : g0 + group_size]
                 f, t, d = _composite_step(
-                    px[group], py[group], tr[group], done[group], splat_ids, starts[group] + first,
+                    tile_x[group], tile_y[group], tile_size, tr[group], done[group], splat_ids, starts[group] + first,
                     counts[group] - first, step, q_max, packed,
                 )
                 acc = acc.index_add(0, group, f)
@@ -259,8 +261,9 @@ def _below_alpha_min(dtype: torch.dtype) -> float:
 
 
 def _composite_step(
-    px: torch.Tensor,
-    py: torch.Tensor,
+    tile_x: torch.Tensor,
+    tile_y: torch.Tensor,
+    tile_size: int,
     trans: torch.Tensor,
     done: torch.Tensor,
     splat_ids: torch.Tensor,
@@ -270,31 +273,35 @@ def _composite_step(
     q_max: float,
     packed: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Composite the next ``step`` list entries of G tiles: pixels ``px, py [G, p]``, their transmittance
-    ``trans [G, p]`` and stop flags ``done [G, p]``; each tile's entries start at ``starts [G]``, with
-    ``remaining [G]`` left. Returns (added ``sum w (rgb, z)`` ``[G, p, 4]``, new transmittance, new ``done``)."""
-    g = px.shape[0]
-    pos = torch.arange(step, device=px.device)
+    """Composite the next ``step`` list entries of G tiles with top-left pixels ``tile_x, tile_y [G]``; the
+    ``p = tile_size ** 2`` pixels of a tile (row-major) have transmittance ``trans [G, p]`` and stop flags
+    ``done [G, p]``; each tile's entries start at ``starts [G]``, with ``remaining [G]`` left. Returns (added
+    ``sum w (rgb, z)`` ``[G, p, 4]``, new transmittance, new ``done``)."""
+    g, device = tile_x.shape[0], tile_x.device
+    pos = torch.arange(step, device=device)
     idx = splat_ids[(starts[:, None] + pos).clamp_max(splat_ids.shape[0] - 1)]  # [G, L]
     u, v, ca, cb, cc, op, *values = packed.index_select(1, idx.flatten()).view(len(_ATTRS), g, step)
     op = op * (pos < remaining[:, None])  # entries past the end of a tile's list get zero opacity
-    dx = px[:, :, None] - u[:, None, :]  # [G, p, L]
-    dy = py[:, :, None] - v[:, None, :]
-    q = (ca[:, None] * dx + (2.0 * cb)[:, None] * dy) * dx + cc[:, None] * dy * dy
-    alpha = (op[:, None] * torch.exp(-0.5 * q.clamp_max(q_max))).clamp_max(ALPHA_MAX)
+    # -q/2 with q = d^T Sigma^-1 d, d = (dx, dy): the pixel grid is separable, so the x- and y-only terms are
+    # formed per column / row ([G, t, L]) and only their sum is per pixel ([G, t, t, L] = [G, p, L])
+    offsets = torch.arange(tile_size, device=device, dtype=u.dtype)
+    dx = tile_x[:, None, None] + offsets[None, :, None] - u[:, None, :]  # [G, t, L], pixel column i
+    dy = tile_y[:, None, None] + offsets[None, :, None] - v[:, None, :]  # [G, t, L], pixel row j
+    qx, qxy, qy = -0.5 * ca[:, None] * dx * dx, -cb[:, None] * dx, -0.5 * cc[:, None] * dy * dy
+    half_q = (qx[:, None] + qxy[:, None] * dy[:, :, None] + qy[:, :, None]).view(g, tile_size**2, step)
+    alpha = (op[:, None] * torch.exp(half_q.clamp_min(-0.5 * q_max))).clamp_max(ALPHA_MAX)  # [G, p, L]
     alpha = F.threshold(alpha, _below_alpha_min(alpha.dtype), 0.0)  # alpha < 1/255 -> 0
     keep = 1.0 - alpha
     through = torch.cumprod(keep, -1)  # transmittance left after each splat, relative to ``trans``
     with torch.no_grad():
         # a pixel stops before the first splat that would bring its transmittance to <= 1e-4 and takes no
-        # later splat, in this step or any other; stopped pixels are gated off entirely
-        gate = trans.masked_fill(done, 0.0)
-        alive = gate[..., None] * through > TRANSMITTANCE_MIN  # a prefix along L
+        # later splat, in this step or any other; stopped pixels are gated off (their bound is inf)
+        bound = TRANSMITTANCE_MIN / trans.masked_fill(done, 0.0)  # [G, p]
+        alive = through > bound[..., None]  # trans * through > 1e-4; a prefix along L
         done = ~alive[..., -1]
     alpha = torch.where(alive, alpha, 0.0)
-    # exclusive product prod_{j<i}(1 - alpha_j); dropped splats come last, so it is the same with or without them
-    weights = alpha * (through / keep) * trans[..., None]  # [G, p, L]
-    acc = torch.bmm(weights, torch.stack(values, -1))  # [G, p, 4]
+    # w = alpha prod_{j<i}(1 - alpha_j) trans; dropped splats come last, so through / keep is that product
+    acc = torch.bmm(alpha * (through / keep), torch.stack(values, -1)) * trans[..., None]  # [G, p, 4]
     return acc, trans * torch.prod(1.0 - alpha, -1), done
 
 
