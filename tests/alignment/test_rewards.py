@@ -195,3 +195,16 @@ def test_numeric_options_are_checked_by_name():
         build_reward_mix([{"type": "consistency", "weight": 1, "lpips_weight": "x"}], scorers, lpips=None)
     with pytest.raises(ValueError, match="`weight` of reward"):
         build_reward_mix([{"type": "consistency", "weight": float("nan")}], scorers, lpips=None)
+
+
+def test_nano_mix_against_hand_computation_and_auto_choice():
+    from vist3a.alignment.rewards import default_reward_mix
+
+    mix = build_reward_mix("nano", _constant_scorers({"nano-clip": 0.3}), lpips=None)
+    weights = {t.name: t.weight for t in mix.terms}
+    assert weights == {"clip_decoded": 1 / 8, "clip_rendered": 1 / 8, "consistency": 0.05}
+    out = mix(_inputs(render_offset=0.0), mix.draw_views(T))
+    torch.testing.assert_close(out.loss, torch.tensor(2 * 0.7 / 8))  # (1 - 0.3) on decoded frames and renders
+    assert default_reward_mix("nano", on_cuda=True) == "nano"
+    assert default_reward_mix("vist3a-1.3b", on_cuda=True) == "release"
+    assert default_reward_mix("tiny-random", on_cuda=False) == "paper"

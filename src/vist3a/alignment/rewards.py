@@ -284,8 +284,27 @@ def _paper_mix() -> list[dict[str, Any]]:
     return terms
 
 
+def _nano_mix() -> list[dict[str, Any]]:
+    """The paper's mix with the one nano image-text model (a cosine in [-1, 1], like DFN-CLIP): the release mix's
+    PickScore terms expect logits ~20 and would be nearly flat with it."""
+    terms = [{"type": "image_text", "name": f"clip_{source}", "scorer": "nano-clip", "source": source,
+              "weight": 1 / 8, "offset": -1.0, "num_views": 2} for source in SOURCES]
+    terms.append({"type": "consistency", "name": "consistency", "weight": 0.05, "lpips_weight": 0.25, "num_views": 2})
+    return terms
+
+
 #: Named mixes: name -> function returning fresh term specs (JSON-friendly dicts).
-REWARD_MIXES: dict[str, Callable[[], list[dict[str, Any]]]] = {"release": _release_mix, "paper": _paper_mix}
+REWARD_MIXES: dict[str, Callable[[], list[dict[str, Any]]]] = {
+    "release": _release_mix, "paper": _paper_mix, "nano": _nano_mix,
+}
+
+
+def default_reward_mix(preset: str, on_cuda: bool) -> str:
+    """``--reward-mix auto``: ``nano`` for the nano preset; else ``release`` on CUDA and ``paper`` on CPU (the
+    release mix back-propagates through 13 renders, more memory than a small CPU box has)."""
+    if preset == "nano":
+        return "nano"
+    return "release" if on_cuda else "paper"
 
 
 def parse_reward_mix(spec: str | Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> list[dict[str, Any]]:

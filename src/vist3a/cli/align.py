@@ -22,7 +22,8 @@ HELP = (
     "steps and at the end, RUN/logs/metrics.csv and decoded-vs-rendered PNGs in RUN/logs/images/. Use the EMA "
     "weights for generation: vist3a generate --lora RUN/checkpoint-<step>/lora_ema. The prompts file has one "
     "prompt per line ('#' comments and blank lines are skipped). --reward-mix: 'release' (PickScore + DFN-CLIP), "
-    "'paper' (DFN-CLIP + HPSv2.1 + consistency), or a JSON list of terms / a JSON file; the real scorers need "
+    "'paper' (DFN-CLIP + HPSv2.1 + consistency), 'nano' (the nano image-text model + consistency), or a JSON "
+    "list of terms / a JSON file; the real scorers need "
     "the 'rewards' extra of vist3a (open_clip_torch, lpips), the nano and tiny-random presets use their own "
     "image-text model. Several GPUs: accelerate launch -m vist3a.cli.main align ... "
     "(FSDP for 14B via `accelerate config`)."
@@ -60,8 +61,9 @@ def register(app: typer.Typer) -> None:
         checkpoint_every: int = typer.Option(500, help="Write a checkpoint every N steps (and always at the end)."),
         reward_mix: str = typer.Option(
             "auto",
-            help="release, paper, a JSON list of reward terms / JSON file, or auto: release on CUDA, paper on CPU "
-            "(the release mix back-propagates through 13 renders, more memory than a small CPU box has).",
+            help="release, paper, nano, a JSON list of reward terms / JSON file, or auto: nano for the nano "
+            "preset, else release on CUDA and paper on CPU (the release mix back-propagates through 13 renders, "
+            "more memory than a small CPU box has).",
         ),
         device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
         seed: int = typer.Option(0, help="Seed of every random choice (prompts, clips, rollouts, noise)."),
@@ -93,13 +95,14 @@ def register(app: typer.Typer) -> None:
             read_prompts,
         )
         from vist3a.alignment.checkpoint import read_meta
+        from vist3a.alignment.rewards import REWARD_MIXES, default_reward_mix
 
         dev = _resolve_device(device)
         on_cuda = dev.type == "cuda" if dev is not None else torch.cuda.is_available()
         precision = ("bf16" if on_cuda else "no") if mixed_precision == "auto" else mixed_precision
         if reward_mix.strip() == "auto":
-            reward_mix = "release" if on_cuda else "paper"
-        mix = reward_mix.strip() if reward_mix.strip() in ("release", "paper") else parse_reward_mix(reward_mix)
+            reward_mix = default_reward_mix(preset, on_cuda)
+        mix = reward_mix.strip() if reward_mix.strip() in REWARD_MIXES else parse_reward_mix(reward_mix)
         try:
             config = AlignConfig(
                 max_steps=max_steps, seed=seed, checkpoint_every=checkpoint_every, log_images_every=log_images_every,
