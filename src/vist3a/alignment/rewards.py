@@ -345,7 +345,7 @@ def load_lpips(net: str = "vgg", device: torch.device | str = "cpu") -> LpipsFn 
     try:
         import lpips
     except ImportError:
-        logger.warning("the `lpips` package is not installed: the consistency reward uses L1 only")
+        logger.info("the `lpips` package is not installed")  # the consistency term warns, naming itself
         return None
     try:
         model = lpips.LPIPS(net=net, verbose=False).to(device).eval().requires_grad_(False)
