@@ -104,3 +104,17 @@ def test_save_and_load_pretrained_round_trip(tmp_path, pipe, scene):
     again = loaded("a red cube left of a blue sphere", seed=3, progress=False)[0]
     assert torch.allclose(again.frames, scene.frames, atol=1e-5)
     assert torch.allclose(again.gaussians.means, scene.gaussians.means, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_compiled_transformer_gives_the_eager_result():
+    """``compile()`` (torch.compile of the transformer; ~1 min of inductor work on 2 CPU cores) keeps the output."""
+    import shutil
+
+    if shutil.which("cc") is None:
+        pytest.skip("torch.compile on CPU needs a C compiler")
+    fresh = Text2ScenePipeline.from_pretrained("tiny-random", device="cpu")
+    eager = fresh("a red chair", progress=False, num_steps=2)[0]
+    compiled = fresh.compile()("a red chair", progress=False, num_steps=2)[0]
+    torch.testing.assert_close(compiled.frames, eager.frames, atol=1e-4, rtol=0)
+    torch.testing.assert_close(compiled.gaussians.means, eager.gaussians.means, atol=1e-3, rtol=1e-3)

@@ -154,3 +154,20 @@ def test_minilm_generator_for_nano():
     assert z.shape == (2, 16, 3, 4, 4) and torch.isfinite(z).all()
     with pytest.raises(ValueError, match="384"):
         build_tiny_generator(text_encoder="minilm", text_dim=32)
+
+
+@pytest.mark.gpu
+def test_streamed_text_encoder_matches_resident_on_cuda():
+    """offload='text' on CUDA streams the text encoder's weights through diffusers' group offloading: same
+    embeddings and latents as with everything resident, and the weights stay off the GPU."""
+    from vist3a.video.tiny import build_tiny_generator
+
+    resident = build_tiny_generator(seed=0, text_max_length=16, device="cuda")
+    reference = resident.generate_latents("a cat", seed=1, **SMALL)
+    streamed = build_tiny_generator(seed=0, text_max_length=16, device="cuda")
+    streamed.set_offload("text")
+    assert streamed.text_encoder.streamed
+    torch.testing.assert_close(streamed.generate_latents("a cat", seed=1, **SMALL), reference)
+    assert next(streamed.text_encoder.model.parameters()).device.type == "cpu"
+    with pytest.raises(ValueError, match="reload"):
+        streamed.set_offload("none")
