@@ -51,3 +51,31 @@ def test_world_cache_has_cameras_depth_and_captions(tiny_caches):
     train, held = tiny_caches
     assert train.w2c.shape == (4, 5, 4, 4) and train.depth.shape == (4, 5, 16, 16)
     assert all(train.captions) and all(held.compositions)
+
+
+def test_stream_delivers_exactly_the_requested_clips():
+    import time
+
+    import pytest
+
+    from vist3a.data import SyntheticClips
+    from vist3a.nano.clips import ClipStream
+
+    dataset = SyntheticClips(6, 5, 16, seed=3)
+    expected = ClipCache.build(dataset, progress=False)
+    batches = []
+    with ClipStream(dataset, start=2, count=4, num_workers=0, chunk_size=3) as stream:
+        deadline = time.monotonic() + 60
+        while not stream.finished and time.monotonic() < deadline:
+            batches += stream.poll()
+            time.sleep(0.01)
+        batches += stream.poll()
+        assert stream.received == 4
+    got = ClipCache.from_batches(batches)
+    assert torch.equal(got.frames, expected.frames[2:6])
+    assert torch.equal(got.w2c, expected.w2c[2:6])
+    assert got.captions == expected.captions[2:6]
+    with pytest.raises(ValueError, match="not all in a dataset of 6"):
+        ClipStream(dataset, start=4, count=3)
+    with pytest.raises(ValueError, match="storage form"):
+        ClipCache.from_batches([expected.batch([0])])

@@ -104,3 +104,28 @@ def test_generator_loss_decreases_on_a_fixed_batch(tiny_transformer_config):
         opt.step()
         losses.append(float(loss.detach()))
     assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5
+
+
+def test_generator_stage_continues_from_a_run_and_streams_clips(tmp_path, stage_defaults, tiny_vae_config,
+                                                                 tiny_transformer_config):
+    """``init`` starts from a saved run's weights (a mismatched config is a clear error); with ``stream_clips`` the
+    world is rendered in the background and the training set grows, never past the clips asked for."""
+    from diffusers import AutoencoderKLWan
+
+    from vist3a.nano.weights import load_component_from
+
+    vae = AutoencoderKLWan(**tiny_vae_config)
+    base = dict(stage_defaults, batch_size=2, model=tiny_transformer_config, text_max_length=16, num_samples=0,
+                ema_decay=0.0, data_workers=0)
+    first = tg.train_generator(tg.GeneratorTrainConfig(**base, steps=1), tmp_path / "a", "cpu", vae=vae)
+    cfg = tg.GeneratorTrainConfig(**base, steps=4, lr=1e-12, init=str(first), seed=1, stream_clips=3, stream_every=1)
+    second = tg.train_generator(cfg, tmp_path / "b", "cpu", vae=vae)
+    before, after = load_component_from(first, "generator"), load_component_from(second, "generator")
+    for key, value in before.state_dict().items():  # lr ~ 0: the weights are the first run's
+        assert torch.allclose(value, after.state_dict()[key], atol=1e-3), key
+    clips = json.loads((second / "train_config.json").read_text())["train_clips"]
+    assert 4 <= clips <= 7
+    wider = dict(tiny_transformer_config, ffn_dim=2 * tiny_transformer_config["ffn_dim"])
+    with pytest.raises(ValueError, match="does not match this stage's model config"):
+        tg.train_generator(tg.GeneratorTrainConfig(**dict(base, model=wider), steps=1, init=str(first)),
+                           tmp_path / "c", "cpu", vae=vae)

@@ -44,6 +44,24 @@ def test_vae_stage_end_to_end(tmp_path, tiny_caches, stage_defaults, tiny_vae_co
     assert record["stage"] == "vae" and record["steps_done"] == 2 and record["config"]["model"] == tiny_vae_config
 
 
+def test_decoder_only_keeps_the_latent_space(tmp_path, tiny_caches, stage_defaults, tiny_vae_config):
+    """Fine-tuning the decoder of a trained VAE leaves its encoder and latent statistics bit-identical (so the
+    generator and stitched decoder trained on those latents stay valid) while the decoder changes."""
+    from vist3a.nano.weights import load_component_from
+
+    base = dict(stage_defaults, batch_size=2, model=tiny_vae_config, stats_clips=4, save_dtype="float32")
+    first = tv.train_vae(tv.VAETrainConfig(**base, steps=2), tmp_path / "a", "cpu", caches=tiny_caches)
+    cfg = tv.VAETrainConfig(**base, steps=3, lr=1e-2, init=str(first), decoder_only=True, seed=5)
+    second = tv.train_vae(cfg, tmp_path / "b", "cpu", caches=tiny_caches)
+    old, new = load_component_from(first, "vae"), load_component_from(second, "vae")
+    assert new.config.latents_mean == old.config.latents_mean and new.config.latents_std == old.config.latents_std
+    changed = {key.split(".")[0] for key, value in new.state_dict().items()
+               if not torch.equal(value, old.state_dict()[key])}
+    assert changed and changed <= {"decoder", "post_quant_conv"}
+    with pytest.raises(ValueError, match="needs `init`"):
+        tv.VAETrainConfig(decoder_only=True)
+
+
 @pytest.mark.slow
 def test_vae_loss_decreases_on_a_fixed_batch(tiny_caches, tiny_vae_config):
     from diffusers import AutoencoderKLWan

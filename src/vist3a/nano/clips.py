@@ -12,6 +12,8 @@ scene); :func:`world_dataset` builds the default one.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -107,6 +109,15 @@ class ClipCache:
         return cls._concat([_compact(collate_clips(list(clips)), device)])
 
     @classmethod
+    def from_batches(cls, parts: Sequence[ClipBatch], device: str | torch.device = "cpu") -> ClipCache:
+        """A cache on ``device`` of batches already in storage form (what a :class:`ClipStream` delivers)."""
+        if not parts:
+            raise ValueError("`parts` is empty: a clip cache needs at least one batch")
+        if any(p.frames.dtype != torch.uint8 for p in parts):
+            raise ValueError("`parts` must be in storage form (uint8 frames), as ClipStream.poll() returns them")
+        return cls._concat([p.to(device) for p in parts])
+
+    @classmethod
     def _concat(cls, parts: list[ClipBatch]) -> ClipCache:
         cat = lambda name: None if getattr(parts[0], name) is None else torch.cat([getattr(p, name) for p in parts])
         captions = [c or "" for p in parts for c in p.captions]
@@ -145,6 +156,73 @@ class ClipCache:
         else:
             index = torch.randint(n, (batch_size,), generator=generator)
         return self.batch(index)
+
+
+class ClipStream:
+    """Clips ``start .. start + count - 1`` of ``dataset``, rendered by background worker processes while
+    training runs; :meth:`poll` collects what has arrived without waiting.
+
+    A 10-minute GPU run that renders its training set up front trains on a few thousand scenes over and
+    over; a stream keeps adding unseen scenes at the rate the CPU cores can render them. Batches arrive in
+    storage form (:class:`ClipCache`'s uint8 frames, float16 depth) on the CPU. Use as a context manager
+    (or call :meth:`close`): the workers stop with it.
+    """
+
+    def __init__(self, dataset: Dataset, start: int, count: int, num_workers: int = 8, chunk_size: int = 16,
+                 max_pending: int = 256) -> None:
+        if count < 1 or start < 0 or start + count > len(dataset):
+            raise ValueError(f"clips {start}..{start + count - 1} are not all in a dataset of {len(dataset)}")
+        self._queue: queue.Queue[ClipBatch] = queue.Queue(maxsize=max_pending)
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self.received = 0
+        loader = DataLoader(Subset(dataset, range(start, start + count)), batch_size=chunk_size,
+                            num_workers=num_workers, collate_fn=collate_clips)
+        self._thread = threading.Thread(target=self._produce, args=(loader,), name="clip-stream", daemon=True)
+        self._thread.start()
+
+    def _produce(self, loader: DataLoader) -> None:
+        try:
+            for batch in loader:
+                item = _compact(batch, "cpu")
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(item, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if self._stop.is_set():
+                    return
+        except BaseException as err:  # re-raised in the training process by poll()
+            self._error = err
+
+    def poll(self) -> list[ClipBatch]:
+        """The batches rendered since the last call (possibly none); re-raises a worker's error."""
+        if self._error is not None:
+            raise RuntimeError(f"rendering streamed clips failed: {self._error}") from self._error
+        batches = []
+        while True:
+            try:
+                batches.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        self.received += sum(b.frames.shape[0] for b in batches)
+        return batches
+
+    @property
+    def finished(self) -> bool:
+        """True once every clip was rendered (or the stream was closed) and nothing is left to poll."""
+        return not self._thread.is_alive() and self._queue.empty()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30.0)
+
+    def __enter__(self) -> ClipStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _compact(batch: ClipBatch, device: str | torch.device) -> ClipBatch:

@@ -32,6 +32,11 @@ def load_text_encoder(source: str | os.PathLike | None, max_length: int, device:
 
     if source is None:
         return load_minilm_text_encoder(max_length=max_length, device=device, cache_size=0)
+    if (Path(source) / COMPACT_NAME).is_file():
+        from vist3a.errors import UserInputError
+
+        raise UserInputError(f"'{source}' is a compact text-encoder export (only the nano texts' token rows); "
+                             f"expand it first: vist3a nano expand-text-encoder {source} <folder>")
     return HFTextEncoder.from_pretrained(source, max_length=max_length, dtype=torch.float32, device=device,
                                          cache_size=0)
 

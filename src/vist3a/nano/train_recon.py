@@ -389,7 +389,7 @@ def train_recon(
 
     model = AnySplat(**cfg.model)
     init_splat_scales(model)
-    model = model.to(device).train()
+    model = run.start_from(model, "recon").to(device).train()
     logger.info("nano AnySplat: %.2f M parameters", module_num_params(model) / 1e6)
     optimizer = make_optimizer(model.parameters(), cfg.lr, cfg.weight_decay)
     batch_gen = torch.Generator().manual_seed(cfg.seed)

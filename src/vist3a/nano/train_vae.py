@@ -44,6 +44,9 @@ class VAETrainConfig(StageConfig):
         mse_weight: weight of the MSE term added to L1.
         stats_clips: training clips whose latents give ``latents_mean`` / ``latents_std``.
         fp16_psnr_tolerance: dB of held-out PSNR that fp16 storage may cost under ``save_dtype="auto"``.
+        decoder_only: train only the decoder of the ``init`` VAE (encoder and ``latents_mean/std`` kept): the
+            latent space, and so the generator and stitched decoder trained on it, stays exactly as it was.
+            The way to sharpen decoded videos without retraining everything downstream.
     """
 
     steps: int = 4000
@@ -55,6 +58,13 @@ class VAETrainConfig(StageConfig):
     mse_weight: float = 1.0
     stats_clips: int = 256
     fp16_psnr_tolerance: float = 0.05
+    decoder_only: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.decoder_only and self.init is None:
+            raise ValueError("`decoder_only` needs `init` (the VAE whose encoder and latent space to keep), e.g. "
+                             "--set init=installed")
 
 
 def to_vae_input(frames: torch.Tensor) -> torch.Tensor:
@@ -141,7 +151,12 @@ def train_vae(
     train, held = run.clips(caches)
     run.data_ready()
 
-    vae = AutoencoderKLWan(**cfg.model).to(device).train()
+    vae = run.start_from(AutoencoderKLWan(**cfg.model), "vae")
+    if cfg.decoder_only:
+        kept_stats = (list(run.init_config.latents_mean), list(run.init_config.latents_std))
+        for module in (vae.encoder, vae.quant_conv):
+            module.requires_grad_(False)
+    vae = vae.to(device).train()
     logger.info("nano VAE: %.2f M parameters", module_num_params(vae) / 1e6)
     optimizer = make_optimizer(vae.parameters(), cfg.lr, cfg.weight_decay)
     batch_gen = torch.Generator().manual_seed(cfg.seed)
@@ -156,7 +171,10 @@ def train_vae(
     run.log.plot("nano VAE")
 
     vae.eval()
-    mean, std = latent_channel_stats(vae, train, cfg.stats_clips, cfg.batch_size)
+    if cfg.decoder_only:
+        mean, std = kept_stats
+    else:
+        mean, std = latent_channel_stats(vae, train, cfg.stats_clips, cfg.batch_size)
     vae.register_to_config(latents_mean=mean, latents_std=std)
     metrics, metrics_fp16 = evaluate_with_fp16(vae, lambda: evaluate_vae(vae, held, cfg.batch_size))
     dtype = run.save(vae, metrics["psnr"], metrics_fp16["psnr"], cfg.fp16_psnr_tolerance, True)

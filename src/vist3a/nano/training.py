@@ -67,6 +67,10 @@ class StageConfig:
         save_dtype: weights dtype on disk: "float16", "float32", or "auto" (float16 unless the evaluation
             metric of the fp16-rounded weights is worse than the stage's tolerance).
         progress: show progress bars.
+        init: weights to continue from instead of a fresh model: a run folder (or its ``model/``) of this
+            stage, a component folder, or "installed" (the package's nano weights). The saved config must
+            match the stage's model config (loading is strict). Continuing a run on new clips (another
+            ``seed``) is how the nano models got more than one GPU call of training.
     """
 
     steps: int = 2000
@@ -88,6 +92,7 @@ class StageConfig:
     log_every: int = 25
     save_dtype: str = "auto"
     progress: bool = True
+    init: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "num_train_clips", "num_eval_clips", "log_every"):
@@ -507,6 +512,7 @@ class StageRun:
     data_seconds: float | None = None
     saved_dtype: torch.dtype | None = None
     num_params: int | None = None
+    init_config: Any = None
 
     def clips(self, caches: tuple[ClipCache, ClipCache] | None = None) -> tuple[ClipCache, ClipCache]:
         """``(train, held_out)`` clip caches: ``caches`` when given (tests), else the world rendered with the
@@ -516,6 +522,29 @@ class StageRun:
         cfg = self.cfg
         return make_caches(cfg.num_train_clips, cfg.num_eval_clips, cfg.num_frames, cfg.size, cfg.seed, self.device,
                            cfg.data_workers, cfg.render_device, progress=cfg.progress)
+
+    def start_from(self, model: torch.nn.Module, component: str) -> torch.nn.Module:
+        """Load the weights named by the config's ``init`` into ``model`` (unchanged when ``init`` is None).
+
+        ``component`` is the nano component name of the stage's model ("vae", "recon", "generator"). Strict:
+        a missing, unexpected or differently shaped tensor raises ``ValueError`` naming the mismatch. The loaded
+        component's config (values that are not weights, e.g. a VAE's latent statistics) is kept in
+        ``init_config``.
+        """
+        if self.cfg.init is None:
+            return model
+        from vist3a.nano.weights import load_component_from
+
+        source = None if self.cfg.init == "installed" else self.cfg.init
+        trained = load_component_from(source, component, "cpu", torch.float32)
+        try:
+            model.load_state_dict(trained.state_dict(), strict=True)
+        except RuntimeError as err:
+            raise ValueError(f"`init` {self.cfg.init!r}: its {component} does not match this stage's model config "
+                             f"({str(err).splitlines()[0]}); train with the config it was saved with") from err
+        self.init_config = trained.config
+        logger.info("%s: starting from the weights of %s", self.stage, self.cfg.init)
+        return model
 
     def data_ready(self) -> float:
         """Record the seconds spent so far on data (``data_seconds`` in ``train_config.json``); returns them."""
