@@ -32,7 +32,8 @@ def load_components(
         loaders = {"tiny-random": _tiny_random, "nano": _nano}
         if builtin not in loaders:
             raise UserInputError(f"preset {preset['name']!r} names an unknown built-in model set {builtin!r}")
-        return loaders[builtin](preset, device, dtype or torch.float32)
+        generator, decoder = loaders[builtin](preset, device, dtype or torch.float32)
+        return (generator.set_offload(offload) if offload != "none" else generator), decoder
     if "folder" in preset:
         return _folder(Path(preset["folder"]), device, dtype, offload)
     return _hub(preset, device, dtype, local_files_only, offload)

@@ -115,3 +115,19 @@ def test_nano_eval_requires_the_evaluation_model(monkeypatch, tmp_path, capsys):
         nano_eval.evaluate_nano(nano_eval.NanoEvalConfig(num_prompts=1), tmp_path / "out", pipeline=pipe)
     code, captured = _run(["nano", "eval", "--out", str(tmp_path), "--num-prompts", "0"], capsys)
     assert code == 2 and "num_prompts" in captured.err
+
+
+def test_nano_eval_passes_sampling_overrides(monkeypatch, tmp_path, capsys):
+    from vist3a.evaluation import nano_eval
+
+    seen = {}
+
+    def fake(cfg, out, device=None):
+        seen["cfg"] = cfg
+        return {"num_prompts": cfg.num_prompts}
+
+    monkeypatch.setattr(nano_eval, "evaluate_nano", fake)
+    code, captured = _run(["nano", "eval", "--out", str(tmp_path), "--num-prompts", "4", "--cfg", "7.5",
+                           "--steps", "10", "--quiet"], capsys)
+    assert code == 0 and "num_prompts: 4" in captured.out
+    assert seen["cfg"].guidance_scale == 7.5 and seen["cfg"].num_steps == 10 and not seen["cfg"].progress

@@ -54,6 +54,14 @@ def test_batch_equals_single_prompts(pipe, scene):
     assert torch.allclose(both[0].frames, scene.frames, atol=1e-4)
 
 
+def test_builtin_presets_honour_offload(scene):
+    """``offload`` applies to the built-in model sets too (it used to be ignored there), with the same result."""
+    offloaded = Text2ScenePipeline.from_pretrained("tiny-random", device="cpu", offload="model")
+    assert offloaded.generator.offload == "model"
+    again = offloaded("a red cube left of a blue sphere", seed=3, progress=False)[0]
+    assert torch.allclose(again.frames, scene.frames, atol=1e-5)
+
+
 def test_save_scene_writes_every_file(tmp_path, scene):
     out = save_scene(scene, tmp_path / "scene", flythrough_frames=3)
     names = {p.name for p in out.iterdir()}

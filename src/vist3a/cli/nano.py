@@ -187,6 +187,9 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(8, "--batch-size", help="scenes generated per pipeline call"),
         num_views: int = typer.Option(8, "--num-views", help="frames compared and scored per scene"),
         steps: int | None = typer.Option(None, "--steps", help="sampling steps (default: the nano preset's)"),
+        cfg_scale: float | None = typer.Option(
+            None, "--cfg", help="classifier-free guidance scale (default: the nano preset's)"
+        ),
         eval_model: Path | None = typer.Option(
             None, "--eval-model", help="clip_eval run folder (default: the installed evaluation model)"
         ),
@@ -204,8 +207,9 @@ def register(app: typer.Typer) -> None:
         as_str = lambda p: None if p is None else str(p)
         try:
             cfg = NanoEvalConfig(num_prompts=num_prompts, seed=seed, batch_size=batch_size, num_views=num_views,
-                                 num_steps=steps, lora=as_str(lora), eval_model=as_str(eval_model),
-                                 reward_model=as_str(reward_model), progress=not quiet)
+                                 num_steps=steps, guidance_scale=cfg_scale, lora=as_str(lora),
+                                 eval_model=as_str(eval_model), reward_model=as_str(reward_model),
+                                 progress=not quiet)
         except ValueError as exc:
             raise UserInputError(str(exc)) from None
         summary = evaluate_nano(cfg, out, None if device == "auto" else device)
