@@ -51,7 +51,8 @@ NANO_VIDEO = NanoVideo()
 class NanoSampling:
     """Default generation settings for the nano generator (recorded in the weights manifest).
 
-    ``guidance_scale`` and ``num_steps`` are starting points to be confirmed once the trained weights exist.
+    ``guidance_scale`` 5 was checked against 3, 7.5 and 10 on held-out prompts (docs/nano.md): R-precision did not
+    change beyond its noise, while 3D consistency falls as guidance grows.
     """
 
     num_steps: int = 20
