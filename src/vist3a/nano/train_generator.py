@@ -295,7 +295,6 @@ def train_generator(
             batches = stream.poll()
             if batches:
                 train.extend(encode_cache(ClipCache.from_batches(batches, device), vae, text_encoder))
-                transformer.train()
         index = torch.randint(len(train), (cfg.batch_size,), generator=gen).to(device)
         z0 = train.latents[index]
         text = train.text[index].float()
