@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from vist3a.data import MultiViewClip
@@ -56,8 +57,6 @@ def test_world_cache_has_cameras_depth_and_captions(tiny_caches):
 def test_stream_delivers_exactly_the_requested_clips():
     import time
 
-    import pytest
-
     from vist3a.data import SyntheticClips
     from vist3a.nano.clips import ClipStream
 
@@ -79,3 +78,66 @@ def test_stream_delivers_exactly_the_requested_clips():
         ClipStream(dataset, start=4, count=3)
     with pytest.raises(ValueError, match="storage form"):
         ClipCache.from_batches([expected.batch([0])])
+
+
+def test_mirror_caption_swaps_only_left_and_right():
+    from vist3a.nano.world import mirror_caption
+
+    text = "The camera orbits around a red cube to the left of a blue sphere and a green cone on its right."
+    assert mirror_caption(text) == text.replace("left", "@").replace("right", "left").replace("@", "right")
+    assert mirror_caption("a bright cube behind a sphere") == "a bright cube behind a sphere"
+    assert mirror_caption(mirror_caption(text)) == text
+
+
+def test_mirror_batch_is_the_mirrored_scene_seen_by_the_mirrored_cameras(tiny_caches):
+    """A pixel's world point, mirrored across x = 0, projects through the mirrored camera onto the mirrored pixel
+    at the same depth; frames/depth flip with it; mirroring twice is the identity."""
+    from vist3a.cameras import invert_rigid
+    from vist3a.nano.clips import mirror_batch
+
+    batch = tiny_caches[0].batch(range(2))
+    mirrored = mirror_batch(batch)
+    width = batch.frames.shape[-1]
+    assert torch.equal(mirrored.frames, batch.frames.flip(-1))
+    rot = mirrored.w2c[..., :3, :3]
+    assert torch.allclose(torch.linalg.det(rot), torch.ones(rot.shape[:-2]), atol=1e-5)
+    b, t = 1, 2
+    v, u = (int(i) for i in torch.nonzero(torch.isfinite(batch.depth[b, t]) & (batch.depth[b, t] > 0))[0])
+    assert u != (width - 1) / 2  # a pixel that actually moves
+    z = float(batch.depth[b, t, v, u])
+    K, w2c = batch.K[b, t], batch.w2c[b, t]
+    cam = torch.tensor([(u - K[0, 2]) / K[0, 0] * z, (v - K[1, 2]) / K[1, 1] * z, z, 1.0])
+    world = torch.cat((invert_rigid(w2c[:3]), torch.tensor([[0.0, 0.0, 0.0, 1.0]]))) @ cam
+    world[0] = -world[0]
+    p = mirrored.w2c[b, t] @ world
+    Km = mirrored.K[b, t]
+    assert float(p[2]) == pytest.approx(z, rel=1e-4)
+    assert float(Km[0, 0] * p[0] / p[2] + Km[0, 2]) == pytest.approx(width - 1 - u, abs=1e-3)
+    assert float(Km[1, 1] * p[1] / p[2] + Km[1, 2]) == pytest.approx(v, abs=1e-3)
+    assert float(mirrored.depth[b, t, v, width - 1 - u]) == z
+    again = mirror_batch(mirrored)
+    assert torch.allclose(again.w2c, batch.w2c) and torch.allclose(again.K, batch.K)
+    assert again.captions == batch.captions
+
+
+def test_mirrored_clip_shows_the_swapped_relation():
+    """In the first (canonical) view of "a red cube left of a blue sphere", red is left of blue; in the mirrored
+    clip, whose caption now says "right of", it is right of blue."""
+    from vist3a.data import ClipBatch
+    from vist3a.nano.clips import mirror_batch
+    from vist3a.nano.world import Composition, render_clip, sample_camera_path, scene_from_composition
+
+    scene = scene_from_composition(Composition.of(("red", "cube"), "left of", ("blue", "sphere")), 0)
+    w2c, K = sample_camera_path("dolly_in", 5, 0, height=48, width=48, target=scene.centre, scene_radius=scene.radius)
+    frames, depth = render_clip(scene, w2c, K, 48, 48)
+    batch = ClipBatch(frames[None], w2c[None], K[None], depth[None], ["a red cube left of a blue sphere"], [{}])
+    mirrored = mirror_batch(batch)
+    assert mirrored.captions == ["a red cube right of a blue sphere"]
+
+    def centre_x(image, colour):
+        mask = (image - torch.tensor(colour).view(3, 1, 1)).norm(dim=0) < 0.35
+        return float(torch.arange(image.shape[-1]).float().expand_as(mask)[mask].mean())
+
+    red, blue = (0.8, 0.1, 0.1), (0.15, 0.2, 0.85)
+    assert centre_x(batch.frames[0, 0], red) < centre_x(batch.frames[0, 0], blue)
+    assert centre_x(mirrored.frames[0, 0], red) > centre_x(mirrored.frames[0, 0], blue)

@@ -109,7 +109,8 @@ def test_generator_loss_decreases_on_a_fixed_batch(tiny_transformer_config):
 def test_generator_stage_continues_from_a_run_and_streams_clips(tmp_path, stage_defaults, tiny_vae_config,
                                                                  tiny_transformer_config):
     """``init`` starts from a saved run's weights (a mismatched config is a clear error); with ``stream_clips`` the
-    world is rendered in the background and the training set grows, never past the clips asked for."""
+    world is rendered in the background and the training set grows, never past the clips asked for; ``mirror``
+    adds every clip's mirror image."""
     from diffusers import AutoencoderKLWan
 
     from vist3a.nano.weights import load_component_from
@@ -118,14 +119,37 @@ def test_generator_stage_continues_from_a_run_and_streams_clips(tmp_path, stage_
     base = dict(stage_defaults, batch_size=2, model=tiny_transformer_config, text_max_length=16, num_samples=0,
                 ema_decay=0.0, data_workers=0)
     first = tg.train_generator(tg.GeneratorTrainConfig(**base, steps=1), tmp_path / "a", "cpu", vae=vae)
-    cfg = tg.GeneratorTrainConfig(**base, steps=4, lr=1e-12, init=str(first), seed=1, stream_clips=3, stream_every=1)
+    cfg = tg.GeneratorTrainConfig(**base, steps=4, lr=1e-12, init=str(first), seed=1, stream_clips=3, stream_every=1,
+                                  mirror=True)
     second = tg.train_generator(cfg, tmp_path / "b", "cpu", vae=vae)
     before, after = load_component_from(first, "generator"), load_component_from(second, "generator")
     for key, value in before.state_dict().items():  # lr ~ 0: the weights are the first run's
         assert torch.allclose(value, after.state_dict()[key], atol=1e-3), key
     clips = json.loads((second / "train_config.json").read_text())["train_clips"]
-    assert 4 <= clips <= 7
+    assert 8 <= clips <= 14 and clips % 2 == 0  # every clip and its mirror image
     wider = dict(tiny_transformer_config, ffn_dim=2 * tiny_transformer_config["ffn_dim"])
     with pytest.raises(ValueError, match="does not match this stage's model config"):
         tg.train_generator(tg.GeneratorTrainConfig(**dict(base, model=wider), steps=1, init=str(first)),
                            tmp_path / "c", "cpu", vae=vae)
+
+
+def test_encode_cache_mirror_adds_mirrored_clips_with_swapped_captions(tiny_caches, tiny_vae_config):
+    from diffusers import AutoencoderKLWan
+
+    from vist3a.nano.clips import mirror_batch
+    from vist3a.nano.train_vae import encode_mean
+    from vist3a.video.latents import normalize_latents
+
+    class Words:  # a stand-in text encoder: one row per caption holding its length, enough to check the pairing
+        def encode(self, captions):
+            return (torch.tensor([[[float(len(c))]] for c in captions]),)
+
+    vae = AutoencoderKLWan(**tiny_vae_config).eval()
+    plain = tg.encode_cache(tiny_caches[0], vae, Words(), batch_size=4)
+    both = tg.encode_cache(tiny_caches[0], vae, Words(), batch_size=4, mirror=True)
+    n = len(plain)
+    assert len(both) == 2 * n and torch.equal(both.latents[:n], plain.latents)
+    mirrored = mirror_batch(tiny_caches[0].batch(range(n)))
+    assert both.captions[n:] == [c or "" for c in mirrored.captions]
+    expected = normalize_latents(encode_mean(vae, mirrored.frames), vae.config)
+    assert torch.allclose(both.latents[n:], expected, atol=1e-5)

@@ -225,6 +225,30 @@ class ClipStream:
         self.close()
 
 
+def mirror_batch(batch: ClipBatch) -> ClipBatch:
+    """The left-right mirror image of every clip of ``batch``: frames and depth flipped along the width, cameras
+    mirrored with them (``w2c' = S w2c S``, ``S = diag(-1, 1, 1, 1)``: a proper rotation again; principal point
+    ``cx' = W - 1 - cx``), "left"/"right" swapped in captions and compositions
+    (:func:`vist3a.nano.world.captions.mirror_caption`). A world point mirrored across ``x = 0`` projects
+    through the mirrored camera to the mirrored pixel, so the result is a valid clip of the mirrored scene.
+    """
+    from dataclasses import replace
+
+    from vist3a.nano.world.captions import mirror_caption
+
+    flip = torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0]))
+    w2c = None if batch.w2c is None else flip.to(batch.w2c) @ batch.w2c @ flip.to(batch.w2c)
+    K = None
+    if batch.K is not None:
+        K = batch.K.clone()
+        K[..., 0, 2] = batch.frames.shape[-1] - 1 - batch.K[..., 0, 2]
+    meta = [dict(m, composition=mirror_caption(m["composition"])) if "composition" in m else dict(m)
+            for m in batch.meta]
+    return replace(batch, frames=batch.frames.flip(-1), depth=None if batch.depth is None else batch.depth.flip(-1),
+                   w2c=w2c, K=K, captions=[None if c is None else mirror_caption(c) for c in batch.captions],
+                   meta=meta)
+
+
 def _compact(batch: ClipBatch, device: str | torch.device) -> ClipBatch:
     """Storage form of a batch: uint8 frames, float16 depth, float32 cameras, on ``device``."""
     frames = (batch.frames.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)

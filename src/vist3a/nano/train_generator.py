@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from vist3a.nano.clips import ClipCache, ClipStream, world_dataset
+from vist3a.nano.clips import ClipCache, ClipStream, mirror_batch, world_dataset
 from vist3a.nano.configs import NANO_SAMPLING, NANO_VIDEO, nano_transformer_config
 from vist3a.nano.text_encoder import load_text_encoder
 from vist3a.nano.train_vae import encode_mean
@@ -64,6 +64,9 @@ class GeneratorTrainConfig(StageConfig):
             training, encoded and added to the training set as they arrive (every ``stream_every`` steps);
             0 = only the ``num_train_clips`` rendered up front. Composition generalisation needs many distinct
             scenes, far more than fit in a GPU call's up-front rendering.
+        mirror: also train on every training clip's left-right mirror image with "left"/"right" swapped in its
+            caption (an exact symmetry of the nano world): twice the data for no rendering, and pairs that differ
+            only in the relation word, the attribute the generator learns last.
         fp16_loss_tolerance: relative increase of the held-out loss that fp16 storage may cost ("auto").
     """
 
@@ -86,6 +89,7 @@ class GeneratorTrainConfig(StageConfig):
     fp16_loss_tolerance: float = 0.01
     stream_clips: int = 0
     stream_every: int = 50
+    mirror: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -119,17 +123,20 @@ class LatentCache:
 
 
 @torch.no_grad()
-def encode_cache(cache: ClipCache, vae: Any, text_encoder: Any, batch_size: int = 32) -> LatentCache:
-    """Normalised VAE latents (posterior means) and caption token states of every clip of ``cache``."""
+def encode_cache(cache: ClipCache, vae: Any, text_encoder: Any, batch_size: int = 32, mirror: bool = False
+                 ) -> LatentCache:
+    """Normalised VAE latents (posterior means) and caption token states of every clip of ``cache``; with
+    ``mirror`` also of every clip's left-right mirror image (:func:`~vist3a.nano.clips.mirror_batch`)."""
     from vist3a.video.latents import normalize_latents
 
-    latents, texts = [], []
+    latents, texts, captions = [], [], []
     for start in range(0, len(cache), batch_size):
-        rows = range(start, min(start + batch_size, len(cache)))
-        batch = cache.batch(rows)
-        latents.append(normalize_latents(encode_mean(vae, batch.frames), vae.config))
-        texts.append(text_encoder.encode(batch.captions)[0].to(torch.float16))
-    return LatentCache(torch.cat(latents), torch.cat(texts), list(cache.captions))
+        batch = cache.batch(range(start, min(start + batch_size, len(cache))))
+        for item in (batch, mirror_batch(batch)) if mirror else (batch,):
+            latents.append(normalize_latents(encode_mean(vae, item.frames), vae.config))
+            texts.append(text_encoder.encode([c or "" for c in item.captions])[0].to(torch.float16))
+            captions += [c or "" for c in item.captions]
+    return LatentCache(torch.cat(latents), torch.cat(texts), captions)
 
 
 def sample_sigmas(batch: int, cfg: GeneratorTrainConfig, generator: torch.Generator, device: torch.device
@@ -276,7 +283,7 @@ def train_generator(
                          f"`text_dim` {cfg.model['text_dim']}")
     caches_given = caches is not None
     caches = run.clips(caches)
-    train = encode_cache(caches[0], vae, text_encoder)
+    train = encode_cache(caches[0], vae, text_encoder, mirror=cfg.mirror)
     held = encode_cache(caches[1], vae, text_encoder)
     empty = text_encoder.encode([""])[0].to(torch.float16)
     heldout_prompts = list(dict.fromkeys(caches[1].compositions or caches[1].captions))[: cfg.num_samples]
@@ -294,7 +301,8 @@ def train_generator(
         if stream is not None and step % cfg.stream_every == 0:
             batches = stream.poll()
             if batches:
-                train.extend(encode_cache(ClipCache.from_batches(batches, device), vae, text_encoder))
+                new = ClipCache.from_batches(batches, device)
+                train.extend(encode_cache(new, vae, text_encoder, mirror=cfg.mirror))
         index = torch.randint(len(train), (cfg.batch_size,), generator=gen).to(device)
         z0 = train.latents[index]
         text = train.text[index].float()

@@ -16,7 +16,7 @@ with :func:`render_clips` (a single clip there is bound by kernel launches).
 """
 
 from vist3a.nano.world.camera_paths import CAMERA_PATH_KINDS, intrinsics, sample_camera_path
-from vist3a.nano.world.captions import CAMERA_PHRASES, caption_for_scene, describe_composition
+from vist3a.nano.world.captions import CAMERA_PHRASES, caption_for_scene, describe_composition, mirror_caption
 from vist3a.nano.world.composition import Composition, ObjectSpec, Relation, canonical_triple
 from vist3a.nano.world.render import MarchSettings, RenderOutput, render_clip, render_clips
 from vist3a.nano.world.scene import Background, Ground, Light, Scene, SceneObject, sample_scene, scene_from_composition
@@ -63,6 +63,7 @@ __all__ = [
     "is_heldout_pair",
     "is_heldout_triple",
     "make_rng",
+    "mirror_caption",
     "render_clip",
     "render_clips",
     "sample_camera_path",

@@ -9,6 +9,7 @@ randomness), used for evaluation prompts and CLIP-R-precision variants.
 from __future__ import annotations
 
 import random
+import re
 
 from vist3a.nano.world.composition import Composition, ObjectSpec
 from vist3a.nano.world.scene import Scene
@@ -130,3 +131,16 @@ def caption_for_scene(
     if camera_kind is not None and rng.random() < camera_phrase_prob:
         return rng.choice(CAMERA_PHRASES[camera_kind]).format(c=text)
     return rng.choice(_PREFIXES) + text
+
+
+_LEFT_RIGHT = re.compile(r"\b(left|right)\b")
+
+
+def mirror_caption(text: str) -> str:
+    """The caption of the left-right mirror image of a clip: "left" and "right" swapped, nothing else.
+
+    Exact for the nano world: every shape is mirror-symmetric, camera phrases name no direction, and no other
+    word has a handedness, so a mirrored clip with this caption is another valid training example.
+    """
+    return _LEFT_RIGHT.sub(lambda m: "right" if m.group(1) == "left" else "left", text)
+
