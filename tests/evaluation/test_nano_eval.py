@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from vist3a.evaluation import nano_eval
+from vist3a.evaluation.relations import left_right_cases
 
 
 def test_evenly_spaced_views():
@@ -44,7 +45,7 @@ def test_runner_end_to_end_on_tiny_random(tmp_path, fake_minilm, tiny_clip_confi
     judge = NanoClipScorer(NanoImageTextModel(**tiny_clip_config("vit", "evaluation")), fake_minilm)
     reward = NanoClipScorer(NanoImageTextModel(**tiny_clip_config()), fake_minilm)
     cfg = nano_eval.NanoEvalConfig(num_prompts=3, batch_size=2, num_views=2, num_steps=1, progress=False,
-                                   render_backend="torch")
+                                   render_backend="torch", left_right_scenes=3)
     summary = nano_eval.evaluate_nano(cfg, tmp_path, pipeline=pipe, eval_scorer=judge, reward_scorer=reward)
     report = json.loads((tmp_path / "eval.json").read_text())
     assert report["summary"] == summary and (tmp_path / "gallery.png").is_file()
@@ -57,3 +58,7 @@ def test_runner_end_to_end_on_tiny_random(tmp_path, fake_minilm, tiny_clip_confi
     assert len({r["prompt"] for r in rows}) == 3 and report["views"] == [0, 4]
     # -L1 and PSNR describe the same decoded/rendered pairs
     assert all(r["rewards"]["consistency_l1"] <= 0 and r["consistency_psnr"] > 0 for r in rows)
+    left_right = report["left_right"]
+    assert [r["prompt"] for r in left_right] == [c.prompt for c in left_right_cases(3, 0)]
+    assert all(r[source] in (True, False, None) for r in left_right for source in ("decoded", "rendered"))
+    assert 0.0 <= summary["left_right_visible"] <= 1.0 and 0.0 <= summary["left_right_visible_rendered"] <= 1.0

@@ -190,6 +190,9 @@ def register(app: typer.Typer) -> None:
         cfg_scale: float | None = typer.Option(
             None, "--cfg", help="classifier-free guidance scale (default: the nano preset's)"
         ),
+        left_right: int = typer.Option(
+            24, "--left-right-scenes", help="two-object left/right scenes judged from pixel colours (0-24; 0 skips)"
+        ),
         eval_model: Path | None = typer.Option(
             None, "--eval-model", help="clip_eval run folder (default: the installed evaluation model)"
         ),
@@ -209,7 +212,7 @@ def register(app: typer.Typer) -> None:
             cfg = NanoEvalConfig(num_prompts=num_prompts, seed=seed, batch_size=batch_size, num_views=num_views,
                                  num_steps=steps, guidance_scale=cfg_scale, lora=as_str(lora),
                                  eval_model=as_str(eval_model), reward_model=as_str(reward_model),
-                                 progress=not quiet)
+                                 left_right_scenes=left_right, progress=not quiet)
         except ValueError as exc:
             raise UserInputError(str(exc)) from None
         summary = evaluate_nano(cfg, out, None if device == "auto" else device)

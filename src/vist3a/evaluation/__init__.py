@@ -3,6 +3,8 @@
 - :mod:`~vist3a.evaluation.metrics`: CLIP-R-precision (:func:`clip_r_precision`, :func:`prompt_scores`,
   :func:`top1_hit`) and 3D-consistency PSNR (:func:`consistency_psnr`); plain functions of tensors and scorers.
 - :mod:`~vist3a.evaluation.prompts`: held-out nano compositions and their one-attribute R-precision candidates.
+- :mod:`~vist3a.evaluation.relations`: left/right accuracy read from pixel colours (:func:`left_right_cases`,
+  :func:`judge_left_right`), for relations the nano image-text models cannot judge.
 - :mod:`~vist3a.evaluation.nano_eval`: ``vist3a nano eval``, the nano pipeline on held-out prompts
   (:func:`evaluate_nano`, :class:`NanoEvalConfig`).
 
@@ -25,6 +27,8 @@ _LAZY = {
     "r_precision_candidates": "prompts",
     "r_precision_prompts": "prompts",
     "changed_attribute": "prompts",
+    "left_right_cases": "relations",
+    "judge_left_right": "relations",
     "NanoEvalConfig": "nano_eval",
     "evaluate_nano": "nano_eval",
 }

@@ -16,7 +16,10 @@ Protocol (one call = one row of a before/after-alignment table):
      rising faster than the evaluation model's);
    - 3D consistency: PSNR between decoded frames and renders (:func:`~vist3a.evaluation.metrics.consistency_psnr`);
    - the reward terms alignment optimises, from :mod:`vist3a.alignment.rewards`: the reward model's cosine on
-     decoded frames and on renders, and ``-L1(decoded, rendered)``.
+     decoded frames and on renders, and ``-L1(decoded, rendered)``;
+5. ``left_right_scenes`` more scenes of two objects "left of" / "right of" each other, judged from pixel colours
+   in the first decoded frame and its render (:mod:`vist3a.evaluation.relations`; chance 0.5), because the
+   image-text models barely see left from right.
 
 Outputs in ``out_dir``: ``eval.json`` (summary, per-prompt rows with scores and distractors, config, sources) and
 ``gallery.png`` (per prompt: decoded frames, then renders of the same views).
@@ -37,6 +40,7 @@ from tqdm.auto import tqdm
 from vist3a.errors import UserInputError
 from vist3a.evaluation.metrics import consistency_psnr, prompt_scores, top1_hit
 from vist3a.evaluation.prompts import NUM_CANDIDATES, heldout_compositions, r_precision_prompts
+from vist3a.evaluation.relations import judge_left_right, left_right_cases, left_right_summary
 from vist3a.nano.configs import MINILM_HIDDEN_SIZE
 from vist3a.nano.training import write_json
 
@@ -65,6 +69,8 @@ class NanoEvalConfig:
         eval_model, reward_model: training run folders of ``clip_eval`` / ``clip`` (None: the installed ones).
         render_backend: :func:`vist3a.splats.render` backend.
         gallery_rows, gallery_views: prompts and views shown in ``gallery.png``.
+        left_right_scenes: extra two-object "left of" / "right of" scenes judged from pixel colours
+            (:mod:`vist3a.evaluation.relations`; at most 24, 0 skips them).
         progress: show a progress bar.
     """
 
@@ -81,6 +87,7 @@ class NanoEvalConfig:
     render_backend: str = "auto"
     gallery_rows: int = 16
     gallery_views: int = 4
+    left_right_scenes: int = 24
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -88,6 +95,8 @@ class NanoEvalConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be a positive int, got {value!r}")
+        if not 0 <= self.left_right_scenes <= 24:
+            raise ValueError(f"`left_right_scenes` must be in [0, 24], got {self.left_right_scenes}")
         if self.num_candidates < 2:
             raise ValueError(f"`num_candidates` must be >= 2, got {self.num_candidates}")
 
@@ -193,6 +202,13 @@ def evaluate_nano(
     bar.close()
 
     summary = _summarise(rows, cfg.num_candidates)
+    left_right = _left_right(pipeline, cfg, settings, device)
+    if left_right:
+        for source in ("decoded", "rendered"):
+            judged = left_right_summary([r[source] for r in left_right])
+            suffix = "" if source == "decoded" else "_rendered"
+            summary[f"left_right_accuracy{suffix}"] = judged["accuracy"]
+            summary[f"left_right_visible{suffix}"] = judged["visible"]
     report = {
         "summary": summary,
         "config": cfg.to_dict(),
@@ -205,12 +221,29 @@ def evaluate_nano(
             "preset": pipeline.preset.get("name"),
         },
         "per_prompt": rows,
+        "left_right": left_right,
     }
     write_json(out / "eval.json", report)
     write_gallery(gallery, out / "gallery.png", cfg.gallery_views)
     logger.info("nano eval: R-precision %.3f on renders (chance %.3f), consistency PSNR %.2f dB; wrote %s",
                 summary["r_precision_rendered"], summary["chance_r_precision"], summary["consistency_psnr"], out)
     return summary
+
+
+def _left_right(pipeline: Any, cfg: NanoEvalConfig, settings: Any, device: torch.device) -> list[dict[str, Any]]:
+    """Judge ``cfg.left_right_scenes`` two-object scenes from the colours of their first decoded frame and of its
+    render at the predicted camera (noise seeded apart from the R-precision scenes)."""
+    rows: list[dict[str, Any]] = []
+    cases = left_right_cases(cfg.left_right_scenes, cfg.seed) if cfg.left_right_scenes else []
+    for start in range(0, len(cases), cfg.batch_size):
+        batch = cases[start : start + cfg.batch_size]
+        scenes = pipeline([c.prompt for c in batch], progress=False, seed=cfg.seed + 100_000 + start,
+                          num_steps=settings.num_steps, guidance_scale=settings.guidance_scale)
+        for case, scene in zip(batch, scenes, strict=True):
+            rendered = render_predicted_views(scene, [0], cfg.render_backend, device)[0]
+            rows.append({"prompt": case.prompt, "decoded": judge_left_right(scene.frames[0].float().cpu(), case),
+                         "rendered": judge_left_right(rendered, case)})
+    return rows
 
 
 def _score_scene(prompts: list[str], decoded: torch.Tensor, rendered: torch.Tensor, eval_scorer: Any,
