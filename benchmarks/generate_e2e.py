@@ -37,6 +37,17 @@ TINY_LAYER, TINY_SPEC = "enc_blocks_1", "conv3d_k3x3x3_o32_s1x1x1_p1x1x1"
 UMT5_XXL = {"d_model": 4096, "d_kv": 64, "d_ff": 10240, "num_layers": 24, "num_heads": 64, "vocab_size": 256384}
 
 
+def release_settings(tiny: bool, steps: int, num_gaussians: int | None) -> dict[str, Any]:
+    """The release's generation settings (13 frames, 512², CFG 7.5, UniPC shift 5, orbit template, 48-view
+    fly-through, a 300 k-splat stand-in scene); ``tiny``: the CPU smoke-test sizes."""
+    size = 64 if tiny else 512
+    default_splats = 2000 if tiny else 300_000
+    return {"num_frames": 5 if tiny else 13, "height": size, "width": size, "num_steps": steps,
+            "guidance_scale": 7.5, "flow_shift": 5.0, "scheduler": "unipc", "template": "orbit",
+            "negative_prompt": "w7 w8", "flythrough_frames": 4 if tiny else 48,
+            "num_gaussians": default_splats if num_gaussians is None else num_gaussians}
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -248,11 +259,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
 
     device = torch.device("cuda" if torch.cuda.is_available() and not args.tiny else "cpu")
-    size = 64 if args.tiny else 512
-    settings = {"num_frames": 5 if args.tiny else 13, "height": size, "width": size, "num_steps": args.steps,
-                "guidance_scale": 7.5, "flow_shift": 5.0, "scheduler": "unipc", "template": "orbit",
-                "negative_prompt": "w7 w8", "flythrough_frames": 4 if args.tiny else 48,
-                "num_gaussians": (2000 if args.tiny else 300_000) if args.num_gaussians is None else args.num_gaussians}
+    settings = release_settings(args.tiny, args.steps, args.num_gaussians)
     backend = "gsplat" if device.type == "cuda" else "torch"
     parts = build(args.tiny, device, torch.bfloat16, args.generator)
     results: dict[str, Any] = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",

@@ -50,11 +50,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
 
     state = PartialState(cpu=args.tiny)
     device = state.device if not args.tiny else torch.device("cpu")
-    size = 64 if args.tiny else 512
-    settings = {"num_frames": 5 if args.tiny else 13, "height": size, "width": size, "num_steps": args.steps,
-                "guidance_scale": 7.5, "flow_shift": 5.0, "scheduler": "unipc", "template": "orbit",
-                "negative_prompt": "w7 w8", "flythrough_frames": 4 if args.tiny else 48,
-                "num_gaussians": (2000 if args.tiny else 300_000) if args.num_gaussians is None else args.num_gaussians}
+    settings = e2e.release_settings(args.tiny, args.steps, args.num_gaussians)
     backend = "gsplat" if device.type == "cuda" else "torch"
     parts = e2e.build(args.tiny, device, torch.bfloat16, args.generator)
     half = torch.bfloat16 if device.type == "cuda" else torch.float32
