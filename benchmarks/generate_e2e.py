@@ -6,9 +6,11 @@ speed) and the stitched AnySplat at the release's size and cut (``enc_blocks_2``
 
 - **vist3a**: :class:`vist3a.pipeline.Text2ScenePipeline` (bf16, CFG batched into one forward, text embeddings
   cached) + :func:`vist3a.scene.save_scene` pieces (fly-through rendering through gsplat, PLY export);
-- **reference**: what the official release does — diffusers' ``WanPipeline`` in fp16 with its default call
-  (separate conditional / unconditional transformer passes), VAE decode, the stitched decoder, per-view
-  rendering and PLY export.
+- **reference**: what the official release does (its ``inference_t23d.py``) — diffusers' ``WanPipeline`` in
+  fp16 with its default call (separate conditional / unconditional transformer passes), the reward-aligned
+  LoRA left unmerged on the transformer (PEFT, r 8 on the attention projections; ``--reference-lora-rank``),
+  the call and the VAE decode under bf16 autocast over the fp16 weights, then the stitched decoder, per-view
+  rendering and PLY export. (The reference numbers in docs/benchmarks.md predate the LoRA and the autocast.)
 
 Release settings: 13 frames, 512², 50 UniPC steps, flow shift 5, CFG 7.5. Per-stage wall-clock times
 (synchronised), median over ``--repeats`` after ``--warmup`` runs, and peak GPU memory; a table is printed
@@ -176,14 +178,16 @@ def run_reference(parts: dict[str, Any], settings: dict[str, Any], device: torch
         tokenizer=parts["tokenizer"], text_encoder=parts["text_model"], transformer=parts["transformer"],
         vae=parts["vae"], scheduler=make_scheduler("unipc", 5.0),
     )
+    release_autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     times: dict[str, float] = {}
     _sync(device)
     t0 = time.perf_counter()
-    latents = pipe(
-        prompt=fresh_prompt(), negative_prompt="w7 w8", height=settings["height"], width=settings["width"],
-        num_frames=settings["num_frames"], num_inference_steps=settings["num_steps"],
-        guidance_scale=settings["guidance_scale"], output_type="latent", max_sequence_length=parts["text_len"],
-    ).frames
+    with torch.no_grad(), release_autocast():
+        latents = pipe(
+            prompt=fresh_prompt(), negative_prompt="w7 w8", height=settings["height"], width=settings["width"],
+            num_frames=settings["num_frames"], num_inference_steps=settings["num_steps"],
+            guidance_scale=settings["guidance_scale"], output_type="latent", max_sequence_length=parts["text_len"],
+        ).frames
     _sync(device)
     times["denoise"] = time.perf_counter() - t0
     vae = parts["vae"]
@@ -191,7 +195,7 @@ def run_reference(parts: dict[str, Any], settings: dict[str, Any], device: torch
     std = torch.tensor(vae.config.latents_std, device=device).view(1, -1, 1, 1, 1)
     raw = latents.float() * std + mean
     t0 = time.perf_counter()
-    with torch.no_grad():
+    with torch.no_grad(), release_autocast():
         video = vae.decode(raw.to(next(vae.parameters()).dtype), return_dict=False)[0]
         frames = ((video.float() + 1) / 2).clamp(0, 1).permute(0, 2, 1, 3, 4)
     _sync(device)
@@ -256,6 +260,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--compile", action="store_true", help="also time vist3a with torch.compile")
     parser.add_argument("--num-gaussians", type=int, default=None,
                         help="splats of the stand-in scene for rendering/PLY (default 300000; 2000 with --tiny)")
+    parser.add_argument("--reference-lora-rank", type=int, default=8,
+                        help="rank of the unmerged LoRA on the reference's transformer, as the release loads its "
+                             "reward-aligned LoRA (0: none)")
     args = parser.parse_args(argv)
 
     device = torch.device("cuda" if torch.cuda.is_available() and not args.tiny else "cpu")
@@ -266,11 +273,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                "torch": torch.__version__, "python": platform.python_version(),
                                "generator": args.generator, "settings": settings}
     if not args.skip_reference:  # first, while the text encoder is still an ordinary module on the GPU
+        from vist3a.video.lora import add_lora, merge_lora
+
         ref = torch.float16 if device.type == "cuda" else torch.float32
         for key in ("transformer", "text_model"):
             cast(parts[key], ref)
+        if args.reference_lora_rank:  # zero-initialised B: outputs unchanged, the cost of the extra matmuls is real
+            add_lora(parts["transformer"], r=args.reference_lora_rank, alpha=2 * args.reference_lora_rank)
         results["reference"] = median_runs(lambda: run_reference(parts, settings, device, backend),
                                            args.warmup, args.repeats, device)
+        results["reference"]["lora_rank"] = args.reference_lora_rank
+        if args.reference_lora_rank:  # vist3a merges LoRA when it loads one: its path runs the plain transformer
+            merge_lora(parts["transformer"])
     half = torch.bfloat16 if device.type == "cuda" else torch.float32
     for key in ("transformer", "text_model", "decoder"):
         cast(parts[key], half)
