@@ -156,3 +156,14 @@ def test_begin_stage_and_finish_write_the_run_records(tmp_path):
     record = json.loads((run.run_dir / "train_config.json").read_text())
     assert record["stage"] == "demo" and record["config"]["seed"] == 7
     assert {"steps_done", "stopped_by", "skipped_steps", "data_seconds", "wall_seconds"} <= set(record)
+
+
+def test_init_is_an_error_where_a_stage_cannot_continue():
+    from vist3a.nano.train_generator import GeneratorTrainConfig
+    from vist3a.nano.train_imagetext import ClipEvalTrainConfig, ImageTextTrainConfig
+    from vist3a.nano.train_stitch import StitchStageConfig
+
+    for cls in (StitchStageConfig, ImageTextTrainConfig, ClipEvalTrainConfig):
+        with pytest.raises(ValueError, match="`init` is not supported"):
+            cls(init="installed")
+    assert GeneratorTrainConfig(init="installed").init == "installed"

@@ -28,7 +28,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -78,6 +78,8 @@ class ImageTextTrainConfig(StageConfig):
         fp16_tolerance: R-precision that fp16 storage may cost under ``save_dtype="auto"``. The default is
             "float16": the shipped-weights budget has no room for float32 copies.
     """
+
+    supports_init: ClassVar[bool] = False
 
     steps: int = 20000
     batch_size: int = 256

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -52,6 +52,8 @@ class StitchStageConfig(StageConfig):
         render_backend: ``vist3a.splats.render`` backend for the evaluation renders.
         fp16_psnr_tolerance: dB of stitched PSNR that fp16 storage may cost under ``save_dtype="auto"``.
     """
+
+    supports_init: ClassVar[bool] = False
 
     steps: int = 1500
     batch_size: int = 8

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -93,8 +93,14 @@ class StageConfig:
     save_dtype: str = "auto"
     progress: bool = True
     init: str | None = None
+    #: Whether the stage can start from ``init`` (the others say no, so that ``--set init=...`` is an error there
+    #: instead of being ignored).
+    supports_init: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
+        if self.init is not None and not self.supports_init:
+            raise ValueError(f"`init` is not supported by {type(self).__name__}: only the vae, recon and generator "
+                             "stages continue from saved weights")
         for name in ("steps", "batch_size", "num_train_clips", "num_eval_clips", "log_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
