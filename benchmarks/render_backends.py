@@ -30,6 +30,13 @@ from vist3a.splats import Gaussians, render
 logger = logging.getLogger("render_backends")
 
 
+def write_report(path: Path, report: dict) -> None:
+    """The benchmark's JSON report at ``path`` (folders created)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2))
+    print(f"wrote {path}")
+
+
 def random_scene(num: int, sh_degree: int, seed: int, device: torch.device) -> Gaussians:
     """Splats filling a unit ball with sizes so that ``num`` of them roughly cover it (like real scenes)."""
     gen = torch.Generator(device="cpu").manual_seed(seed)
@@ -152,9 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "results": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.out}")
+    write_report(args.out, report)
     return 0
 
 

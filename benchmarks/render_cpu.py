@@ -17,14 +17,13 @@ Only the public API is used, so the same script times another checkout:
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
-from render_backends import random_scene
+from render_backends import random_scene, write_report
 
 from vist3a.splats import Gaussians, load_gaussians, orbit_cameras, render
 
@@ -84,9 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                  for k, v in vars(args).items()},
         "results": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.out}")
+    write_report(args.out, report)
     return 0
 
 

@@ -18,8 +18,7 @@ Modules load on first attribute access, so ``import vist3a.alignment`` stays che
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from vist3a.lazy import lazy_getattr
 
 _LAZY = {
     "AlignConfig": "config",
@@ -57,9 +56,4 @@ _LAZY = {
 }
 
 __all__ = list(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"vist3a.alignment.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'vist3a.alignment' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

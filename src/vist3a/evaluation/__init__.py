@@ -15,8 +15,7 @@ attribute access, so importing this package stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from vist3a.lazy import lazy_getattr
 
 _LAZY = {
     "clip_r_precision": "metrics",
@@ -34,9 +33,4 @@ _LAZY = {
 }
 
 __all__ = list(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"vist3a.evaluation.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'vist3a.evaluation' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
