@@ -227,6 +227,38 @@ def run_reference(parts: dict[str, Any], settings: dict[str, Any], device: torch
     return times
 
 
+def fidelity_probe(pipe: Any, settings: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Outputs to compare numerics by: one transformer forward (eager, fixed inputs, a mid-schedule timestep) and
+    the decoded frames of a fixed prompt and seed (the full 50-step trajectory)."""
+    transformer = pipe.generator.transformer
+    gen = torch.Generator().manual_seed(0)
+    shape = pipe.generator.latent_shape(settings["num_frames"], settings["height"], settings["width"])
+    x = torch.randn(1, *shape, generator=gen)
+    text = torch.randn(1, 16, transformer.config.text_dim, generator=gen)
+    device, dtype = pipe.device, next(transformer.parameters()).dtype
+    with torch.no_grad():  # .forward, not __call__: the eager module even when compiled
+        velocity = transformer.forward(x.to(device, dtype), torch.tensor([500], device=device),
+                                       text.to(device, dtype), return_dict=False)[0].float().cpu()
+    frames = pipe("w1 w2 w3 w4", seed=0, progress=False)[0].frames.float().cpu()
+    return {"velocity": velocity, "frames": frames}
+
+
+def compare_outputs(reference: dict[str, torch.Tensor], other: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Relative L2 error of the one-step velocity; PSNR (dB, frames in [0, 1]) between the decoded videos."""
+    v0, v1 = reference["velocity"], other["velocity"]
+    mse = float(((reference["frames"] - other["frames"]) ** 2).mean())
+    return {"velocity_rel_l2": float((v1 - v0).norm() / v0.norm()),
+            "frames_psnr_db": float("inf") if mse == 0 else -10.0 * float(torch.log10(torch.tensor(mse)))}
+
+
+def set_attention(model: torch.nn.Module, implementation: str) -> None:
+    """Switch a transformers model's attention implementation, on every sub-module's config as well."""
+    for module in model.modules():
+        config = getattr(module, "config", None)
+        if config is not None and hasattr(config, "_attn_implementation"):
+            config._attn_implementation = implementation
+
+
 def median_runs(fn, warmup: int, repeats: int, device: torch.device) -> dict[str, float]:
     """Median per stage over ``repeats`` runs after ``warmup`` runs (their wall time is ``warmup_s``).
 
@@ -258,6 +290,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--skip-reference", action="store_true")
     parser.add_argument("--generator", choices=["1.3b", "14b"], default="1.3b")
     parser.add_argument("--compile", action="store_true", help="also time vist3a with torch.compile")
+    parser.add_argument("--fp8", action="store_true",
+                        help="also time vist3a with fp8 block matmuls (torchao, compiled) and measure how far its "
+                             "output is from bf16")
+    parser.add_argument("--skip-eager", action="store_true", help="time vist3a only compiled (with --compile/--fp8)")
     parser.add_argument("--num-gaussians", type=int, default=None,
                         help="splats of the stand-in scene for rendering/PLY (default 300000; 2000 with --tiny)")
     parser.add_argument("--reference-lora-rank", type=int, default=8,
@@ -272,6 +308,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                                "torch": torch.__version__, "python": platform.python_version(),
                                "generator": args.generator, "settings": settings}
+
+    def save() -> None:  # after every path, so that a run stopped by a time limit keeps what it measured
+        if args.out:
+            args.out.write_text(json.dumps(results, indent=2))
+
     if not args.skip_reference:  # first, while the text encoder is still an ordinary module on the GPU
         from vist3a.video.lora import add_lora, merge_lora
 
@@ -280,30 +321,44 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             cast(parts[key], ref)
         if args.reference_lora_rank:  # zero-initialised B: outputs unchanged, the cost of the extra matmuls is real
             add_lora(parts["transformer"], r=args.reference_lora_rank, alpha=2 * args.reference_lora_rank)
+        # UMT5 with eager attention, as the transformers of the release ran it: the SDPA path of today's
+        # transformers overflows building its fp16 position-bias mask under bf16 autocast.
+        set_attention(parts["text_model"], "eager")
         results["reference"] = median_runs(lambda: run_reference(parts, settings, device, backend),
                                            args.warmup, args.repeats, device)
         results["reference"]["lora_rank"] = args.reference_lora_rank
+        save()
         if args.reference_lora_rank:  # vist3a merges LoRA when it loads one: its path runs the plain transformer
             merge_lora(parts["transformer"])
+        set_attention(parts["text_model"], "sdpa")
     half = torch.bfloat16 if device.type == "cuda" else torch.float32
     for key in ("transformer", "text_model", "decoder"):
         cast(parts[key], half)
     pipe = make_pipeline(parts, settings, device)
-    results["vist3a"] = median_runs(lambda: run_vist3a(pipe, settings, device, backend), args.warmup,
-                                    args.repeats, device)
+    if not (args.skip_eager and (args.compile or args.fp8)):
+        results["vist3a"] = median_runs(lambda: run_vist3a(pipe, settings, device, backend), args.warmup,
+                                        args.repeats, device)
+        save()
     if args.compile:  # the same pipeline, its transformer compiled: warmup_s includes the compilation
         pipe.compile()
         results["vist3a_compiled"] = median_runs(lambda: run_vist3a(pipe, settings, device, backend), 1,
                                                  args.repeats, device)
-    columns = [k for k in ("reference", "vist3a", "vist3a_compiled") if k in results]
+        save()
+    if args.fp8:  # compared with the bf16 pipeline as it stands (compiled with --compile, else eager)
+        bf16 = fidelity_probe(pipe, settings)
+        pipe.quantize_fp8().compile()
+        results["vist3a_fp8"] = median_runs(lambda: run_vist3a(pipe, settings, device, backend), 1,
+                                            args.repeats, device)
+        results["fp8_fidelity"] = compare_outputs(bf16, fidelity_probe(pipe, settings))
+        print("fp8 vs bf16:", json.dumps(results["fp8_fidelity"]))
+    columns = [k for k in ("reference", "vist3a", "vist3a_compiled", "vist3a_fp8") if k in results]
     stages = ["text", "denoise", "vae_decode", "stitched_decode", "render", "ply", "total", "peak_gib", "warmup_s"]
     print(f"{'stage':>16} " + " ".join(f"{k:>16}" for k in columns))
     for stage in stages:
         row = [results[k].get(stage) for k in columns]
         if any(v is not None for v in row):
             print(f"{stage:>16} " + " ".join(f"{v:16.3f}" if v is not None else f"{'-':>16}" for v in row))
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=2))
+    save()
     return results
 
 

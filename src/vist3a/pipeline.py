@@ -131,6 +131,7 @@ class Text2ScenePipeline:
         local_files_only: bool | None = None,
         offload: str | None = None,
         compile: bool = False,
+        fp8: bool = False,
     ) -> Text2ScenePipeline:
         """Build the pipeline from a preset name, a preset JSON file or a saved pipeline folder.
 
@@ -138,7 +139,7 @@ class Text2ScenePipeline:
         ``vist3a align``), loaded after the preset's own. ``local_files_only=None`` follows ``HF_HUB_OFFLINE``;
         missing weights raise one :class:`UserInputError` naming every missing repo id. ``offload``: see
         :class:`~vist3a.video.WanGenerator` (default: the preset's, ``"text"`` for the real presets on CUDA).
-        ``compile``: :meth:`compile` the transformer.
+        ``compile``: :meth:`compile` the transformer. ``fp8``: :meth:`quantize_fp8` it first (CUDA, torchao).
         """
         from vist3a.pipeline_loading import load_components
 
@@ -171,6 +172,8 @@ class Text2ScenePipeline:
             load_lora(generator.transformer, lora, merge=merge_lora, local_files_only=local_files_only)
         decoder.to(device)
         pipe = cls(generator, decoder, preset)
+        if fp8:
+            pipe.quantize_fp8()
         return pipe.compile() if compile else pipe
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
@@ -189,6 +192,14 @@ class Text2ScenePipeline:
     @property
     def device(self) -> torch.device:
         return self.generator.device
+
+    def quantize_fp8(self) -> Text2ScenePipeline:
+        """Run the transformer blocks' matmuls in fp8 (:func:`vist3a.video.fp8.quantize_fp8`), in place: faster on
+        Ada/Hopper GPUs, close to but not equal to bf16. Merge LoRA first; compile afterwards."""
+        from vist3a.video.fp8 import quantize_fp8
+
+        quantize_fp8(self.generator.transformer)
+        return self
 
     def compile(self, mode: str | None = None) -> Text2ScenePipeline:
         """``torch.compile`` the transformer (the denoising loop's only heavy module), in place.

@@ -37,3 +37,20 @@ def test_generate_multi_gpu_smoke_in_one_process(tmp_path):
     assert result == json.loads(out.read_text())
     assert result["num_gpus"] == 1 and result["scenes"] == 2 and result["ranks"][0]["scenes"] == 2
     assert result["scenes_per_min"] == pytest.approx(60 * 2 / result["wall_s"])
+
+
+@pytest.mark.slow
+def test_e2e_fidelity_probe_is_repeatable_and_compared_analytically():
+    """The fp8-vs-bf16 numbers compare like with like: the probe repeats exactly, and the two measures are what
+    they say (relative L2, PSNR of frames in [0, 1])."""
+    import torch
+
+    e2e = _load("generate_e2e")
+    settings = e2e.release_settings(True, 2, None)
+    pipe = e2e.make_pipeline(e2e.build(True, torch.device("cpu"), torch.float32), settings, torch.device("cpu"))
+    first, second = e2e.fidelity_probe(pipe, settings), e2e.fidelity_probe(pipe, settings)
+    assert e2e.compare_outputs(first, second) == {"velocity_rel_l2": 0.0, "frames_psnr_db": float("inf")}
+    shifted = {"velocity": 1.1 * first["velocity"], "frames": first["frames"] + 0.01}
+    measured = e2e.compare_outputs(first, shifted)
+    assert measured["velocity_rel_l2"] == pytest.approx(0.1, rel=1e-4)
+    assert measured["frames_psnr_db"] == pytest.approx(40.0, abs=1e-3)

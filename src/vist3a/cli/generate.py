@@ -98,6 +98,10 @@ def register(app: typer.Typer) -> None:
         compile: bool = typer.Option(
             False, "--compile", help="torch.compile the transformer: faster steps after a one-off compilation."
         ),
+        fp8: bool = typer.Option(
+            False, "--fp8", help="fp8 matmuls in the transformer blocks (torchao; Ada/Hopper GPUs): faster, close "
+            "to but not equal to bf16. Use with --compile."
+        ),
     ) -> None:
         import torch
 
@@ -116,7 +120,7 @@ def register(app: typer.Typer) -> None:
 
         pipe = Text2ScenePipeline.from_pretrained(
             preset, device=device, dtype=dtype, lora=lora, local_files_only=True if offline else None,
-            offload=offload, compile=compile,
+            offload=offload, compile=compile, fp8=fp8,
         )
         jobs = list(enumerate(prompts))[rank::world]
         # Files of scene i (fly-through render, video encoding, PLY) are written in a background thread while
