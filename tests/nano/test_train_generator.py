@@ -153,3 +153,44 @@ def test_encode_cache_mirror_adds_mirrored_clips_with_swapped_captions(tiny_cach
     assert both.captions[n:] == [c or "" for c in mirrored.captions]
     expected = normalize_latents(encode_mean(vae, mirrored.frames), vae.config)
     assert torch.allclose(both.latents[n:], expected, atol=1e-5)
+
+
+class _TextScalar(torch.nn.Module):
+    """A stand-in transformer whose velocity is the first text feature everywhere: its loss is known in closed
+    form, ``mean((c - (noise - z0))^2)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, hidden_states, timestep, encoder_hidden_states, return_dict=False):
+        c = encoder_hidden_states[:, 0, 0].view(-1, 1, 1, 1, 1)
+        return (c.expand_as(hidden_states) + 0 * self.anchor,)
+
+
+class _Marks:
+    """A stand-in text encoder: feature 1.0 for captions that say "right" (``sees=True``), else 0.0."""
+
+    def __init__(self, sees: bool) -> None:
+        self.sees = sees
+
+    def encode(self, captions):
+        return (torch.tensor([[[1.0 if self.sees and "right" in c else 0.0]] for c in captions]),)
+
+
+@pytest.mark.parametrize("sees", [True, False])
+def test_relation_gain_is_the_loss_of_the_swapped_direction(sees):
+    captions = ["a red cube to the left of a blue sphere", "a green cone", "a cube on the left side of a torus"]
+    encoder = _Marks(sees)
+    data = tg.LatentCache(torch.zeros(3, 4, 2, 8, 8), encoder.encode(captions)[0], captions)
+    result = tg.relation_gain(_TextScalar(), data, encoder, torch.zeros(1, 1), seed=0)
+    assert result["relation_clips"] == 2  # "a green cone" has no direction to swap
+    if sees:  # true captions give c = 0, swapped ones c = 1: gain = 1 - 2 mean(noise), noise ~ N(0, 1)
+        assert result["relation_gain"] == pytest.approx(1.0, abs=0.1)
+    else:  # an encoder blind to the words: exactly no gain
+        assert result["relation_gain"] == 0.0
+
+
+def test_relation_gain_needs_a_direction_word():
+    data = tg.LatentCache(torch.zeros(1, 4, 2, 8, 8), torch.zeros(1, 1, 1), ["a green cone"])
+    assert tg.relation_gain(_TextScalar(), data, _Marks(True), torch.zeros(1, 1), seed=0) is None

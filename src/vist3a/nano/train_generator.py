@@ -206,6 +206,26 @@ def evaluate_generator(transformer: Any, data: LatentCache, empty_text: torch.Te
 
 
 @torch.no_grad()
+def relation_gain(transformer: Any, data: LatentCache, text_encoder: Any, empty_text: torch.Tensor, seed: int
+                  ) -> dict[str, float] | None:
+    """Whether the transformer uses "left"/"right": the held-out flow-matching loss with every caption's left and
+    right swapped minus the loss with the true caption, over the clips whose caption has either word (same
+    latents, same noise). About 0: the words are ignored; > 0: they steer the prediction. None: no such clip."""
+    from vist3a.nano.world.captions import mirror_caption
+
+    keep = [i for i, c in enumerate(data.captions) if mirror_caption(c) != c]
+    if not keep:
+        return None
+    true = LatentCache(data.latents[keep], data.text[keep], [data.captions[i] for i in keep])
+    swapped_captions = [mirror_caption(c) for c in true.captions]
+    swapped_text = text_encoder.encode(swapped_captions)[0].to(true.text.device, true.text.dtype)
+    swapped = LatentCache(true.latents, swapped_text, swapped_captions)
+    loss_true = evaluate_generator(transformer, true, empty_text, seed)["fm_loss"]
+    loss_swapped = evaluate_generator(transformer, swapped, empty_text, seed)["fm_loss"]
+    return {"relation_gain": loss_swapped - loss_true, "relation_clips": len(keep)}
+
+
+@torch.no_grad()
 def write_samples(transformer: Any, vae: Any, text_encoder: Any, prompts: list[str], path: Path, seed: int,
                   num_frames: int = NANO_VIDEO.num_frames, size: int = NANO_VIDEO.height,
                   frames_shown: int = 4) -> Path:
@@ -334,6 +354,8 @@ def train_generator(
                       cfg.num_frames, cfg.size)
         write_json(run.run_dir / "samples.json", {"prompts": heldout_prompts, "sampling": NANO_SAMPLING.to_dict()})
     evaluation = {f"heldout_{k}": v for k, v in metrics.items()}
+    evaluation.update({f"heldout_{k}": v for k, v in (relation_gain(transformer, held, text_encoder, empty, cfg.seed)
+                                                      or {}).items()})
     evaluation.update({
         "heldout_fm_loss_fp16": metrics_fp16["fm_loss"],
         "heldout_fm_loss_no_ema": raw_metrics["fm_loss"],
