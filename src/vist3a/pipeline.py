@@ -174,6 +174,9 @@ class Text2ScenePipeline:
         pipe = cls(generator, decoder, preset)
         if fp8:
             pipe.quantize_fp8()
+            if not compile:
+                logger.warning("--fp8 without --compile quantises activations in separate kernels, which can be "
+                               "slower than bf16: add --compile for the speed-up")
         return pipe.compile() if compile else pipe
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
