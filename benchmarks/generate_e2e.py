@@ -10,7 +10,9 @@ speed) and the stitched AnySplat at the release's size and cut (``enc_blocks_2``
   fp16 with its default call (separate conditional / unconditional transformer passes), the reward-aligned
   LoRA left unmerged on the transformer (PEFT, r 8 on the attention projections; ``--reference-lora-rank``),
   the call and the VAE decode under bf16 autocast over the fp16 weights, then the stitched decoder, per-view
-  rendering and PLY export. (The reference numbers in docs/benchmarks.md predate the LoRA and the autocast.)
+  rendering and PLY export (UMT5 with eager attention: today's SDPA path fails under that autocast);
+- **vist3a + compile** (``--compile``) and **vist3a + fp8 + compile** (``--fp8``: the transformer blocks' matmuls
+  in fp8 through torchao, with how far its output lands from bf16's).
 
 Release settings: 13 frames, 512², 50 UniPC steps, flow shift 5, CFG 7.5. Per-stage wall-clock times
 (synchronised), median over ``--repeats`` after ``--warmup`` runs, and peak GPU memory; a table is printed
