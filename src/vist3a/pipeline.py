@@ -201,6 +201,9 @@ class Text2ScenePipeline:
         Ada/Hopper GPUs, close to but not equal to bf16. Merge LoRA first; compile afterwards."""
         from vist3a.video.fp8 import quantize_fp8
 
+        if self.generator.offload in ("model", "sequential"):
+            raise UserInputError(f"--fp8 needs the transformer resident on the GPU, but --offload is "
+                                 f"{self.generator.offload}: use --offload text (the default) or none")
         quantize_fp8(self.generator.transformer)
         return self
 

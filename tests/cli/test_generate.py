@@ -33,6 +33,7 @@ def test_generate_writes_scene(tmp_path, capsys):
         (["generate", "--prompts-file", "/no/such/file.txt", "--preset", "tiny-random"], "does not exist"),
         (["generate", "x", "--preset", "tiny-random", "--offload", "gpu"], "--offload must be one of"),
         (["generate", "x", "--preset", "tiny-random", "--device", "cpu", "--fp8"], "--fp8 needs a CUDA GPU"),
+        (["generate", "x", "--preset", "tiny-random", "--offload", "model", "--fp8"], "--fp8 needs the transformer"),
     ],
 )
 def test_generate_bad_input_is_one_line(tmp_path, capsys, args, message):

@@ -66,7 +66,7 @@ class GeneratorTrainConfig(StageConfig):
             scenes, far more than fit in a GPU call's up-front rendering.
         mirror: also train on every training clip's left-right mirror image with "left"/"right" swapped in its
             caption (an exact symmetry of the nano world): twice the data for no rendering, and pairs that differ
-            only in the relation word, the attribute the generator learns last.
+            only in the relation word (``heldout_relation_gain`` in ``eval.json`` shows whether it is used).
         fp16_loss_tolerance: relative increase of the held-out loss that fp16 storage may cost ("auto").
     """
 
