@@ -72,6 +72,21 @@ def test_batched_fetch_equals_item_by_item():
         assert (clip.frames - alone.frames).abs().max() < 1e-3
 
 
+def test_direction_focus_draws_two_objects_related_by_left_or_right():
+    """With ``direction_focus`` 1 every scene is a two-object left/right scene of its split, stated in the caption;
+    with 0 the items are exactly those of the default dataset."""
+    for split in ("train", "heldout"):
+        ds = SyntheticClips(12, num_frames=1, size=8, seed=5, split=split, direction_focus=1.0)
+        for i in range(len(ds)):
+            item = ds._prepare(i)
+            comp = item.scene.composition
+            assert len(comp.objects) == 2 and [r.relation in ("left of", "right of") for r in comp.relations] == [True]
+            assert is_heldout(comp) == (split == "heldout")
+            assert " left" in item.caption or " right" in item.caption
+    plain, zero = SyntheticClips(5, num_frames=1, size=8, seed=5), SyntheticClips(5, 1, 8, seed=5, direction_focus=0.0)
+    assert [plain._prepare(i).caption for i in range(5)] == [zero._prepare(i).caption for i in range(5)]
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="`split`"):
         SyntheticClips(2, split="test")
@@ -79,3 +94,5 @@ def test_bad_arguments():
         SyntheticClips(2, num_frames=6)
     with pytest.raises(ValueError, match="`camera_kinds`"):
         SyntheticClips(2, camera_kinds=("spin",))
+    with pytest.raises(ValueError, match="`direction_focus`"):
+        SyntheticClips(2, direction_focus=1.5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -153,6 +154,67 @@ def test_encode_cache_mirror_adds_mirrored_clips_with_swapped_captions(tiny_cach
     assert both.captions[n:] == [c or "" for c in mirrored.captions]
     expected = normalize_latents(encode_mean(vae, mirrored.frames), vae.config)
     assert torch.allclose(both.latents[n:], expected, atol=1e-5)
+    # partners: a clip and its mirror point at each other exactly where the captions differ (left/right)
+    assert plain.partner is None and both.partner.shape == (2 * n,)
+    for i in range(2 * n):
+        j = (i + n) % (2 * n)  # batch_size 4 >= n: one chunk, mirrors right after the originals
+        differs = both.captions[i] != both.captions[j]
+        assert int(both.partner[i]) == (j if differs else -1)
+
+
+def test_latent_cache_extend_shifts_partners():
+    def cache(n, partner):
+        return tg.LatentCache(torch.zeros(n, 1, 1, 1, 1), torch.zeros(n, 1, 1), [""] * n, torch.tensor(partner))
+
+    a = cache(2, [1, 0])
+    a.extend(cache(3, [-1, 2, 1]))
+    assert a.partner.tolist() == [1, 0, -1, 4, 3] and len(a) == 5
+    with pytest.raises(ValueError, match="mirror partners"):
+        a.extend(tg.LatentCache(torch.zeros(1, 1, 1, 1, 1), torch.zeros(1, 1, 1), [""]))
+
+
+def test_relation_contrast_is_a_two_way_classifier_cross_entropy():
+    """``margin * softplus((l_true - l_swapped) / margin)``: log 2 * margin at a tie, ~0 once the swapped loss is
+    far higher, ~the gap once it is far lower; the gradient at a tie is half of d(l_true - l_swapped)."""
+    margin = 0.01
+    tie = torch.tensor([0.2], requires_grad=True)
+    swapped = torch.tensor([0.2], requires_grad=True)
+    value = tg.relation_contrast(tie, swapped, margin)
+    value.backward()
+    assert float(value.detach()) == pytest.approx(margin * math.log(2.0))
+    assert float(tie.grad) == pytest.approx(0.5) and float(swapped.grad) == pytest.approx(-0.5)
+    assert float(tg.relation_contrast(torch.tensor([0.2]), torch.tensor([0.4]), margin)) < 1e-9
+    assert float(tg.relation_contrast(torch.tensor([0.4]), torch.tensor([0.2]), margin)) == pytest.approx(0.2, abs=1e-6)
+
+
+def test_generator_stage_trains_with_the_relation_contrast(tmp_path, stage_defaults, tiny_vae_config,
+                                                         tiny_transformer_config):
+    """On left/right clips with their mirrors the contrast term runs and its per-clip loss gap is logged."""
+    import csv
+
+    from diffusers import AutoencoderKLWan
+
+    from vist3a.data import SyntheticClips
+    from vist3a.nano.clips import ClipCache
+
+    size, frames = stage_defaults["size"], stage_defaults["num_frames"]
+    caches = tuple(ClipCache.build(SyntheticClips(n, frames, size, seed=2, split=split, direction_focus=1.0),
+                                   progress=False) for n, split in ((4, "train"), (1, "heldout")))
+    cfg = tg.GeneratorTrainConfig(**dict(stage_defaults, batch_size=4, model=tiny_transformer_config,
+                                         text_max_length=16, num_samples=0, ema_decay=0.0, caption_dropout=0.0),
+                                  steps=2, mirror=True, relation_contrast=1.0)
+    run = tg.train_generator(cfg, tmp_path / "r", "cpu", caches=caches, vae=AutoencoderKLWan(**tiny_vae_config))
+    with open(run / "losses.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows and all(math.isfinite(float(r["relation_gap"])) for r in rows)
+    assert "heldout_relation_gain" in json.loads((run / "eval.json").read_text())
+
+
+def test_relation_contrast_needs_mirrored_clips():
+    with pytest.raises(ValueError, match="mirror=true"):
+        tg.GeneratorTrainConfig(relation_contrast=1.0)
+    with pytest.raises(ValueError, match="`relation_margin`"):
+        tg.GeneratorTrainConfig(mirror=True, relation_contrast=1.0, relation_margin=0.0)
 
 
 class _TextScalar(torch.nn.Module):

@@ -425,6 +425,14 @@ def test_heldout_split_is_disjoint_from_training():
         assert not is_heldout(sample_scene(seed, split="train").composition)
 
 
+def test_require_direction_keeps_only_left_right_compositions():
+    for seed in range(40):
+        comp = sample_composition(seed, split="train", require_direction=True)
+        assert any(r.relation in ("left of", "right of") for r in comp.relations) and not is_heldout(comp)
+    with pytest.raises(ValueError, match="single object"):
+        sample_composition(0, num_objects=1, require_direction=True)
+
+
 def test_attribute_variants_differ_in_exactly_one_attribute():
     comp = Composition.of(("red", "cube"), "left of", ("blue", "sphere"))
     variants = attribute_variant_compositions(comp, n=10)

@@ -21,7 +21,7 @@ from vist3a.nano.world import (
     sample_camera_path,
     sample_scene,
 )
-from vist3a.nano.world.splits import SPLITS
+from vist3a.nano.world.splits import SPLITS, sample_composition
 
 
 @dataclass
@@ -56,6 +56,8 @@ class SyntheticClips(Dataset):
         ssaa: supersampling factor per axis (odd).
         shadows: trace soft shadows.
         camera_phrase_prob: probability that the caption names the camera motion.
+        direction_focus: probability that an item's scene has two objects related by "left of"/"right of" (a
+            curriculum for the relation); 0 keeps every item as it was.
         settings: ray-marching settings.
         render_batch_size: most clips rendered in one call by :meth:`__getitems__`.
         batch_render: whether :meth:`__getitems__` renders clips together; None = only off the CPU (on a CPU
@@ -80,6 +82,7 @@ class SyntheticClips(Dataset):
         ssaa: int = 1,
         shadows: bool = True,
         camera_phrase_prob: float = 0.5,
+        direction_focus: float = 0.0,
         settings: MarchSettings | None = None,
         render_batch_size: int = 32,
         batch_render: bool | None = None,
@@ -99,6 +102,9 @@ class SyntheticClips(Dataset):
         self.camera_kinds = tuple(camera_kinds)
         self.fov_range, self.ssaa, self.shadows = fov_range, ssaa, shadows
         self.camera_phrase_prob = camera_phrase_prob
+        if not 0.0 <= direction_focus <= 1.0:
+            raise ValueError(f"`direction_focus` must be in [0, 1], got {direction_focus}")
+        self.direction_focus = direction_focus
         self.settings = settings
         if render_batch_size < 1:
             raise ValueError(f"`render_batch_size` must be >= 1, got {render_batch_size}")
@@ -115,7 +121,10 @@ class SyntheticClips(Dataset):
             key, self.num_frames, derive_rng(self.seed, "num_frames", self.split, index % len(self)), len(self)
         )
         rng = derive_rng(self.seed, "synthetic", self.split, index)
-        scene = sample_scene(rng, split=self.split)
+        composition = None
+        if self.direction_focus > 0.0 and rng.random() < self.direction_focus:
+            composition = sample_composition(rng, self.split, num_objects=2, require_direction=True)
+        scene = sample_scene(rng, composition, split=self.split)
         kind = rng.choice(self.camera_kinds)
         w2c, K = sample_camera_path(
             kind, num_frames, rng, height=self.size, width=self.size, target=scene.centre,

@@ -21,6 +21,7 @@ HELDOUT_TRIPLE_FRACTION = 0.1
 _SALT = "vist3a-nano-world-heldout-v1"
 # probabilities of 1, 2, 3, 4 objects in a sampled composition
 _NUM_OBJECTS_WEIGHTS = (0.2, 0.45, 0.25, 0.1)
+_DIRECTIONS = ("left of", "right of")
 _RELATED_PROB = 0.85  # chance that an object after the first is related to an earlier one
 _MAX_REJECTIONS = 10_000
 
@@ -84,20 +85,26 @@ def _random_composition(rng: random.Random, num_objects: int | None) -> Composit
 
 
 def sample_composition(
-    rng: int | str | random.Random | None, split: str = "train", num_objects: int | None = None
+    rng: int | str | random.Random | None, split: str = "train", num_objects: int | None = None,
+    require_direction: bool = False,
 ) -> Composition:
     """A random composition of ``split``: "train" rejects held-out ones, "heldout" accepts only those.
 
     ``num_objects`` (1..MAX_OBJECTS) fixes the object count; otherwise 1-4 objects are drawn, and each
-    object after the first is related to an earlier one with high probability. Sizes and materials are left
-    None (drawn when the scene is built).
+    object after the first is related to an earlier one with high probability. ``require_direction`` rejects
+    compositions without a "left of"/"right of" relation (needs ``num_objects`` != 1). Sizes and materials are
+    left None (drawn when the scene is built).
     """
     want_heldout = _check_split(split) == "heldout"
     if num_objects is not None and not 1 <= num_objects <= MAX_OBJECTS:
         raise ValueError(f"`num_objects` must be in 1..{MAX_OBJECTS}, got {num_objects}")
+    if require_direction and num_objects == 1:
+        raise ValueError("a single object has no left/right relation: `require_direction` needs num_objects >= 2")
     rng = make_rng(rng)
     for _ in range(_MAX_REJECTIONS):
         composition = _random_composition(rng, num_objects)
+        if require_direction and not any(r.relation in _DIRECTIONS for r in composition.relations):
+            continue
         if is_heldout(composition) == want_heldout:
             return composition
     raise RuntimeError(f"no {split} composition found in {_MAX_REJECTIONS} draws")  # unreachable in practice
