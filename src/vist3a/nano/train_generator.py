@@ -75,6 +75,7 @@ class GeneratorTrainConfig(StageConfig):
             It is computed on up to half a batch of such clips at noise levels drawn uniformly from
             ``[relation_sigma_min, 1)``: at low noise the side is already visible in the noisy latent.
         relation_margin: the loss gap (per clip) at which the contrast saturates.
+        relation_sigma_min: lowest noise level of the contrast's clips (see ``relation_contrast``).
         direction_focus: probability that a streamed training clip is a two-object scene related by "left of"
             or "right of" (a curriculum for the relation; :class:`vist3a.data.SyntheticClips`).
         fp16_loss_tolerance: relative increase of the held-out loss that fp16 storage may cost ("auto").
