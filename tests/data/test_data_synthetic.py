@@ -78,13 +78,13 @@ def test_direction_focus_draws_two_objects_related_by_left_or_right():
     for split in ("train", "heldout"):
         ds = SyntheticClips(12, num_frames=1, size=8, seed=5, split=split, direction_focus=1.0)
         for i in range(len(ds)):
-            item = ds._prepare(i)
-            comp = item.scene.composition
+            item = ds[i]
+            comp = Scene.from_json(item.meta["scene_json"]).composition
             assert len(comp.objects) == 2 and [r.relation in ("left of", "right of") for r in comp.relations] == [True]
             assert is_heldout(comp) == (split == "heldout")
             assert " left" in item.caption or " right" in item.caption
     plain, zero = SyntheticClips(5, num_frames=1, size=8, seed=5), SyntheticClips(5, 1, 8, seed=5, direction_focus=0.0)
-    assert [plain._prepare(i).caption for i in range(5)] == [zero._prepare(i).caption for i in range(5)]
+    assert [plain[i].meta for i in range(5)] == [zero[i].meta for i in range(5)]
 
 
 def test_bad_arguments():

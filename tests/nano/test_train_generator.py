@@ -210,6 +210,28 @@ def test_generator_stage_trains_with_the_relation_contrast(tmp_path, stage_defau
     assert "heldout_relation_gain" in json.loads((run / "eval.json").read_text())
 
 
+def test_relation_contrast_term_pits_each_caption_against_its_mirror_partners():
+    """Stand-in transformer whose velocity is the caption's first feature, zero latents and noise: a row's loss is
+    its feature squared, so the term is known exactly. Only rows with a partner and a kept caption count (at most
+    half the batch), and the swapped loss uses the partner's caption."""
+    features = torch.tensor([0.0, 1.0, 5.0, 7.0])
+    train = tg.LatentCache(torch.zeros(4, 4, 2, 8, 8), features.view(4, 1, 1), ["l", "r", "a", "b"],
+                           torch.tensor([1, 0, -1, -1]))
+    index = torch.tensor([0, 1, 2, 3, 0])
+    drop = torch.tensor([False, False, False, False, True])  # the second copy of clip 0 is on the empty prompt
+    noise = torch.zeros(5, 4, 2, 8, 8)
+    cfg = tg.GeneratorTrainConfig(mirror=True, relation_contrast=1.0, relation_margin=0.5, batch_size=8)
+    term, gap = tg.relation_contrast_term(_TextScalar(), train, index, drop, noise, cfg, torch.Generator())
+    # rows 0 and 1: (true, swapped) losses (0, 1) and (1, 0)
+    expected = 0.5 * (math.log1p(math.exp(-2.0)) + math.log1p(math.exp(2.0))) / 2  # margin * mean softplus(gap / m)
+    assert float(term.detach()) == pytest.approx(expected) and gap == pytest.approx(0.0)
+    half = tg.GeneratorTrainConfig(mirror=True, relation_contrast=1.0, relation_margin=0.5, batch_size=2)
+    term, gap = tg.relation_contrast_term(_TextScalar(), train, index, drop, noise, half, torch.Generator())
+    assert gap == pytest.approx(1.0)  # one row, clip 0: swapped loss 1, true loss 0
+    assert tg.relation_contrast_term(_TextScalar(), train, torch.tensor([2, 3]), torch.tensor([False, False]),
+                                     noise[:2], cfg, torch.Generator()) is None
+
+
 def test_relation_contrast_needs_mirrored_clips():
     with pytest.raises(ValueError, match="mirror=true"):
         tg.GeneratorTrainConfig(relation_contrast=1.0)

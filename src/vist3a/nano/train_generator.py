@@ -215,6 +215,27 @@ def relation_contrast(loss_true: torch.Tensor, loss_swapped: torch.Tensor, margi
     return margin * torch.nn.functional.softplus((loss_true - loss_swapped) / margin).mean()
 
 
+def relation_contrast_term(transformer: Any, train: LatentCache, index: torch.Tensor, drop: torch.Tensor,
+                           noise: torch.Tensor, cfg: GeneratorTrainConfig, generator: torch.Generator
+                           ) -> tuple[torch.Tensor, float] | None:
+    """The relation contrast of a batch (``train`` clips ``index``, ``drop``: rows trained on the empty prompt):
+    :func:`relation_contrast` over up to half the batch — the rows with a mirror partner of another caption and
+    a caption kept — each at a noise level drawn from ``[cfg.relation_sigma_min, 1)``, with its own caption and
+    with its partner's, same noise. Returns ``(term, mean loss gap swapped - true)``; None when no row qualifies."""
+    partner = train.partner[index]
+    rows = torch.nonzero((partner >= 0) & ~drop).squeeze(1)[: cfg.batch_size // 2]
+    if rows.numel() == 0:
+        return None
+    lo = cfg.relation_sigma_min  # high noise: where the layout, and so the side, is decided
+    sigma = (lo + (1.0 - lo) * torch.rand(rows.numel(), generator=generator)).clamp(max=1.0 - 1e-4)
+    texts = torch.cat((train.text[index[rows]], train.text[partner[rows]])).float()
+    twice = lambda x: x.repeat(2, *([1] * (x.dim() - 1)))
+    losses = flow_matching_losses(transformer, twice(train.latents[index[rows]]), texts,
+                                  twice(sigma.to(noise.device)), twice(noise[rows]))
+    true_loss, swapped = losses.chunk(2)
+    return relation_contrast(true_loss, swapped, cfg.relation_margin), float((swapped - true_loss).mean().detach())
+
+
 class EMA:
     """Exponential moving average of a model's floating parameters (``decay`` with warm-up)."""
 
@@ -391,18 +412,10 @@ def train_generator(
             losses = flow_matching_losses(transformer, z0, text, sigma, noise)
             loss = losses.mean()
             if cfg.relation_contrast > 0.0:
-                partner = train.partner[index]
-                rows = torch.nonzero((partner >= 0) & ~drop).squeeze(1)[: cfg.batch_size // 2]
-                if rows.numel():  # at high noise, where the layout (and so the side) is decided
-                    lo = cfg.relation_sigma_min
-                    s_rel = (lo + (1.0 - lo) * torch.rand(rows.numel(), generator=gen)).clamp(max=1.0 - 1e-4)
-                    s_rel = s_rel.to(device)
-                    both = flow_matching_losses(transformer, z0[rows].repeat(2, 1, 1, 1, 1),
-                                                torch.cat((text[rows], train.text[partner[rows]].float())),
-                                                s_rel.repeat(2), noise[rows].repeat(2, 1, 1, 1, 1))
-                    true_loss, swapped = both.chunk(2)
-                    loss = loss + cfg.relation_contrast * relation_contrast(true_loss, swapped, cfg.relation_margin)
-                    logs["relation_gap"] = float((swapped - true_loss).mean().detach())
+                term = relation_contrast_term(transformer, train, index, drop, noise, cfg, gen)
+                if term is not None:
+                    loss = loss + cfg.relation_contrast * term[0]
+                    logs["relation_gap"] = term[1]
         return loss, logs
 
     after = (lambda step: ema.update(transformer, step)) if ema is not None else None
