@@ -28,7 +28,6 @@ from typing import Any
 import torch
 
 from vist3a.errors import UserInputError
-from vist3a.presets import load_preset
 from vist3a.scene import Scene
 
 logger = logging.getLogger(__name__)
@@ -141,31 +140,22 @@ class Text2ScenePipeline:
         :class:`~vist3a.video.WanGenerator` (default: the preset's, ``"text"`` for the real presets on CUDA).
         ``compile``: :meth:`compile` the transformer. ``fp8``: :meth:`quantize_fp8` it first (CUDA, torchao).
         """
-        from vist3a.pipeline_loading import load_components
+        from vist3a.components import PIPELINE_PARTS, load_components, resolve_preset
+        from vist3a.video.generator import OFFLOAD_MODES
 
         device = torch.device(device) if device is not None else _default_device()
-        path = Path(preset_or_dir)
-        if path.is_dir():
-            preset_file = path / "preset.json"
-            if not preset_file.is_file():
-                raise UserInputError(f"'{path}' is not a vist3a pipeline folder (no preset.json)")
-            preset = load_preset(preset_file)
-            preset["folder"] = str(path)
-        else:
-            preset = load_preset(preset_or_dir)
+        preset = resolve_preset(preset_or_dir)
         dtype = parse_dtype(dtype) or parse_dtype(preset["defaults"].get("dtype"))
         if device.type == "cpu" and dtype in (torch.float16, torch.bfloat16):
             logger.info("CPU run: using float32 instead of %s", dtype)
             dtype = torch.float32
-        from vist3a.video.generator import OFFLOAD_MODES
-
         if offload is None:
             offload = preset["defaults"].get("offload", "none") if device.type == "cuda" else "none"
         if offload not in OFFLOAD_MODES:
             raise UserInputError(f"--offload must be one of {', '.join(OFFLOAD_MODES)}, got {offload!r}")
-        generator, decoder = load_components(
-            preset, device=device, dtype=dtype, local_files_only=local_files_only, offload=offload
-        )
+        parts = load_components(preset, PIPELINE_PARTS, device=device, dtype=dtype,
+                                local_files_only=local_files_only, offload=offload)
+        generator, decoder = parts.generator, parts.stitched
         if lora is not None:
             from vist3a.video.lora import load_lora
 
@@ -187,7 +177,7 @@ class Text2ScenePipeline:
         with atomic_dir(directory) as tmp:
             self.generator.save_pretrained(tmp / "generator")
             self.decoder.save_pretrained(tmp / "decoder")
-            preset = {k: v for k, v in self.preset.items() if k not in ("folder", "builtin")}
+            preset = {k: v for k, v in self.preset.items() if k not in ("folder", "builtin", "provider")}
             preset["source"] = "folder"
             (tmp / "preset.json").write_text(json.dumps(preset, indent=2))
         return directory

@@ -7,13 +7,13 @@ import logging
 import pytest
 import torch
 
-from vist3a.alignment.components import nano_reward_scorer
 from vist3a.alignment.scorers import NanoClipScorer, TinyImageTextScorer
+from vist3a.nano.provider import nano_reward_scorer
 
 
 def test_missing_reward_model_falls_back_with_a_warning(monkeypatch, tmp_path, caplog, fake_minilm):
     monkeypatch.setenv("VIST3A_NANO_WEIGHTS", str(tmp_path / "empty"))
-    with caplog.at_level(logging.WARNING, logger="vist3a.alignment.components"):
+    with caplog.at_level(logging.WARNING, logger="vist3a.nano.provider"):
         scorer, name = nano_reward_scorer(fake_minilm, "cpu")
     assert name == "tiny-random" and isinstance(scorer, TinyImageTextScorer)
     assert "('clip') is not installed" in caplog.text and "vist3a nano train clip" in caplog.text

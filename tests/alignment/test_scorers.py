@@ -115,11 +115,10 @@ def test_nano_clip_scorer_is_a_differentiable_cosine(fake_minilm, tiny_clip_conf
 
 
 def test_nano_scorers_load_run_folders(tmp_path, fake_minilm, tiny_clip_config):
-    from vist3a.alignment.scorers import NANO_SCORER_COMPONENTS, nano_clip_scorer
     from vist3a.nano.imagetext import NanoImageTextModel
+    from vist3a.nano.provider import nano_clip_scorer
     from vist3a.nano.training import save_component
 
-    assert set(NANO_SCORER_COMPONENTS) <= set(SCORERS)
     save_component(NanoImageTextModel(**tiny_clip_config("vit", "evaluation")), tmp_path / "clip_eval",
                    torch.float16)
     scorer = nano_clip_scorer("clip_eval", source=tmp_path / "clip_eval", text_encoder=fake_minilm)

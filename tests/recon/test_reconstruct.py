@@ -87,7 +87,7 @@ def test_cli_anysplat_random_tiny(image_dir, tmp_path):
             "--model",
             "anysplat",
             "--weights",
-            "random-tiny",
+            "tiny-random",
             "--size",
             "56",
             "--out",
@@ -123,7 +123,7 @@ def test_cli_vggt_video_random_tiny(tmp_path):
             "--model",
             "vggt",
             "--weights",
-            "random-tiny",
+            "tiny-random",
             "--size",
             "56",
             "--out",
@@ -146,7 +146,7 @@ def test_cli_user_errors(image_dir, tmp_path):
     for args in (
         ["reconstruct", str(tmp_path / "missing"), "--out", str(tmp_path / "o")],
         ["reconstruct", str(image_dir), "--out", str(tmp_path / "o"), "--model", "mvdust3r"],
-        ["reconstruct", str(image_dir), "--out", str(tmp_path / "o"), "--size", "50", "--weights", "random-tiny"],
+        ["reconstruct", str(image_dir), "--out", str(tmp_path / "o"), "--size", "50", "--weights", "tiny-random"],
     ):
         with pytest.raises(SystemExit) as exc:
             main(args)

@@ -10,10 +10,8 @@ Real scorers (optional dependencies, loaded on demand, never downloaded by the t
 - ``"hpsv2.1"``: HPSv2.1 (``open_clip`` ViT-H/14 with the HPSv2.1 fine-tuned weights), cosine similarity;
 - ``"pickscore"``: PickScore v1 (``transformers`` CLIP), ``logit_scale * cosine`` (about 0..100, typically ~20).
 
-Nano scorers (:class:`NanoClipScorer`, the shipped models of :mod:`vist3a.nano.imagetext` on MiniLM, cosine):
-
-- ``"nano-clip"``: the reward model (component ``clip``), what ``vist3a align --preset nano`` optimises;
-- ``"nano-clip-eval"``: the evaluation model (component ``clip_eval``), for CLIP-R-precision only.
+:class:`NanoClipScorer` wraps a nano image-text model on MiniLM (cosine); the shipped ones are loaded by the nano
+component provider (``vist3a.nano.provider``: ``"nano-clip"``, the reward model, and ``"nano-clip-eval"``).
 
 ``"tiny-random"``: :class:`TinyImageTextScorer`, a seeded random model of a few thousand weights (tests, CI).
 :func:`load_scorer` maps a name to a scorer and raises ``ValueError`` on unknown names.
@@ -22,7 +20,6 @@ Nano scorers (:class:`NanoClipScorer`, the shipped models of :mod:`vist3a.nano.i
 from __future__ import annotations
 
 import logging
-import os
 import zlib
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -194,7 +191,7 @@ class PickScoreScorer(nn.Module):
 
 
 class NanoClipScorer(nn.Module):
-    """Cosine similarity of a nano image-text model (:class:`vist3a.nano.imagetext.NanoImageTextModel`).
+    """Cosine similarity of a nano image-text model (``NanoImageTextModel`` of the nano package).
 
     Args:
         model: the image-text model (frozen here).
@@ -223,35 +220,6 @@ class NanoClipScorer(nn.Module):
         return (image_features.float() * self.embed_prompts(prompts).float()).sum(-1)
 
 
-#: Scorer name -> the nano component it loads.
-NANO_SCORER_COMPONENTS = {"nano-clip": "clip", "nano-clip-eval": "clip_eval"}
-
-
-def nano_clip_scorer(
-    component: str = "clip",
-    device: torch.device | str = "cpu",
-    *,
-    source: str | os.PathLike | None = None,
-    text_encoder: Any = None,
-) -> NanoClipScorer:
-    """A :class:`NanoClipScorer` of nano component ``component`` ("clip" or "clip_eval").
-
-    ``source``: a training run folder (``vist3a nano train clip``) or its ``model/``; None = the installed
-    weights (sha256-verified). ``text_encoder``: MiniLM to share (default: a fresh one on ``device``).
-    """
-    from vist3a.nano.configs import NANO_VIDEO
-    from vist3a.nano.weights import load_component_from
-
-    if component not in NANO_SCORER_COMPONENTS.values():
-        raise ValueError(f"`component` must be one of {sorted(NANO_SCORER_COMPONENTS.values())}, got {component!r}")
-    model = load_component_from(None if source is None else str(source), component, device)
-    if text_encoder is None:
-        from vist3a.video.text import load_minilm_text_encoder
-
-        text_encoder = load_minilm_text_encoder(max_length=NANO_VIDEO.text_max_length, device=device)
-    return NanoClipScorer(model, text_encoder)
-
-
 # ----------------------------------------------------------------------------- loading
 def _require(module: str, scorer: str) -> Any:
     import importlib
@@ -275,10 +243,10 @@ def _load_dfn_clip(device: torch.device, dtype: torch.dtype) -> ImageTextScorer:
 
 def _load_hpsv21(device: torch.device, dtype: torch.dtype) -> ImageTextScorer:
     open_clip = _require("open_clip", "hpsv2.1")
-    from huggingface_hub import hf_hub_download
+    from vist3a.hub import resolve_file
 
     model = open_clip.create_model(HPS_ARCH, pretrained=None)
-    checkpoint = torch.load(hf_hub_download(HPS_REPO, HPS_FILE), map_location="cpu", weights_only=False)
+    checkpoint = torch.load(resolve_file(HPS_REPO, HPS_FILE, what="hpsv2.1"), map_location="cpu", weights_only=False)
     model.load_state_dict(checkpoint.get("state_dict", checkpoint))
     return OpenClipScorer(model.to(device, dtype), open_clip.get_tokenizer(HPS_ARCH), 224, crop=True)
 
@@ -295,18 +263,12 @@ def _load_tiny(device: torch.device, dtype: torch.dtype) -> ImageTextScorer:
     return TinyImageTextScorer().to(device)
 
 
-def _load_nano(name: str) -> Callable[[torch.device, torch.dtype], ImageTextScorer]:
-    # float32 whatever ``dtype`` says: the nano models are tiny and their cosine is compared across runs
-    return lambda device, dtype: nano_clip_scorer(NANO_SCORER_COMPONENTS[name], device)
-
-
 #: name -> loader ``(device, dtype) -> scorer``.
 SCORERS: dict[str, Callable[[torch.device, torch.dtype], ImageTextScorer]] = {
     "dfn-clip": _load_dfn_clip,
     "hpsv2.1": _load_hpsv21,
     "pickscore": _load_pickscore,
     "tiny-random": _load_tiny,
-    **{name: _load_nano(name) for name in NANO_SCORER_COMPONENTS},
 }
 
 

@@ -27,8 +27,8 @@ def register(app: typer.Typer) -> None:
         weights: str = typer.Option(
             None,
             "--weights",
-            help="Hub repo id or local folder (default: the official release); "
-            "'random-tiny' for a tiny random model (tests, demos).",
+            help="Hub repo id or local folder (default: the official release), or a preset name "
+            "('tiny-random' for a tiny random model, tests and demos; 'nano').",
         ),
         size: int = typer.Option(
             None, "--size", help="Input width in pixels, a multiple of 14 (default: 448 for anysplat, 518 for vggt)."
@@ -40,7 +40,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         import torch
 
-        from vist3a.recon.reconstruct import DEFAULT_SIZE, load_model, preprocess_frames, read_frames, reconstruct
+        from vist3a.components import load_components, recon_preset
+        from vist3a.recon.reconstruct import DEFAULT_SIZE, preprocess_frames, read_frames, reconstruct
 
         if model not in DEFAULT_SIZE:
             raise UserInputError(f"--model must be one of {sorted(DEFAULT_SIZE)}, got {model!r}")
@@ -55,7 +56,10 @@ def register(app: typer.Typer) -> None:
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise UserInputError(f"--device {device!r} asks for CUDA, but no CUDA device is available")
         views = preprocess_frames(read_frames(source, max_views), size or DEFAULT_SIZE[model])
-        net = load_model(model, weights, dev)
+        parts = load_components(recon_preset(model, weights), {"recon"}, device=dev, recon_model=model)
+        if parts.sources.get("weights") == "random-init":
+            typer.echo(f"warning: a *random* {model} model ({weights}): the output is meaningless", err=True)
+        net = parts.recon.to(dev)
         autocast = None if dtype == "float32" else getattr(torch, dtype)
         summary = reconstruct(
             net,

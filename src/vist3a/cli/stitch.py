@@ -8,7 +8,10 @@ import typer
 
 from vist3a.errors import UserInputError
 
-PRESET_HELP = "tiny-random (seconds on a CPU), nano (the shipped nano models) or release (Wan 2.1 VAE + AnySplat)."
+PRESET_HELP = (
+    "tiny-random (seconds on a CPU), nano (the shipped nano models), vist3a-1.3b / vist3a-14b (Wan 2.1 VAE + "
+    "AnySplat) or a preset .json; sizes come from its stitching block."
+)
 
 
 def _device(device: str | None):
@@ -50,7 +53,7 @@ def register(app: typer.Typer) -> None:
             "report.json / report.md, mse.png and layers/<name>.safetensors under --out.\n\n"
             "Examples:\n\n"
             "  vist3a stitch search --preset nano --num-clips 64 --out runs/search\n\n"
-            "  vist3a stitch search --preset release --data dl3dv:/data/DL3DV-10K/1K --num-clips 400 "
+            "  vist3a stitch search --preset vist3a-1.3b --data dl3dv:/data/DL3DV-10K/1K --num-clips 400 "
             "--device cuda --out runs/search"
         ),
     )

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from vist3a.errors import UserInputError
+from vist3a.hub import looks_like_path, resolve_file
 from vist3a.recon.anysplat import AnySplat
 from vist3a.recon.convert import check_state_dict, config_from_official, load_official_state_dict
 from vist3a.recon.vggt import VGGT
@@ -39,39 +40,15 @@ MODEL_CLASSES: dict[str, type[nn.Module]] = {"vggt": VGGT, "anysplat": AnySplat}
 
 # ----------------------------------------------------------------------------- file resolution
 def _download(
-    repo_id: str, filename: str, local_files_only: bool, revision: str | None, cache_dir: str | None
+    repo_id: str, filename: str, local_files_only: bool | None, revision: str | None, cache_dir: str | None
 ) -> Path | None:
-    """One file of a Hub repo (``None`` if the repo has no such file)."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        HFValidationError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-    )
-
-    try:
-        return Path(
-            hf_hub_download(
-                repo_id, filename, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only
-            )
-        )
-    except LocalEntryNotFoundError as exc:
-        raise UserInputError(
-            f"weights of {repo_id!r} are not in the local Hugging Face cache and cannot be downloaded "
-            f"({'local_files_only=True' if local_files_only else 'offline'}): download them once with network "
-            f"access, or pass a local folder"
-        ) from exc
-    except RepositoryNotFoundError as exc:
-        raise UserInputError(f"Hugging Face repo {repo_id!r} does not exist (or needs a login)") from exc
-    except HFValidationError as exc:
-        raise UserInputError(f"{repo_id!r} is neither an existing folder nor a valid Hugging Face repo id") from exc
-    except EntryNotFoundError:
-        return None
+    """One file of a Hub repo (``None`` if the repo has no such file), through :mod:`vist3a.hub`."""
+    return resolve_file(repo_id, filename, local_files_only=local_files_only, revision=revision,
+                        cache_dir=cache_dir, missing_ok=True, what=f"weights of {repo_id!r}")
 
 
 def _resolve_files(
-    source: str | os.PathLike, local_files_only: bool, revision: str | None, cache_dir: str | None
+    source: str | os.PathLike, local_files_only: bool | None, revision: str | None, cache_dir: str | None
 ) -> tuple[Path | None, Path, str]:
     """``(config.json or None, weight file, "official" | "vist3a")`` for a folder or Hub repo id."""
     path = Path(source)
@@ -85,7 +62,7 @@ def _resolve_files(
             f"folder {path} has no weight file (expected one of {[VIST3A_WEIGHT_FILE, *OFFICIAL_WEIGHT_FILES]})"
         )
     text = str(source)
-    if text.startswith((".", "/", "~")) or text.count("/") != 1:
+    if looks_like_path(source) or text.count("/") != 1:
         raise UserInputError(f"weights {text!r}: no such folder, and not a Hugging Face repo id (owner/name)")
     config = _download(text, CONFIG_FILE, local_files_only, revision, cache_dir)
     for name in (VIST3A_WEIGHT_FILE, *OFFICIAL_WEIGHT_FILES):
@@ -132,7 +109,7 @@ def _from_pretrained(
     kind: str,
     source: str | os.PathLike,
     *,
-    local_files_only: bool,
+    local_files_only: bool | None,
     revision: str | None,
     cache_dir: str | None,
     device: str | torch.device | None,
@@ -166,7 +143,7 @@ def _from_pretrained(
 def vggt_from_pretrained(
     repo_id_or_dir: str | os.PathLike = DEFAULT_REPOS["vggt"],
     *,
-    local_files_only: bool = False,
+    local_files_only: bool | None = None,
     revision: str | None = None,
     cache_dir: str | None = None,
     load_track_head: bool = False,
@@ -196,7 +173,7 @@ def vggt_from_pretrained(
 def anysplat_from_pretrained(
     repo_id_or_dir: str | os.PathLike = DEFAULT_REPOS["anysplat"],
     *,
-    local_files_only: bool = False,
+    local_files_only: bool | None = None,
     revision: str | None = None,
     cache_dir: str | None = None,
     device: str | torch.device | None = None,

@@ -187,19 +187,6 @@ class ReconstructionSummary:
     files: list[str]
 
 
-def load_model(kind: str, weights: str | None, device: torch.device) -> torch.nn.Module:
-    """``weights``: Hub repo id or folder (``None``: the official release), or ``"random-tiny"``."""
-    from vist3a.recon import anysplat_from_pretrained, random_tiny_model, vggt_from_pretrained
-
-    if kind not in DEFAULT_SIZE:
-        raise UserInputError(f"--model must be one of {sorted(DEFAULT_SIZE)}, got {kind!r}")
-    if weights == "random-tiny":
-        logger.warning("using a tiny *random* %s model: the output is meaningless (for tests and demos)", kind)
-        return random_tiny_model(kind).to(device)
-    loader = vggt_from_pretrained if kind == "vggt" else anysplat_from_pretrained
-    return loader(weights, device=device) if weights else loader(device=device)
-
-
 def _write_flythrough(path: Path, gaussians, w2c: torch.Tensor, K: torch.Tensor, width: int, height: int,
                       num_frames: int) -> None:
     """Render ``gaussians`` along a smooth path through the predicted cameras and write a video."""

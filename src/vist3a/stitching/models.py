@@ -1,14 +1,11 @@
 """The models the stitching stages work on: a video VAE, a reconstruction model, and the sizes between them.
 
-:func:`resolve_stitch_models` is the one place that turns a preset name (+ optional ``--recon`` / ``--vae``
-sources) into loaded models:
-
-- ``tiny-random``: tiny random Wan VAE (:mod:`vist3a.video.tiny`) + tiny random AnySplat
-  (:func:`vist3a.recon.random_tiny_model`): seconds on a CPU, for tests and CI;
-- ``nano``: the shipped nano VAE + AnySplat (:mod:`vist3a.nano`) when they are installed; otherwise models of the
-  nano sizes with random weights (logged as a warning and recorded as ``weights: "random-init"``);
-- ``release``: the Wan 2.1 VAE + AnySplat of the VIST3A release (Hugging Face ids, 13 frames, 512 px VAE input,
-  448 px model input).
+:func:`resolve_stitch_models` asks :func:`vist3a.components.load_components` for the parts ``vae`` and ``recon``
+of a preset (any preset name every command accepts: ``tiny-random``, ``nano``, ``vist3a-1.3b``, ``vist3a-14b``, a
+preset file) and reads the sizes from the preset's ``stitching`` block (VAE input size, 3D-model input size,
+frames, view counts). ``--recon`` / ``--vae`` sources (Hub ids or folders) replace the preset's models. The
+built-in presets fall back to random weights of their sizes when their weights are not installed (a warning;
+``sources["weights"] = "random-init"``).
 
 The stitching spec is derived from the sizes (:func:`derive_spec`): kernel ``5x3x3``, padding ``2x1x1`` as in the
 release, output channels = the model's token width, spatial stride = latent grid / token grid.
@@ -29,8 +26,6 @@ from vist3a.stitching.adapters import ReconAdapter, adapter_for_model
 
 logger = logging.getLogger(__name__)
 
-PRESETS = ("tiny-random", "nano", "release")
-RELEASE_SOURCES = {"vae": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "recon": "lhjiang/anysplat"}
 SPEC_KERNEL = "5x3x3"
 SPEC_PADDING = "2x1x1"
 POOL_CHUNK = 8  # clips rendered per call when pooling synthetic training clips
@@ -100,24 +95,14 @@ def derive_spec(recon: torch.nn.Module, adapter: ReconAdapter, vae: torch.nn.Mod
     return f"conv3d_k{SPEC_KERNEL}_o{adapter.token_width(recon)}_s1x{s}x{s}_p{SPEC_PADDING}"
 
 
-def _tiny_vae(seed: int) -> torch.nn.Module:
-    from diffusers import AutoencoderKLWan
-
-    from vist3a.video.tiny import tiny_vae_config
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return AutoencoderKLWan(**tiny_vae_config())
-
-
 def load_vae(source: str) -> torch.nn.Module:
     """``AutoencoderKLWan`` from a Hub repo id or a folder (a diffusers pipeline folder with ``vae/``, or the VAE
     folder itself)."""
     from diffusers import AutoencoderKLWan
 
-    from vist3a.video._hub import resolve_pretrained_dir
+    from vist3a.hub import resolve_dir
 
-    root = resolve_pretrained_dir(source, allow_patterns=["vae/*"], what="VAE")
+    root = resolve_dir(source, allow_patterns=["vae/*"], what="VAE")
     folder = root / "vae" if (root / "vae").is_dir() else root
     if not (folder / "config.json").is_file():
         raise UserInputError(f"VAE: {source} has no config.json (neither in vae/ nor at the top)")
@@ -134,56 +119,6 @@ def load_recon(source: str, recon_type: str) -> torch.nn.Module:
     return loaders[recon_type](source)
 
 
-def _nano_component(name: str) -> torch.nn.Module | None:
-    """The shipped nano component ``name`` ("vae", "recon"), or None when the nano weights are not installed."""
-    from vist3a.nano.weights import load_nano_component
-
-    try:
-        return load_nano_component(name)
-    except (FileNotFoundError, KeyError, ValueError) as exc:
-        logger.warning("nano %s weights are not available: %s", name, exc)
-        return None
-
-
-def _preset_tiny(seed: int) -> dict[str, Any]:
-    from vist3a.recon import random_tiny_model
-
-    return {
-        "vae": _tiny_vae(seed), "recon": random_tiny_model("anysplat", seed=seed), "num_frames": 5, "views": (5,),
-        "vae_size": 32, "recon_size": 56, "sources": {"vae": "tiny-random", "recon": "tiny-random", "seed": seed},
-    }
-
-
-def _preset_nano(seed: int) -> dict[str, Any]:
-    from diffusers import AutoencoderKLWan
-
-    from vist3a.nano.configs import NANO_VIDEO, nano_anysplat_config, nano_vae_config
-    from vist3a.recon import AnySplat
-
-    vae, recon = _nano_component("vae"), _nano_component("recon")
-    sources = {"vae": "nano (shipped)", "recon": "nano (shipped)"}
-    if vae is None or recon is None:
-        logger.warning("the nano weights are not installed: using nano-size models with RANDOM weights "
-                       "(the results say nothing about the nano models)")
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            vae = vae if vae is not None else AutoencoderKLWan(**nano_vae_config())
-            recon = recon if recon is not None else AnySplat(**nano_anysplat_config())
-        sources = {"vae": "nano", "recon": "nano", "weights": "random-init", "seed": seed}
-    return {"vae": vae, "recon": recon, "num_frames": NANO_VIDEO.num_frames, "views": (9, 13),
-            "vae_size": NANO_VIDEO.height,
-            "recon_size": NANO_VIDEO.recon_size, "sources": sources}
-
-
-def _preset_release(seed: int) -> dict[str, Any]:
-    return {"vae": None, "recon": None, "num_frames": 13, "views": (9, 13, 17, 21), "vae_size": 512,
-            "recon_size": 448,
-            "sources": dict(RELEASE_SOURCES)}
-
-
-_PRESET_BUILDERS = {"tiny-random": _preset_tiny, "nano": _preset_nano, "release": _preset_release}
-
-
 def resolve_stitch_models(
     preset: str = "nano",
     recon: str | None = None,
@@ -198,17 +133,19 @@ def resolve_stitch_models(
 ) -> StitchModels:
     """Load the VAE and reconstruction model of ``preset``; ``recon`` / ``vae`` (Hub ids or folders) replace the
     preset's, sizes and ``spec`` override its defaults. Both models come back frozen, in eval mode, on ``device``."""
-    if preset not in _PRESET_BUILDERS:
-        raise UserInputError(f"unknown preset {preset!r}; choose one of {list(PRESETS)}")
-    base = _PRESET_BUILDERS[preset](seed)
-    if recon is not None:
-        base["recon"], base["sources"]["recon"] = load_recon(recon, recon_type), recon
-    elif base["recon"] is None:
-        base["recon"] = load_recon(base["sources"]["recon"], recon_type)
-    if vae is not None:
-        base["vae"], base["sources"]["vae"] = load_vae(vae), vae
-    elif base["vae"] is None:
-        base["vae"] = load_vae(base["sources"]["vae"])
+    from vist3a.components import load_components, resolve_preset, stitching_sizes
+
+    data = resolve_preset(preset)
+    sizes = stitching_sizes(data)
+    parts = {p for p, given in (("vae", vae), ("recon", recon)) if given is None}
+    loaded = load_components(data, parts, seed=seed, random_fallback=True, recon_model=recon_type) if parts else None
+    sources = dict(loaded.sources) if loaded is not None else {"preset": data["name"]}
+    base = {"vae": loaded.vae if vae is None else load_vae(vae),
+            "recon": loaded.recon if recon is None else load_recon(recon, recon_type),
+            "num_frames": sizes["num_frames"], "views": sizes["views"], "vae_size": sizes["vae_size"],
+            "recon_size": sizes["recon_size"], "sources": sources}
+    for name, given in (("vae", vae), ("recon", recon)):
+        sources[name] = given if given is not None else data["name"]
     recon_model, vae_model = base["recon"], base["vae"]
     for model in (recon_model, vae_model):
         model.eval().requires_grad_(False).to(device)

@@ -22,8 +22,8 @@ from typing import Any
 import torch
 
 from vist3a.errors import UserInputError
+from vist3a.hub import resolve_dir
 from vist3a.io_utils import atomic_dir
-from vist3a.video._hub import resolve_pretrained_dir
 from vist3a.video.configs import wan_repo_id
 from vist3a.video.frames import check_num_frames, check_resolution, latent_shape, vae_scale_factors
 from vist3a.video.latents import denormalize_latents, normalize_latents
@@ -116,7 +116,7 @@ class WanGenerator:
         device = torch.device(device) if device is not None else _default_device()
         dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
         patterns = ["model_index.json", VIST3A_CONFIG_NAME, *(f"{c}/*" for c in COMPONENTS)]
-        root = resolve_pretrained_dir(
+        root = resolve_dir(
             repo_or_dir,
             allow_patterns=patterns,
             revision=revision,

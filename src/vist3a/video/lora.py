@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 from vist3a.errors import UserInputError
+from vist3a.hub import resolve_dir
 from vist3a.io_utils import atomic_dir
-from vist3a.video._hub import resolve_pretrained_dir
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def load_lora(
     from peft import LoraConfig, inject_adapter_in_model, set_peft_model_state_dict
 
     patterns = [f"{subfolder}/*"] if subfolder else None
-    root = resolve_pretrained_dir(
+    root = resolve_dir(
         path, allow_patterns=patterns, revision=revision, local_files_only=local_files_only, what="LoRA"
     )
     folder = root / subfolder if subfolder else root

@@ -25,7 +25,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 
 from vist3a.errors import UserInputError
-from vist3a.video._hub import resolve_pretrained_dir
+from vist3a.hub import resolve_dir
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class HFTextEncoder:
             tokenizer_subfolder = cls.default_tokenizer_subfolder if subfolder == cls.default_subfolder else None
         tokenizer_subfolder = tokenizer_subfolder if tokenizer_subfolder is not None else subfolder
         patterns = [f"{sub}/*" if sub else "*" for sub in {subfolder, tokenizer_subfolder}]
-        root = resolve_pretrained_dir(
+        root = resolve_dir(
             repo_or_dir,
             allow_patterns=patterns,
             revision=revision,

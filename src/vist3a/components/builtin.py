@@ -1,0 +1,177 @@
+"""The built-in providers: ``tiny-random`` (seeded random models of the real classes), ``hub`` (the release's
+repos or local copies of them) and ``folder`` (a pipeline written by ``Text2ScenePipeline.save_pretrained``)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vist3a.components import GENERATOR_PARTS, Components, LoadOptions, single_scorer
+from vist3a.errors import UserInputError
+
+logger = logging.getLogger(__name__)
+
+
+def place_generator(generator: Any, options: LoadOptions) -> Any:
+    """Apply the offload policy to a freshly built generator (``none`` leaves it as built)."""
+    return generator.set_offload(options.offload) if options.offload != "none" else generator
+
+
+def stitch_recon(recon: torch.nn.Module, preset: dict[str, Any], seed: int) -> torch.nn.Module:
+    """``recon`` stitched at the preset's ``stitched.layer`` / ``spec`` with a seeded fresh stitching layer."""
+    from vist3a.stitching.decoder import StitchedDecoder
+
+    stitched = preset.get("stitched", {})
+    if "layer" not in stitched or "spec" not in stitched:
+        raise UserInputError(f"preset {preset['name']!r} must give stitched.layer and stitched.spec")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return StitchedDecoder.from_recon(recon, stitched["layer"], stitched["spec"])
+
+
+class TinyRandomProvider:
+    """Tiny random Wan generator / VAE, tiny random AnySplat or VGGT, tiny random scorer: seconds on a CPU."""
+
+    def load(self, preset: dict[str, Any], parts: frozenset[str], options: LoadOptions, out: Components) -> None:
+        from vist3a.recon.hub import random_tiny_model
+
+        seed, dtype = options.seed, options.dtype or torch.float32
+        out.sources.update(weights="random-init", seed=seed)
+        if parts & (GENERATOR_PARTS - {"vae"}):
+            from vist3a.video.tiny import build_tiny_generator
+
+            generator = build_tiny_generator(seed, device=options.device, dtype=dtype,
+                                             text_max_length=options.text_max_length or 16)
+            out.set_generator(place_generator(generator, options))
+        elif "vae" in parts:
+            from diffusers import AutoencoderKLWan
+
+            from vist3a.video.tiny import tiny_vae_config
+
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                out.vae = AutoencoderKLWan(**tiny_vae_config())
+        if parts & {"recon", "stitched"}:
+            kind = options.recon_model or preset.get("recon", {}).get("model", "anysplat")
+            recon = random_tiny_model(kind, seed=seed)
+            out.recon = recon
+            if "stitched" in parts:
+                decoder = stitch_recon(recon, preset, seed).to(options.device)
+                if dtype != torch.float32:
+                    decoder = torch.nn.Module.to(decoder, dtype=dtype)  # every module may be half
+                out.stitched = decoder.eval()
+        if "scorer" in parts:
+            from vist3a.alignment.scorers import TinyImageTextScorer
+
+            out.scorer = single_scorer(TinyImageTextScorer(seed=seed).to(options.device), "tiny random")
+
+
+class FolderProvider:
+    """A folder written by ``Text2ScenePipeline.save_pretrained``: ``generator/`` (diffusers Wan) + ``decoder/``."""
+
+    def load(self, preset: dict[str, Any], parts: frozenset[str], options: LoadOptions, out: Components) -> None:
+        from vist3a.stitching.decoder import StitchedDecoder
+        from vist3a.video.generator import WanGenerator
+
+        folder = Path(preset["folder"])
+        out.sources["folder"] = str(folder)
+        if parts & GENERATOR_PARTS:
+            out.set_generator(WanGenerator.from_pretrained(
+                folder / "generator", dtype=options.dtype, device=options.device, offload=options.offload,
+                local_files_only=True,
+            ))
+        if parts & {"stitched", "recon"}:
+            out.stitched = StitchedDecoder.from_pretrained(folder / "decoder").to(options.device).eval()
+        if "recon" in parts:
+            raise UserInputError(f"'{folder}' holds a stitched decoder, not a plain 3D model (part 'recon')")
+
+
+class HubProvider:
+    """The release's components from Hub repos or local folders, all resolved first (one error for all missing).
+
+    Preset keys: ``generator.repo_id``, ``lora`` (merged into the transformer for generation, not for
+    alignment), ``recon.repo_id`` / ``recon.model``, ``stitched`` (official checkpoint file, layer, spec).
+    """
+
+    def load(self, preset: dict[str, Any], parts: frozenset[str], options: LoadOptions, out: Components) -> None:
+        from vist3a import hub
+
+        gen_cfg, lora_cfg = preset.get("generator", {}), preset.get("lora")
+        recon_cfg, stitched_cfg = preset.get("recon", {}), preset.get("stitched", {})
+        whole_generator = bool(parts & (GENERATOR_PARTS - {"vae"}))
+        needed: list[tuple[str, list[str] | None]] = []
+        if whole_generator:
+            needed.append((gen_cfg.get("repo_id"), None))
+            if lora_cfg and options.load_lora:
+                needed.append((lora_cfg["repo_id"], [f"{lora_cfg['subfolder']}/*"]))
+        elif "vae" in parts:
+            needed.append((gen_cfg.get("repo_id"), ["vae/*"]))
+        if parts & {"recon", "stitched"}:
+            needed.append((recon_cfg.get("repo_id"), None))
+        if "stitched" in parts:
+            needed.append((stitched_cfg.get("repo_id"), [stitched_cfg.get("filename")]))
+        if not all(repo for repo, _ in needed):
+            raise UserInputError(f"preset {preset['name']!r} names no repo for each of the parts {sorted(parts)}")
+        folders = hub.require(needed, local_files_only=options.local_files_only, what=f"preset {preset['name']!r}")
+        out.sources.update({k: v for k, v in (("generator", gen_cfg), ("recon", recon_cfg),
+                                               ("stitched", stitched_cfg)) if v})
+        if whole_generator:
+            out.set_generator(self._generator(preset, options))
+        elif "vae" in parts:
+            from diffusers import AutoencoderKLWan
+
+            root = folders[gen_cfg["repo_id"]]
+            out.vae = AutoencoderKLWan.from_pretrained(root / "vae" if (root / "vae").is_dir() else root,
+                                                       local_files_only=True)
+        if parts & {"recon", "stitched"}:
+            base = self._recon(recon_cfg, options)
+            out.recon = base if "recon" in parts else None
+            if "stitched" in parts:
+                out.stitched = self._stitched(base, folders[stitched_cfg["repo_id"]], stitched_cfg, options)
+        if "scorer" in parts:
+            from vist3a.alignment.scorers import load_scorer
+
+            dtype = options.scorer_dtype or (torch.bfloat16 if options.device.type == "cuda" else torch.float32)
+            out.scorer = lambda name: load_scorer(name, options.device, dtype)
+
+    @staticmethod
+    def _generator(preset: dict[str, Any], options: LoadOptions) -> Any:
+        from vist3a.video.generator import WanGenerator
+
+        generator = WanGenerator.from_pretrained(preset["generator"]["repo_id"], dtype=options.dtype,
+                                                 device=options.device, offload=options.offload,
+                                                 local_files_only=True)
+        lora_cfg = preset.get("lora")
+        if lora_cfg and options.load_lora:
+            from vist3a.video.lora import load_lora
+
+            load_lora(generator.transformer, lora_cfg["repo_id"], subfolder=lora_cfg["subfolder"], merge=True,
+                      local_files_only=True)
+        elif lora_cfg:
+            logger.info("the preset's released LoRA %s is not loaded (a fresh LoRA is trained)", lora_cfg)
+        return generator
+
+    @staticmethod
+    def _recon(recon_cfg: dict[str, Any], options: LoadOptions) -> torch.nn.Module:
+        from vist3a.recon import anysplat_from_pretrained, vggt_from_pretrained
+
+        kind = options.recon_model or recon_cfg.get("model", "anysplat")
+        loaders = {"anysplat": anysplat_from_pretrained, "vggt": vggt_from_pretrained}
+        if kind not in loaders:
+            raise UserInputError(f"3D model must be one of {sorted(loaders)}, got {kind!r}")
+        return loaders[kind](recon_cfg["repo_id"], local_files_only=True)
+
+    @staticmethod
+    def _stitched(base: torch.nn.Module, folder: Path, cfg: dict[str, Any], options: LoadOptions) -> torch.nn.Module:
+        from vist3a.stitching.decoder import StitchedDecoder
+
+        decoder = StitchedDecoder.from_official_checkpoint(
+            base, folder / cfg["filename"], layer=cfg["layer"], spec=cfg["spec"],
+            lora_alpha=float(cfg.get("lora_alpha", 32)),
+        )
+        dtype = options.dtype if options.device.type == "cuda" and options.dtype is not None else torch.float32
+        # plain nn.Module.to: diffusers' override warns about an (empty) list of modules to keep in float32
+        return torch.nn.Module.to(decoder, device=options.device, dtype=dtype).eval()

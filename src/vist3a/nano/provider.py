@@ -1,0 +1,148 @@
+"""The ``nano`` component provider: the weights shipped inside the package, registered in
+:mod:`vist3a.components` by module path (nano is a leaf: nothing below it imports this package).
+
+Parts: the generator's four (shipped VAE + transformer, MiniLM, the nano scheduler), ``recon`` (nano AnySplat),
+``stitched`` (the stitched nano AnySplat) and ``scorer`` (the reward image-text model ``clip`` as ``nano-clip``).
+With ``random_fallback`` (stitching and alignment smoke runs) missing weights become models of the nano sizes with
+random weights (a warning; ``sources["weights"] = "random-init"``); otherwise they are a ``UserInputError``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import torch
+
+from vist3a.components import GENERATOR_PARTS, Components, LoadOptions, single_scorer
+from vist3a.errors import UserInputError
+from vist3a.nano.configs import NANO_SAMPLING, NANO_VIDEO
+from vist3a.nano.weights import load_component_from, load_nano_component, nano_available
+
+logger = logging.getLogger(__name__)
+
+NOT_INSTALLED = (
+    "the nano weights are not installed in this copy of vist3a (src/vist3a/nano/weights/); train and install them "
+    "with `vist3a nano train all` + `vist3a nano install`, or use --preset tiny-random"
+)
+#: Scorer name -> the nano component it loads.
+NANO_SCORER_COMPONENTS = {"nano-clip": "clip", "nano-clip-eval": "clip_eval"}
+_NEEDS = {"vae": "vae", "transformer": "generator", "recon": "recon", "stitched": "stitch"}
+
+
+def nano_clip_scorer(
+    component: str = "clip",
+    device: torch.device | str = "cpu",
+    *,
+    source: str | os.PathLike | None = None,
+    text_encoder: Any = None,
+) -> Any:
+    """A :class:`~vist3a.alignment.scorers.NanoClipScorer` of nano component ``component`` ("clip", "clip_eval").
+
+    ``source``: a training run folder (``vist3a nano train clip``) or its ``model/``; None = the installed
+    weights (sha256-verified). ``text_encoder``: MiniLM to share (default: a fresh one on ``device``).
+    """
+    from vist3a.alignment.scorers import NanoClipScorer
+
+    if component not in NANO_SCORER_COMPONENTS.values():
+        raise ValueError(f"`component` must be one of {sorted(NANO_SCORER_COMPONENTS.values())}, got {component!r}")
+    model = load_component_from(None if source is None else str(source), component, device)
+    if text_encoder is None:
+        from vist3a.video.text import load_minilm_text_encoder
+
+        text_encoder = load_minilm_text_encoder(max_length=NANO_VIDEO.text_max_length, device=device)
+    return NanoClipScorer(model, text_encoder)
+
+
+def nano_reward_scorer(text_encoder: Any, device: torch.device | str, seed: int = 0) -> tuple[Any, str]:
+    """``(scorer, name)``: the shipped reward model ("nano-clip", sharing ``text_encoder``) or, when it is not
+    installed, a tiny random scorer ("tiny-random") with a warning."""
+    from vist3a.alignment.scorers import TinyImageTextScorer
+
+    if nano_available(["clip"]):
+        return nano_clip_scorer("clip", device, text_encoder=text_encoder), "nano-clip"
+    logger.warning(
+        "the nano image-text reward model ('clip') is not installed: the rewards use a tiny RANDOM scorer, so "
+        "the reward terms mean nothing; train it with `vist3a nano train clip` and `vist3a nano install`"
+    )
+    return TinyImageTextScorer(seed=seed).to(device), "tiny-random"
+
+
+def _random_part(part: str, seed: int) -> Any:
+    """A model of the nano size with seeded random weights (the global RNG is left untouched)."""
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+
+    from vist3a.nano.configs import (
+        nano_anysplat_config,
+        nano_stitch_spec,
+        nano_transformer_config,
+        nano_vae_config,
+        stitch_candidates,
+    )
+    from vist3a.recon import AnySplat
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if part == "vae":
+            return AutoencoderKLWan(**nano_vae_config())
+        if part == "transformer":
+            return WanTransformer3DModel(**nano_transformer_config())
+        config = nano_anysplat_config()
+        recon = AnySplat(**config)
+        if part == "recon":
+            return recon
+    from vist3a.stitching.decoder import StitchedDecoder
+
+    return StitchedDecoder.from_recon(recon, stitch_candidates(config)[0], nano_stitch_spec())
+
+
+class NanoProvider:
+    """See the module docstring."""
+
+    def load(self, preset: dict[str, Any], parts: frozenset[str], options: LoadOptions, out: Components) -> None:
+        device = options.device
+        dtype = options.dtype or torch.float32
+        wanted = set(parts)
+        if wanted & GENERATOR_PARTS:
+            wanted |= {"vae", "transformer"}
+        needs = sorted(_NEEDS[p] for p in wanted if p in _NEEDS)
+        installed = nano_available(needs)
+        if not installed and not options.random_fallback:
+            raise UserInputError(NOT_INSTALLED)
+        if not installed:
+            logger.warning("the nano weights are not installed: using nano-size models with RANDOM weights (the "
+                           "results say nothing about the nano models)")
+            out.sources.update(weights="random-init", seed=options.seed)
+        else:
+            out.sources.update(weights="nano (shipped)")
+
+        def part(name: str, part_dtype: torch.dtype = torch.float32) -> Any:
+            if installed:
+                return load_nano_component(_NEEDS[name], device=device, dtype=part_dtype)
+            return _random_part(name, options.seed).to(device)
+
+        if wanted & (GENERATOR_PARTS - {"vae"}):
+            from vist3a.video.generator import WanGenerator
+            from vist3a.video.sampler import make_scheduler
+            from vist3a.video.text import load_minilm_text_encoder
+
+            vae, transformer = part("vae"), part("transformer", dtype)
+            text = load_minilm_text_encoder(max_length=NANO_VIDEO.text_max_length, device=device)
+            scheduler = make_scheduler(NANO_SAMPLING.scheduler, shift=NANO_SAMPLING.flow_shift)
+            generator = WanGenerator(vae, transformer, text, scheduler, device=device)
+            out.set_generator(generator.set_offload(options.offload) if options.offload != "none" else generator)
+        elif "vae" in wanted:
+            out.vae = part("vae")
+        if "recon" in wanted:
+            out.recon = part("recon")
+        if "stitched" in wanted:
+            out.stitched = part("stitched").eval()
+        if "scorer" in wanted:
+            text = out.text_encoder
+            if text is None:
+                from vist3a.video.text import load_minilm_text_encoder
+
+                text = load_minilm_text_encoder(max_length=NANO_VIDEO.text_max_length, device=device)
+            scorer, out.sources["scorer"] = nano_reward_scorer(text, device, options.seed)
+            out.scorer = single_scorer(scorer, out.sources["scorer"])
