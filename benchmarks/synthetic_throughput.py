@@ -1,7 +1,7 @@
 """Throughput of the nano world's ray-caster: clips per second for T x S x S clips, on CPU or GPU.
 
-Per size: ``render`` times :func:`vist3a.nano.world.render_clip` one clip at a time on pre-sampled scenes and
-paths; ``batched`` times :func:`~vist3a.nano.world.render_clips` on ``--batch`` scenes per call (the way to
+Per size: ``render`` times :func:`vist3a.world.render_clip` one clip at a time on pre-sampled scenes and
+paths; ``batched`` times :func:`~vist3a.world.render_clips` on ``--batch`` scenes per call (the way to
 use a GPU); ``item`` times whole :class:`vist3a.data.SyntheticClips` items (scene + path + render + caption)
 fetched as a DataLoader does, ``--batch`` keys per ``__getitems__``; ``--workers N`` adds a CPU DataLoader
 with N one-thread worker processes (on a many-core host, usually the fastest way to make training clips).
@@ -23,7 +23,7 @@ import time
 import torch
 
 from vist3a.data import SyntheticClips
-from vist3a.nano.world import (
+from vist3a.world import (
     CAMERA_PATH_KINDS,
     make_rng,
     render_clip,

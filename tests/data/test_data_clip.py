@@ -14,7 +14,7 @@ from vist3a.data import (
     resize_and_crop,
     valid_depth,
 )
-from vist3a.nano.world import render_clip, sample_camera_path, sample_scene
+from vist3a.world import render_clip, sample_camera_path, sample_scene
 
 
 def _clip(T=5, H=6, W=8, cameras=True, depth=True) -> MultiViewClip:

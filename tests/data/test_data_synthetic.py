@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from vist3a.data import EqualLengthBatchSampler, SyntheticClips, collate_clips, valid_depth
-from vist3a.nano.world import Scene, is_heldout
+from vist3a.world import Scene, is_heldout
 
 
 def test_items_are_deterministic_per_seed_and_index():

@@ -10,7 +10,7 @@ from vist3a.evaluation.prompts import (
     r_precision_candidates,
     r_precision_prompts,
 )
-from vist3a.nano.world import Composition, describe_composition, is_heldout
+from vist3a.world import Composition, describe_composition, is_heldout
 
 
 def _differences(a: Composition, b: Composition) -> list[str]:
@@ -71,7 +71,7 @@ def test_changed_attribute_rejects_two_changes():
 
 def test_distractors_are_compositions_the_world_can_show():
     """Nothing stands on a sphere in the world, so "... on top of a sphere" would be rejected by a text prior."""
-    from vist3a.nano.world.splits import can_be_sampled
+    from vist3a.world.splits import can_be_sampled
 
     truth = Composition.of(("red", "cone"), "on top of", ("blue", "cube"))
     candidates = r_precision_candidates(truth, num_candidates=34)  # the truth and all 33 sampleable variants

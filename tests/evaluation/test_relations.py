@@ -43,7 +43,7 @@ def test_centroid_of_painted_blocks():
 @pytest.mark.parametrize("kind", ["orbit", "dolly_in", "pan"])
 def test_ground_truth_first_frames_are_judged_right(kind):
     """The world's own renders of every case are judged correct in the first frame (the canonical view)."""
-    from vist3a.nano.world import Composition, render_clip, sample_camera_path, scene_from_composition
+    from vist3a.world import Composition, render_clip, sample_camera_path, scene_from_composition
 
     for index, case in enumerate(left_right_cases(8, seed=1)):
         words = case.prompt.split()

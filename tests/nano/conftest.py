@@ -48,7 +48,7 @@ def _tiny_transformer_config() -> dict:
 def tiny_caches():
     """(train, held-out) caches of real synthetic-world clips, 5 frames of 16x16."""
     from vist3a.data import SyntheticClips
-    from vist3a.nano.clips import ClipCache
+    from vist3a.data.cache import ClipCache
 
     with torch.random.fork_rng():
         train = ClipCache.build(SyntheticClips(4, TINY_FRAMES, TINY_SIZE, seed=0), progress=False)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vist3a.data import MultiViewClip
-from vist3a.nano.clips import ClipCache
+from vist3a.data.cache import ClipCache
 
 
 def _clip(seed: int) -> MultiViewClip:
@@ -58,7 +58,7 @@ def test_stream_delivers_exactly_the_requested_clips():
     import time
 
     from vist3a.data import SyntheticClips
-    from vist3a.nano.clips import ClipStream
+    from vist3a.data.cache import ClipStream
 
     dataset = SyntheticClips(6, 5, 16, seed=3)
     expected = ClipCache.build(dataset, progress=False)
@@ -81,7 +81,7 @@ def test_stream_delivers_exactly_the_requested_clips():
 
 
 def test_mirror_caption_swaps_only_left_and_right():
-    from vist3a.nano.world import mirror_caption
+    from vist3a.world import mirror_caption
 
     text = "The camera orbits around a red cube to the left of a blue sphere and a green cone on its right."
     assert mirror_caption(text) == text.replace("left", "@").replace("right", "left").replace("@", "right")
@@ -93,7 +93,7 @@ def test_mirror_batch_is_the_mirrored_scene_seen_by_the_mirrored_cameras(tiny_ca
     """A pixel's world point, mirrored across x = 0, projects through the mirrored camera onto the mirrored pixel
     at the same depth; frames/depth flip with it; mirroring twice is the identity."""
     from vist3a.cameras import invert_rigid
-    from vist3a.nano.clips import mirror_batch
+    from vist3a.data.cache import mirror_batch
 
     batch = tiny_caches[0].batch(range(2))
     mirrored = mirror_batch(batch)
@@ -124,8 +124,8 @@ def test_mirrored_clip_shows_the_swapped_relation():
     """In the first (canonical) view of "a red cube left of a blue sphere", red is left of blue; in the mirrored
     clip, whose caption now says "right of", it is right of blue."""
     from vist3a.data import ClipBatch
-    from vist3a.nano.clips import mirror_batch
-    from vist3a.nano.world import Composition, render_clip, sample_camera_path, scene_from_composition
+    from vist3a.data.cache import mirror_batch
+    from vist3a.world import Composition, render_clip, sample_camera_path, scene_from_composition
 
     scene = scene_from_composition(Composition.of(("red", "cube"), "left of", ("blue", "sphere")), 0)
     w2c, K = sample_camera_path("dolly_in", 5, 0, height=48, width=48, target=scene.centre, scene_radius=scene.radius)

@@ -37,9 +37,9 @@ def test_compact_export_covers_world_texts_and_expands_exactly(tmp_path):
 
     from vist3a.evaluation.prompts import heldout_compositions, r_precision_prompts
     from vist3a.nano.text_encoder import compact_text_encoder, expand_text_encoder, export_text_encoder
-    from vist3a.nano.world.captions import CAMERA_PHRASES, caption_for_scene
-    from vist3a.nano.world.scene import sample_scene
     from vist3a.video.templates import apply_template
+    from vist3a.world.captions import CAMERA_PHRASES, caption_for_scene
+    from vist3a.world.scene import sample_scene
 
     full = export_text_encoder(tmp_path / "full", max_length=64)
     expanded = expand_text_encoder(compact_text_encoder(full, tmp_path / "compact"), tmp_path / "expanded")

@@ -137,7 +137,7 @@ def test_generator_stage_continues_from_a_run_and_streams_clips(tmp_path, stage_
 def test_encode_cache_mirror_adds_mirrored_clips_with_swapped_captions(tiny_caches, tiny_vae_config):
     from diffusers import AutoencoderKLWan
 
-    from vist3a.nano.clips import mirror_batch
+    from vist3a.data.cache import mirror_batch
     from vist3a.nano.train_vae import encode_mean
     from vist3a.video.latents import normalize_latents
 
@@ -195,7 +195,7 @@ def test_generator_stage_trains_with_the_relation_contrast(tmp_path, stage_defau
     from diffusers import AutoencoderKLWan
 
     from vist3a.data import SyntheticClips
-    from vist3a.nano.clips import ClipCache
+    from vist3a.data.cache import ClipCache
 
     size, frames = stage_defaults["size"], stage_defaults["num_frames"]
     caches = tuple(ClipCache.build(SyntheticClips(n, frames, size, seed=2, split=split, direction_focus=1.0),

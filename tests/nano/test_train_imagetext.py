@@ -62,7 +62,7 @@ def test_retrieval_scores_match_the_evaluation_protocol(fake_minilm, tiny_clip_c
 def world_batch():
     """16 one-object world clips (3 frames of 16 px) with their captions."""
     from vist3a.data import SyntheticClips
-    from vist3a.nano.clips import ClipCache
+    from vist3a.data.cache import ClipCache
 
     with torch.random.fork_rng():
         return ClipCache.build(SyntheticClips(16, 5, 16, seed=0, camera_phrase_prob=0.0), progress=False)
@@ -88,7 +88,7 @@ def test_a_few_steps_reduce_the_contrastive_loss(world_batch, fake_minilm, tiny_
 
 def test_stage_end_to_end(tmp_path, world_batch, fake_minilm, tiny_clip_config):
     from vist3a.nano.weights import load_component_from
-    from vist3a.nano.world import Composition
+    from vist3a.world import Composition
 
     held = ti.HeldOut(world_batch, [Composition.of(("red", "cube"), "left of", ("blue", "sphere"))] * len(world_batch))
     cfg = ti.ClipEvalTrainConfig(model=tiny_clip_config("vit", "evaluation"), steps=3, batch_size=4, log_every=1,

@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-from vist3a.nano.world import (
+from vist3a.world import (
     CAMERA_PATH_KINDS,
     COLOURS,
     RELATIONS,

@@ -229,12 +229,12 @@ def mirror_batch(batch: ClipBatch) -> ClipBatch:
     """The left-right mirror image of every clip of ``batch``: frames and depth flipped along the width, cameras
     mirrored with them (``w2c' = S w2c S``, ``S = diag(-1, 1, 1, 1)``: a proper rotation again; principal point
     ``cx' = W - 1 - cx``), "left"/"right" swapped in captions and compositions
-    (:func:`vist3a.nano.world.captions.mirror_caption`). A world point mirrored across ``x = 0`` projects
+    (:func:`vist3a.world.captions.mirror_caption`). A world point mirrored across ``x = 0`` projects
     through the mirrored camera to the mirrored pixel, so the result is a valid clip of the mirrored scene.
     """
     from dataclasses import replace
 
-    from vist3a.nano.world.captions import mirror_caption
+    from vist3a.world.captions import mirror_caption
 
     flip = torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0]))
     w2c = None if batch.w2c is None else flip.to(batch.w2c) @ batch.w2c @ flip.to(batch.w2c)

@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 
 from vist3a.data.clip import MultiViewClip
 from vist3a.data.sampling import check_frame_choices, derive_rng, split_key
-from vist3a.nano.world import (
+from vist3a.world import (
     CAMERA_PATH_KINDS,
     MarchSettings,
     Scene,
@@ -21,7 +21,7 @@ from vist3a.nano.world import (
     sample_camera_path,
     sample_scene,
 )
-from vist3a.nano.world.splits import SPLITS, sample_composition
+from vist3a.world.splits import SPLITS, sample_composition
 
 
 @dataclass
@@ -38,7 +38,7 @@ class SyntheticClips(Dataset):
     """``num_clips`` procedural clips; item ``i`` is a pure function of ``(seed, split, i)`` (and ``T``).
 
     For each item: a scene of ``split`` ("train" never shows a held-out composition, "heldout" shows only
-    those; see :mod:`vist3a.nano.world.splits`), a camera path of a kind drawn from ``camera_kinds`` looking
+    those; see :mod:`vist3a.world.splits`), a camera path of a kind drawn from ``camera_kinds`` looking
     at the scene, the rendered frames and z-depth, and a caption (with a camera-motion phrase with
     probability ``camera_phrase_prob``). The scene is drawn before the path, so asking for another frame
     count (an ``(index, T)`` key) changes the path's sampling but not the scene. A DataLoader fetches a batch
@@ -51,7 +51,7 @@ class SyntheticClips(Dataset):
         seed: base seed.
         split: "train" or "heldout".
         device: where to render; clips come back on it ("cuda" needs ``num_workers=0`` in a DataLoader).
-        camera_kinds: path kinds to draw from (:data:`~vist3a.nano.world.CAMERA_PATH_KINDS`).
+        camera_kinds: path kinds to draw from (:data:`~vist3a.world.CAMERA_PATH_KINDS`).
         fov_range: horizontal field of view range (degrees).
         ssaa: supersampling factor per axis (odd).
         shadows: trace soft shadows.
@@ -65,7 +65,7 @@ class SyntheticClips(Dataset):
 
     Items: :class:`MultiViewClip` with ``frames [T, 3, S, S]``, ``depth [T, S, S]`` (``+inf`` = background),
     ``w2c``, ``K`` (float32), ``caption``, and ``meta`` holding ``scene_json``
-    (:meth:`~vist3a.nano.world.Scene.from_json` restores it), ``composition`` (canonical wording),
+    (:meth:`~vist3a.world.Scene.from_json` restores it), ``composition`` (canonical wording),
     ``camera_kind``, ``split``, ``seed`` and ``index``.
     """
 

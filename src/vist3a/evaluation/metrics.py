@@ -1,4 +1,4 @@
-"""Evaluation metrics of generated scenes: CLIP-R-precision and 3D-consistency PSNR.
+"""Evaluation metrics of generated scenes: CLIP-R-precision, 3D-consistency PSNR, and image PSNR / SSIM.
 
 CLIP-R-precision (Park et al., 2021, as used by text-to-3D papers) asks an image-text model to retrieve the
 prompt a scene was generated from among ``K`` candidate prompts; the score is the fraction of scenes whose true
@@ -19,8 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-
-from vist3a.nano.training import psnr
+import torch.nn.functional as F
 
 
 def prompt_scores(scorer: Any, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
@@ -83,3 +82,33 @@ def consistency_psnr(decoded: torch.Tensor, rendered: torch.Tensor) -> torch.Ten
         raise ValueError(f"`decoded` and `rendered` must both be [..., 3, H, W] of one shape, got "
                          f"{tuple(decoded.shape)} and {tuple(rendered.shape)}")
     return psnr(rendered.float(), decoded.float())
+
+
+def psnr(pred: torch.Tensor, target: torch.Tensor, dims: tuple[int, ...] = (-3, -2, -1)) -> torch.Tensor:
+    """PSNR in dB of images in [0, 1] (``pred`` clamped), reduced over ``dims`` (per image by default)."""
+    mse = (pred.clamp(0, 1) - target).square().mean(dim=dims)
+    return -10.0 * torch.log10(mse.clamp_min(1e-10))
+
+
+def ssim(pred: torch.Tensor, target: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """Mean SSIM of ``[N, 3, H, W]`` images in [0, 1] (Gaussian window, constants K1 = 0.01, K2 = 0.03),
+    per image ``[N]``; windows are evaluated where they fit entirely inside the image ("valid")."""
+    if pred.shape != target.shape or pred.ndim != 4:
+        raise ValueError(
+            f"ssim needs two [N, C, H, W] tensors of one shape, got {list(pred.shape)} and {list(target.shape)}"
+        )
+    window = min(window, pred.shape[-1], pred.shape[-2])
+    coords = torch.arange(window, dtype=pred.dtype, device=pred.device) - (window - 1) / 2
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    g = g / g.sum()
+    channels = pred.shape[1]
+    kernel = (g[:, None] * g[None, :]).expand(channels, 1, window, window).contiguous()
+    blur = lambda x: F.conv2d(x, kernel, groups=channels)
+    x, y = pred.clamp(0, 1), target
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x**2
+    var_y = blur(y * y) - mu_y**2
+    cov = blur(x * y) - mu_x * mu_y
+    c1, c2 = 0.01**2, 0.03**2
+    value = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return value.mean(dim=(1, 2, 3))

@@ -132,7 +132,7 @@ def render_predicted_views(scene: Any, views: Sequence[int], backend: str = "aut
 
 def _load_scorer(component: str, source: str | None, device: torch.device, text_encoder: Any, required: bool) -> Any:
     """The nano scorer of ``component`` from ``source`` or the installed weights; None (warned) if not required."""
-    from vist3a.alignment.scorers import nano_clip_scorer
+    from vist3a.nano.provider import nano_clip_scorer
     from vist3a.nano.weights import nano_available
 
     if source is None and not nano_available([component]):

@@ -1,18 +1,18 @@
 """Prompts of the nano evaluation: held-out compositions and their one-attribute R-precision candidates.
 
 The prompts come from the nano world's held-out split (compositions whose colour-shape pairs or relation triples
-never occur in training, :mod:`vist3a.nano.world.splits`), worded canonically
-(:func:`~vist3a.nano.world.describe_composition`). The R-precision candidates of a composition are its canonical
+never occur in training, :mod:`vist3a.world.splits`), worded canonically
+(:func:`~vist3a.world.describe_composition`). The R-precision candidates of a composition are its canonical
 caption and ``K - 1`` captions that each change exactly one attribute: an object's colour or shape, a relation
 word, or the direction of a relation, among compositions the world can show
-(:func:`~vist3a.nano.world.attribute_variant_compositions`).
+(:func:`~vist3a.world.attribute_variant_compositions`).
 """
 
 from __future__ import annotations
 
 import random
 
-from vist3a.nano.world import (
+from vist3a.world import (
     Composition,
     attribute_variant_compositions,
     describe_composition,

@@ -3,7 +3,7 @@
 The nano image-text models barely tell "left of" from "right of" (pairwise accuracy 0.57-0.62 on real world
 frames), so CLIP-R-precision cannot say whether a generator honours spatial relations. For two objects of
 well-separated world colours the first frame, the canonical view every nano camera path starts from
-(:mod:`vist3a.nano.world.vocab`), shows the relation directly: compare the horizontal centroids of the pixels
+(:mod:`vist3a.world.vocab`), shows the relation directly: compare the horizontal centroids of the pixels
 of each colour. A pixel counts for a colour when that colour is the nearest of the world's palette and closer
 than ``tolerance``, so shading and the soft edges of small models do not leak one object into the other.
 """
@@ -33,7 +33,7 @@ class LeftRightCase:
 def left_right_cases(num: int, seed: int = 0) -> list[LeftRightCase]:
     """``num`` distinct cases (every ordered colour pair of :data:`LEFT_RIGHT_COLOURS` × both relations, at most
     24), in canonical world wording with seeded shapes: "a red cube to the left of a blue sphere"."""
-    from vist3a.nano.world import SHAPES, Composition, describe_composition
+    from vist3a.world import SHAPES, Composition, describe_composition
 
     rng = random.Random(seed)
     pairs = [(a, b, rel) for a, b in itertools.permutations(LEFT_RIGHT_COLOURS, 2) for rel in ("left of", "right of")]
@@ -51,7 +51,7 @@ def colour_centroid_x(image: torch.Tensor, colour: str, tolerance: float = 0.35,
                       ) -> float | None:
     """Mean column of the pixels of world colour ``colour`` in ``image [3, H, W]`` (values in [0, 1]); None when
     fewer than ``min_pixels`` pixels have it."""
-    from vist3a.nano.world import COLOURS
+    from vist3a.world import COLOURS
 
     names = list(COLOURS)
     palette = torch.tensor([COLOURS[n] for n in names], dtype=torch.float32)  # [P, 3]

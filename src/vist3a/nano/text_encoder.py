@@ -75,12 +75,12 @@ def nano_token_ids(tokenizer) -> list[int]:
     import inspect
 
     import vist3a.evaluation.prompts
-    import vist3a.nano.world.camera_paths
-    import vist3a.nano.world.captions
-    import vist3a.nano.world.vocab
     import vist3a.video.templates
+    import vist3a.world.camera_paths
+    import vist3a.world.captions
+    import vist3a.world.vocab
 
-    modules = (vist3a.nano.world.vocab, vist3a.nano.world.captions, vist3a.nano.world.camera_paths,
+    modules = (vist3a.world.vocab, vist3a.world.captions, vist3a.world.camera_paths,
                vist3a.video.templates, vist3a.evaluation.prompts)
     ids = set(tokenizer.all_special_ids)
     for module in modules:

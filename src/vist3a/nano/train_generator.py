@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from vist3a.nano.clips import ClipCache, ClipStream, mirror_batch, world_dataset
+from vist3a.data.cache import ClipCache, ClipStream, mirror_batch, world_dataset
 from vist3a.nano.configs import NANO_SAMPLING, NANO_VIDEO, nano_transformer_config
 from vist3a.nano.text_encoder import load_text_encoder
 from vist3a.nano.train_vae import encode_mean
@@ -160,7 +160,7 @@ class LatentCache:
 def encode_cache(cache: ClipCache, vae: Any, text_encoder: Any, batch_size: int = 32, mirror: bool = False
                  ) -> LatentCache:
     """Normalised VAE latents (posterior means) and caption token states of every clip of ``cache``; with
-    ``mirror`` also of every clip's left-right mirror image (:func:`~vist3a.nano.clips.mirror_batch`)."""
+    ``mirror`` also of every clip's left-right mirror image (:func:`~vist3a.data.cache.mirror_batch`)."""
     from vist3a.video.latents import normalize_latents
 
     latents, texts, captions, partners = [], [], [], []
@@ -287,7 +287,7 @@ def relation_gain(transformer: Any, data: LatentCache, text_encoder: Any, empty_
     """Whether the transformer uses "left"/"right": the held-out flow-matching loss with every caption's left and
     right swapped minus the loss with the true caption, over the clips whose caption has either word (same
     latents, same noise). About 0: the words are ignored; > 0: they steer the prediction. None: no such clip."""
-    from vist3a.nano.world.captions import mirror_caption
+    from vist3a.world.captions import mirror_caption
 
     keep = [i for i, c in enumerate(data.captions) if mirror_caption(c) != c]
     if not keep:

@@ -34,9 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from vist3a.data.cache import ClipCache, world_dataset
 from vist3a.evaluation.metrics import top1_hit
 from vist3a.evaluation.prompts import ATTRIBUTES, NUM_CANDIDATES, changed_attribute, r_precision_candidates
-from vist3a.nano.clips import ClipCache, world_dataset
 from vist3a.nano.configs import NANO_VIDEO, nano_clip_config, nano_clip_eval_config
 from vist3a.nano.imagetext import NanoImageTextModel
 from vist3a.nano.text_encoder import load_text_encoder
@@ -49,7 +49,7 @@ from vist3a.nano.training import (
     module_num_params,
     train_loop,
 )
-from vist3a.nano.world import Composition, Scene, describe_composition
+from vist3a.world import Composition, Scene, describe_composition
 
 logger = logging.getLogger(__name__)
 

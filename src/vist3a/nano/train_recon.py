@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 
 from vist3a.cameras import invert_rigid, to_homogeneous, w2c_K_to_pose_encoding
+from vist3a.data.cache import ClipCache
 from vist3a.data.clip import ClipBatch, crop_resize_intrinsics, valid_depth
-from vist3a.nano.clips import ClipCache
 from vist3a.nano.configs import nano_anysplat_config
 from vist3a.nano.training import (
     StageConfig,

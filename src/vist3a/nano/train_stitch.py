@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import torch
 
 from vist3a.cameras import to_homogeneous
-from vist3a.nano.clips import ClipCache
+from vist3a.data.cache import ClipCache
 from vist3a.nano.configs import NanoVideo, nano_stitch_spec
 from vist3a.nano.train_recon import render_intrinsics, to_model_input
 from vist3a.nano.train_vae import encode_mean

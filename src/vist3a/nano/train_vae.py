@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from vist3a.nano.clips import ClipCache
+from vist3a.data.cache import ClipCache
 from vist3a.nano.configs import nano_vae_config
 from vist3a.nano.training import (
     StageConfig,

@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 
+from vist3a.data.cache import ClipCache, make_caches
+from vist3a.evaluation.metrics import psnr, ssim  # noqa: F401  (re-exported for the recipes)
 from vist3a.io_utils import atomic_dir, atomic_path
-from vist3a.nano.clips import ClipCache, make_caches
 from vist3a.nano.configs import NANO_VIDEO
 
 logger = logging.getLogger(__name__)
@@ -373,37 +373,6 @@ def save_component(model: Any, run_dir: Path, dtype: torch.dtype, extra_files: M
     return target
 
 
-# ----------------------------------------------------------------------------- metrics
-def psnr(pred: torch.Tensor, target: torch.Tensor, dims: tuple[int, ...] = (-3, -2, -1)) -> torch.Tensor:
-    """PSNR in dB of images in [0, 1] (``pred`` clamped), reduced over ``dims`` (per image by default)."""
-    mse = (pred.clamp(0, 1) - target).square().mean(dim=dims)
-    return -10.0 * torch.log10(mse.clamp_min(1e-10))
-
-
-def ssim(pred: torch.Tensor, target: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    """Mean SSIM of ``[N, 3, H, W]`` images in [0, 1] (Gaussian window, constants K1 = 0.01, K2 = 0.03),
-    per image ``[N]``; windows are evaluated where they fit entirely inside the image ("valid")."""
-    if pred.shape != target.shape or pred.ndim != 4:
-        raise ValueError(
-            f"ssim needs two [N, C, H, W] tensors of one shape, got {list(pred.shape)} and {list(target.shape)}"
-        )
-    window = min(window, pred.shape[-1], pred.shape[-2])
-    coords = torch.arange(window, dtype=pred.dtype, device=pred.device) - (window - 1) / 2
-    g = torch.exp(-(coords**2) / (2 * sigma**2))
-    g = g / g.sum()
-    channels = pred.shape[1]
-    kernel = (g[:, None] * g[None, :]).expand(channels, 1, window, window).contiguous()
-    blur = lambda x: F.conv2d(x, kernel, groups=channels)
-    x, y = pred.clamp(0, 1), target
-    mu_x, mu_y = blur(x), blur(y)
-    var_x = blur(x * x) - mu_x**2
-    var_y = blur(y * y) - mu_y**2
-    cov = blur(x * y) - mu_x * mu_y
-    c1, c2 = 0.01**2, 0.03**2
-    value = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
-    return value.mean(dim=(1, 2, 3))
-
-
 def module_num_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -522,7 +491,7 @@ class StageRun:
 
     def clips(self, caches: tuple[ClipCache, ClipCache] | None = None) -> tuple[ClipCache, ClipCache]:
         """``(train, held_out)`` clip caches: ``caches`` when given (tests), else the world rendered with the
-        config's clip counts, geometry, seed and render settings (:func:`~vist3a.nano.clips.make_caches`)."""
+        config's clip counts, geometry, seed and render settings (:func:`~vist3a.data.cache.make_caches`)."""
         if caches is not None:
             return caches
         cfg = self.cfg

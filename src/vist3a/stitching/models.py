@@ -166,7 +166,7 @@ def resolve_clips(data: str, num_clips: int, num_frames: int, size: int, seed: i
     sequences (:class:`~vist3a.data.FolderClips`).
 
     ``render_once`` (training, which draws clips again and again): the synthetic clips are rendered once, on
-    ``device`` when it is a GPU, into an in-memory pool (:class:`~vist3a.nano.clips.ClipCache`, uint8 frames:
+    ``device`` when it is a GPU, into an in-memory pool (:class:`~vist3a.data.cache.ClipCache`, uint8 frames:
     ``num_clips · num_frames · 3 · size²`` bytes) and served from there; a shorter clip is then the first frames of
     a pooled one. Without it the world renders each clip on access (the layer search reads every clip once).
     File-backed data is read on access either way.
@@ -184,9 +184,9 @@ def resolve_clips(data: str, num_clips: int, num_frames: int, size: int, seed: i
 
 
 def _render_pool(clips: Any, device: torch.device) -> Any:
-    """Every clip of ``clips`` rendered once into a CPU :class:`~vist3a.nano.clips.ClipCache` (CPU worker processes
+    """Every clip of ``clips`` rendered once into a CPU :class:`~vist3a.data.cache.ClipCache` (CPU worker processes
     when rendering on the CPU and there is more than one chunk to render)."""
-    from vist3a.nano.clips import ClipCache
+    from vist3a.data.cache import ClipCache
 
     chunks = math.ceil(len(clips) / POOL_CHUNK)
     workers = 0 if device.type == "cuda" else min(os.cpu_count() or 1, MAX_POOL_WORKERS, chunks)

@@ -9,19 +9,19 @@ Nano models learn text-to-3D from clips of this world. One clip::
     frames, depth = render_clip(scene, w2c, K, 64, 64)            # [T, 3, H, W] in [0, 1], [T, H, W] z-depth
     caption = caption_for_scene(scene, rng, camera_kind="orbit")
 
-World frame and conventions: :mod:`~vist3a.nano.world.vocab` (``y`` up, ground ``y = 0``, canonical viewer
+World frame and conventions: :mod:`~vist3a.world.vocab` (``y`` up, ground ``y = 0``, canonical viewer
 on ``+z``); cameras are OpenCV world-to-camera as everywhere in vist3a. :class:`vist3a.data.SyntheticClips`
 wraps all of this as a dataset of :class:`vist3a.data.MultiViewClip`. On a GPU, render many scenes per call
 with :func:`render_clips` (a single clip there is bound by kernel launches).
 """
 
-from vist3a.nano.world.camera_paths import CAMERA_PATH_KINDS, intrinsics, sample_camera_path
-from vist3a.nano.world.captions import CAMERA_PHRASES, caption_for_scene, describe_composition, mirror_caption
-from vist3a.nano.world.composition import Composition, ObjectSpec, Relation, canonical_triple
-from vist3a.nano.world.render import MarchSettings, RenderOutput, render_clip, render_clips
-from vist3a.nano.world.scene import Background, Ground, Light, Scene, SceneObject, sample_scene, scene_from_composition
-from vist3a.nano.world.sdf import ShapeExtent, shape_extent, shape_sdf
-from vist3a.nano.world.splits import (
+from vist3a.world.camera_paths import CAMERA_PATH_KINDS, intrinsics, sample_camera_path
+from vist3a.world.captions import CAMERA_PHRASES, caption_for_scene, describe_composition, mirror_caption
+from vist3a.world.composition import Composition, ObjectSpec, Relation, canonical_triple
+from vist3a.world.render import MarchSettings, RenderOutput, render_clip, render_clips
+from vist3a.world.scene import Background, Ground, Light, Scene, SceneObject, sample_scene, scene_from_composition
+from vist3a.world.sdf import ShapeExtent, shape_extent, shape_sdf
+from vist3a.world.splits import (
     attribute_variant_compositions,
     attribute_variants,
     heldout_pairs,
@@ -30,7 +30,7 @@ from vist3a.nano.world.splits import (
     is_heldout_triple,
     sample_composition,
 )
-from vist3a.nano.world.vocab import COLOURS, MATERIALS, MAX_OBJECTS, RELATIONS, SHAPES, SIZES, make_rng
+from vist3a.world.vocab import COLOURS, MATERIALS, MAX_OBJECTS, RELATIONS, SHAPES, SIZES, make_rng
 
 __all__ = [
     "CAMERA_PATH_KINDS",

@@ -1,7 +1,7 @@
 """Camera paths like a video generator's: orbits, arcs, dollies, pans and aerial shots around the scene.
 
 All paths look at (a jittered point of) the scene centre with world ``y`` up, start within
-``±start_azimuth_jitter`` of the canonical front view (viewer on ``+z``, see :mod:`vist3a.nano.world.vocab`)
+``±start_azimuth_jitter`` of the canonical front view (viewer on ``+z``, see :mod:`vist3a.world.vocab`)
 so that a caption's "left of"/"behind" is true in the first frame, and stay above the ground. Output
 cameras follow :mod:`vist3a.cameras`: OpenCV frames, world-to-camera ``w2c [T, 4, 4]``, pixel ``K [T, 3, 3]``
 with pixel centres at integer coordinates (so the principal point is ``((W - 1) / 2, (H - 1) / 2)``).
@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from vist3a.cameras import look_at_w2c
-from vist3a.nano.world.vocab import make_rng
+from vist3a.world.vocab import make_rng
 
 CAMERA_PATH_KINDS: tuple[str, ...] = (
     "orbit", "partial_orbit", "arc", "dolly_in", "dolly_out", "pan", "aerial_descend", "aerial_rise",

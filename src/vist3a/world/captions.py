@@ -2,7 +2,7 @@
 
 Captions are a pure function of (scene, rng): the same scene and the same seed give the same caption. Every
 object is named by its colour and shape; relations are stated for the canonical view (see
-:mod:`vist3a.nano.world.vocab`). :func:`describe_composition` gives the one canonical wording (no
+:mod:`vist3a.world.vocab`). :func:`describe_composition` gives the one canonical wording (no
 randomness), used for evaluation prompts and CLIP-R-precision variants.
 """
 
@@ -11,9 +11,9 @@ from __future__ import annotations
 import random
 import re
 
-from vist3a.nano.world.composition import Composition, ObjectSpec
-from vist3a.nano.world.scene import Scene
-from vist3a.nano.world.vocab import article, make_rng
+from vist3a.world.composition import Composition, ObjectSpec
+from vist3a.world.scene import Scene
+from vist3a.world.vocab import article, make_rng
 
 # Paraphrases of "A <relation> B". "{A}" is the subject, "{B}" the reference; the first template of each
 # list is the canonical wording.

@@ -1,7 +1,7 @@
 """What a caption asserts about a scene: objects (colour, shape, size, material) and relations between them.
 
-A :class:`Composition` is the symbolic half of a scene; :func:`vist3a.nano.world.scene.scene_from_composition`
-realises one in 3D, :mod:`~vist3a.nano.world.captions` words it, :mod:`~vist3a.nano.world.splits` decides
+A :class:`Composition` is the symbolic half of a scene; :func:`vist3a.world.scene.scene_from_composition`
+realises one in 3D, :mod:`~vist3a.world.captions` words it, :mod:`~vist3a.world.splits` decides
 whether it is held out. Relations form a forest: each object is the subject of at most one relation (its
 placement is defined relative to its reference), and following subject -> reference never loops.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vist3a.nano.world.vocab import COLOURS, INVERSE_RELATION, MATERIALS, MAX_OBJECTS, RELATIONS, SHAPES, SIZES
-from vist3a.nano.world.vocab import check_word as _check
+from vist3a.world.vocab import COLOURS, INVERSE_RELATION, MATERIALS, MAX_OBJECTS, RELATIONS, SHAPES, SIZES
+from vist3a.world.vocab import check_word as _check
 
 Triple = tuple[str, str, str]  # ("red cube", "left of", "blue sphere")
 

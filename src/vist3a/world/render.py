@@ -1,4 +1,4 @@
-"""A vectorised ray-caster for :class:`~vist3a.nano.world.scene.Scene`: RGB frames and exact z-depth.
+"""A vectorised ray-caster for :class:`~vist3a.world.scene.Scene`: RGB frames and exact z-depth.
 
 All rays of all frames (of all scenes, for :func:`render_clips`) are cast at once. The ground plane and
 every object's bounding sphere are intersected analytically; only rays that enter a bounding sphere in
@@ -31,9 +31,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from vist3a.nano.world.scene import Scene
-from vist3a.nano.world.sdf import shape_extent, shape_sdf
-from vist3a.nano.world.vocab import MATERIALS, SHAPES
+from vist3a.world.scene import Scene
+from vist3a.world.sdf import shape_extent, shape_sdf
+from vist3a.world.vocab import MATERIALS, SHAPES
 
 _GAMMA = 2.2
 _NOISE_LATTICE = 64  # value-noise lattice size (wraps around)

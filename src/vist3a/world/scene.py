@@ -2,7 +2,7 @@
 
 A :class:`Scene` is everything the renderer needs: placed objects, a textured ground plane ``y = 0``, a
 background and one directional light. It also keeps its relations, so the composition (and hence the
-caption) can always be read back from the scene. World frame: see :mod:`vist3a.nano.world.vocab`
+caption) can always be read back from the scene. World frame: see :mod:`vist3a.world.vocab`
 (``y`` up, canonical viewer on ``+z`` looking at ``-z``; "left" = ``-x``, "behind" = ``-z``).
 """
 
@@ -14,9 +14,9 @@ import math
 import random
 from dataclasses import asdict, dataclass, field
 
-from vist3a.nano.world.composition import Composition, ObjectSpec, Relation
-from vist3a.nano.world.sdf import shape_extent
-from vist3a.nano.world.vocab import COLOURS, FLAT_TOPPED, MATERIALS, SIZES, make_rng
+from vist3a.world.composition import Composition, ObjectSpec, Relation
+from vist3a.world.sdf import shape_extent
+from vist3a.world.vocab import COLOURS, FLAT_TOPPED, MATERIALS, SIZES, make_rng
 
 Vec3 = tuple[float, float, float]
 
@@ -28,7 +28,7 @@ _MAX_LAYOUT_ATTEMPTS = 64
 @dataclass
 class SceneObject:
     """A placed object. ``position`` is its centre (world); ``yaw`` (radians) turns it about the y axis;
-    ``scale`` is its half-extent ``s`` (see :mod:`vist3a.nano.world.sdf`); ``rgb`` is sRGB in [0, 1]."""
+    ``scale`` is its half-extent ``s`` (see :mod:`vist3a.world.sdf`); ``rgb`` is sRGB in [0, 1]."""
 
     shape: str
     colour: str
@@ -289,8 +289,8 @@ def sample_scene(
 ) -> Scene:
     """A random scene; its composition is ``composition`` if given, else drawn from ``split``
     ("train" never yields a held-out composition, "heldout" yields only held-out ones; see
-    :mod:`vist3a.nano.world.splits`)."""
-    from vist3a.nano.world.splits import sample_composition
+    :mod:`vist3a.world.splits`)."""
+    from vist3a.world.splits import sample_composition
 
     rng = make_rng(rng)
     if composition is None:

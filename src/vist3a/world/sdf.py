@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from vist3a.nano.world.vocab import SHAPES
-from vist3a.nano.world.vocab import check_word as _check
+from vist3a.world.vocab import SHAPES
+from vist3a.world.vocab import check_word as _check
 
 Size = float | Tensor  # a scalar, or one value per point
 

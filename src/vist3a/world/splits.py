@@ -2,7 +2,7 @@
 
 Held out (never seen in training) are a hash-chosen ~10% of ``(colour, shape)`` pairs and ~10% of the
 canonical relation triples ``("red cube", "left of", "blue sphere")`` (see
-:func:`~vist3a.nano.world.composition.canonical_triple`, so "A right of B" and "B left of A" share a fate).
+:func:`~vist3a.world.composition.canonical_triple`, so "A right of B" and "B left of A" share a fate).
 A composition is held out if any of its pairs or triples is. The choice depends only on the words and a
 fixed salt (SHA-256), never on a seed, so every machine and every run agrees on the split.
 """
@@ -12,8 +12,8 @@ from __future__ import annotations
 import hashlib
 import random
 
-from vist3a.nano.world.composition import Composition, ObjectSpec, Relation, Triple
-from vist3a.nano.world.vocab import COLOURS, FLAT_TOPPED, MAX_OBJECTS, RELATIONS, SHAPES, make_rng
+from vist3a.world.composition import Composition, ObjectSpec, Relation, Triple
+from vist3a.world.vocab import COLOURS, FLAT_TOPPED, MAX_OBJECTS, RELATIONS, SHAPES, make_rng
 
 SPLITS = ("train", "heldout")
 HELDOUT_PAIR_FRACTION = 0.1
@@ -177,6 +177,6 @@ def attribute_variants(
 ) -> list[str]:
     """Prompts for CLIP-R-precision: the canonical captions of :func:`attribute_variant_compositions`
     (compare them with ``describe_composition(composition)``, which uses the same wording)."""
-    from vist3a.nano.world.captions import describe_composition
+    from vist3a.world.captions import describe_composition
 
     return [describe_composition(c) for c in attribute_variant_compositions(composition, n, rng)]

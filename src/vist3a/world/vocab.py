@@ -1,7 +1,7 @@
 """The words of the synthetic world: colours (with their sRGB values), shapes, sizes, materials, relations.
 
 Everything a caption can say is listed here, so that captions, held-out splits and the scene sampler agree
-on one vocabulary. World frame (used by every module of :mod:`vist3a.nano.world`): ``y`` up, the ground is
+on one vocabulary. World frame (used by every module of :mod:`vist3a.world`): ``y`` up, the ground is
 the plane ``y = 0``, and the *canonical viewer* stands on the ``+z`` side looking towards ``-z``; so "left"
 is ``-x``, "right" is ``+x``, "behind" is ``-z`` (away from the viewer) and "in front of" is ``+z``.
 Spatial relations in captions are stated for that canonical view; every camera path starts near it.
