@@ -106,7 +106,7 @@ def test_train_clip_eval_is_the_clip_eval_stage(monkeypatch, tmp_path, capsys):
 def test_nano_eval_requires_the_evaluation_model(monkeypatch, tmp_path, capsys):
     from types import SimpleNamespace
 
-    from vist3a.evaluation import nano_eval
+    from vist3a.nano import evaluate as nano_eval
 
     pipe = SimpleNamespace(device=torch.device("cpu"), generator=SimpleNamespace(text_encoder=None))
 
@@ -118,7 +118,7 @@ def test_nano_eval_requires_the_evaluation_model(monkeypatch, tmp_path, capsys):
 
 
 def test_nano_eval_passes_sampling_overrides(monkeypatch, tmp_path, capsys):
-    from vist3a.evaluation import nano_eval
+    from vist3a.nano import evaluate as nano_eval
 
     seen = {}
 

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from vist3a.evaluation import nano_eval
 from vist3a.evaluation.relations import left_right_cases
+from vist3a.nano import evaluate as nano_eval
 
 
 def test_evenly_spaced_views():

@@ -203,7 +203,7 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
     ) -> None:
         """Generate scenes for held-out prompts and measure CLIP-R-precision (evaluation model) and 3D consistency."""
-        from vist3a.evaluation.nano_eval import NanoEvalConfig, evaluate_nano
+        from vist3a.nano.evaluate import NanoEvalConfig, evaluate_nano
 
         _check_device(device)
         logging.getLogger("vist3a").setLevel(logging.INFO)

@@ -1,16 +1,15 @@
 """Evaluation of generated scenes: metrics and benchmark runners.
 
 - :mod:`~vist3a.evaluation.metrics`: CLIP-R-precision (:func:`clip_r_precision`, :func:`prompt_scores`,
-  :func:`top1_hit`) and 3D-consistency PSNR (:func:`consistency_psnr`); plain functions of tensors and scorers.
+  :func:`top1_hit`), 3D-consistency PSNR (:func:`consistency_psnr`), image :func:`psnr` / :func:`ssim`; plain
+  functions of tensors and scorers.
 - :mod:`~vist3a.evaluation.prompts`: held-out nano compositions and their one-attribute R-precision candidates.
 - :mod:`~vist3a.evaluation.relations`: left/right accuracy read from pixel colours (:func:`left_right_cases`,
   :func:`judge_left_right`), for relations the nano image-text models cannot judge.
-- :mod:`~vist3a.evaluation.nano_eval`: ``vist3a nano eval``, the nano pipeline on held-out prompts
-  (:func:`evaluate_nano`, :class:`NanoEvalConfig`).
 
-Layering: ``metrics`` and ``prompts`` are low-level (torch, the nano world), so training stages can use the same
-protocol (:mod:`vist3a.nano.train_imagetext`); ``nano_eval`` sits on top of the pipeline. Modules load on first
-attribute access, so importing this package stays cheap.
+Layering: everything here is low-level (torch, :mod:`vist3a.world`) and never imports :mod:`vist3a.nano`, so the
+nano training stages use the same protocol; the nano runner (``vist3a nano eval``) is
+:mod:`vist3a.nano.evaluate`. Modules load on first attribute access, so importing this package stays cheap.
 """
 
 from __future__ import annotations
@@ -22,14 +21,14 @@ _LAZY = {
     "prompt_scores": "metrics",
     "top1_hit": "metrics",
     "consistency_psnr": "metrics",
+    "psnr": "metrics",
+    "ssim": "metrics",
     "heldout_compositions": "prompts",
     "r_precision_candidates": "prompts",
     "r_precision_prompts": "prompts",
     "changed_attribute": "prompts",
     "left_right_cases": "relations",
     "judge_left_right": "relations",
-    "NanoEvalConfig": "nano_eval",
-    "evaluate_nano": "nano_eval",
 }
 
 __all__ = list(_LAZY)
