@@ -20,18 +20,21 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from vist3a import __version__
 from vist3a.errors import UserInputError
 from vist3a.scene import Scene
 
 logger = logging.getLogger(__name__)
 
+OUTPUT_TYPES = ("scene", "latent")
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}
 
@@ -58,7 +61,7 @@ class GenerationSettings:
     scheduler: str = "unipc"
     template: str | None = "orbit"
     negative_prompt: str | None = "release"
-    seed: int = 0
+    seed: int | list[int] | None = 0
     round_frames: bool = False
 
     @classmethod
@@ -105,17 +108,27 @@ class _Timer:
 class Text2ScenePipeline:
     """Text-to-3D: a :class:`~vist3a.video.WanGenerator` plus a :class:`~vist3a.stitching.StitchedDecoder`.
 
-    Example::
+    Built from its parts, or from a preset name / file / saved folder (``Text2ScenePipeline("nano")`` is
+    ``Text2ScenePipeline.from_pretrained("nano")``; keyword arguments go to :meth:`from_pretrained`). Example::
 
         pipe = Text2ScenePipeline.from_pretrained("nano")
-        scene = pipe("a red cube left of a blue sphere", seed=0)[0]
+        scene = pipe("a red cube left of a blue sphere", generator=torch.Generator().manual_seed(0)).scenes[0]
         save_scene(scene, "out/")
     """
 
-    def __init__(self, generator: Any, decoder: torch.nn.Module, preset: dict[str, Any]) -> None:
+    def __init__(self, generator: Any, decoder: torch.nn.Module | None = None, preset: dict[str, Any] | None = None,
+                 **load_kwargs: Any) -> None:
+        if isinstance(generator, str | os.PathLike):
+            if decoder is not None or preset is not None:
+                raise TypeError("Text2ScenePipeline(preset_name) takes no decoder or preset; use keyword options")
+            self.__dict__.update(type(self).from_pretrained(generator, **load_kwargs).__dict__)
+            return
+        if decoder is None or preset is None or load_kwargs:
+            raise TypeError("Text2ScenePipeline(generator, decoder, preset) needs all three parts")
         self.generator = generator
         self.decoder = decoder.eval()
         self.preset = preset
+        self._progress_bar_config: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -170,7 +183,8 @@ class Text2ScenePipeline:
         return pipe.compile() if compile else pipe
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write ``generator/`` (diffusers Wan layout), ``decoder/`` and ``preset.json`` (atomically)."""
+        """Write ``generator/`` (diffusers Wan layout), ``decoder/``, ``preset.json`` and a diffusers-style
+        ``model_index.json`` (``{part: [library, class]}``), atomically."""
         from vist3a.io_utils import atomic_dir
 
         directory = Path(directory)
@@ -180,6 +194,10 @@ class Text2ScenePipeline:
             preset = {k: v for k, v in self.preset.items() if k not in ("folder", "builtin", "provider")}
             preset["source"] = "folder"
             (tmp / "preset.json").write_text(json.dumps(preset, indent=2))
+            index = {"_class_name": type(self).__name__, "_vist3a_version": __version__,
+                     "generator": ["vist3a.video", type(self.generator).__name__],
+                     "decoder": ["vist3a.stitching", type(self.decoder).__name__]}
+            (tmp / "model_index.json").write_text(json.dumps(index, indent=2))
         return directory
 
     @property
@@ -227,47 +245,217 @@ class Text2ScenePipeline:
             raise UserInputError(str(exc)) from None
 
     @torch.no_grad()
-    def __call__(self, prompts: str | Sequence[str], progress: bool = True, **overrides: Any) -> list[Scene]:
-        """Generate one :class:`Scene` per prompt (same settings, one batch)."""
+    def __call__(
+        self,
+        prompt: str | Sequence[str] | None = None,
+        negative_prompt: str | Sequence[str] | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        num_frames: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        num_scenes_per_prompt: int = 1,
+        callback_on_step_end: Callable[..., dict[str, Any]] | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+        output_type: str = "scene",
+        return_dict: bool = True,
+        progress: bool = True,
+        seed: int | None = None,
+        num_steps: int | None = None,
+        **overrides: Any,
+    ) -> Text2ScenePipelineOutput | tuple[Any]:
+        """Generate ``num_scenes_per_prompt`` scenes per prompt (one batch), with diffusers' argument names.
+
+        Args:
+            prompt: one prompt or a list (optional when ``prompt_embeds`` are given).
+            negative_prompt: ``"release"`` = the VIST3A negative prompt; default: the preset's.
+            num_inference_steps, guidance_scale, num_frames (``4k + 1``), height, width: default: the preset's.
+            generator: a ``torch.Generator`` (a CPU one gives the same noise on every device) or one per scene.
+            latents: initial *normalised* noise ``[B, C, T_lat, h, w]`` instead of drawing it.
+            prompt_embeds, negative_prompt_embeds: ``[B, L, D]`` text states (as the generator's text encoder gives,
+                template already applied) instead of encoding ``prompt`` / ``negative_prompt``.
+            callback_on_step_end: ``callback(pipe, step, timestep, callback_kwargs) -> dict`` after each step;
+                ``callback_kwargs`` holds the tensors named in ``callback_on_step_end_tensor_inputs`` (``latents``),
+                and a returned ``latents`` replaces them.
+            output_type: ``"scene"`` (:class:`Scene` objects) or ``"latent"`` (the denoised normalised latents).
+            return_dict: a :class:`Text2ScenePipelineOutput` (indexes like its ``scenes``); else ``(scenes,)``.
+            seed, num_steps: deprecated spellings of ``generator=torch.Generator().manual_seed(seed)`` and
+                ``num_inference_steps``.
+            overrides: the other :class:`GenerationSettings` (``flow_shift``, ``scheduler``, ``template``,
+                ``round_frames``).
+        """
         from vist3a.video.frames import check_num_frames
         from vist3a.video.templates import NEGATIVE_PROMPT
 
-        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-        settings = self.settings(**overrides)
-        self.check_inputs(prompts, settings)
+        if num_steps is not None:
+            warnings.warn("`num_steps` is deprecated; use `num_inference_steps`", FutureWarning, stacklevel=2)
+            num_inference_steps = num_inference_steps if num_inference_steps is not None else num_steps
+        if seed is not None:
+            warnings.warn("`seed` is deprecated; pass `generator=torch.Generator().manual_seed(seed)`",
+                          FutureWarning, stacklevel=2)
+            if generator is None:
+                generator = torch.Generator("cpu").manual_seed(int(seed))
+        if output_type not in OUTPUT_TYPES:
+            raise UserInputError(f"`output_type` must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
+        unknown = set(callback_on_step_end_tensor_inputs) - set(self._callback_tensor_inputs)
+        if unknown:
+            raise UserInputError(f"`callback_on_step_end_tensor_inputs` may name {self._callback_tensor_inputs}, "
+                                 f"got {sorted(unknown)}")
+        if isinstance(num_scenes_per_prompt, bool) or not isinstance(num_scenes_per_prompt, int) \
+                or num_scenes_per_prompt < 1:
+            raise UserInputError(f"`num_scenes_per_prompt` must be a positive int, got {num_scenes_per_prompt!r}")
+        prompts = self._prompts(prompt, prompt_embeds)
+        settings = self.settings(
+            num_frames=num_frames, height=height, width=width, num_steps=num_inference_steps,
+            guidance_scale=guidance_scale, negative_prompt=negative_prompt if isinstance(negative_prompt, str)
+            else None, seed=_seed_of(generator), **overrides,
+        )
+        self.check_inputs(prompts if prompt_embeds is None else ["embeds"], settings)
+        if generator is None:  # no generator: the settings' seed (0 unless the preset says otherwise), reproducible
+            generator = torch.Generator("cpu").manual_seed(int(settings.seed))
         temporal, _ = self.generator.scale_factors
         settings.num_frames = check_num_frames(settings.num_frames, temporal, round_up=settings.round_frames)
-        negative = NEGATIVE_PROMPT if settings.negative_prompt == "release" else (settings.negative_prompt or "")
+        if negative_prompt is None or isinstance(negative_prompt, str):
+            negative = NEGATIVE_PROMPT if settings.negative_prompt == "release" else (settings.negative_prompt or "")
+        else:
+            negative = [n for n in negative_prompt for _ in range(num_scenes_per_prompt)]
+        prompts = [p for p in prompts for _ in range(num_scenes_per_prompt)]
         timer = _Timer(self.device)
 
         with timer("text"):
-            embeds = self.generator.encode_text(prompts, negative, settings.template, settings.guidance_scale)
+            embeds = self._embeds(prompts, negative, settings, prompt_embeds, negative_prompt_embeds,
+                                  num_scenes_per_prompt)
+        latents = self._initial_latents(len(prompts), settings, generator, latents)
+        callback = self._step_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
         with timer("denoise"):
             latents = self.generator.generate_latents(
-                prompts,
-                embeds=embeds,
-                negative_prompt=negative,
-                template=settings.template,
-                num_frames=settings.num_frames,
-                height=settings.height,
-                width=settings.width,
-                num_steps=settings.num_steps,
-                guidance_scale=settings.guidance_scale,
-                scheduler=settings.scheduler,
-                shift=settings.flow_shift,
-                seed=settings.seed,
-                progress=progress,
+                prompts, embeds=embeds, negative_prompt=negative, template=settings.template,
+                num_frames=settings.num_frames, height=settings.height, width=settings.width,
+                num_steps=settings.num_steps, guidance_scale=settings.guidance_scale, scheduler=settings.scheduler,
+                shift=settings.flow_shift, generator=generator if not isinstance(generator, list) else None,
+                latents=latents, callback=callback, progress=progress,
+                progress_bar_config=self._progress_bar_config,
             )
+        if output_type == "latent":
+            return Text2ScenePipelineOutput(scenes=latents) if return_dict else (latents,)
         raw = self.generator.denormalize(latents)
         with timer("vae_decode"):
             frames = self.generator.decode(raw)  # [B, T, 3, H, W] in [0, 1]
         with timer("stitched_decode"):
             param = next(self.decoder.parameters())
             out = self.decoder(raw.to(param.device, param.dtype), frames.to(param.device, param.dtype))
-        return [
-            _scene_from_output(out, b, prompt, frames[b], settings, dict(timer.times), self.preset.get("name"))
-            for b, prompt in enumerate(prompts)
+        scenes = [
+            _scene_from_output(out, b, text, frames[b], settings, dict(timer.times), self.preset.get("name"))
+            for b, text in enumerate(prompts)
         ]
+        return Text2ScenePipelineOutput(scenes=scenes) if return_dict else (scenes,)
+
+    # ------------------------------------------------------------------ __call__ helpers
+    _callback_tensor_inputs = ("latents",)
+
+    @staticmethod
+    def _prompts(prompt: str | Sequence[str] | None, prompt_embeds: torch.Tensor | None) -> list[str]:
+        if prompt is not None and prompt_embeds is not None:
+            raise UserInputError("give `prompt` or `prompt_embeds`, not both")
+        if prompt is None:
+            if prompt_embeds is None:
+                raise UserInputError("give a `prompt` (or `prompt_embeds`)")
+            return [""] * int(prompt_embeds.shape[0])  # scenes generated from embeddings carry no prompt text
+        return [prompt] if isinstance(prompt, str) else list(prompt)
+
+    def _embeds(self, prompts: list[str], negative: str | list[str], settings: GenerationSettings,
+                prompt_embeds: torch.Tensor | None, negative_embeds: torch.Tensor | None,
+                per_prompt: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(cond, uncond)`` for the batch: encoded here, or the given embeddings repeated per scene."""
+        use_cfg = float(settings.guidance_scale) != 1.0
+        if prompt_embeds is None:
+            cond, uncond = self.generator.encode_text(prompts, negative, settings.template, settings.guidance_scale)
+            if negative_embeds is not None:
+                uncond = negative_embeds.repeat_interleave(per_prompt, dim=0)
+            return cond, uncond
+        cond = prompt_embeds.repeat_interleave(per_prompt, dim=0).to(self.device)
+        if not use_cfg:
+            return cond, None
+        if negative_embeds is not None:
+            return cond, negative_embeds.repeat_interleave(per_prompt, dim=0).to(self.device)
+        negatives = [negative] * len(prompts) if isinstance(negative, str) else negative
+        return cond, self.generator.text_encoder.encode(negatives)[0]
+
+    def _initial_latents(self, batch: int, settings: GenerationSettings,
+                         generator: torch.Generator | list[torch.Generator] | None,
+                         latents: torch.Tensor | None) -> torch.Tensor | None:
+        """One noise draw per scene when ``generator`` is a list (scene ``i`` from ``generator[i]``)."""
+        if latents is not None or not isinstance(generator, list):
+            return latents
+        if len(generator) != batch:
+            raise UserInputError(f"got {len(generator)} generators for {batch} scenes; pass one per scene")
+        from vist3a.video.sampler import initial_noise
+
+        shape = self.generator.latent_shape(settings.num_frames, settings.height, settings.width)
+        return torch.cat([initial_noise((1, *shape), g, self.device) for g in generator])
+
+    def _step_callback(self, callback: Callable[..., dict[str, Any]] | None,
+                       names: Sequence[str]) -> Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor] | None:
+        """diffusers' ``callback_on_step_end`` as the sampler's ``callback(i, t, latents)``."""
+        if callback is None:
+            return None
+
+        def step(i: int, t: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+            kwargs = {name: latents for name in names}
+            returned = callback(self, i, t, kwargs) or {}
+            return returned.get("latents", latents)
+
+        return step
+
+    # ------------------------------------------------------------------ diffusers-style placement and progress
+    def to(self, device: str | torch.device) -> Text2ScenePipeline:
+        """Move the generator and the decoder to ``device``."""
+        self.generator.to(device)
+        self.decoder.to(device)
+        return self
+
+    def set_progress_bar_config(self, **kwargs: Any) -> None:
+        """tqdm arguments of the denoising bar (``disable=True`` silences it)."""
+        self._progress_bar_config = {**self._progress_bar_config, **kwargs}
+
+    def enable_model_cpu_offload(self) -> Text2ScenePipeline:
+        """Keep each part on the GPU only while it runs (the ``model`` offload policy)."""
+        self.generator.set_offload("model")
+        return self
+
+
+@dataclass
+class Text2ScenePipelineOutput:
+    """What :class:`Text2ScenePipeline` returns with ``return_dict=True``.
+
+    ``scenes``: a list of :class:`Scene` (``output_type="scene"``) or the denoised normalised latents
+    ``[B, C, T_lat, h, w]`` (``output_type="latent"``). Indexing, ``len`` and iteration go to ``scenes``, so
+    ``pipe(prompt)[0]`` is the first scene.
+    """
+
+    scenes: list[Scene] | torch.Tensor
+
+    def __getitem__(self, index: int) -> Any:
+        return self.scenes[index]
+
+    def __len__(self) -> int:
+        return len(self.scenes)
+
+    def __iter__(self):
+        return iter(self.scenes)
+
+
+def _seed_of(generator: torch.Generator | list[torch.Generator] | None) -> int | list[int] | None:
+    """The seed a generator was created with (recorded in ``meta.json``)."""
+    if generator is None:
+        return None
+    if isinstance(generator, list):
+        return [int(g.initial_seed()) for g in generator]
+    return int(generator.initial_seed())
 
 
 def _default_device() -> torch.device:

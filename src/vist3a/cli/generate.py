@@ -131,9 +131,9 @@ def register(app: typer.Typer) -> None:
             scene = pipe(
                 text,
                 num_frames=frames,
-                num_steps=steps,
+                num_inference_steps=steps,
                 guidance_scale=cfg,
-                seed=seed + index,
+                generator=torch.Generator("cpu").manual_seed(seed + index),
                 height=height,
                 width=width,
                 flow_shift=flow_shift,

@@ -104,6 +104,11 @@ class NanoEvalConfig:
         return dataclasses.asdict(self)
 
 
+def _generator(seed: int) -> torch.Generator:
+    """A CPU generator: the same noise on every device."""
+    return torch.Generator("cpu").manual_seed(seed)
+
+
 def evenly_spaced(num_frames: int, count: int) -> list[int]:
     """``min(count, num_frames)`` distinct frame indices spread over ``range(num_frames)``, first and last included."""
     count = min(count, num_frames)
@@ -183,8 +188,8 @@ def evaluate_nano(
     bar = tqdm(total=cfg.num_prompts, desc="nano eval", unit="scene", disable=not cfg.progress)
     for start in range(0, cfg.num_prompts, cfg.batch_size):
         batch = candidates[start : start + cfg.batch_size]
-        scenes = pipeline([c[0] for c in batch], progress=False, seed=cfg.seed + start, num_steps=settings.num_steps,
-                          guidance_scale=settings.guidance_scale)
+        scenes = pipeline([c[0] for c in batch], progress=False, generator=_generator(cfg.seed + start),
+                          num_inference_steps=settings.num_steps, guidance_scale=settings.guidance_scale)
         views = evenly_spaced(scenes[0].frames.shape[0], cfg.num_views)
         decoded = torch.stack([s.frames[views].float().cpu() for s in scenes])  # [B, k, 3, H, W]
         rendered = torch.stack([render_predicted_views(s, views, cfg.render_backend, device) for s in scenes])
@@ -237,8 +242,8 @@ def _left_right(pipeline: Any, cfg: NanoEvalConfig, settings: Any, device: torch
     cases = left_right_cases(cfg.left_right_scenes, cfg.seed) if cfg.left_right_scenes else []
     for start in range(0, len(cases), cfg.batch_size):
         batch = cases[start : start + cfg.batch_size]
-        scenes = pipeline([c.prompt for c in batch], progress=False, seed=cfg.seed + 100_000 + start,
-                          num_steps=settings.num_steps, guidance_scale=settings.guidance_scale)
+        scenes = pipeline([c.prompt for c in batch], progress=False, generator=_generator(cfg.seed + 100_000 + start),
+                          num_inference_steps=settings.num_steps, guidance_scale=settings.guidance_scale)
         for case, scene in zip(batch, scenes, strict=True):
             rendered = render_predicted_views(scene, [0], cfg.render_backend, device)[0]
             rows.append({"prompt": case.prompt, "decoded": judge_left_right(scene.frames[0].float().cpu(), case),

@@ -322,6 +322,7 @@ class WanGenerator:
         callback: StepCallback | None = None,
         progress: bool = True,
         embeds: tuple[torch.Tensor, torch.Tensor | None] | None = None,
+        progress_bar_config: dict[str, Any] | None = None,
     ) -> torch.Tensor:
         """Text -> **normalised** latents ``[B, C, T_lat, h, w]`` (float32), inference only (no gradients).
 
@@ -359,6 +360,7 @@ class WanGenerator:
                 device=self.device,
                 callback=callback,
                 progress=progress,
+                progress_bar_config=progress_bar_config,
             )
 
     # ------------------------------------------------------------------ VAE

@@ -24,8 +24,9 @@ from tqdm.auto import tqdm
 
 logger = logging.getLogger(__name__)
 
-#: ``callback(step_index, timestep, latents)`` after each update; ``latents`` are normalised, float32.
-StepCallback = Callable[[int, torch.Tensor, torch.Tensor], None]
+#: ``callback(step_index, timestep, latents)`` after each update; ``latents`` are normalised, float32. A tensor
+#: returned by the callback replaces the latents (``None`` keeps them).
+StepCallback = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor | None]
 
 SCHEDULERS = ("unipc", "euler")
 
@@ -117,6 +118,7 @@ def sample(
     detach_input: bool = True,
     callback: StepCallback | None = None,
     progress: bool = True,
+    progress_bar_config: dict[str, Any] | None = None,
 ) -> torch.Tensor:
     """Denoise from noise to **normalised** (diffusion-space) latents ``[B, C, T_lat, h, w]``, float32.
 
@@ -139,8 +141,8 @@ def sample(
             gradients whenever any step does.
         detach_input: feed ``latents.detach()`` to the transformer at every step (DRTune); only matters
             when gradients are recorded.
-        callback: ``callback(i, t, latents)`` after every update.
-        progress: show a tqdm bar.
+        callback: ``callback(i, t, latents)`` after every update; a returned tensor replaces ``latents``.
+        progress: show a tqdm bar; ``progress_bar_config``: extra tqdm arguments (``disable``, ``desc``, ...).
 
     Example::
 
@@ -192,7 +194,8 @@ def sample(
     if len(timesteps) != num_steps:  # multi-stage solvers would break the one-call-per-step contract
         raise ValueError(f"scheduler produced {len(timesteps)} timesteps for `num_steps`={num_steps}")
 
-    for i, t in enumerate(tqdm(timesteps, desc="denoising", disable=not progress, leave=False)):
+    bar = {"desc": "denoising", "disable": not progress, "leave": False, **(progress_bar_config or {})}
+    for i, t in enumerate(tqdm(timesteps, **bar)):
         x_in = latents.detach() if detach_input else latents
         x_in = x_in.to(dtype)
         if use_cfg:
@@ -210,5 +213,7 @@ def sample(
         with torch.set_grad_enabled(bool(grad_set)):
             latents = scheduler.step(out, t, latents, return_dict=False)[0]
         if callback is not None:
-            callback(i, t, latents)
+            replaced = callback(i, t, latents)
+            if replaced is not None:
+                latents = replaced
     return latents
