@@ -20,7 +20,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("__init__", "errors", "io_utils", "lazy"),
     ("cameras", "media", "hub", "presets"),
     ("splats", "world"),
-    ("scene", "recon", "video", "data", "evaluation"),
+    ("data", "scene"),
+    ("recon", "video", "evaluation"),
     ("stitching", "alignment.scorers"),
     ("components",),
     ("alignment", "pipeline", "stitching.models"),  # stitching.models: the stitch command's model resolver
@@ -56,7 +57,10 @@ def _imports(path: Path, root: Path) -> list[tuple[int, str]]:
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
-            names = [target] + ([f"{target}.{a.name}" for a in node.names] if target == "vist3a" else [])
+            names = [target]
+            if target == "vist3a":  # `from vist3a import x`: a submodule x, or a name of vist3a/__init__.py
+                names = [f"vist3a.{a.name}" if (root / a.name).is_dir() or (root / f"{a.name}.py").is_file()
+                         else "vist3a.__init__" for a in node.names]
         else:
             continue
         found += [(node.lineno, n.removeprefix("vist3a.")) for n in names if n.startswith("vist3a.")]

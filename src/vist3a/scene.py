@@ -19,7 +19,7 @@ import torch
 
 from vist3a.cameras import interpolate_poses, invert_rigid, save_cameras_json, to_homogeneous
 from vist3a.io_utils import atomic_dir
-from vist3a.splats import Gaussians, save_ply, save_splat
+from vist3a.splats import Gaussians, save_ply, save_point_ply, save_splat
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +120,8 @@ def save_scene(
     fps: float = 12.0,
     render_backend: str = "auto",
     extra_meta: dict[str, Any] | None = None,
+    depth_pngs: bool = False,
+    points_keep_fraction: float = 0.5,
 ) -> Path:
     """Write ``scene.ply``, ``scene.splat``, ``flythrough.mp4``, ``frames.mp4``, ``cameras.json``, ``meta.json``.
 
@@ -127,7 +129,8 @@ def save_scene(
     ``out_dir`` and moved into place at the end, so a failure (or Ctrl-C) never leaves half-written output.
     ``flythrough_frames = 0`` skips the fly-through video. Default: 48 frames at the 3D model's resolution with
     CUDA (gsplat), else 16 frames at the video's resolution (the CPU reference renderer takes ~0.1-0.2 s per
-    64 px view of 100k splats, see docs/benchmarks.md).
+    64 px view of 100k splats, see docs/benchmarks.md). ``depth_pngs``: also ``depth/000.png ...`` (colour-mapped
+    depth). ``points_keep_fraction``: the most confident share of pointmap pixels kept in ``points.ply``.
     """
     from vist3a.media import write_video
 
@@ -143,8 +146,9 @@ def save_scene(
             if frames_n > 0:
                 video = scene.render_flythrough(frames_n, render_backend, size_hw=size_hw)
                 write_video(tmp / "flythrough.mp4", video, fps)
-        if scene.points is not None:
-            _save_points(scene, tmp / "points.ply")
+        num_points = _save_points(scene, tmp / "points.ply", points_keep_fraction) if scene.points is not None else None
+        if depth_pngs and scene.depth is not None:
+            _save_depth_pngs(tmp / "depth", scene.depth)
         write_video(tmp / "frames.mp4", scene.frames.permute(0, 2, 3, 1).clamp(0, 1).cpu(), fps)
         save_cameras_json(tmp / "cameras.json", scene.w2c.float().cpu(), scene.K.float().cpu(), width, height)
         meta = {
@@ -152,6 +156,7 @@ def save_scene(
             "settings": scene.settings,
             "timings_s": scene.timings,
             "num_gaussians": len(scene.gaussians) if scene.gaussians is not None else None,
+            **({"num_points": num_points} if num_points is not None else {}),
             "image_size": list(scene.image_size),
             "versions": _versions(),
             **(extra_meta or {}),
@@ -161,22 +166,45 @@ def save_scene(
     return out_dir
 
 
-def _save_points(scene: Scene, path: Path, min_conf_quantile: float = 0.5) -> None:
-    """Fused coloured point cloud of the pointmaps (points above the confidence median)."""
-    import numpy as np
-    from plyfile import PlyData, PlyElement
+def fuse_point_maps(
+    points: torch.Tensor, conf: torch.Tensor | None, colors: torch.Tensor, keep_fraction: float = 0.5
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keep the ``keep_fraction`` most confident finite pixels of point maps (all finite ones without ``conf``).
 
-    pts = scene.points.float().cpu().reshape(-1, 3)
-    colors = torch.nn.functional.interpolate(scene.frames.float().cpu(), size=scene.points.shape[1:3], mode="area")
-    colors = colors.permute(0, 2, 3, 1).reshape(-1, 3)
-    keep = torch.isfinite(pts).all(-1)
-    if scene.points_conf is not None:
-        conf = scene.points_conf.float().cpu().reshape(-1)
-        keep &= conf >= conf.quantile(min_conf_quantile)
-    pts, colors = pts[keep].numpy(), (colors[keep].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-    data = np.empty(len(pts), dtype=[(k, "f4") for k in "xyz"] + [(k, "u1") for k in ("red", "green", "blue")])
-    for i, k in enumerate("xyz"):
-        data[k] = pts[:, i]
-    for i, k in enumerate(("red", "green", "blue")):
-        data[k] = colors[:, i]
-    PlyData([PlyElement.describe(data, "vertex")]).write(str(path))
+    ``points [V, H, W, 3]``, ``conf [V, H, W]``, ``colors [V, 3, H, W]`` in [0, 1] ->
+    ``(xyz [M, 3], rgb [M, 3] uint8)``.
+    """
+    if not 0.0 < keep_fraction <= 1.0:
+        raise ValueError(f"`keep_fraction` must be in (0, 1], got {keep_fraction}")
+    xyz = points.reshape(-1, 3).float()
+    c = conf.reshape(-1).float() if conf is not None else torch.ones(xyz.shape[0])
+    rgb = (colors.permute(0, 2, 3, 1).reshape(-1, 3).clamp(0, 1) * 255).round().to(torch.uint8)
+    finite = torch.isfinite(xyz).all(-1) & torch.isfinite(c)
+    xyz, c, rgb = xyz[finite], c[finite], rgb[finite]
+    if xyz.shape[0] == 0:
+        raise ValueError("the point maps have no finite points")
+    keep = max(1, round(keep_fraction * xyz.shape[0]))
+    order = torch.argsort(c, descending=True, stable=True)[:keep]
+    return xyz[order], rgb[order]
+
+
+def _save_points(scene: Scene, path: Path, keep_fraction: float) -> int:
+    """Fused coloured point cloud of the pointmaps (the ``keep_fraction`` most confident pixels); its size."""
+    colors = scene.frames.float().cpu()
+    if tuple(colors.shape[-2:]) != tuple(scene.points.shape[1:3]):
+        colors = torch.nn.functional.interpolate(colors, size=scene.points.shape[1:3], mode="area")
+    conf = scene.points_conf.float().cpu() if scene.points_conf is not None else None
+    xyz, rgb = fuse_point_maps(scene.points.float().cpu(), conf, colors, keep_fraction)
+    save_point_ply(path, xyz, rgb)
+    return int(xyz.shape[0])
+
+
+def _save_depth_pngs(folder: Path, depth: torch.Tensor) -> None:
+    """``folder/000.png ...``: depth ``[V, H, W]`` colour-mapped with one range for all views (near = bright)."""
+    import imageio.v3 as iio
+
+    from vist3a.media import depth_to_colormap
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, image in enumerate(depth_to_colormap(depth.float().cpu())):
+        iio.imwrite(folder / f"{i:03d}.png", image)

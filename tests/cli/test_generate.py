@@ -22,6 +22,19 @@ def test_generate_writes_scene(tmp_path, capsys):
     assert code == 0
     assert (out / "scene.ply").is_file() and (out / "meta.json").is_file()
     assert "wrote" in capsys.readouterr().out
+    # cameras.json: pixel centres at integer coordinates, so the principal point the model puts at the image
+    # centre is ((W - 1) / 2, (H - 1) / 2) of the 3D model's input size recorded in meta.json
+    import json
+
+    import torch
+
+    from vist3a.cameras import load_cameras_json
+
+    height, width = json.loads((out / "meta.json").read_text())["image_size"]
+    _, Ks, w, h = load_cameras_json(out / "cameras.json")
+    assert (w, h) == (width, height)
+    torch.testing.assert_close(Ks[:, 0, 2], torch.full((Ks.shape[0],), (width - 1) / 2, dtype=Ks.dtype))
+    torch.testing.assert_close(Ks[:, 1, 2], torch.full((Ks.shape[0],), (height - 1) / 2, dtype=Ks.dtype))
 
 
 @pytest.mark.parametrize(

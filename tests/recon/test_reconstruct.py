@@ -12,8 +12,11 @@ from plyfile import PlyData
 from typer.testing import CliRunner
 
 from vist3a.cli.main import app
+from vist3a.components import load_components
 from vist3a.errors import UserInputError
-from vist3a.recon.reconstruct import fuse_point_maps, preprocess_frames, read_frames, save_point_ply
+from vist3a.recon.reconstruct import preprocess_frames, read_frames
+from vist3a.scene import fuse_point_maps
+from vist3a.splats import save_point_ply
 
 
 def _frames(n, height, width, seed=0):
@@ -103,8 +106,18 @@ def test_cli_anysplat_random_tiny(image_dir, tmp_path):
     gaussians = load_ply(out / "scene.ply")
     meta = json.loads((out / "meta.json").read_text())
     assert len(gaussians) == meta["num_primitives"] > 0
-    w2c, _, width, height = load_cameras_json(out / "cameras.json")
+    w2c, Ks, width, height = load_cameras_json(out / "cameras.json")
     assert w2c.shape == (3, 4, 4) and (width, height) == (56, 42)
+    # AnySplat puts the principal point at the image centre; cameras.json says pixel centres sit at integers,
+    # so the centre of a 56 x 42 image is (27.5, 20.5), not the model's edge-convention (28, 21)
+    torch.testing.assert_close(Ks[:, 0, 2], torch.full((3,), (56 - 1) / 2, dtype=Ks.dtype))
+    torch.testing.assert_close(Ks[:, 1, 2], torch.full((3,), (42 - 1) / 2, dtype=Ks.dtype))
+    model = load_components("tiny-random", {"recon"}).recon
+    views = preprocess_frames(read_frames(image_dir), 56)
+    with torch.no_grad():
+        raw_K = model(views[None]).cameras.K[0].double()
+    torch.testing.assert_close(Ks[:, 0, 0], raw_K[:, 0, 0])  # focal lengths as the model predicts them
+    torch.testing.assert_close(Ks[:, 1, 1], raw_K[:, 1, 1])
     assert sorted(p.name for p in (out / "depth").iterdir()) == ["000.png", "001.png", "002.png"]
     assert iio.imread(out / "depth" / "000.png").shape == (42, 56, 3)
     flythrough = iio.imread(out / "flythrough.mp4")  # a smooth path through the predicted cameras

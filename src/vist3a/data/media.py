@@ -1,4 +1,8 @@
-"""Reading frames from image files and videos (imageio + its ffmpeg plugin) as float tensors in [0, 1]."""
+"""Reading frames from image files and videos (imageio + its ffmpeg plugin) as float tensors in [0, 1].
+
+The one frame reader of vist3a: the clip datasets and ``vist3a reconstruct`` both read through it (RGBA is
+composited onto white, as the official VGGT / AnySplat loaders do; greyscale becomes RGB).
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,8 @@ from torch import Tensor
 
 from vist3a.errors import UserInputError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".avi")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".avi", ".m4v", ".gif")
 
 
 def natural_key(path: str | Path) -> list:
@@ -29,19 +33,26 @@ def list_images(folder: Path) -> list[Path]:
 
 
 def _to_tensor(array: np.ndarray, source: Path) -> Tensor:
-    """``[H, W]``, ``[H, W, 3|4]`` uint8/uint16/float array -> ``[3, H, W]`` float32 in [0, 1]."""
+    """``[H, W]``, ``[H, W, 3|4]`` uint8/uint16/float array -> ``[3, H, W]`` float32 in [0, 1] (alpha onto white)."""
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, axis=-1)
     if array.ndim != 3 or array.shape[-1] not in (3, 4):
         raise UserInputError(f"{source}: expected an RGB(A) or greyscale image, got an array of shape {array.shape}")
-    array = array[..., :3]
     if array.dtype == np.uint8:
         scaled = array.astype(np.float32) / 255.0
     elif array.dtype == np.uint16:
         scaled = array.astype(np.float32) / 65535.0
     else:
         scaled = array.astype(np.float32)
+    if scaled.shape[-1] == 4:
+        alpha = scaled[..., 3:]
+        scaled = scaled[..., :3] * alpha + (1.0 - alpha)
     return torch.from_numpy(np.ascontiguousarray(scaled)).permute(2, 0, 1)
+
+
+def to_uint8(frames: Tensor) -> np.ndarray:
+    """``[..., 3, H, W]`` float in [0, 1] -> ``[..., H, W, 3]`` uint8 (exact for frames read from 8-bit files)."""
+    return (frames.clamp(0, 1) * 255.0).round().to(torch.uint8).movedim(-3, -1).numpy()
 
 
 def read_image(path: Path) -> Tensor:

@@ -1,18 +1,18 @@
-"""Standalone reconstruction: image folder or video -> VGGT / AnySplat -> files on disk.
+"""Standalone reconstruction: image folder or video -> VGGT / AnySplat -> a :class:`~vist3a.scene.Scene` on disk.
 
 Preprocessing follows VGGT's ``load_and_preprocess_images(mode="crop")``: each frame is resized (bicubic)
 to width ``size`` with the height scaled to keep the aspect ratio and rounded to a multiple of the patch
 size, then centre-cropped to at most ``size`` rows; frames of different shapes are padded with white to the
-largest one. Outputs (written atomically into one folder):
+largest one. Frames are read by :mod:`vist3a.data.media` (the one frame reader). Outputs are written by
+:func:`vist3a.scene.save_scene` (the one export path, atomically): ``cameras.json`` (pixel centres at integer
+coordinates), ``frames.mp4`` (the input views), ``depth/NNN.png``, ``meta.json``, and
 
-* AnySplat: ``scene.ply`` (3DGS PLY), ``cameras.json``, ``depth/NNN.png``, ``meta.json``;
-* VGGT: ``points.ply`` (xyz + rgb point cloud fused from the point maps, keeping the most confident
-  pixels), ``cameras.json``, ``depth/NNN.png``, ``meta.json``.
+* AnySplat: ``scene.ply`` (3DGS PLY), ``scene.splat``, ``flythrough.mp4``;
+* VGGT: ``points.ply`` (xyz + rgb point cloud fused from the point maps, keeping the most confident pixels).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -25,8 +25,6 @@ from vist3a.errors import UserInputError
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
-VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".gif", ".m4v")
 DEFAULT_SIZE = {"vggt": 518, "anysplat": 448}
 PAD_VALUE = 1.0  # white, as the official preprocessing pads
 
@@ -39,27 +37,31 @@ def _evenly_spaced(count: int, keep: int) -> list[int]:
 
 
 def read_frames(source: str | os.PathLike, max_views: int = 32) -> list[np.ndarray]:
-    """RGB ``uint8 [H, W, 3]`` frames of an image folder (sorted by name) or a video, at most ``max_views``
+    """RGB ``uint8 [H, W, 3]`` frames of an image folder (natural name order) or a video, at most ``max_views``
     (evenly spaced over the input when there are more)."""
-    import imageio.v3 as iio
+    from vist3a.data.media import (
+        IMAGE_SUFFIXES,
+        VIDEO_SUFFIXES,
+        count_video_frames,
+        list_images,
+        read_image,
+        read_video_frames,
+        to_uint8,
+    )
 
     source = Path(source)
     if max_views < 1:
         raise UserInputError(f"--max-views must be at least 1, got {max_views}")
     if source.is_dir():
-        files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = list_images(source)
         if not files:
             raise UserInputError(f"{source}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
-        picked = [files[i] for i in _evenly_spaced(len(files), max_views)]
-        frames = [iio.imread(p) for p in picked]
+        frames = [read_image(files[i]) for i in _evenly_spaced(len(files), max_views)]
     elif source.is_file() and source.suffix.lower() in VIDEO_SUFFIXES:
-        try:
-            all_frames = list(iio.imiter(source))
-        except Exception as exc:  # imageio raises many types for unreadable videos
-            raise UserInputError(f"{source}: cannot read video ({type(exc).__name__}: {exc})") from None
-        if not all_frames:
+        count = count_video_frames(source)
+        if count == 0:
             raise UserInputError(f"{source}: the video has no frames")
-        frames = [all_frames[i] for i in _evenly_spaced(len(all_frames), max_views)]
+        frames = list(read_video_frames(source, _evenly_spaced(count, max_views)))
     elif source.exists():
         raise UserInputError(f"{source}: expected a folder of images or a video ({', '.join(VIDEO_SUFFIXES)})")
     else:
@@ -68,20 +70,7 @@ def read_frames(source: str | os.PathLike, max_views: int = 32) -> list[np.ndarr
         logger.warning(
             "only %d view(s) found in %s; reconstruction from a single view is ill-posed", len(frames), source
         )
-    return [_to_rgb(f, source) for f in frames]
-
-
-def _to_rgb(frame: np.ndarray, source: Path) -> np.ndarray:
-    if frame.ndim == 2:
-        frame = np.repeat(frame[..., None], 3, -1)
-    if frame.ndim != 3 or frame.shape[-1] not in (3, 4):
-        raise UserInputError(f"{source}: unsupported image layout {frame.shape}")
-    if frame.shape[-1] == 4:  # composite onto white, as the official loader does
-        alpha = frame[..., 3:].astype(np.float32) / 255.0
-        frame = (frame[..., :3] * alpha + 255.0 * (1 - alpha)).round().astype(np.uint8)
-    if frame.dtype != np.uint8:
-        frame = np.clip(frame.astype(np.float32) / max(float(frame.max()), 1.0) * 255.0, 0, 255).astype(np.uint8)
-    return frame
+    return [to_uint8(f) for f in frames]
 
 
 def preprocess_frames(frames: list[np.ndarray], size: int, patch_size: int = 14) -> torch.Tensor:
@@ -111,70 +100,6 @@ def preprocess_frames(frames: list[np.ndarray], size: int, patch_size: int = 14)
     return torch.stack(tensors)
 
 
-# ----------------------------------------------------------------------------- outputs
-def fuse_point_maps(
-    points: torch.Tensor, conf: torch.Tensor, colors: torch.Tensor, keep_fraction: float = 0.5
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Keep the ``keep_fraction`` most confident finite pixels of point maps.
-
-    ``points [V, H, W, 3]``, ``conf [V, H, W]``, ``colors [V, 3, H, W]`` in [0, 1] ->
-    ``(xyz [M, 3], rgb [M, 3] uint8)``.
-    """
-    if not 0.0 < keep_fraction <= 1.0:
-        raise ValueError(f"`keep_fraction` must be in (0, 1], got {keep_fraction}")
-    xyz = points.reshape(-1, 3).float()
-    c = conf.reshape(-1).float()
-    rgb = (colors.permute(0, 2, 3, 1).reshape(-1, 3).clamp(0, 1) * 255).round().to(torch.uint8)
-    finite = torch.isfinite(xyz).all(-1) & torch.isfinite(c)
-    xyz, c, rgb = xyz[finite], c[finite], rgb[finite]
-    if xyz.shape[0] == 0:
-        raise ValueError("the point maps have no finite points")
-    keep = max(1, round(keep_fraction * xyz.shape[0]))
-    order = torch.argsort(c, descending=True)[:keep]
-    return xyz[order], rgb[order]
-
-
-def save_point_ply(path: str | os.PathLike, xyz: torch.Tensor, rgb: torch.Tensor) -> Path:
-    """Binary PLY point cloud with ``x y z`` (float32) and ``red green blue`` (uint8)."""
-    from plyfile import PlyData, PlyElement
-
-    from vist3a.io_utils import atomic_path
-
-    dtype = [("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")]
-    table = np.empty(xyz.shape[0], dtype=dtype)
-    xyz_np, rgb_np = xyz.detach().cpu().float().numpy(), rgb.detach().cpu().numpy()
-    for i, name in enumerate(("x", "y", "z")):
-        table[name] = xyz_np[:, i]
-    for i, name in enumerate(("red", "green", "blue")):
-        table[name] = rgb_np[:, i]
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        PlyData([PlyElement.describe(table, "vertex")], text=False, byte_order="<").write(str(tmp))
-    return path
-
-
-def save_depth_pngs(folder: str | os.PathLike, depth: torch.Tensor) -> tuple[float, float]:
-    """Colour-mapped depth ``[V, H, W]`` -> ``folder/000.png ...``; returns the (near, far) range used
-    (2nd / 98th percentile over all views, so outliers do not flatten the colours)."""
-    import imageio.v3 as iio
-    from matplotlib import colormaps
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    d = depth.detach().float().cpu()
-    finite = d[torch.isfinite(d)]
-    if finite.numel() == 0:
-        near, far = 0.0, 1.0
-    else:
-        near, far = (float(x) for x in torch.quantile(finite[:1_000_000], torch.tensor([0.02, 0.98])))
-    span = max(far - near, 1e-12)
-    cmap = colormaps["turbo"]
-    for i, view in enumerate(d):
-        normed = ((view - near) / span).clamp(0, 1).nan_to_num(0.0).numpy()
-        iio.imwrite(folder / f"{i:03d}.png", (cmap(normed)[..., :3] * 255).astype(np.uint8))
-    return near, far
-
-
 # ----------------------------------------------------------------------------- orchestration
 @dataclass
 class ReconstructionSummary:
@@ -185,21 +110,6 @@ class ReconstructionSummary:
     image_hw: tuple[int, int]
     num_primitives: int
     files: list[str]
-
-
-def _write_flythrough(path: Path, gaussians, w2c: torch.Tensor, K: torch.Tensor, width: int, height: int,
-                      num_frames: int) -> None:
-    """Render ``gaussians`` along a smooth path through the predicted cameras and write a video."""
-    from vist3a.cameras import K_from_edge_convention, interpolate_poses, invert_rigid, to_homogeneous
-    from vist3a.media import write_video
-    from vist3a.splats.flythrough import render_frames
-
-    c2w = to_homogeneous(invert_rigid(w2c.float().cpu()))
-    path_w2c = to_homogeneous(invert_rigid(interpolate_poses(c2w, num_frames)))
-    K_path = K_from_edge_convention(K.float().cpu().mean(0))
-    frames = render_frames(gaussians, path_w2c.to(gaussians.device), K_path.to(gaussians.device), width, height,
-                           batch_size=num_frames if gaussians.device.type == "cuda" else 1, progress=False)
-    write_video(path, frames.colors, fps=12.0)
 
 
 def reconstruct(
@@ -214,52 +124,53 @@ def reconstruct(
     """Run ``model`` (:class:`~vist3a.recon.VGGT` or :class:`~vist3a.recon.AnySplat`) on ``views [V, 3, H, W]``
     in ``[0, 1]`` and write the outputs to ``out_dir`` (replaced atomically); AnySplat also gets
     ``flythrough.mp4``, a smooth path through the predicted cameras (``flythrough_frames = 0`` skips it)."""
-    from vist3a.cameras import save_cameras_json
-    from vist3a.io_utils import atomic_dir
+    from vist3a.cameras import K_from_edge_convention, to_homogeneous
     from vist3a.recon import VGGT, AnySplat
+    from vist3a.scene import Scene, save_scene
 
     if not isinstance(model, VGGT | AnySplat):
         raise ValueError(f"`model` must be a VGGT or AnySplat model, got {type(model).__name__}")
     device = next(model.parameters()).device
     images = views.to(device)[None]
-    height, width = views.shape[-2:]
+    height, width = (int(s) for s in views.shape[-2:])
     with (
         torch.no_grad(),
         torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None),
     ):
         out = model(images)
-    meta = {
-        "model": type(model).__name__,
-        "num_views": int(views.shape[0]),
-        "width": int(width),
-        "height": int(height),
-        **(extra_meta or {}),
-    }
-    with atomic_dir(out_dir) as tmp:
-        cams = out.cameras
-        save_cameras_json(tmp / "cameras.json", cams.w2c[0].float(), cams.K[0].float(), width, height)
-        near, far = save_depth_pngs(tmp / "depth", out.depth[0])
-        meta["depth_png_range"] = [near, far]
-        if isinstance(model, AnySplat):
-            from vist3a.splats.ply import save_ply
-
-            gaussians = out.gaussians[0].detach().to(device="cpu", dtype=torch.float32)
-            keep = gaussians.is_finite()
-            if not bool(keep.all()):
-                logger.warning("dropping %d non-finite Gaussians", int((~keep).sum()))
-                gaussians = gaussians[keep]
-            save_ply(gaussians, tmp / "scene.ply")
-            count, main_file = len(gaussians), "scene.ply"
-            if flythrough_frames > 0:
-                _write_flythrough(tmp / "flythrough.mp4", gaussians.to(device), cams.w2c[0], cams.K[0],
-                                  int(width), int(height), flythrough_frames)
-        else:
-            xyz, rgb = fuse_point_maps(out.world_points[0], out.world_points_conf[0], views, keep_fraction)
-            save_point_ply(tmp / "points.ply", xyz, rgb)
-            count, main_file = xyz.shape[0], "points.ply"
-            meta["keep_fraction"] = keep_fraction
-        meta["num_primitives"] = int(count)
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
-    logger.info("wrote %s (%d primitives) and %d other files to %s", main_file, count, len(files) - 1, out_dir)
-    return ReconstructionSummary(Path(out_dir), int(views.shape[0]), (int(height), int(width)), int(count), files)
+    cams = out.cameras
+    gaussians = None
+    if isinstance(model, AnySplat):
+        gaussians = out.gaussians[0].detach().to(device="cpu", dtype=torch.float32)
+        keep = gaussians.is_finite()
+        if not bool(keep.all()):
+            logger.warning("dropping %d non-finite Gaussians", int((~keep).sum()))
+            gaussians = gaussians[keep]
+    points = getattr(out, "world_points", None)
+    points_conf = getattr(out, "world_points_conf", None)
+    scene = Scene(
+        prompt="",
+        frames=views.float().cpu(),
+        w2c=to_homogeneous(cams.w2c[0].float()).cpu(),
+        K=K_from_edge_convention(cams.K[0].float()).cpu(),  # the models' c = size / 2 -> integer pixel centres
+        image_size=(height, width),
+        gaussians=gaussians,
+        depth=out.depth[0].float().cpu() if out.depth is not None else None,
+        points=points[0].float().cpu() if points is not None and gaussians is None else None,
+        points_conf=points_conf[0].float().cpu() if points_conf is not None and gaussians is None else None,
+        settings={"model": type(model).__name__, **({"keep_fraction": keep_fraction} if gaussians is None else {})},
+    )
+    count = len(gaussians) if gaussians is not None else None
+    meta = {"model": type(model).__name__, "num_views": int(views.shape[0]), "width": width, "height": height,
+            **(extra_meta or {})}
+    if gaussians is None:  # what points.ply keeps (vist3a.scene.fuse_point_maps)
+        finite = torch.isfinite(scene.points).all(-1)
+        if scene.points_conf is not None:
+            finite &= torch.isfinite(scene.points_conf)
+        count = max(1, round(keep_fraction * int(finite.sum())))
+    meta["num_primitives"] = int(count)
+    out_dir = save_scene(scene, out_dir, flythrough_frames=flythrough_frames if gaussians is not None else 0,
+                         extra_meta=meta, depth_pngs=True, points_keep_fraction=keep_fraction)
+    files = sorted(str(p.relative_to(out_dir)) for p in Path(out_dir).rglob("*") if p.is_file())
+    logger.info("wrote %d primitives and %d files to %s", count, len(files), out_dir)
+    return ReconstructionSummary(Path(out_dir), int(views.shape[0]), (height, width), int(count), files)

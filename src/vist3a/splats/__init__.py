@@ -10,7 +10,7 @@
 from vist3a.splats.flythrough import Frames, orbit_cameras, render_frames
 from vist3a.splats.gaussians import SH_C0, Gaussians, rgb_to_sh_dc, sh_dc_to_rgb, sh_degree_from_coeffs
 from vist3a.splats.io import load_gaussians, save_gaussians
-from vist3a.splats.ply import load_ply, save_ply
+from vist3a.splats.ply import load_ply, save_ply, save_point_ply
 from vist3a.splats.render import BACKENDS, RenderOutput, render, resolve_backend
 from vist3a.splats.sh import SH_MAX_DEGREE, sh_basis, sh_to_color
 from vist3a.splats.splat_file import load_splat, save_splat
@@ -34,6 +34,7 @@ __all__ = [
     "rgb_to_sh_dc",
     "save_gaussians",
     "save_ply",
+    "save_point_ply",
     "save_splat",
     "scene_center_radius",
     "sh_basis",

@@ -206,3 +206,21 @@ def load_ply(
         opacities=tensor(opacities),
         sh=tensor(sh),
     )
+
+
+def save_point_ply(path: str | os.PathLike, xyz: torch.Tensor, rgb: torch.Tensor) -> Path:
+    """Binary point-cloud PLY: ``x y z`` (float32) and ``red green blue`` (uint8) of ``xyz [M, 3]``, ``rgb [M, 3]``
+    uint8 (atomically); the one point-cloud writer (VGGT scenes and reconstructions)."""
+    from plyfile import PlyData, PlyElement
+
+    dtype = [("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")]
+    table = np.empty(xyz.shape[0], dtype=dtype)
+    xyz_np, rgb_np = xyz.detach().cpu().float().numpy(), rgb.detach().cpu().numpy()
+    for i, name in enumerate(("x", "y", "z")):
+        table[name] = xyz_np[:, i]
+    for i, name in enumerate(("red", "green", "blue")):
+        table[name] = rgb_np[:, i]
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        PlyData([PlyElement.describe(table, "vertex")], text=False, byte_order="<").write(str(tmp))
+    return path
