@@ -89,7 +89,7 @@ def test_invalid_frame_count_message():
 
 @pytest.mark.parametrize(("n", "expected"), [(12, 13), (10, 13), (14, 17), (2, 5)])
 def test_round_up_logs(n, expected, caplog):
-    with caplog.at_level(logging.WARNING, logger="vist3a.video.frames"):
+    with caplog.at_level(logging.WARNING, logger="vist3a.data.clip"):
         assert check_num_frames(n, round_up=True) == expected
     assert f"{n} -> {expected}" in caplog.text
 

@@ -13,6 +13,7 @@ stack of them). Conventions, as in :mod:`vist3a.cameras`:
 
 from __future__ import annotations
 
+import logging
 import operator
 from dataclasses import dataclass, field, replace
 
@@ -20,26 +21,38 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+logger = logging.getLogger(__name__)
+
 WAN_TEMPORAL_COMPRESSION = 4  # Wan VAE `scale_factor_temporal`: T frames -> (T - 1) / 4 + 1 latent frames
 
 
-def check_num_frames(num_frames: int, temporal_compression: int = WAN_TEMPORAL_COMPRESSION,
+def check_num_frames(num_frames: int, temporal_factor: int = WAN_TEMPORAL_COMPRESSION, round_up: bool = False,
                      name: str = "num_frames") -> int:
-    """Return ``num_frames`` if a causal video VAE can encode it (``k * temporal_compression + 1``, k >= 0).
+    """Return ``num_frames`` if a causal video VAE can encode it (``temporal_factor * k + 1``, k >= 0); else round
+    it up to the next valid count (``round_up``, logged, never silent) or raise a ValueError naming ``name``.
 
-    With Wan's factor 4 that is 1, 5, 9, 13, 17, 21, ... ValueError naming ``name`` otherwise.
+    With Wan's factor 4 that is 1, 5, 9, 13, 17, 21, ... The one frame-count check of vist3a.
     """
+    if isinstance(temporal_factor, bool) or not isinstance(temporal_factor, int) or temporal_factor < 1:
+        raise ValueError(f"`temporal_factor` must be a positive int, got {temporal_factor!r}")
+    t = temporal_factor
+    head = (f"`{name}` must be {t}n+1 frames ({', '.join(str(t * k + 1) for k in range(5))}, ...) for a causal "
+            f"video VAE with temporal compression {t}")
     try:
         count = operator.index(num_frames)
     except TypeError:
         count = None
-    if isinstance(num_frames, bool) or count is None or count < 1 or (count - 1) % temporal_compression:
-        raise ValueError(
-            f"`{name}` must be {temporal_compression}n+1 frames (1, {temporal_compression + 1}, "
-            f"{2 * temporal_compression + 1}, {3 * temporal_compression + 1}, ...) for a causal video VAE with "
-            f"temporal compression {temporal_compression}, got {num_frames!r}"
-        )
-    return count
+    if isinstance(num_frames, bool) or count is None:
+        raise ValueError(f"{head}: an int, got {num_frames!r}")
+    if count < 1:
+        raise ValueError(f"{head}: at least 1, got {count}")
+    if (count - 1) % t == 0:
+        return count
+    valid = -(-(count - 1) // t) * t + 1
+    if round_up:
+        logger.warning("Adjusting %s %d -> %d (must be %dk+1)", name, count, valid, t)
+        return valid
+    raise ValueError(f"{head} ({t}k+1), got {count}; pass --round-frames (round_up=True) to use {valid}")
 
 
 def valid_depth(depth: Tensor) -> Tensor:

@@ -93,8 +93,10 @@ def encode_latents(
 
     The VAE (``diffusers.AutoencoderKLWan``) takes ``[B, 3, T, H, W]`` in ``[-1, 1]``.
     """
+    from vist3a.video.frames import frames_to_vae
+
     param = next(vae.parameters())
-    pixels = (frames.permute(0, 2, 1, 3, 4) * 2.0 - 1.0).to(param.device, param.dtype)
+    pixels = frames_to_vae(frames).to(param.device, param.dtype)
     posterior = vae.encode(pixels).latent_dist
     return posterior.sample(generator=generator) if sample else posterior.mode()
 

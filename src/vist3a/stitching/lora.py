@@ -12,8 +12,10 @@ import logging
 import re
 from dataclasses import dataclass
 
-import torch
 from torch import nn
+
+from vist3a.video.lora import has_lora as has_lora  # re-exported: one implementation
+from vist3a.video.lora import merge_lora_layers
 
 logger = logging.getLogger(__name__)
 
@@ -98,26 +100,7 @@ def lora_parameters(model: nn.Module, include_biases: bool = True) -> dict[str, 
     return out
 
 
-def has_lora(model: nn.Module) -> bool:
-    from peft.tuners.lora import LoraLayer
-
-    return any(isinstance(m, LoraLayer) for m in model.modules())
-
-
-@torch.no_grad()
 def merge_lora(model: nn.Module) -> int:
-    """Fold every LoRA adapter into its base weight and put the plain module back (in place).
-
-    Afterwards the model has its original module tree and parameter names. Returns the number of merged modules.
-    """
-    from peft.tuners.lora import LoraLayer
-
-    targets = [(name, module) for name, module in model.named_modules() if isinstance(module, LoraLayer)]
-    for name, module in targets:
-        module.merge()
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, module.get_base_layer())
-    if targets:
-        logger.info("merged LoRA into %d modules", len(targets))
-    return len(targets)
+    """Fold every LoRA adapter into its base weight and put the plain module back (in place); returns the number
+    of merged modules (:func:`vist3a.video.lora.merge_lora_layers`)."""
+    return merge_lora_layers(model)

@@ -12,6 +12,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import torch
+
+from vist3a.data.clip import check_num_frames  # the one 4k+1 check (re-exported here)
 from vist3a.video.latents import _config_value
 
 logger = logging.getLogger(__name__)
@@ -37,30 +40,6 @@ def vae_scale_factors(vae_config: Any) -> tuple[int, int]:
                 f"patch_size={get('patch_size', None)}) gives {derived}"
             )
     return temporal, spatial
-
-
-def check_num_frames(num_frames: int, temporal_factor: int = 4, round_up: bool = False) -> int:
-    """Return ``num_frames`` if it is ``temporal_factor * k + 1``; else round it up (``round_up``) or raise.
-
-    Rounding goes up to the next valid count (12 -> 13) and is logged, never silent.
-    """
-    if isinstance(num_frames, bool) or not isinstance(num_frames, int):
-        raise ValueError(f"`num_frames` must be an int, got {num_frames!r}")
-    if isinstance(temporal_factor, bool) or not isinstance(temporal_factor, int) or temporal_factor < 1:
-        raise ValueError(f"`temporal_factor` must be a positive int, got {temporal_factor!r}")
-    if num_frames < 1:
-        raise ValueError(f"`num_frames` must be at least 1, got {num_frames}")
-    if (num_frames - 1) % temporal_factor == 0:
-        return num_frames
-    valid = -(-(num_frames - 1) // temporal_factor) * temporal_factor + 1
-    if round_up:
-        logger.warning("Adjusting num_frames %d -> %d (must be %dk+1)", num_frames, valid, temporal_factor)
-        return valid
-    examples = ", ".join(str(temporal_factor * k + 1) for k in range(2, 5))
-    raise ValueError(
-        f"num_frames must be {temporal_factor}k+1 (..., {examples}, ...), got {num_frames}; "
-        f"pass --round-frames (round_up=True) to use {valid}"
-    )
 
 
 def num_latent_frames(num_frames: int, temporal_factor: int = 4) -> int:
@@ -101,3 +80,15 @@ def latent_shape(num_frames: int, height: int, width: int, vae_config: Any) -> t
     check_resolution(height, width, spatial)
     z_dim = int(_config_value(vae_config, "z_dim"))
     return z_dim, (frames - 1) // temporal + 1, height // spatial, width // spatial
+
+
+def frames_to_vae(frames: torch.Tensor) -> torch.Tensor:
+    """Frames ``[B, T, 3, H, W]`` in ``[0, 1]`` -> the Wan VAE's input ``[B, 3, T, H, W]`` in ``[-1, 1]``."""
+    if frames.ndim != 5 or frames.shape[2] != 3:
+        raise ValueError(f"`frames` must be shaped [B, T, 3, H, W], got {tuple(frames.shape)}")
+    return frames.permute(0, 2, 1, 3, 4) * 2.0 - 1.0
+
+
+def vae_to_frames(video: torch.Tensor) -> torch.Tensor:
+    """The Wan VAE's output ``[B, 3, T, H, W]`` in ``[-1, 1]`` -> frames ``[B, T, 3, H, W]`` float32 in ``[0, 1]``."""
+    return ((video.float() + 1.0) / 2.0).clamp(0.0, 1.0).permute(0, 2, 1, 3, 4)

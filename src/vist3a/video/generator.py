@@ -25,7 +25,14 @@ from vist3a.errors import UserInputError
 from vist3a.hub import resolve_dir
 from vist3a.io_utils import atomic_dir
 from vist3a.video.configs import wan_repo_id
-from vist3a.video.frames import check_num_frames, check_resolution, latent_shape, vae_scale_factors
+from vist3a.video.frames import (
+    check_num_frames,
+    check_resolution,
+    frames_to_vae,
+    latent_shape,
+    vae_scale_factors,
+    vae_to_frames,
+)
 from vist3a.video.latents import denormalize_latents, normalize_latents
 from vist3a.video.lora import has_lora
 from vist3a.video.sampler import StepCallback, make_scheduler, sample
@@ -378,7 +385,7 @@ class WanGenerator:
         vae_dtype = self.vae.dtype
         with self._placed(self.vae):
             video = self.vae.decode(raw_latents.to(self.device, vae_dtype), return_dict=False)[0]
-        return ((video.float() + 1.0) / 2.0).clamp(0.0, 1.0).permute(0, 2, 1, 3, 4)
+        return vae_to_frames(video)
 
     def encode(
         self, frames: torch.Tensor, *, sample_posterior: bool = False, generator: torch.Generator | None = None
@@ -394,7 +401,7 @@ class WanGenerator:
         check_num_frames(int(frames.shape[1]), temporal)
         check_resolution(int(frames.shape[3]), int(frames.shape[4]), spatial)
         vae_dtype = self.vae.dtype
-        pixels = (frames.permute(0, 2, 1, 3, 4) * 2.0 - 1.0).to(self.device, vae_dtype)
+        pixels = frames_to_vae(frames).to(self.device, vae_dtype)
         with self._placed(self.vae):
             posterior = self.vae.encode(pixels, return_dict=False)[0]
             raw = posterior.sample(generator) if sample_posterior else posterior.mode()

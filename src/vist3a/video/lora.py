@@ -50,9 +50,9 @@ def _tuner_layers(module: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
     return [(name, m) for name, m in module.named_modules() if isinstance(m, BaseTunerLayer)]
 
 
-def has_lora(transformer: torch.nn.Module) -> bool:
-    """Whether any (unmerged) LoRA layer is injected in ``transformer``."""
-    return bool(_tuner_layers(transformer))
+def has_lora(model: torch.nn.Module) -> bool:
+    """Whether any (unmerged) LoRA layer is injected in ``model``."""
+    return bool(_tuner_layers(model))
 
 
 def lora_adapter_names(transformer: torch.nn.Module) -> list[str]:
@@ -199,16 +199,26 @@ def merge_lora(transformer: torch.nn.Module) -> torch.nn.Module:
     Afterwards the transformer is a plain ``WanTransformer3DModel`` again (``save_pretrained`` works) and
     runs at base speed; outputs equal the adapted ones up to rounding.
     """
-    layers = _tuner_layers(transformer)
+    merge_lora_layers(transformer)
+    return transformer
+
+
+@torch.no_grad()
+def merge_lora_layers(model: torch.nn.Module) -> int:
+    """Fold every PEFT adapter of ``model`` into its base weight and put the plain module back (in place); the one
+    merge of vist3a (the Wan transformer here, the stitched 3D model in :mod:`vist3a.stitching.lora`). Returns
+    the number of merged modules; afterwards the module tree and parameter names are the original ones."""
+    layers = _tuner_layers(model)
     for name, layer in layers:
         layer.merge()
         parent_name, _, child = name.rpartition(".")
-        parent = transformer.get_submodule(parent_name) if parent_name else transformer
+        parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, layer.get_base_layer())
-    if hasattr(transformer, "peft_config"):
-        del transformer.peft_config
-    logger.info("Merged LoRA into %d layers", len(layers))
-    return transformer
+    if hasattr(model, "peft_config"):
+        del model.peft_config
+    if layers:
+        logger.info("merged LoRA into %d modules", len(layers))
+    return len(layers)
 
 
 def lora_state_dict(transformer: torch.nn.Module, adapter_name: str = "default") -> dict[str, torch.Tensor]:
