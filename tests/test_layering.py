@@ -18,7 +18,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "vist3a"
 #: with a dotted name (``alignment.scorers``) overrides its package's layer.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("__init__", "errors", "io_utils", "lazy"),
-    ("cameras", "media", "hub", "presets"),
+    ("cameras", "media", "hub", "presets", "checkpoints"),
     ("splats", "world"),
     ("data", "scene"),
     ("recon", "video", "evaluation"),

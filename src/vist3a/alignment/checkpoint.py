@@ -16,60 +16,26 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from vist3a.alignment.ema import EMA
+from vist3a.checkpoints import (  # noqa: F401  (re-exported: the alignment API names them)
+    CHECKPOINT_PREFIX,
+    META_FILE,
+    capture_rng_state,
+    checkpoint_dir,
+    list_checkpoints,
+    restore_rng_state,
+)
 from vist3a.errors import UserInputError
 from vist3a.io_utils import atomic_dir
 from vist3a.video.lora import save_lora
 
-CHECKPOINT_PREFIX = "checkpoint-"
 LORA_DIR, LORA_EMA_DIR = "lora", "lora_ema"
-STATE_FILE, META_FILE = "training_state.pt", "meta.json"
-_NAME = re.compile(rf"^{CHECKPOINT_PREFIX}(\d+)$")
-
-
-def checkpoint_dir(run_dir: str | os.PathLike, step: int) -> Path:
-    """``run_dir/checkpoint-<step>``."""
-    return Path(run_dir) / f"{CHECKPOINT_PREFIX}{int(step)}"
-
-
-def list_checkpoints(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
-    """``(step, path)`` of the complete checkpoints in ``run_dir`` (those with ``meta.json``), by step."""
-    root = Path(run_dir)
-    if not root.is_dir():
-        return []
-    found = []
-    for path in root.iterdir():
-        match = _NAME.match(path.name)
-        if match and (path / META_FILE).is_file():
-            found.append((int(match.group(1)), path))
-    return sorted(found)
-
-
-def capture_rng_state() -> dict[str, Any]:
-    """Global RNG states (Python, torch CPU, CUDA when present) as ``weights_only``-loadable values."""
-    state: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng_state(state: dict[str, Any]) -> None:
-    """Inverse of :func:`capture_rng_state` (CUDA states only when the same number of devices is present)."""
-    if "python" in state:
-        version, internal, gauss = state["python"]
-        random.setstate((version, tuple(internal), gauss))
-    if "torch" in state:
-        torch.set_rng_state(state["torch"])
-    cuda = state.get("cuda")
-    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda)
+STATE_FILE = "training_state.pt"
 
 
 def save_checkpoint(

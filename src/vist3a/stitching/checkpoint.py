@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from vist3a.checkpoints import META_FILE
 from vist3a.errors import UserInputError
 from vist3a.io_utils import atomic_dir
 from vist3a.stitching.lora import LORA_MODULE_TYPES, has_lora
@@ -37,10 +37,8 @@ from vist3a.stitching.lora import LORA_MODULE_TYPES, has_lora
 logger = logging.getLogger(__name__)
 
 OFFICIAL_TOKEN_KEYS = ("mask_token", "cls_token", "register_tokens")
-CHECKPOINT_PREFIX = "checkpoint-"
-TRAINABLE_FILE = "trainable.safetensors"
-META_FILE = "meta.json"
 
+TRAINABLE_FILE = "trainable.safetensors"
 
 # ---------------------------------------------------------------------------- official layout
 def flatten_official(tree: Mapping[str, Any], prefix: str = "") -> dict[str, torch.Tensor]:
@@ -194,20 +192,7 @@ def _token_param(decoder: nn.Module, name: str) -> nn.Parameter:
 
 
 # ---------------------------------------------------------------------------- training checkpoints
-def checkpoint_dir(run_dir: str | Path, step: int) -> Path:
-    return Path(run_dir) / f"{CHECKPOINT_PREFIX}{step}"
-
-
-def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
-    """``[(step, path)]`` of complete checkpoints in ``run_dir``, by step."""
-    out = []
-    for path in Path(run_dir).glob(f"{CHECKPOINT_PREFIX}*"):
-        match = re.fullmatch(rf"{CHECKPOINT_PREFIX}(\d+)", path.name)
-        if match and (path / META_FILE).is_file():
-            out.append((int(match.group(1)), path))
-    return sorted(out)
-
-
+# (folder names and RNG capture: vist3a.checkpoints)
 def save_training_checkpoint(
     path: str | Path,
     trainable: Mapping[str, torch.Tensor],

@@ -46,12 +46,11 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from vist3a.checkpoints import capture_rng_state, checkpoint_dir, list_checkpoints, restore_rng_state
 from vist3a.errors import UserInputError
 from vist3a.io_utils import atomic_dir, atomic_path
 from vist3a.stitching.adapters import ReconAdapter, adapter_for_model
 from vist3a.stitching.checkpoint import (
-    checkpoint_dir,
-    list_checkpoints,
     load_training_checkpoint,
     save_training_checkpoint,
 )
@@ -351,20 +350,6 @@ def plot_losses(rows: Sequence[Mapping[str, float]], path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------- training
-def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _restore_rng(state: Mapping[str, Any]) -> None:
-    random.setstate(state["python"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def train_stitched(
     decoder: StitchedDecoder,
     teacher: torch.nn.Module,
@@ -428,7 +413,7 @@ def train_stitched(
         _load_trainable(params, state["trainable"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        _restore_rng(state["rng"])
+        restore_rng_state(state["rng"])
         start_step = int(state["meta"]["step"])
         if start_step > config.max_steps:
             raise UserInputError(f"--resume {resume} is at step {start_step}, past --max-steps {config.max_steps}")
@@ -546,7 +531,7 @@ def _checkpoint(accelerator, run_dir: Path, step: int, params, optimizer, schedu
             {k: p.detach() for k, p in params.items()},
             optimizer.state_dict(),
             scheduler.state_dict(),
-            _rng_state(),
+            capture_rng_state(),
             meta,
         )
         if config.keep_checkpoints is not None:
