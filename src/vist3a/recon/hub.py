@@ -157,17 +157,8 @@ def vggt_from_pretrained(
     """
     heads = ("camera", "depth", "point", "track") if load_track_head else ("camera", "depth", "point")
     ignore = () if load_track_head else ("track_head.",)
-    return _from_pretrained(
-        "vggt",
-        repo_id_or_dir,
-        local_files_only=local_files_only,
-        revision=revision,
-        cache_dir=cache_dir,
-        device=device,
-        dtype=dtype,
-        overrides={"heads": heads},
-        ignore_prefixes=ignore,
-    )
+    return _from_pretrained("vggt", repo_id_or_dir, overrides={"heads": heads}, ignore_prefixes=ignore,
+                            **_load_kwargs(local_files_only, revision, cache_dir, device, dtype))
 
 
 def anysplat_from_pretrained(
@@ -184,17 +175,15 @@ def anysplat_from_pretrained(
 
     ``overrides``: AnySplat config values to change (e.g. ``voxel_size=0.005``, ``voxelize=False``).
     """
-    return _from_pretrained(
-        "anysplat",
-        repo_id_or_dir,
-        local_files_only=local_files_only,
-        revision=revision,
-        cache_dir=cache_dir,
-        device=device,
-        dtype=dtype,
-        overrides=overrides,
-        ignore_prefixes=(),
-    )
+    return _from_pretrained("anysplat", repo_id_or_dir, overrides=overrides, ignore_prefixes=(),
+                            **_load_kwargs(local_files_only, revision, cache_dir, device, dtype))
+
+
+def _load_kwargs(local_files_only: bool | None, revision: str | None, cache_dir: str | None,
+                 device: str | torch.device | None, dtype: torch.dtype | None) -> dict[str, Any]:
+    """The loading options both public loaders pass through to :func:`_from_pretrained`."""
+    return {"local_files_only": local_files_only, "revision": revision, "cache_dir": cache_dir, "device": device,
+            "dtype": dtype}
 
 
 # ----------------------------------------------------------------------------- tiny random models

@@ -123,14 +123,8 @@ class WanGenerator:
         device = torch.device(device) if device is not None else _default_device()
         dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
         patterns = ["model_index.json", VIST3A_CONFIG_NAME, *(f"{c}/*" for c in COMPONENTS)]
-        root = resolve_dir(
-            repo_or_dir,
-            allow_patterns=patterns,
-            revision=revision,
-            local_files_only=local_files_only,
-            cache_dir=cache_dir,
-            what="Wan generator",
-        )
+        root = resolve_dir(repo_or_dir, allow_patterns=patterns, revision=revision, local_files_only=local_files_only,
+                           cache_dir=cache_dir, what="Wan generator")
         missing = [c for c in COMPONENTS if not (root / c).is_dir()]
         if missing:
             raise UserInputError(
