@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from vist3a.cameras import invert_rigid, look_at_w2c, to_homogeneous
+from vist3a.cameras import invert_rigid, look_at_w2c
 from vist3a.evaluation.alignment3d import umeyama
 from vist3a.evaluation.pointmap_metrics import acc_comp_nc, nearest_neighbors, pointmap_metrics, pointmap_normals
 from vist3a.evaluation.pose_metrics import (
