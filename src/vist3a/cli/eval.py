@@ -96,4 +96,76 @@ def register(app: typer.Typer) -> None:
         _echo_summary(summary)
         typer.echo(f"wrote {out}/results.json, results.md, contact_sheet.png")
 
+    @eval_app.command("nvs")
+    def nvs_cmd(
+        data: str = typer.Option("nano", "--data", help="nano | dl3dv:DIR (nerfstudio layout)"),
+        preset: str = typer.Option("nano", "--preset", help="preset whose decoders are compared"),
+        compare: str = typer.Option(
+            "original", "--compare", help="decoders beside the stitched one: 'original' or 'none'"
+        ),
+        num_clips: int = typer.Option(8, "--num-clips", help="clips (sequences) evaluated"),
+        context: int = typer.Option(9, "--context", help="context views per clip (4k+1 for the stitched decoder)"),
+        targets: int = typer.Option(4, "--targets", help="target views per clip"),
+        lpips: bool = typer.Option(False, "--lpips", help="also LPIPS (VGG; needs torchmetrics and its weights)"),
+        seed: int = typer.Option(0, "--seed", help="seeds the nano clips / the frame windows"),
+        out: Path | None = typer.Option(None, "--out", help="also write nvs.json and nvs.md here"),
+        device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: cuda if available)"),
+        quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+    ) -> None:
+        """Novel-view synthesis of the stitched vs the original decoder on the same clips (Table 3)."""
+        from vist3a.evaluation.nvs import NVSConfig, evaluate_nvs, nvs_markdown
+
+        cfg = NVSConfig(data=data, preset=preset, decoders=_decoders(compare), num_clips=_positive(num_clips),
+                        num_frames=max(13, context + targets), num_context=context, num_targets=targets, lpips=lpips,
+                        seed=seed, progress=not quiet)
+        result = evaluate_nvs(cfg, _device(device))
+        _report(result, nvs_markdown(result), out, "nvs")
+
+    @eval_app.command("geometry")
+    def geometry_cmd(
+        data: str = typer.Option("nano", "--data", help="nano | dl3dv:DIR (cameras only)"),
+        preset: str = typer.Option("nano", "--preset", help="preset whose decoders are compared"),
+        compare: str = typer.Option("original", "--compare", help="decoders beside the stitched one: original|none"),
+        num_clips: int = typer.Option(8, "--num-clips", help="clips evaluated"),
+        frames: int = typer.Option(13, "--frames", help="views per clip (4k+1 for the stitched decoder)"),
+        seed: int = typer.Option(0, "--seed", help="seeds the nano clips / the frame windows"),
+        out: Path | None = typer.Option(None, "--out", help="also write geometry.json and geometry.md here"),
+        device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: cuda if available)"),
+        quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+    ) -> None:
+        """Camera (RRA/RTA/AUC, ATE/RPE) and pointmap (Acc/Comp/NC) quality of the decoders (Table 5)."""
+        from vist3a.evaluation.geometry import GeometryConfig, evaluate_geometry, geometry_markdown
+
+        cfg = GeometryConfig(data=data, preset=preset, decoders=_decoders(compare), num_clips=_positive(num_clips),
+                             num_frames=frames, seed=seed, progress=not quiet)
+        result = evaluate_geometry(cfg, _device(device))
+        _report(result, geometry_markdown(result), out, "geometry")
+
     app.add_typer(eval_app, name="eval")
+
+
+def _positive(value: int) -> int:
+    if value < 1:
+        raise UserInputError(f"--num-clips must be >= 1, got {value}")
+    return value
+
+
+def _decoders(compare: str) -> tuple[str, ...]:
+    if compare not in ("original", "none"):
+        raise UserInputError(f"--compare must be 'original' or 'none', got {compare!r}")
+    return ("stitched", "original") if compare == "original" else ("stitched",)
+
+
+def _report(result: dict, markdown: str, out: Path | None, name: str) -> None:
+    """Print the table; with --out also write NAME.json and NAME.md (atomically)."""
+    import json
+
+    from vist3a.io_utils import atomic_path
+
+    typer.echo(markdown, nl=False)
+    if out is not None:
+        with atomic_path(out / f"{name}.json") as tmp:
+            tmp.write_text(json.dumps(result, indent=2))
+        with atomic_path(out / f"{name}.md") as tmp:
+            tmp.write_text(markdown)
+        typer.echo(f"wrote {out}/{name}.json and {name}.md")
