@@ -50,6 +50,14 @@ def _prediction(out: Any, frames_hw: tuple[int, int]) -> Prediction:
                       gaussians[0].detach().to(device="cpu", dtype=torch.float32) if gaussians is not None else None)
 
 
+def check_view_count(name: str, frame_step: int, count: int, what: str) -> None:
+    """One clear error when ``count`` views are not ``1 + k * frame_step`` (a video VAE's frame rule)."""
+    if (count - 1) % frame_step:
+        raise UserInputError(f"the {name} decoder reads video latents and needs {frame_step}k+1 views, but {what} "
+                             f"has {count}; choose --context/--targets (or --frames) so that the context and "
+                             "context+targets are both 4k+1 (e.g. 9 and 4)")
+
+
 class Decoder:
     """``decoder(frames [V, 3, H, W] in [0, 1]) -> Prediction``; ``frame_step``: V must be ``1 + k * step``."""
 
@@ -57,10 +65,7 @@ class Decoder:
     frame_step: int = 1
 
     def check_views(self, count: int, what: str) -> None:
-        if (count - 1) % self.frame_step:
-            raise UserInputError(f"the {self.name} decoder reads video latents and needs 4k+1 views, but {what} has "
-                                 f"{count}; choose --context/--targets so that the context and context+targets "
-                                 "are both 4k+1 (e.g. 9 and 4)")
+        check_view_count(self.name, self.frame_step, count, what)
 
     def __call__(self, frames: torch.Tensor) -> Prediction:
         raise NotImplementedError
@@ -87,6 +92,7 @@ class StitchedLatentDecoder(Decoder):
     """A :class:`~vist3a.stitching.StitchedDecoder` on the VAE posterior means of the frames."""
 
     name = "stitched"
+    frame_step = 4
 
     def __init__(self, decoder: torch.nn.Module, encode: Any, frame_step: int = 4) -> None:
         self.decoder, self.encode, self.frame_step = decoder.eval(), encode, frame_step

@@ -58,14 +58,19 @@ def evaluate_geometry(cfg: GeometryConfig, device: str | torch.device | None = N
     """Table 5: ``{"rows": {decoder: {metric: mean}}, "per_clip": [...]}`` (pointmap metrics where the clips have
     depth and the decoder gives pointmaps)."""
     from vist3a.data.clip import valid_depth
-    from vist3a.evaluation.decoders import load_decoders
-    from vist3a.evaluation.eval_data import eval_clips
+    from vist3a.evaluation.decoders import StitchedLatentDecoder, check_view_count, load_decoders
+    from vist3a.evaluation.eval_data import eval_clips, parse_data
     from vist3a.evaluation.nvs import _video_size
     from vist3a.evaluation.pointmap_metrics import pointmap_metrics
     from vist3a.evaluation.pose_metrics import relative_pose_metrics, trajectory_metrics
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    decoders = decoders if decoders is not None else load_decoders(cfg.preset, cfg.decoders, device)
+    if clips is None:
+        parse_data(cfg.data)  # a bad --data fails before any model loads
+    if decoders is None:
+        if "stitched" in cfg.decoders:  # fail before loading anything (Wan VAEs: 4k+1 frames)
+            check_view_count("stitched", StitchedLatentDecoder.frame_step, cfg.num_frames, "each clip")
+        decoders = load_decoders(cfg.preset, cfg.decoders, device)
     for dec in decoders:
         dec.check_views(cfg.num_frames, "each clip")
     if clips is None:

@@ -81,8 +81,8 @@ class NVSConfig:
 def evaluate_nvs(cfg: NVSConfig, device: str | torch.device | None = None, *, decoders: list[Any] | None = None,
                  clips: list[Any] | None = None) -> dict[str, Any]:
     """Table 3: ``{"rows": {decoder: {"psnr", "ssim"[, "lpips"]}}, "per_clip": [...], "views": ...}``."""
-    from vist3a.evaluation.decoders import load_decoders
-    from vist3a.evaluation.eval_data import eval_clips
+    from vist3a.evaluation.decoders import StitchedLatentDecoder, check_view_count, load_decoders
+    from vist3a.evaluation.eval_data import eval_clips, parse_data
     from vist3a.evaluation.image_metrics import image_metrics, load_lpips
     from vist3a.splats import render
 
@@ -90,7 +90,13 @@ def evaluate_nvs(cfg: NVSConfig, device: str | torch.device | None = None, *, de
     context, targets = context_target_split(cfg.num_frames, cfg.num_context, cfg.num_targets)
     joint = sorted(context + targets)
     context_pos, target_pos = [joint.index(i) for i in context], [joint.index(i) for i in targets]
-    decoders = decoders if decoders is not None else load_decoders(cfg.preset, cfg.decoders, device)
+    if clips is None:
+        parse_data(cfg.data)  # a bad --data fails before any model loads
+    if decoders is None:
+        if "stitched" in cfg.decoders:  # fail before loading anything (Wan VAEs: 4k+1 frames)
+            check_view_count("stitched", StitchedLatentDecoder.frame_step, len(context), "the context")
+            check_view_count("stitched", StitchedLatentDecoder.frame_step, len(joint), "context + targets")
+        decoders = load_decoders(cfg.preset, cfg.decoders, device)
     for dec in decoders:
         dec.check_views(len(context), "the context")
         dec.check_views(len(joint), "context + targets")

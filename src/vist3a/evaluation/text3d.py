@@ -102,7 +102,12 @@ class Text3DConfig:
         if self.refine_steps < 0:
             raise UserInputError(f"--refine must be >= 0, got {self.refine_steps}")
         if self.metrics is not None:
+            from vist3a.evaluation.metric_models import KNOWN_METRICS
+
             self.metrics = tuple(self.metrics)
+            unknown = sorted(set(self.metrics) - set(KNOWN_METRICS))
+            if unknown or not self.metrics:
+                raise UserInputError(f"unknown metrics {unknown}; known: {', '.join(KNOWN_METRICS)}")
 
     def identity(self, prompts: list[str]) -> dict[str, Any]:
         """What makes two runs' scenes and scores the same (checked when resuming)."""
