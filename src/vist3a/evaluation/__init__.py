@@ -7,6 +7,10 @@
   :func:`judge_left_right`), for relations the nano image-text models cannot judge.
 - :mod:`~vist3a.evaluation.nano_eval`: ``vist3a nano eval``, the nano pipeline on held-out prompts
   (:func:`evaluate_nano`, :class:`NanoEvalConfig`).
+- The paper's benchmarks (``vist3a eval``, docs/evaluation.md): metrics in :mod:`~vist3a.evaluation.image_metrics`,
+  :mod:`~vist3a.evaluation.pose_metrics`, :mod:`~vist3a.evaluation.pointmap_metrics` and
+  :mod:`~vist3a.evaluation.alignment3d`; runners :func:`evaluate_text3d`, :func:`evaluate_nvs`,
+  :func:`evaluate_geometry`; per-scene refinement :func:`refine_scene`.
 
 Layering: ``metrics`` and ``prompts`` are low-level (torch, the nano world), so training stages can use the same
 protocol (:mod:`vist3a.nano.train_imagetext`); ``nano_eval`` sits on top of the pipeline. Modules load on first
@@ -30,6 +34,18 @@ _LAZY = {
     "judge_left_right": "relations",
     "NanoEvalConfig": "nano_eval",
     "evaluate_nano": "nano_eval",
+    "umeyama": "alignment3d",
+    "relative_pose_metrics": "pose_metrics",
+    "trajectory_metrics": "pose_metrics",
+    "pointmap_metrics": "pointmap_metrics",
+    "Text3DConfig": "text3d",
+    "evaluate_text3d": "text3d",
+    "NVSConfig": "nvs",
+    "evaluate_nvs": "nvs",
+    "GeometryConfig": "geometry",
+    "evaluate_geometry": "geometry",
+    "refine_scene": "refine",
+    "refine_gaussians": "refine",
 }
 
 __all__ = list(_LAZY)
