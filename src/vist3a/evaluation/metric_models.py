@@ -78,7 +78,7 @@ def consistency_metric(num_views: int = 8, backend: str = "auto") -> ViewMetric:
 
     def fn(views: torch.Tensor, prompt: str, scene: Any) -> float:
         picks = evenly_spaced(scene.frames.shape[0], num_views)
-        rendered = render_predicted_views(scene, picks, backend, "cpu")
+        rendered = render_predicted_views(scene, picks, backend, "cuda" if torch.cuda.is_available() else "cpu")
         return float(consistency_psnr(scene.frames[picks].float().cpu(), rendered).mean())
 
     return ViewMetric("consistency", "Consistency PSNR (dB)", fn)

@@ -110,6 +110,9 @@ def evaluate_nvs(cfg: NVSConfig, device: str | torch.device | None = None, *, de
         row: dict[str, Any] = {"clip": index, "meta": {k: clip.meta.get(k) for k in ("composition", "camera_kind")}}
         for dec in decoders:
             ctx = dec(frames[context])
+            if ctx.gaussians is None:
+                raise UserInputError(f"the {dec.name} decoder gives no Gaussians to render: NVS needs an AnySplat-type "
+                                     "decoder (use `vist3a eval geometry` for pointmap decoders)")
             both = dec(frames[joint])
             w2c = rescale_target_poses(ctx.w2c, both.w2c, context_pos, target_pos)
             pred = render(ctx.gaussians.to(device), w2c.to(device), both.K[target_pos].to(device), width, height,

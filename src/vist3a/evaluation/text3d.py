@@ -226,8 +226,9 @@ def evaluate_text3d(cfg: Text3DConfig, out_dir: str | os.PathLike, device: str |
     _check_config(out / "config.json", cfg, suite, prompts)
     prompts = prompts[: cfg.limit] if cfg.limit else prompts
     rank, world, local_rank = rank_and_world()
-    if device is None and world > 1 and torch.cuda.is_available():
-        device = f"cuda:{local_rank}"
+    if world > 1 and torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)  # renders and metrics on "cuda" use this rank's GPU
+        device = device or f"cuda:{local_rank}"
     lazy = _Lazy(cfg, device, pipeline, metrics)
     folders = [out / "scenes" / f"{i:04d}_{slugify(p)}" for i, p in enumerate(prompts)]
     mine = [i for i in range(len(prompts)) if i % world == rank and not (folders[i] / "eval.json").is_file()]
