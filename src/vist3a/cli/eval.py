@@ -98,7 +98,7 @@ def register(app: typer.Typer) -> None:
 
     @eval_app.command("nvs")
     def nvs_cmd(
-        data: str = typer.Option("nano", "--data", help="nano | dl3dv:DIR (nerfstudio layout)"),
+        data: str = typer.Option("nano", "--data", help="nano | re10k:DIR (pixelSplat chunks) | dl3dv:DIR"),
         preset: str = typer.Option("nano", "--preset", help="preset whose decoders are compared"),
         compare: str = typer.Option(
             "original", "--compare", help="decoders beside the stitched one: 'original' or 'none'"
@@ -123,7 +123,7 @@ def register(app: typer.Typer) -> None:
 
     @eval_app.command("geometry")
     def geometry_cmd(
-        data: str = typer.Option("nano", "--data", help="nano | dl3dv:DIR (cameras only)"),
+        data: str = typer.Option("nano", "--data", help="nano | re10k:DIR | dl3dv:DIR (the last two: cameras only)"),
         preset: str = typer.Option("nano", "--preset", help="preset whose decoders are compared"),
         compare: str = typer.Option("original", "--compare", help="decoders beside the stitched one: original|none"),
         num_clips: int = typer.Option(8, "--num-clips", help="clips evaluated"),
