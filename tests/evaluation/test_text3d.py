@@ -62,6 +62,8 @@ def prompts_file(tmp_path) -> Path:
 def test_suites_resolve_by_name_and_by_file(prompts_file):
     assert len(suite_prompts("t3bench")[1]) == 300
     assert len(suite_prompts("scenebench")[1]) == 80 and len(suite_prompts("dpg")[1]) == 100
+    nano = suite_prompts("nano")[1]
+    assert len(set(nano)) == 64 and nano == suite_prompts("nano")[1]
     assert suite_prompts(str(prompts_file)) == ("custom", ["a red cube", "a blue sphere", "a green cone"])
     with pytest.raises(UserInputError, match="neither a suite name"):
         suite_prompts("nope")

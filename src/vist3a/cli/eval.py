@@ -63,7 +63,7 @@ def register(app: typer.Typer) -> None:
     @eval_app.command("text3d", help=TEXT3D_HELP)
     def text3d_cmd(
         out: Path = typer.Option(..., "--out", "-o", help="output folder (reused to resume)", show_default=False),
-        suite: str = typer.Option("scenebench", "--suite", help="t3bench | scenebench | dpg | a prompts file"),
+        suite: str = typer.Option("scenebench", "--suite", help="t3bench | scenebench | dpg | nano | a prompts file"),
         preset: str = typer.Option("nano", "--preset", help="pipeline preset (as for vist3a generate)"),
         lora: Path | None = typer.Option(None, "--lora", help="extra generator LoRA folder"),
         limit: int | None = typer.Option(None, "--limit", help="evaluate only the first N prompts"),

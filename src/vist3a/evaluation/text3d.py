@@ -2,7 +2,8 @@
 
 Protocol (DESIGN.md §6):
 
-1. the suite's prompts (T3Bench 300, SceneBench 80, DPG-Bench 100 sampled, or a file), first ``limit`` of them;
+1. the suite's prompts (T3Bench 300, SceneBench 80, DPG-Bench 100 sampled, nano: 64 held-out compositions of the
+   nano world, or a file), first ``limit`` of them;
    prompt ``i`` is generated with seed ``seed + i`` (as ``vist3a generate --prompts-file``), so sharding the
    prompts over processes (``accelerate launch``: prompt ``i`` goes to rank ``i % world``) gives the scenes of
    one process;
@@ -45,7 +46,9 @@ from vist3a.io_utils import atomic_path
 
 logger = logging.getLogger(__name__)
 
-SUITES = {"t3bench": "T3Bench", "scenebench": "SceneBench", "dpg": "DPG-Bench"}
+SUITES = {"t3bench": "T3Bench", "scenebench": "SceneBench", "dpg": "DPG-Bench", "nano": "nano held-out"}
+#: Prompts of the "nano" suite: held-out compositions of the nano world (never trained on), canonically worded.
+NANO_SUITE_SIZE = 64
 SUITE_DIR = Path(__file__).with_name("suites")
 
 #: The paper's rows (DESIGN.md §6) for the columns of :mod:`~vist3a.evaluation.metric_models`.
@@ -61,7 +64,8 @@ class Text3DConfig:
     """Settings of a text-to-3D evaluation.
 
     Attributes:
-        suite: "t3bench", "scenebench", "dpg" or a prompts file (one per line, '#' comments).
+        suite: "t3bench", "scenebench", "dpg", "nano" (64 held-out compositions of the nano world, the prompts
+            the nano models can be judged on) or a prompts file (one per line, '#' comments).
         preset: pipeline preset (``vist3a generate --preset``).
         lora: extra generator LoRA folder.
         limit: first N prompts only (None: all).
@@ -132,6 +136,11 @@ def read_prompts(path: Path) -> list[str]:
 
 def suite_prompts(suite: str) -> tuple[str, list[str]]:
     """``(suite key, prompts)``: a known name, or a file (whose key is a known suite when its name says so)."""
+    if suite == "nano":
+        from vist3a.evaluation.prompts import heldout_compositions
+        from vist3a.nano.world import describe_composition
+
+        return suite, [describe_composition(c) for c in heldout_compositions(NANO_SUITE_SIZE, seed=0)]
     if suite in SUITES:
         return suite, read_prompts(SUITE_DIR / f"{suite}.txt")
     path = Path(suite)
