@@ -57,3 +57,38 @@ def test_psnr_ssim_match_torchmetrics():
         # torchmetrics' SSIM differs from the valid-window definition (and from the scipy reference above, which
         # ours matches to 1e-5) by up to ~5e-4 on small images; it is a cross-check, not the oracle.
         assert float(out["ssim"][i]) == pytest.approx(float(tm_ssim), abs=1e-3)
+
+
+def test_lpips_without_its_library_is_one_clear_error(monkeypatch):
+    import sys
+
+    from vist3a.errors import UserInputError
+    from vist3a.evaluation.image_metrics import load_lpips
+
+    monkeypatch.setitem(sys.modules, "torchmetrics.image.lpip", None)
+    with pytest.raises(UserInputError, match=r"vist3a\[eval\]"):
+        load_lpips()
+
+
+class FakeLpips(torch.nn.Module):
+    """Mean absolute difference per image, with a torchmetrics-like ``reset``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+        self.resets = 0
+
+    def forward(self, a, b):
+        return (a - b).abs().mean(dim=(1, 2, 3))
+
+    def reset(self):
+        self.resets += 1
+
+
+def test_lpips_values_are_per_image():
+    target = torch.zeros(3, 3, 8, 8)
+    pred = target + torch.tensor([0.0, 0.1, 0.2])[:, None, None, None]
+    fake = FakeLpips()
+    out = image_metrics(pred, target, fake)
+    torch.testing.assert_close(out["lpips"], torch.tensor([0.0, 0.1, 0.2]))
+    assert fake.resets == 1

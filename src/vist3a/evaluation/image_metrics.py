@@ -48,5 +48,6 @@ def image_metrics(pred: torch.Tensor, target: torch.Tensor, lpips: Any = None) -
     if lpips is not None:
         device = next(iter(lpips.parameters()), torch.empty(0)).device
         values = lpips(pred.to(device), target.to(device))
+        lpips.reset()  # a torchmetrics Metric keeps every batch's scores otherwise
         out["lpips"] = values.reshape(-1).float().cpu()
     return out
