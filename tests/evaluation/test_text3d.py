@@ -147,3 +147,11 @@ def test_nano_run_killed_mid_way_continues(tmp_path):
     report = json.loads((out / "results.json").read_text())
     assert report["num_prompts"] == 3 and set(report["means"]) == {"clip_nano", "consistency"}
     assert (out / "results.md").is_file() and (out / "contact_sheet.png").is_file()
+
+
+def test_scene_folders_are_named_like_vist3a_generate_prompts_files():
+    from vist3a.cli.generate import slugify as generate_slugify
+    from vist3a.evaluation.text3d import slugify
+
+    for prompt in suite_prompts("scenebench")[1][:5] + ["a red cube!", "???"]:
+        assert slugify(prompt) == generate_slugify(prompt)

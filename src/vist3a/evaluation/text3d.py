@@ -151,7 +151,9 @@ def suite_prompts(suite: str) -> tuple[str, list[str]]:
     return key, prompts
 
 
-def slugify(text: str, max_len: int = 40) -> str:
+def slugify(text: str, max_len: int = 48) -> str:
+    """Folder-name form of a prompt, as ``vist3a generate --prompts-file`` names its folders (so its output in
+    ``OUT/scenes`` is reused)."""
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
     return slug[:max_len].rstrip("-") or "prompt"
 
