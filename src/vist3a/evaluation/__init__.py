@@ -6,6 +6,10 @@
 - :mod:`~vist3a.evaluation.prompts`: held-out nano compositions and their one-attribute R-precision candidates.
 - :mod:`~vist3a.evaluation.relations`: left/right accuracy read from pixel colours (:func:`left_right_cases`,
   :func:`judge_left_right`), for relations the nano image-text models cannot judge.
+- The paper's benchmarks (``vist3a eval``, docs/evaluation.md): metrics in :mod:`~vist3a.evaluation.image_metrics`,
+  :mod:`~vist3a.evaluation.pose_metrics`, :mod:`~vist3a.evaluation.pointmap_metrics` and
+  :mod:`~vist3a.evaluation.alignment3d`; runners :func:`evaluate_text3d`, :func:`evaluate_nvs`,
+  :func:`evaluate_geometry`; per-scene refinement :func:`refine_scene`.
 
 Layering: everything here is low-level (torch, :mod:`vist3a.world`) and never imports :mod:`vist3a.nano`, so the
 nano training stages use the same protocol; the nano runner (``vist3a nano eval``) is
@@ -29,6 +33,18 @@ _LAZY = {
     "changed_attribute": "prompts",
     "left_right_cases": "relations",
     "judge_left_right": "relations",
+    "umeyama": "alignment3d",
+    "relative_pose_metrics": "pose_metrics",
+    "trajectory_metrics": "pose_metrics",
+    "pointmap_metrics": "pointmap_metrics",
+    "Text3DConfig": "text3d",
+    "evaluate_text3d": "text3d",
+    "NVSConfig": "nvs",
+    "evaluate_nvs": "nvs",
+    "GeometryConfig": "geometry",
+    "evaluate_geometry": "geometry",
+    "refine_scene": "refine",
+    "refine_gaussians": "refine",
 }
 
 __all__ = list(_LAZY)

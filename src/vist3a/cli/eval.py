@@ -1,0 +1,171 @@
+"""``vist3a eval``: the paper's benchmarks, one command per table (thin wrappers over :mod:`vist3a.evaluation`)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+from vist3a.errors import UserInputError
+
+TEXT3D_HELP = """Text-to-3DGS quality on a prompt suite (the paper's Tables 1, 2, 6).
+
+Generates one scene per prompt (seed SEED + index), renders 8 views evenly spaced on its fly-through path and
+scores them; writes OUT/results.json, OUT/results.md (the paper's table layout and reference rows) and
+OUT/contact_sheet.png. Resumable: rerun the same command after an interruption and finished prompts are kept.
+
+Examples:
+
+  vist3a eval text3d --suite scenebench --preset nano --limit 8 --out runs/eval/scenebench-nano
+
+  vist3a eval text3d --suite t3bench --preset vist3a-1.3b --out runs/eval/t3 --device cuda
+
+  accelerate launch --num_processes 8 $(which vist3a) eval text3d --suite t3bench --preset vist3a-14b --out runs/t3
+"""
+
+
+def _parse_sources(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise UserInputError(f"--metric-model expects NAME=PATH (e.g. clip=/models/clip-b16), got {item!r}")
+        out[name] = value
+    return out
+
+
+def _device(device: str | None) -> str | None:
+    import torch
+
+    if device is None or device == "auto":
+        return None
+    if device != "cpu" and not device.startswith("cuda"):
+        raise UserInputError(f"--device must be cpu, cuda, cuda:N or auto, got {device!r}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserInputError("--device cuda was given but CUDA is not available on this machine")
+    return device
+
+
+def _echo_summary(summary: dict) -> None:
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            for k, v in value.items():
+                typer.echo(f"{key}.{k}: {v:.4g}" if isinstance(v, float) else f"{key}.{k}: {v}")
+        else:
+            typer.echo(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}")
+
+
+def register(app: typer.Typer) -> None:
+    eval_app = typer.Typer(help="The paper's benchmarks: text3d (Tables 1, 2, 6), nvs (Table 3), geometry (Table 5).",
+                           no_args_is_help=True)
+
+    @eval_app.command("text3d", help=TEXT3D_HELP)
+    def text3d_cmd(
+        out: Path = typer.Option(..., "--out", "-o", help="output folder (reused to resume)", show_default=False),
+        suite: str = typer.Option("scenebench", "--suite", help="t3bench | scenebench | dpg | nano | a prompts file"),
+        preset: str = typer.Option("nano", "--preset", help="pipeline preset (as for vist3a generate)"),
+        lora: Path | None = typer.Option(None, "--lora", help="extra generator LoRA folder"),
+        limit: int | None = typer.Option(None, "--limit", help="evaluate only the first N prompts"),
+        seed: int = typer.Option(0, "--seed", help="prompt i uses SEED + i"),
+        steps: int | None = typer.Option(None, "--steps", help="sampling steps (default: the preset's)"),
+        cfg_scale: float | None = typer.Option(None, "--cfg", help="guidance scale (default: the preset's)"),
+        num_views: int = typer.Option(8, "--num-views", help="scored views per scene"),
+        refine: int = typer.Option(0, "--refine", help="per-scene refinement steps before scoring (0: none)"),
+        metrics: str | None = typer.Option(
+            None, "--metrics", help="comma-separated: imaging, aesthetic, clip, consistency (real presets), "
+            "clip_nano (nano), clip_tiny (tiny-random); default: the preset's set"
+        ),
+        metric_model: list[str] = typer.Option(
+            [], "--metric-model", help="NAME=PATH: a local folder or hub id for a metric model (repeatable)"
+        ),
+        device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: cuda if available)"),
+        quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+    ) -> None:
+        from vist3a.evaluation.text3d import Text3DConfig, evaluate_text3d
+
+        logging.getLogger("vist3a.evaluation").setLevel(logging.INFO)
+        names = tuple(m.strip() for m in metrics.split(",") if m.strip()) if metrics else None
+        cfg = Text3DConfig(suite=suite, preset=preset, lora=str(lora) if lora else None, limit=limit, seed=seed,
+                           num_steps=steps, guidance_scale=cfg_scale, num_views=num_views, refine_steps=refine,
+                           metrics=names, metric_sources=_parse_sources(metric_model), progress=not quiet)
+        summary = evaluate_text3d(cfg, out, _device(device))
+        if summary is None:
+            typer.echo("this rank's prompts are done; the last rank to finish writes the results")
+            return
+        _echo_summary(summary)
+        typer.echo(f"wrote {out}/results.json, results.md, contact_sheet.png")
+
+    @eval_app.command("nvs")
+    def nvs_cmd(
+        data: str = typer.Option("nano", "--data", help="nano | re10k:DIR (pixelSplat chunks) | dl3dv:DIR"),
+        preset: str = typer.Option("nano", "--preset", help="preset whose decoders are compared"),
+        compare: str = typer.Option(
+            "original", "--compare", help="decoders beside the stitched one: 'original' or 'none'"
+        ),
+        num_clips: int = typer.Option(8, "--num-clips", help="clips (sequences) evaluated"),
+        context: int = typer.Option(9, "--context", help="context views per clip (4k+1 for the stitched decoder)"),
+        targets: int = typer.Option(4, "--targets", help="target views per clip"),
+        lpips: bool = typer.Option(False, "--lpips", help="also LPIPS (VGG; needs torchmetrics and its weights)"),
+        seed: int = typer.Option(0, "--seed", help="seeds the nano clips / the frame windows"),
+        out: Path | None = typer.Option(None, "--out", help="also write nvs.json and nvs.md here"),
+        device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: cuda if available)"),
+        quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+    ) -> None:
+        """Novel-view synthesis of the stitched vs the original decoder on the same clips (Table 3)."""
+        from vist3a.evaluation.nvs import NVSConfig, evaluate_nvs, nvs_markdown
+
+        cfg = NVSConfig(data=data, preset=preset, decoders=_decoders(compare), num_clips=_positive(num_clips),
+                        num_frames=max(13, context + targets), num_context=context, num_targets=targets, lpips=lpips,
+                        seed=seed, progress=not quiet)
+        result = evaluate_nvs(cfg, _device(device))
+        _report(result, nvs_markdown(result), out, "nvs")
+
+    @eval_app.command("geometry")
+    def geometry_cmd(
+        data: str = typer.Option("nano", "--data", help="nano | re10k:DIR | dl3dv:DIR (the last two: cameras only)"),
+        preset: str = typer.Option("nano", "--preset", help="preset whose decoders are compared"),
+        compare: str = typer.Option("original", "--compare", help="decoders beside the stitched one: original|none"),
+        num_clips: int = typer.Option(8, "--num-clips", help="clips evaluated"),
+        frames: int = typer.Option(13, "--frames", help="views per clip (4k+1 for the stitched decoder)"),
+        seed: int = typer.Option(0, "--seed", help="seeds the nano clips / the frame windows"),
+        out: Path | None = typer.Option(None, "--out", help="also write geometry.json and geometry.md here"),
+        device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: cuda if available)"),
+        quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+    ) -> None:
+        """Camera (RRA/RTA/AUC, ATE/RPE) and pointmap (Acc/Comp/NC) quality of the decoders (Table 5)."""
+        from vist3a.evaluation.geometry import GeometryConfig, evaluate_geometry, geometry_markdown
+
+        cfg = GeometryConfig(data=data, preset=preset, decoders=_decoders(compare), num_clips=_positive(num_clips),
+                             num_frames=frames, seed=seed, progress=not quiet)
+        result = evaluate_geometry(cfg, _device(device))
+        _report(result, geometry_markdown(result), out, "geometry")
+
+    app.add_typer(eval_app, name="eval")
+
+
+def _positive(value: int) -> int:
+    if value < 1:
+        raise UserInputError(f"--num-clips must be >= 1, got {value}")
+    return value
+
+
+def _decoders(compare: str) -> tuple[str, ...]:
+    if compare not in ("original", "none"):
+        raise UserInputError(f"--compare must be 'original' or 'none', got {compare!r}")
+    return ("stitched", "original") if compare == "original" else ("stitched",)
+
+
+def _report(result: dict, markdown: str, out: Path | None, name: str) -> None:
+    """Print the table; with --out also write NAME.json and NAME.md (atomically)."""
+    import json
+
+    from vist3a.io_utils import atomic_path
+
+    typer.echo(markdown, nl=False)
+    if out is not None:
+        with atomic_path(out / f"{name}.json") as tmp:
+            tmp.write_text(json.dumps(result, indent=2))
+        with atomic_path(out / f"{name}.md") as tmp:
+            tmp.write_text(markdown)
+        typer.echo(f"wrote {out}/{name}.json and {name}.md")

@@ -1,0 +1,107 @@
+"""``vist3a eval geometry``: camera and pointmap quality of the stitched vs the original decoder (Table 5).
+
+Per clip, the decoder sees all its views; its cameras are scored against the true ones with RRA@5 / RTA@5 /
+AUC@30 (pairwise, :mod:`~vist3a.evaluation.pose_metrics`) and ATE / RPE-T / RPE-R (trajectory, after Sim(3)
+alignment), its world pointmap against the true depth unprojected with the true cameras with Acc / Comp / NC
+(:mod:`~vist3a.evaluation.pointmap_metrics`, after Sim(3) alignment on corresponding pixels). Means over clips.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+logger = logging.getLogger(__name__)
+
+COLUMNS = (("rra@5", "RRA@5 ↑"), ("rta@5", "RTA@5 ↑"), ("auc@30", "AUC@30 ↑"), ("ate", "ATE ↓"),
+           ("rpe_t", "RPE-T ↓"), ("rpe_r", "RPE-R ↓"), ("acc", "Acc ↓"), ("acc_med", "Acc med ↓"),
+           ("comp", "Comp ↓"), ("comp_med", "Comp med ↓"), ("nc", "NC ↑"), ("nc_med", "NC med ↑"))
+
+
+def unproject_depth(depth: torch.Tensor, w2c: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """World points ``[V, H, W, 3]`` of z-depth ``[V, H, W]`` seen by cameras ``w2c [V, 4, 4]``, ``K [V, 3, 3]``
+    (pixel centres at integer coordinates: pixel ``(row v, column u)`` is the ray through ``(u, v, 1)``)."""
+    from vist3a.cameras import invert_rigid
+
+    _, height, width = depth.shape
+    v, u = torch.meshgrid(torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64),
+                          indexing="ij")
+    pix = torch.stack([u, v, torch.ones_like(u)], -1)  # [H, W, 3]
+    rays = pix @ torch.linalg.inv(K.double()).transpose(-1, -2)[:, None]  # [V, H, W, 3], z = 1
+    cam = rays * depth.double()[..., None]
+    c2w = invert_rigid(w2c.double())
+    world = cam @ c2w[:, None, :3, :3].transpose(-1, -2) + c2w[:, None, None, :3, 3]
+    return world.float()
+
+
+@dataclass
+class GeometryConfig:
+    """Settings of ``vist3a eval geometry`` (fields as the CLI options)."""
+
+    data: str = "nano"
+    preset: str = "nano"
+    decoders: tuple[str, ...] = ("stitched", "original")
+    num_clips: int = 8
+    num_frames: int = 13
+    size: int | None = None
+    seed: int = 0
+    max_points: int = 10_000
+    progress: bool = True
+
+
+def evaluate_geometry(cfg: GeometryConfig, device: str | torch.device | None = None, *,
+                      decoders: list[Any] | None = None, clips: list[Any] | None = None) -> dict[str, Any]:
+    """Table 5: ``{"rows": {decoder: {metric: mean}}, "per_clip": [...]}`` (pointmap metrics where the clips have
+    depth and the decoder gives pointmaps)."""
+    from vist3a.data.clip import valid_depth
+    from vist3a.evaluation.decoders import StitchedLatentDecoder, check_view_count, load_decoders
+    from vist3a.evaluation.eval_data import eval_clips, parse_data
+    from vist3a.evaluation.nvs import _video_size
+    from vist3a.evaluation.pointmap_metrics import pointmap_metrics
+    from vist3a.evaluation.pose_metrics import relative_pose_metrics, trajectory_metrics
+
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if clips is None:
+        parse_data(cfg.data)  # a bad --data fails before any model loads
+    if decoders is None:
+        if "stitched" in cfg.decoders:  # fail before loading anything (Wan VAEs: 4k+1 frames)
+            check_view_count("stitched", StitchedLatentDecoder.frame_step, cfg.num_frames, "each clip")
+        decoders = load_decoders(cfg.preset, cfg.decoders, device)
+    for dec in decoders:
+        dec.check_views(cfg.num_frames, "each clip")
+    if clips is None:
+        clips = eval_clips(cfg.data, cfg.num_clips, cfg.num_frames, cfg.size or _video_size(cfg.preset), cfg.seed)
+    per_clip: list[dict[str, Any]] = []
+    for index, clip in enumerate(tqdm(clips, desc="eval geometry", unit="clip", disable=not cfg.progress)):
+        gt_w2c = clip.w2c.double().cpu()
+        gt_points = mask = None
+        if clip.depth is not None:
+            depth = clip.depth.float().cpu()
+            mask = valid_depth(depth)
+            gt_points = unproject_depth(torch.where(mask, depth, torch.zeros_like(depth)), gt_w2c, clip.K.cpu())
+        row: dict[str, Any] = {"clip": index}
+        for dec in decoders:
+            pred = dec(clip.frames.float().cpu())
+            values = {**relative_pose_metrics(pred.w2c, gt_w2c), **trajectory_metrics(pred.w2c, gt_w2c)}
+            if gt_points is not None and pred.points is not None:
+                values.update(pointmap_metrics(pred.points, gt_points, mask, max_points=cfg.max_points, seed=index))
+            row[dec.name] = values
+        per_clip.append(row)
+    names = [d.name for d in decoders]
+    rows = {n: {k: sum(r[n][k] for r in per_clip) / len(per_clip) for k in per_clip[0][n]} for n in names}
+    return {"rows": rows, "per_clip": per_clip, "num_clips": len(per_clip), "data": cfg.data, "preset": cfg.preset}
+
+
+def geometry_markdown(result: dict[str, Any]) -> str:
+    """Table 5's layout: one row per decoder; pose columns, then pointmap columns."""
+    present = next(iter(result["rows"].values()))
+    cols = [(k, label) for k, label in COLUMNS if k in present]
+    lines = [f"Geometry on {result['data']} ({result['num_clips']} clips), preset {result['preset']}", "",
+             "| Decoder | " + " | ".join(label for _, label in cols) + " |", "|---|" + "---:|" * len(cols)]
+    for name, row in result["rows"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{row[k]:.4f}" for k, _ in cols) + " |")
+    return "\n".join(lines) + "\n"
