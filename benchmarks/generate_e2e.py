@@ -241,7 +241,8 @@ def fidelity_probe(pipe: Any, settings: dict[str, Any]) -> dict[str, torch.Tenso
     with torch.no_grad():  # .forward, not __call__: the eager module even when compiled
         velocity = transformer.forward(x.to(device, dtype), torch.tensor([500], device=device),
                                        text.to(device, dtype), return_dict=False)[0].float().cpu()
-    frames = pipe("w1 w2 w3 w4", seed=0, progress=False)[0].frames.float().cpu()
+    scene = pipe("w1 w2 w3 w4", generator=torch.Generator("cpu").manual_seed(0), progress=False)[0]
+    frames = scene.frames.float().cpu()
     return {"velocity": velocity, "frames": frames}
 
 

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     warmup, batch = prompts[:state.num_processes], prompts[state.num_processes:]
 
     def one_scene(prompt: str, seed: int, out: Path, writer: ThreadPoolExecutor):
-        scene = pipe(prompt, seed=seed, progress=False)[0]
+        scene = pipe(prompt, generator=torch.Generator("cpu").manual_seed(seed), progress=False)[0]
         scene.gaussians, scene.w2c = stand_in
         return writer.submit(save_scene, scene, out, flythrough_frames=settings["flythrough_frames"],
                              render_backend=backend)

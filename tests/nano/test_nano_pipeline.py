@@ -70,8 +70,8 @@ def test_named_shape_steers_the_generated_scene(pipe):
     """Text conditioning reaches the shapes: for one colour and the six shapes of the world, the independent
     evaluation image-text model (never a training signal of the generator) picks the prompted shape from the
     generated frames for most of them (chance: 1 of 6). The shipped weights get 5 of 6 (pyramid reads as cone)."""
-    from vist3a.alignment.scorers import nano_clip_scorer
     from vist3a.evaluation.metrics import prompt_scores
+    from vist3a.nano.provider import nano_clip_scorer
 
     if not nano_available(("clip_eval",)):
         pytest.skip("the nano evaluation image-text model is not installed")
