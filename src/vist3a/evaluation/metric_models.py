@@ -74,7 +74,7 @@ def clip_score_from_scorer(scorer: Any) -> Callable[[torch.Tensor, str, Any], fl
 def consistency_metric(num_views: int = 8, backend: str = "auto") -> ViewMetric:
     """``consistency``: PSNR (dB) of the decoded frames against renders at their predicted cameras."""
     from vist3a.evaluation.metrics import consistency_psnr
-    from vist3a.evaluation.nano_eval import evenly_spaced, render_predicted_views
+    from vist3a.evaluation.views import evenly_spaced, render_predicted_views
 
     def fn(views: torch.Tensor, prompt: str, scene: Any) -> float:
         picks = evenly_spaced(scene.frames.shape[0], num_views)

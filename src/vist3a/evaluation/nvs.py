@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 def context_target_split(num_frames: int, num_context: int, num_targets: int) -> tuple[list[int], list[int]]:
     """``(context, targets)`` frame indices (sorted, disjoint); see the module docstring."""
-    from vist3a.evaluation.nano_eval import evenly_spaced
+    from vist3a.evaluation.views import evenly_spaced
 
     if num_context < 2 or num_targets < 1 or num_context + num_targets > num_frames:
         raise UserInputError(f"need --context >= 2, --targets >= 1 and context + targets <= {num_frames} frames, "

@@ -172,7 +172,7 @@ def metric_kind(preset: str) -> str:
 def render_path_views(scene: Any, num_views: int, path_frames: int, backend: str = "auto") -> torch.Tensor:
     """``[V, 3, H, W]`` renders in ``[0, 1]`` at ``num_views`` evenly spaced cameras of the fly-through path
     (:meth:`~vist3a.scene.Scene.flythrough_cameras`), at the decoded video's size (CPU)."""
-    from vist3a.evaluation.nano_eval import evenly_spaced
+    from vist3a.evaluation.views import evenly_spaced
     from vist3a.splats import render
 
     if scene.gaussians is None:
