@@ -81,8 +81,8 @@ class NVSConfig:
 def evaluate_nvs(cfg: NVSConfig, device: str | torch.device | None = None, *, decoders: list[Any] | None = None,
                  clips: list[Any] | None = None) -> dict[str, Any]:
     """Table 3: ``{"rows": {decoder: {"psnr", "ssim"[, "lpips"]}}, "per_clip": [...], "views": ...}``."""
-    from vist3a.evaluation.decoders import StitchedLatentDecoder, check_view_count, load_decoders
-    from vist3a.evaluation.eval_data import eval_clips, parse_data
+    from vist3a.benchmark.decoders import StitchedLatentDecoder, check_view_count, load_decoders
+    from vist3a.benchmark.eval_data import eval_clips, parse_data
     from vist3a.evaluation.image_metrics import image_metrics, load_lpips
     from vist3a.splats import render
 

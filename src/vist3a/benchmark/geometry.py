@@ -57,10 +57,10 @@ def evaluate_geometry(cfg: GeometryConfig, device: str | torch.device | None = N
                       decoders: list[Any] | None = None, clips: list[Any] | None = None) -> dict[str, Any]:
     """Table 5: ``{"rows": {decoder: {metric: mean}}, "per_clip": [...]}`` (pointmap metrics where the clips have
     depth and the decoder gives pointmaps)."""
+    from vist3a.benchmark.decoders import StitchedLatentDecoder, check_view_count, load_decoders
+    from vist3a.benchmark.eval_data import eval_clips, parse_data
+    from vist3a.benchmark.nvs import _video_size
     from vist3a.data.clip import valid_depth
-    from vist3a.evaluation.decoders import StitchedLatentDecoder, check_view_count, load_decoders
-    from vist3a.evaluation.eval_data import eval_clips, parse_data
-    from vist3a.evaluation.nvs import _video_size
     from vist3a.evaluation.pointmap_metrics import pointmap_metrics
     from vist3a.evaluation.pose_metrics import relative_pose_metrics, trajectory_metrics
 
