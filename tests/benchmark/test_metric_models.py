@@ -77,3 +77,29 @@ def test_missing_metric_models_name_the_fix(monkeypatch, tmp_path):
     monkeypatch.setitem(__import__("sys").modules, "pyiqa", None)
     with pytest.raises(UserInputError, match=r"vist3a\[eval\]"):
         metric_models.load_musiq(None, torch.device("cpu"))
+
+
+def test_nano_stand_in_is_the_registrys_evaluation_model():
+    """``clip_nano`` scores with the nano preset's ``"nano-clip-eval"`` scorer: the held-out evaluation model, never
+    the reward model."""
+    from vist3a.alignment.scorers import NanoClipScorer
+    from vist3a.benchmark.metric_models import build_metrics, registry_scorer
+    from vist3a.nano.weights import nano_available
+
+    if not nano_available(["clip", "clip_eval"]):
+        pytest.skip("the nano image-text models are not installed")
+    judge = registry_scorer("nano", "nano-clip-eval", torch.device("cpu"))
+    reward = registry_scorer("nano", "nano-clip", torch.device("cpu"))
+    assert isinstance(judge, NanoClipScorer) and judge.model.config.role == "evaluation"
+    assert reward.model.config.role != "evaluation"
+    (metric,) = build_metrics(("clip_nano",), torch.device("cpu"))
+    views = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    expected = float((100 * judge.score(views, ["a red cube"] * 2).clamp_min(0)).mean())
+    assert metric(views, "a red cube", None) == pytest.approx(expected, abs=1e-4)
+
+
+def test_stand_in_metrics_take_no_model_source():
+    from vist3a.benchmark.metric_models import build_metrics
+
+    with pytest.raises(UserInputError, match="--metric-model takes imaging, aesthetic or clip"):
+        build_metrics(("clip_nano",), torch.device("cpu"), {"clip_nano": "/somewhere"})

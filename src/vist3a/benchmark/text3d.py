@@ -222,8 +222,7 @@ class _Lazy:
             names = self.cfg.metrics or DEFAULT_METRICS[metric_kind(self.cfg.preset)]
             device = torch.device(self.device) if self.device else torch.device(
                 "cuda" if torch.cuda.is_available() else "cpu")
-            encoder = self._pipeline.generator.text_encoder if self._pipeline is not None else None
-            self._metrics = build_metrics(tuple(names), device, self.cfg.metric_sources, encoder, self.cfg.num_views,
+            self._metrics = build_metrics(tuple(names), device, self.cfg.metric_sources, self.cfg.num_views,
                                           self.cfg.render_backend)
         return self._metrics
 
