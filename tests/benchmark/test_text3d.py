@@ -41,9 +41,10 @@ class FakePipeline:
         self.calls: list[tuple[str, int]] = []
         self.fail_at = fail_at
 
-    def __call__(self, prompt, progress=False, seed=0, **kwargs):
+    def __call__(self, prompt, progress=False, generator=None, **kwargs):
         if self.fail_at is not None and len(self.calls) == self.fail_at:
             raise KeyboardInterrupt
+        seed = generator.initial_seed()
         self.calls.append((prompt, seed))
         return [fake_scene(prompt, seed)]
 

@@ -277,8 +277,8 @@ def _evaluate_prompt(index: int, prompt: str, folder: Path, out: Path, cfg: Text
         scene = load_scene_folder(folder)
         reused = True
     else:
-        scene = lazy.pipeline(prompt, progress=False, seed=cfg.seed + index, num_steps=cfg.num_steps,
-                              guidance_scale=cfg.guidance_scale)[0]
+        scene = lazy.pipeline(prompt, progress=False, generator=torch.Generator("cpu").manual_seed(cfg.seed + index),
+                              num_inference_steps=cfg.num_steps, guidance_scale=cfg.guidance_scale)[0]
         seconds["generate"] = time.perf_counter() - start
         save_scene(scene, folder, flythrough_frames=0, render_backend=cfg.render_backend)
         reused = False
