@@ -1,5 +1,4 @@
-"""Per-scene refinement, the ``vist3a refine`` / ``vist3a eval`` commands' user errors, and the metric models'
-formulas on tiny random instances of their classes (nothing downloaded)."""
+"""Per-scene refinement and the ``vist3a refine`` / ``vist3a eval`` commands' user errors."""
 
 from __future__ import annotations
 
@@ -10,7 +9,6 @@ import torch
 
 from vist3a.cameras import look_at_w2c
 from vist3a.cli.main import main
-from vist3a.errors import UserInputError
 from vist3a.evaluation.refine import RefineSettings, refine_gaussians
 from vist3a.scene import Scene, save_scene
 from vist3a.splats import Gaussians, load_ply, render
@@ -78,73 +76,3 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, capsys, args, message, mo
     assert run_cli(args) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
-
-
-def tiny_clip(tmp_path):
-    transformers = pytest.importorskip("transformers")
-    config = transformers.CLIPConfig(
-        text_config={"vocab_size": 99, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
-                     "num_attention_heads": 2, "max_position_embeddings": 77},
-        vision_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                       "image_size": 32, "patch_size": 8},
-        projection_dim=8,
-    )
-    torch.manual_seed(0)
-    return transformers.CLIPModel(config).eval()
-
-
-class HashTokenizer:
-    """Stands in for CLIP's tokenizer: words hashed into the tiny vocabulary."""
-
-    def __call__(self, prompts, padding=True, truncation=True, max_length=77, return_tensors="pt"):
-        import zlib
-
-        from transformers import BatchEncoding
-
-        ids = [[1] + [2 + zlib.crc32(w.encode()) % 90 for w in p.split()][: max_length - 2] + [98] for p in prompts]
-        width = max(map(len, ids))
-        mask = [[1] * len(i) + [0] * (width - len(i)) for i in ids]
-        ids = [i + [0] * (width - len(i)) for i in ids]
-        return BatchEncoding({"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask)})
-
-
-def test_clip_score_is_100_times_the_clamped_cosine(tmp_path):
-    from vist3a.alignment.scorers import clip_preprocess
-    from vist3a.evaluation.metric_models import TransformersClipScorer, clip_score_from_scorer
-
-    model = tiny_clip(tmp_path)
-    scorer = TransformersClipScorer(model, HashTokenizer())
-    views = torch.rand(3, 3, 40, 40)
-    got = clip_score_from_scorer(scorer)(views, "a red cube", None)
-    with torch.no_grad():
-        out = model(pixel_values=clip_preprocess(views, 32, crop=True), **HashTokenizer()(["a red cube"]))
-        cos = torch.nn.functional.cosine_similarity(out.image_embeds, out.text_embeds.expand(3, -1), dim=-1)
-    assert got == pytest.approx(float((100 * cos.clamp_min(0)).mean()), abs=1e-4)
-
-
-def test_aesthetic_head_has_the_laion_layout_and_scores_unit_embeddings(tmp_path):
-    from vist3a.evaluation.metric_models import AestheticPredictor, AestheticScorer
-
-    head = AestheticPredictor(8)
-    assert sorted(head.state_dict()) == sorted(f"layers.{i}.{p}" for i in (0, 2, 4, 6, 7) for p in ("weight", "bias"))
-    model = tiny_clip(tmp_path)
-    scorer = AestheticScorer(model, head)
-    views = torch.rand(2, 3, 32, 32)
-    from vist3a.alignment.scorers import clip_preprocess
-
-    with torch.no_grad():
-        emb = model.get_image_features(pixel_values=clip_preprocess(views, 32, crop=True))
-        emb = getattr(emb, "pooler_output", emb)
-        expected = head(emb / emb.norm(dim=-1, keepdim=True))
-    torch.testing.assert_close(scorer(views), expected)
-
-
-def test_missing_metric_models_name_the_fix(monkeypatch, tmp_path):
-    from vist3a.evaluation import metric_models
-
-    monkeypatch.delenv("VIST3A_AESTHETIC_HEAD", raising=False)
-    with pytest.raises(UserInputError, match="aesthetic head is missing"):
-        metric_models.load_aesthetic(str(tmp_path), torch.device("cpu"))
-    monkeypatch.setitem(__import__("sys").modules, "pyiqa", None)
-    with pytest.raises(UserInputError, match=r"vist3a\[eval\]"):
-        metric_models.load_musiq(None, torch.device("cpu"))

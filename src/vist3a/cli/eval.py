@@ -1,4 +1,4 @@
-"""``vist3a eval``: the paper's benchmarks, one command per table (thin wrappers over :mod:`vist3a.evaluation`)."""
+"""``vist3a eval``: the paper's benchmarks, one command per table (thin wrappers over :mod:`vist3a.benchmark`)."""
 
 from __future__ import annotations
 
@@ -82,9 +82,10 @@ def register(app: typer.Typer) -> None:
         device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: cuda if available)"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
     ) -> None:
-        from vist3a.evaluation.text3d import Text3DConfig, evaluate_text3d
+        from vist3a.benchmark.text3d import Text3DConfig, evaluate_text3d
 
-        logging.getLogger("vist3a.evaluation").setLevel(logging.INFO)
+        for name in ("vist3a.benchmark", "vist3a.evaluation"):  # the runner, and the refinement it may run
+            logging.getLogger(name).setLevel(logging.INFO)
         names = tuple(m.strip() for m in metrics.split(",") if m.strip()) if metrics else None
         cfg = Text3DConfig(suite=suite, preset=preset, lora=str(lora) if lora else None, limit=limit, seed=seed,
                            num_steps=steps, guidance_scale=cfg_scale, num_views=num_views, refine_steps=refine,
@@ -113,7 +114,7 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
     ) -> None:
         """Novel-view synthesis of the stitched vs the original decoder on the same clips (Table 3)."""
-        from vist3a.evaluation.nvs import NVSConfig, evaluate_nvs, nvs_markdown
+        from vist3a.benchmark.nvs import NVSConfig, evaluate_nvs, nvs_markdown
 
         cfg = NVSConfig(data=data, preset=preset, decoders=_decoders(compare), num_clips=_positive(num_clips),
                         num_frames=max(13, context + targets), num_context=context, num_targets=targets, lpips=lpips,
@@ -134,7 +135,7 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
     ) -> None:
         """Camera (RRA/RTA/AUC, ATE/RPE) and pointmap (Acc/Comp/NC) quality of the decoders (Table 5)."""
-        from vist3a.evaluation.geometry import GeometryConfig, evaluate_geometry, geometry_markdown
+        from vist3a.benchmark.geometry import GeometryConfig, evaluate_geometry, geometry_markdown
 
         cfg = GeometryConfig(data=data, preset=preset, decoders=_decoders(compare), num_clips=_positive(num_clips),
                              num_frames=frames, seed=seed, progress=not quiet)

@@ -6,14 +6,16 @@
 - :mod:`~vist3a.evaluation.prompts`: held-out nano compositions and their one-attribute R-precision candidates.
 - :mod:`~vist3a.evaluation.relations`: left/right accuracy read from pixel colours (:func:`left_right_cases`,
   :func:`judge_left_right`), for relations the nano image-text models cannot judge.
-- The paper's benchmarks (``vist3a eval``, docs/evaluation.md): metrics in :mod:`~vist3a.evaluation.image_metrics`,
+- :mod:`~vist3a.evaluation.views`: which views of a scene are scored, and its renders at its predicted cameras.
+- The paper's benchmark metrics: :mod:`~vist3a.evaluation.image_metrics` (PSNR / SSIM / LPIPS),
   :mod:`~vist3a.evaluation.pose_metrics`, :mod:`~vist3a.evaluation.pointmap_metrics` and
-  :mod:`~vist3a.evaluation.alignment3d`; runners :func:`evaluate_text3d`, :func:`evaluate_nvs`,
-  :func:`evaluate_geometry`; per-scene refinement :func:`refine_scene`.
+  :mod:`~vist3a.evaluation.alignment3d` (Umeyama Sim(3)); per-scene refinement :func:`refine_scene`
+  (``vist3a refine``) and the scene-folder reader :mod:`~vist3a.evaluation.scene_folder`.
 
-Layering: everything here is low-level (torch, :mod:`vist3a.world`) and never imports :mod:`vist3a.nano`, so the
-nano training stages use the same protocol; the nano runner (``vist3a nano eval``) is
-:mod:`vist3a.nano.evaluate`. Modules load on first attribute access, so importing this package stays cheap.
+Layering: everything here is low-level (torch, :mod:`vist3a.world`, :mod:`vist3a.splats`, :mod:`vist3a.data`)
+and loads no model, so the nano training stages use the same protocol. The runners that load models sit higher:
+``vist3a eval`` is :mod:`vist3a.benchmark`, ``vist3a nano eval`` is :mod:`vist3a.nano.evaluate`. Modules load on
+first attribute access, so importing this package stays cheap.
 """
 
 from __future__ import annotations
@@ -33,16 +35,12 @@ _LAZY = {
     "changed_attribute": "prompts",
     "left_right_cases": "relations",
     "judge_left_right": "relations",
+    "evenly_spaced": "views",
+    "render_predicted_views": "views",
     "umeyama": "alignment3d",
     "relative_pose_metrics": "pose_metrics",
     "trajectory_metrics": "pose_metrics",
     "pointmap_metrics": "pointmap_metrics",
-    "Text3DConfig": "text3d",
-    "evaluate_text3d": "text3d",
-    "NVSConfig": "nvs",
-    "evaluate_nvs": "nvs",
-    "GeometryConfig": "geometry",
-    "evaluate_geometry": "geometry",
     "refine_scene": "refine",
     "refine_gaussians": "refine",
 }

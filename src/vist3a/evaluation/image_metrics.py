@@ -1,6 +1,6 @@
 """Image metrics of novel-view synthesis (Table 3): PSNR, SSIM and (optional) LPIPS, per image.
 
-PSNR and SSIM are the project's one implementation (:mod:`vist3a.nano.training`: SSIM with an 11-px Gaussian
+PSNR and SSIM are the project's one implementation (:mod:`vist3a.evaluation.metrics`: SSIM with an 11-px Gaussian
 window, sigma 1.5, K1 0.01, K2 0.03, windows inside the image, as in Wang et al. 2004 and torchmetrics); LPIPS
 (VGG or AlexNet, as NVS papers report it) comes from torchmetrics and needs its network weights, so it is opt-in:
 ``pip install 'vist3a[eval]'``.
@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from vist3a.errors import UserInputError
-from vist3a.nano.training import psnr, ssim
+from vist3a.evaluation.metrics import psnr, ssim
 
 EVAL_EXTRA = "pip install 'vist3a[eval]'"
 

@@ -17,7 +17,8 @@ from typing import Any
 
 import torch
 
-from vist3a.nano.training import psnr, ssim
+from vist3a.evaluation.metrics import psnr, ssim
+from vist3a.evaluation.views import scene_cameras_at_frames
 from vist3a.splats import Gaussians, render
 
 logger = logging.getLogger(__name__)
@@ -121,17 +122,6 @@ def refine_gaussians(gaussians: Gaussians, frames: torch.Tensor, w2c: torch.Tens
     seconds = time.perf_counter() - start
     logger.info("refine: %d steps, PSNR %.2f -> %.2f dB (%.1f s)", settings.steps, before, after, seconds)
     return RefineResult(refined, before, after, settings.steps, seconds)
-
-
-def scene_cameras_at_frames(scene: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(w2c [T, 4, 4], K [T, 3, 3])`` of a :class:`~vist3a.scene.Scene`, ``K`` rescaled from the 3D model's
-    ``image_size`` to the decoded frames' size (pixel-centre convention kept)."""
-    from vist3a.data.clip import crop_resize_intrinsics
-
-    height, width = (int(s) for s in scene.frames.shape[-2:])
-    model_h, model_w = scene.image_size
-    K = crop_resize_intrinsics(scene.K.float(), (0, 0), (width / model_w, height / model_h))
-    return scene.w2c.float(), K
 
 
 def refine_scene(scene: Any, steps: int, backend: str = "auto", device: str | torch.device | None = None,

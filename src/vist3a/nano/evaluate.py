@@ -41,6 +41,7 @@ from vist3a.errors import UserInputError
 from vist3a.evaluation.metrics import consistency_psnr, prompt_scores, top1_hit
 from vist3a.evaluation.prompts import NUM_CANDIDATES, heldout_compositions, r_precision_prompts
 from vist3a.evaluation.relations import judge_left_right, left_right_cases, left_right_summary
+from vist3a.evaluation.views import evenly_spaced, render_predicted_views
 from vist3a.nano.configs import MINILM_HIDDEN_SIZE
 from vist3a.nano.training import write_json
 
@@ -107,32 +108,6 @@ class NanoEvalConfig:
 def _generator(seed: int) -> torch.Generator:
     """A CPU generator: the same noise on every device."""
     return torch.Generator("cpu").manual_seed(seed)
-
-
-def evenly_spaced(num_frames: int, count: int) -> list[int]:
-    """``min(count, num_frames)`` distinct frame indices spread over ``range(num_frames)``, first and last included."""
-    count = min(count, num_frames)
-    if count == 1:
-        return [0]
-    return sorted({round(i * (num_frames - 1) / (count - 1)) for i in range(count)})
-
-
-def render_predicted_views(scene: Any, views: Sequence[int], backend: str = "auto",
-                           device: str | torch.device | None = None) -> torch.Tensor:
-    """Renders ``[k, 3, H, W]`` in ``[0, 1]`` of ``scene.gaussians`` at the predicted cameras of frames ``views``,
-    at the decoded frames' size ``(H, W)`` (intrinsics rescaled from ``scene.image_size``). CPU output."""
-    from vist3a.data.clip import crop_resize_intrinsics
-    from vist3a.splats import render
-
-    if scene.gaussians is None:
-        raise ValueError("the scene has no Gaussians (a pointmap decoder): nothing to render")
-    height, width = (int(s) for s in scene.frames.shape[-2:])
-    model_h, model_w = scene.image_size
-    K = crop_resize_intrinsics(scene.K[list(views)].float(), (0, 0), (width / model_w, height / model_h))
-    device = torch.device(device) if device is not None else scene.gaussians.device
-    out = render(scene.gaussians.to(device=device, dtype=torch.float32), scene.w2c[list(views)].float(), K, width,
-                 height, backend=backend)
-    return out.colors.clamp(0.0, 1.0).permute(0, 3, 1, 2).cpu()
 
 
 def _load_scorer(component: str, source: str | None, device: torch.device, text_encoder: Any, required: bool) -> Any:

@@ -2,7 +2,8 @@
 :mod:`vist3a.components` by module path (nano is a leaf: nothing below it imports this package).
 
 Parts: the generator's four (shipped VAE + transformer, MiniLM, the nano scheduler), ``recon`` (nano AnySplat),
-``stitched`` (the stitched nano AnySplat) and ``scorer`` (the reward image-text model ``clip`` as ``nano-clip``).
+``stitched`` (the stitched nano AnySplat) and ``scorer`` (the reward image-text model ``clip`` as ``nano-clip`` and
+under every other reward name; the evaluation model ``clip_eval`` as ``nano-clip-eval``).
 With ``random_fallback`` (stitching and alignment smoke runs) missing weights become models of the nano sizes with
 random weights (a warning; ``sources["weights"] = "random-init"``); otherwise they are a ``UserInputError``.
 """
@@ -145,4 +146,22 @@ class NanoProvider:
 
                 text = load_minilm_text_encoder(max_length=NANO_VIDEO.text_max_length, device=device)
             scorer, out.sources["scorer"] = nano_reward_scorer(text, device, options.seed)
-            out.scorer = single_scorer(scorer, out.sources["scorer"])
+            out.scorer = nano_scorer_for(single_scorer(scorer, out.sources["scorer"]), text, device)
+
+
+def nano_scorer_for(reward_for: Any, text_encoder: Any, device: torch.device) -> Any:
+    """``scorer_for(name)``: ``"nano-clip-eval"`` is the held-out evaluation model (``clip_eval``, loaded on first
+    use and sharing ``text_encoder``; a ``UserInputError`` when not installed), every other name the reward model."""
+    judges: dict[str, Any] = {}
+
+    def scorer_for(name: str) -> Any:
+        if name != "nano-clip-eval":
+            return reward_for(name)
+        if name not in judges:
+            if not nano_available(["clip_eval"]):
+                raise UserInputError("the nano evaluation image-text model ('clip_eval') is not installed; train and "
+                                     "install it with `vist3a nano train clip-eval` + `vist3a nano install`")
+            judges[name] = nano_clip_scorer("clip_eval", device, text_encoder=text_encoder)
+        return judges[name]
+
+    return scorer_for

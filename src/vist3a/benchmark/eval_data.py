@@ -82,7 +82,7 @@ def re10k_clips(root: Path, num_clips: int, num_frames: int, size: int) -> list[
     import numpy as np
 
     from vist3a.data.clip import MultiViewClip, resize_and_crop
-    from vist3a.evaluation.nano_eval import evenly_spaced
+    from vist3a.evaluation.views import evenly_spaced
 
     chunks = sorted(root.glob("*.torch"))
     if not chunks:

@@ -40,7 +40,8 @@ def unproject_depth(depth: torch.Tensor, w2c: torch.Tensor, K: torch.Tensor) -> 
 
 @dataclass
 class GeometryConfig:
-    """Settings of ``vist3a eval geometry`` (fields as the CLI options)."""
+    """Settings of ``vist3a eval geometry`` (fields as the CLI options; ``size``: square frame size, None = the
+    preset's ``stitching.vae_size``)."""
 
     data: str = "nano"
     preset: str = "nano"
@@ -57,10 +58,9 @@ def evaluate_geometry(cfg: GeometryConfig, device: str | torch.device | None = N
                       decoders: list[Any] | None = None, clips: list[Any] | None = None) -> dict[str, Any]:
     """Table 5: ``{"rows": {decoder: {metric: mean}}, "per_clip": [...]}`` (pointmap metrics where the clips have
     depth and the decoder gives pointmaps)."""
+    from vist3a.benchmark.decoders import StitchedLatentDecoder, check_view_count, load_decoders, preset_sizes
+    from vist3a.benchmark.eval_data import eval_clips, parse_data
     from vist3a.data.clip import valid_depth
-    from vist3a.evaluation.decoders import StitchedLatentDecoder, check_view_count, load_decoders
-    from vist3a.evaluation.eval_data import eval_clips, parse_data
-    from vist3a.evaluation.nvs import _video_size
     from vist3a.evaluation.pointmap_metrics import pointmap_metrics
     from vist3a.evaluation.pose_metrics import relative_pose_metrics, trajectory_metrics
 
@@ -74,7 +74,7 @@ def evaluate_geometry(cfg: GeometryConfig, device: str | torch.device | None = N
     for dec in decoders:
         dec.check_views(cfg.num_frames, "each clip")
     if clips is None:
-        clips = eval_clips(cfg.data, cfg.num_clips, cfg.num_frames, cfg.size or _video_size(cfg.preset), cfg.seed)
+        clips = eval_clips(cfg.data, cfg.num_clips, cfg.num_frames, cfg.size or preset_sizes(cfg.preset)[0], cfg.seed)
     per_clip: list[dict[str, Any]] = []
     for index, clip in enumerate(tqdm(clips, desc="eval geometry", unit="clip", disable=not cfg.progress)):
         gt_w2c = clip.w2c.double().cpu()

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from vist3a.benchmark.eval_data import eval_clips, parse_data, re10k_cameras
 from vist3a.cameras import look_at_w2c
 from vist3a.errors import UserInputError
-from vist3a.evaluation.eval_data import eval_clips, parse_data, re10k_cameras
 
 
 def camera_rows(w2c: torch.Tensor, K: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -106,45 +106,37 @@ class StitchedLatentDecoder(Decoder):
         return _prediction(out, tuple(frames.shape[-2:]))
 
 
+def preset_sizes(preset: str | dict[str, Any]) -> tuple[int, int]:
+    """``(frame size, recon size)`` of a preset's decoders, from its ``stitching`` block: the VAE input size the
+    stitched decoder was fitted at (the clips are resized to it) and the plain 3D model's input size."""
+    from vist3a.components import resolve_preset, stitching_sizes
+
+    sizes = stitching_sizes(resolve_preset(preset))
+    return int(sizes["vae_size"]), int(sizes["recon_size"])
+
+
 def load_decoders(preset: str, names: tuple[str, ...], device: torch.device) -> list[Decoder]:
-    """Decoders ``names`` ("stitched", "original") of a preset: the shipped nano models for "nano", else the
-    preset's Hub repos (stitched decoder + Wan VAE, and its AnySplat)."""
+    """Decoders ``names`` ("stitched", "original") of a preset, its models from the component registry
+    (:func:`vist3a.components.load_components`): the stitched decoder reads the posterior means of the preset's VAE
+    (parts ``vae`` + ``stitched``), the original one is the plain 3D model (part ``recon``) at the preset's
+    ``stitching.recon_size``. Missing weights are one ``UserInputError`` from the preset's provider."""
+    from vist3a.components import load_components
+    from vist3a.stitching.features import encode_latents
+    from vist3a.video.frames import vae_scale_factors
+
     unknown = sorted(set(names) - {"stitched", "original"})
     if unknown:
         raise UserInputError(f"unknown decoders {unknown}; use stitched and/or original")
-    if preset == "nano":
-        from vist3a.nano.configs import NANO_VIDEO
-        from vist3a.nano.train_vae import encode_mean
-        from vist3a.nano.weights import load_nano_component, nano_available
-
-        if not nano_available(["vae", "recon", "stitch"]):
-            raise UserInputError("the nano weights are not installed (vae, recon, stitch); see `vist3a nano install`")
-        out: list[Decoder] = []
-        for name in names:
-            if name == "original":
-                out.append(OriginalDecoder(load_nano_component("recon", device), NANO_VIDEO.recon_size))
-            else:
-                vae = load_nano_component("vae", device)
-                out.append(StitchedLatentDecoder(load_nano_component("stitch", device),
-                                                 lambda x, vae=vae: encode_mean(vae, x.to(device))))
-        return out
-    from vist3a.pipeline import Text2ScenePipeline
-    from vist3a.presets import load_preset
-
-    spec = load_preset(preset)
-    out = []
+    parts = ({"recon"} if "original" in names else set()) | ({"vae", "stitched"} if "stitched" in names else set())
+    components = load_components(preset, parts, device=device)
+    out: list[Decoder] = []
     for name in names:
         if name == "original":
-            from vist3a.recon.hub import anysplat_from_pretrained, vggt_from_pretrained
-
-            recon = spec.get("recon", {})
-            if "repo_id" not in recon:
-                raise UserInputError(f"preset {preset!r} names no recon repo for the original decoder")
-            load = {"anysplat": anysplat_from_pretrained, "vggt": vggt_from_pretrained}[recon.get("model", "anysplat")]
-            size = int(spec.get("defaults", {}).get("recon_size", 448))
-            out.append(OriginalDecoder(load(recon["repo_id"], device=device), size))
+            _, recon_size = preset_sizes(components.preset)
+            out.append(OriginalDecoder(components.recon.to(device), recon_size))
         else:
-            pipe = Text2ScenePipeline.from_pretrained(preset, device=device)
-            temporal, _ = pipe.generator.scale_factors
-            out.append(StitchedLatentDecoder(pipe.decoder, pipe.generator.encode, temporal))
+            vae = components.vae.to(device).eval()
+            temporal, _ = vae_scale_factors(vae.config)
+            out.append(StitchedLatentDecoder(components.stitched.to(device),
+                                             lambda x, vae=vae: encode_latents(vae, x, sample=False).float(), temporal))
     return out

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from vist3a.benchmark.metric_models import ViewMetric
+from vist3a.benchmark.text3d import Text3DConfig, evaluate_text3d, suite_prompts
 from vist3a.errors import UserInputError
-from vist3a.evaluation.metric_models import ViewMetric
-from vist3a.evaluation.text3d import Text3DConfig, evaluate_text3d, suite_prompts
 from vist3a.scene import Scene
 from vist3a.splats import Gaussians
 
@@ -41,9 +41,10 @@ class FakePipeline:
         self.calls: list[tuple[str, int]] = []
         self.fail_at = fail_at
 
-    def __call__(self, prompt, progress=False, seed=0, **kwargs):
+    def __call__(self, prompt, progress=False, generator=None, **kwargs):
         if self.fail_at is not None and len(self.calls) == self.fail_at:
             raise KeyboardInterrupt
+        seed = generator.initial_seed()
         self.calls.append((prompt, seed))
         return [fake_scene(prompt, seed)]
 
@@ -150,8 +151,8 @@ def test_nano_run_killed_mid_way_continues(tmp_path):
 
 
 def test_scene_folders_are_named_like_vist3a_generate_prompts_files():
+    from vist3a.benchmark.text3d import slugify
     from vist3a.cli.generate import slugify as generate_slugify
-    from vist3a.evaluation.text3d import slugify
 
     for prompt in suite_prompts("scenebench")[1][:5] + ["a red cube!", "???"]:
         assert slugify(prompt) == generate_slugify(prompt)

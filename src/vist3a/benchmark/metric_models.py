@@ -74,7 +74,7 @@ def clip_score_from_scorer(scorer: Any) -> Callable[[torch.Tensor, str, Any], fl
 def consistency_metric(num_views: int = 8, backend: str = "auto") -> ViewMetric:
     """``consistency``: PSNR (dB) of the decoded frames against renders at their predicted cameras."""
     from vist3a.evaluation.metrics import consistency_psnr
-    from vist3a.evaluation.nano_eval import evenly_spaced, render_predicted_views
+    from vist3a.evaluation.views import evenly_spaced, render_predicted_views
 
     def fn(views: torch.Tensor, prompt: str, scene: Any) -> float:
         picks = evenly_spaced(scene.frames.shape[0], num_views)
@@ -203,29 +203,36 @@ DEFAULT_METRICS = {"nano": ("clip_nano", "consistency"), "tiny": ("clip_tiny", "
 KNOWN_METRICS = ("imaging", "aesthetic", "clip", "clip_nano", "clip_tiny", "consistency")
 
 
+def registry_scorer(preset: str, name: str, device: torch.device) -> Any:
+    """The image-text scorer ``name`` of ``preset``'s ``scorer`` part (:func:`vist3a.components.load_components`)."""
+    from vist3a.components import load_components
+
+    return load_components(preset, ["scorer"], device=device).scorer(name)
+
+
 def build_metrics(names: tuple[str, ...], device: torch.device, sources: Mapping[str, str] | None = None,
-                  text_encoder: Any = None, num_views: int = 8, backend: str = "auto") -> list[ViewMetric]:
-    """Load the metrics ``names`` (see the module docstring); ``sources``: name -> hub id / local path."""
+                  num_views: int = 8, backend: str = "auto") -> list[ViewMetric]:
+    """Load the metrics ``names`` (see the module docstring); ``sources``: name -> hub id / local path of a real
+    metric model. The stand-ins come from the registry: ``clip_nano`` is the ``nano`` preset's scorer
+    ``"nano-clip-eval"``, ``clip_tiny`` the ``tiny-random`` preset's scorer."""
     sources = dict(sources or {})
     unknown = sorted(set(names) - set(KNOWN_METRICS)) + sorted(set(sources) - set(KNOWN_METRICS))
     if unknown:
         raise UserInputError(f"unknown metrics {unknown}; known: {', '.join(KNOWN_METRICS)}")
+    fixed = sorted(set(sources) & {"clip_nano", "clip_tiny", "consistency"})
+    if fixed:
+        raise UserInputError(f"--metric-model takes imaging, aesthetic or clip, not {', '.join(fixed)} (the nano "
+                             "stand-ins use the installed nano models: `vist3a nano install` replaces them)")
     out = []
     for name in names:
         if name == "consistency":
             out.append(consistency_metric(num_views, backend))
         elif name == "clip_nano":
-            from vist3a.alignment.scorers import nano_clip_scorer
-            from vist3a.nano.configs import MINILM_HIDDEN_SIZE
-
-            if getattr(text_encoder, "hidden_size", None) != MINILM_HIDDEN_SIZE:
-                text_encoder = None
-            scorer = nano_clip_scorer("clip_eval", device, source=sources.get(name), text_encoder=text_encoder)
+            scorer = registry_scorer("nano", "nano-clip-eval", device)
             out.append(ViewMetric(name, "CLIP (nano eval model)", clip_score_from_scorer(scorer)))
         elif name == "clip_tiny":
-            from vist3a.alignment.scorers import TinyImageTextScorer
-
-            out.append(ViewMetric(name, "CLIP (tiny random)", clip_score_from_scorer(TinyImageTextScorer())))
+            scorer = registry_scorer("tiny-random", "clip", torch.device("cpu"))  # views are on the CPU
+            out.append(ViewMetric(name, "CLIP (tiny random)", clip_score_from_scorer(scorer)))
         elif name == "clip":
             scorer = load_transformers_clip(sources.get(name, CLIP_B16), device)
             out.append(ViewMetric(name, "CLIP score", clip_score_from_scorer(scorer)))

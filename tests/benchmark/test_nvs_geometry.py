@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 
+from vist3a.benchmark.decoders import Decoder, Prediction
+from vist3a.benchmark.geometry import GeometryConfig, evaluate_geometry, unproject_depth
+from vist3a.benchmark.nvs import NVSConfig, context_target_split, evaluate_nvs, rescale_target_poses
 from vist3a.cameras import look_at_w2c, quat_to_rotmat, rotmat_to_quat
 from vist3a.data.clip import MultiViewClip
 from vist3a.errors import UserInputError
-from vist3a.evaluation.decoders import Decoder, Prediction
-from vist3a.evaluation.geometry import GeometryConfig, evaluate_geometry, unproject_depth
-from vist3a.evaluation.nvs import NVSConfig, context_target_split, evaluate_nvs, rescale_target_poses
 from vist3a.splats import Gaussians, render
 
 SIZE = 32
@@ -104,7 +104,7 @@ def test_nvs_protocol_renders_targets_exactly_with_an_oracle_and_needs_the_resca
     result = evaluate_nvs(cfg, "cpu", decoders=[OracleDecoder(clip, gaussians)], clips=[clip])
     assert result["rows"]["oracle"]["psnr"] > 40 and result["rows"]["oracle"]["ssim"] > 0.99
     # Without the rescaling the targets are seen from cameras at the wrong distance.
-    from vist3a.evaluation import nvs
+    from vist3a.benchmark import nvs
 
     original = nvs.rescale_target_poses
     try:

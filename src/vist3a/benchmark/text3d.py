@@ -11,7 +11,7 @@ Protocol (DESIGN.md §6):
    (:mod:`vist3a.evaluation.refine`);
 3. ``num_views`` (8) renders evenly spaced along the scene's fly-through path (the interpolated predicted
    cameras), at the video's resolution;
-4. each metric of :mod:`vist3a.evaluation.metric_models` on those views; the table reports means over prompts.
+4. each metric of :mod:`vist3a.benchmark.metric_models` on those views; the table reports means over prompts.
 
 Output folder::
 
@@ -51,7 +51,7 @@ SUITES = {"t3bench": "T3Bench", "scenebench": "SceneBench", "dpg": "DPG-Bench", 
 NANO_SUITE_SIZE = 64
 SUITE_DIR = Path(__file__).with_name("suites")
 
-#: The paper's rows (DESIGN.md §6) for the columns of :mod:`~vist3a.evaluation.metric_models`.
+#: The paper's rows (DESIGN.md §6) for the columns of :mod:`~vist3a.benchmark.metric_models`.
 PAPER_ROWS: dict[str, list[tuple[str, dict[str, float]]]] = {
     "t3bench": [("VIST3A Wan+AnySplat (paper)", {"imaging": 57.03, "aesthetic": 54.11, "clip": 31.38}),
                 ("best baseline (paper, per column)", {"imaging": 54.32, "clip": 30.94})],
@@ -74,7 +74,7 @@ class Text3DConfig:
         num_views: scored renders per scene, evenly spaced on the fly-through path.
         path_frames: fly-through path length the views are picked from.
         refine_steps: per-scene refinement steps before scoring (0: none).
-        metrics: metric names (None: the preset's set, :data:`~vist3a.evaluation.metric_models.DEFAULT_METRICS`).
+        metrics: metric names (None: the preset's set, :data:`~vist3a.benchmark.metric_models.DEFAULT_METRICS`).
         metric_sources: metric name -> hub id or local path of its model.
         render_backend: :func:`vist3a.splats.render` backend.
         sheet_rows: prompts shown in the contact sheet.
@@ -106,7 +106,7 @@ class Text3DConfig:
         if self.refine_steps < 0:
             raise UserInputError(f"--refine must be >= 0, got {self.refine_steps}")
         if self.metrics is not None:
-            from vist3a.evaluation.metric_models import KNOWN_METRICS
+            from vist3a.benchmark.metric_models import KNOWN_METRICS
 
             self.metrics = tuple(self.metrics)
             unknown = sorted(set(self.metrics) - set(KNOWN_METRICS))
@@ -138,7 +138,7 @@ def suite_prompts(suite: str) -> tuple[str, list[str]]:
     """``(suite key, prompts)``: a known name, or a file (whose key is a known suite when its name says so)."""
     if suite == "nano":
         from vist3a.evaluation.prompts import heldout_compositions
-        from vist3a.nano.world import describe_composition
+        from vist3a.world import describe_composition
 
         return suite, [describe_composition(c) for c in heldout_compositions(NANO_SUITE_SIZE, seed=0)]
     if suite in SUITES:
@@ -172,7 +172,7 @@ def metric_kind(preset: str) -> str:
 def render_path_views(scene: Any, num_views: int, path_frames: int, backend: str = "auto") -> torch.Tensor:
     """``[V, 3, H, W]`` renders in ``[0, 1]`` at ``num_views`` evenly spaced cameras of the fly-through path
     (:meth:`~vist3a.scene.Scene.flythrough_cameras`), at the decoded video's size (CPU)."""
-    from vist3a.evaluation.nano_eval import evenly_spaced
+    from vist3a.evaluation.views import evenly_spaced
     from vist3a.splats import render
 
     if scene.gaussians is None:
@@ -217,13 +217,12 @@ class _Lazy:
     @property
     def metrics(self) -> list[Any]:
         if self._metrics is None:
-            from vist3a.evaluation.metric_models import DEFAULT_METRICS, build_metrics
+            from vist3a.benchmark.metric_models import DEFAULT_METRICS, build_metrics
 
             names = self.cfg.metrics or DEFAULT_METRICS[metric_kind(self.cfg.preset)]
             device = torch.device(self.device) if self.device else torch.device(
                 "cuda" if torch.cuda.is_available() else "cpu")
-            encoder = self._pipeline.generator.text_encoder if self._pipeline is not None else None
-            self._metrics = build_metrics(tuple(names), device, self.cfg.metric_sources, encoder, self.cfg.num_views,
+            self._metrics = build_metrics(tuple(names), device, self.cfg.metric_sources, self.cfg.num_views,
                                           self.cfg.render_backend)
         return self._metrics
 
@@ -278,8 +277,8 @@ def _evaluate_prompt(index: int, prompt: str, folder: Path, out: Path, cfg: Text
         scene = load_scene_folder(folder)
         reused = True
     else:
-        scene = lazy.pipeline(prompt, progress=False, seed=cfg.seed + index, num_steps=cfg.num_steps,
-                              guidance_scale=cfg.guidance_scale)[0]
+        scene = lazy.pipeline(prompt, progress=False, generator=torch.Generator("cpu").manual_seed(cfg.seed + index),
+                              num_inference_steps=cfg.num_steps, guidance_scale=cfg.guidance_scale)[0]
         seconds["generate"] = time.perf_counter() - start
         save_scene(scene, folder, flythrough_frames=0, render_backend=cfg.render_backend)
         reused = False

@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 def context_target_split(num_frames: int, num_context: int, num_targets: int) -> tuple[list[int], list[int]]:
     """``(context, targets)`` frame indices (sorted, disjoint); see the module docstring."""
-    from vist3a.evaluation.nano_eval import evenly_spaced
+    from vist3a.evaluation.views import evenly_spaced
 
     if num_context < 2 or num_targets < 1 or num_context + num_targets > num_frames:
         raise UserInputError(f"need --context >= 2, --targets >= 1 and context + targets <= {num_frames} frames, "
@@ -62,7 +62,8 @@ def rescale_target_poses(context_w2c: torch.Tensor, joint_w2c: torch.Tensor, con
 
 @dataclass
 class NVSConfig:
-    """Settings of ``vist3a eval nvs`` (fields as the CLI options)."""
+    """Settings of ``vist3a eval nvs`` (fields as the CLI options; ``size``: square frame size, None = the
+    preset's ``stitching.vae_size``)."""
 
     data: str = "nano"
     preset: str = "nano"
@@ -81,8 +82,8 @@ class NVSConfig:
 def evaluate_nvs(cfg: NVSConfig, device: str | torch.device | None = None, *, decoders: list[Any] | None = None,
                  clips: list[Any] | None = None) -> dict[str, Any]:
     """Table 3: ``{"rows": {decoder: {"psnr", "ssim"[, "lpips"]}}, "per_clip": [...], "views": ...}``."""
-    from vist3a.evaluation.decoders import StitchedLatentDecoder, check_view_count, load_decoders
-    from vist3a.evaluation.eval_data import eval_clips, parse_data
+    from vist3a.benchmark.decoders import StitchedLatentDecoder, check_view_count, load_decoders, preset_sizes
+    from vist3a.benchmark.eval_data import eval_clips, parse_data
     from vist3a.evaluation.image_metrics import image_metrics, load_lpips
     from vist3a.splats import render
 
@@ -101,7 +102,7 @@ def evaluate_nvs(cfg: NVSConfig, device: str | torch.device | None = None, *, de
         dec.check_views(len(context), "the context")
         dec.check_views(len(joint), "context + targets")
     if clips is None:
-        clips = eval_clips(cfg.data, cfg.num_clips, cfg.num_frames, cfg.size or _video_size(cfg.preset), cfg.seed)
+        clips = eval_clips(cfg.data, cfg.num_clips, cfg.num_frames, cfg.size or preset_sizes(cfg.preset)[0], cfg.seed)
     lpips = load_lpips(device=device) if cfg.lpips else None
     per_clip: list[dict[str, Any]] = []
     for index, clip in enumerate(tqdm(clips, desc="eval nvs", unit="clip", disable=not cfg.progress)):
@@ -124,13 +125,6 @@ def evaluate_nvs(cfg: NVSConfig, device: str | torch.device | None = None, *, de
     rows = {n: {k: sum(r[n][k] for r in per_clip) / len(per_clip) for k in per_clip[0][n]} for n in names}
     return {"rows": rows, "per_clip": per_clip, "context": context, "targets": targets, "num_clips": len(per_clip),
             "data": cfg.data, "preset": cfg.preset}
-
-
-def _video_size(preset: str) -> int:
-    from vist3a.presets import load_preset
-
-    defaults = load_preset(preset).get("defaults", {})
-    return int(defaults.get("height", 64))
 
 
 def nvs_markdown(result: dict[str, Any]) -> str:
