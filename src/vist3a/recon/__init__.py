@@ -11,6 +11,7 @@ from vist3a.recon.anysplat import AnySplat
 from vist3a.recon.convert import config_from_official, load_official_state_dict
 from vist3a.recon.hub import anysplat_from_pretrained, random_tiny_model, vggt_from_pretrained
 from vist3a.recon.mvdust3r import MVDust3r, MVDust3rOutput
+from vist3a.recon.mvdust3r_hub import mvdust3r_from_pretrained, random_tiny_mvdust3r
 from vist3a.recon.outputs import AnySplatOutput, CameraPrediction, TrackPrediction, VGGTOutput
 from vist3a.recon.vggt import VGGT
 
@@ -26,6 +27,8 @@ __all__ = [
     "anysplat_from_pretrained",
     "config_from_official",
     "load_official_state_dict",
+    "mvdust3r_from_pretrained",
     "random_tiny_model",
+    "random_tiny_mvdust3r",
     "vggt_from_pretrained",
 ]
