@@ -248,7 +248,12 @@ def tiny_config(kind: str) -> dict[str, Any]:
 
 
 def random_tiny_model(kind: str, seed: int = 0, **overrides: Any) -> nn.Module:
-    """A tiny randomly initialised VGGT / AnySplat (no download), in eval mode; the global RNG is left untouched."""
+    """A tiny randomly initialised VGGT / AnySplat / MV-DUSt3R(+) (no download), in eval mode; the global RNG is
+    left untouched."""
+    if kind in ("mvdust3r", "mvdust3r-plus"):
+        from vist3a.recon.mvdust3r_hub import random_tiny_mvdust3r
+
+        return random_tiny_mvdust3r(kind, seed, **overrides)
     kwargs = {**tiny_config(kind), **overrides}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

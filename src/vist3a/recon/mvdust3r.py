@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -41,8 +42,13 @@ from vist3a.recon.heads.pixel_heads import LinearPointHead, PixelGaussianHead
 from vist3a.recon.layers.block import Block, checkpoint_call
 from vist3a.recon.layers.croco import MultiViewDecoderBlock
 from vist3a.recon.layers.rope import RotaryEmbedding2D
+from vist3a.recon.outputs import CameraPrediction
+from vist3a.recon.pointmap_cameras import PointmapCameras, cameras_from_pointmaps
+from vist3a.splats import Gaussians, rgb_to_sh_dc
 
 NORM_EPS = 1e-6
+RENDER_SCALE_RANGE = (1e-4, 4e-3)
+"""Gaussian scales relative to the mean point distance, as the release's renderer clamps them."""
 
 
 @dataclass
@@ -79,6 +85,67 @@ class MVDust3rOutput:
     opacity: torch.Tensor | None = None
     scale: torch.Tensor | None = None
     rotation: torch.Tensor | None = None
+    images: torch.Tensor | None = None
+
+    # ---------------------------------------------------------------- scene views of path 0 (the release's demo)
+    # The properties below give the same attributes as the AnySplat / VGGT outputs (``cameras``, ``depth``,
+    # ``world_points``, ``gaussians``), so reconstruction, the stitched pipeline and scenes treat all models alike.
+    # World frame = the camera frame of path 0's reference view.
+
+    @cached_property
+    def pointmap_cameras(self) -> PointmapCameras:
+        """Cameras recovered from path 0's pointmaps (:func:`~vist3a.recon.pointmap_cameras.cameras_from_pointmaps`:
+        ``K`` with integer pixel centres)."""
+        return cameras_from_pointmaps(self.points[:, 0], self.conf[:, 0], int(self.reference_views[0]))
+
+    @cached_property
+    def cameras(self) -> CameraPrediction:
+        """``w2c [B, V, 3, 4]`` and ``K [B, V, 3, 3]`` in the convention of the AnySplat / VGGT outputs (principal
+        point of the image centre written as ``(W/2, H/2)``, i.e. ``pointmap_cameras.K`` + 0.5 px; consumers map
+        it back with :func:`vist3a.cameras.K_from_edge_convention`). No pose encoding."""
+        cams = self.pointmap_cameras
+        K = cams.K.clone()
+        K[..., :2, 2] += 0.5
+        return CameraPrediction(pose_enc=None, pose_enc_list=[], w2c=cams.w2c, K=K)
+
+    @property
+    def depth(self) -> torch.Tensor:
+        """``[B, V, H, W]`` depth of every pixel in its own view's recovered camera."""
+        return self.pointmap_cameras.depth
+
+    @property
+    def world_points(self) -> torch.Tensor:
+        """``[B, V, H, W, 3]`` path 0's pointmaps (world = its reference camera frame)."""
+        return self.points[:, 0]
+
+    @property
+    def world_points_conf(self) -> torch.Tensor:
+        """``[B, V, H, W]`` their confidences."""
+        return self.conf[:, 0]
+
+    @cached_property
+    def gaussians(self) -> list[Gaussians] | None:
+        """One Gaussian per pixel of path 0 per batch element (``None`` without Gaussian head or images).
+
+        As the release renders them: means = the pointmaps, colour = the **input image pixel** (the release's
+        renderer ignores the head's ``rgb``; its training loss uses ``use_img_rgb``), scales clamped to
+        ``RENDER_SCALE_RANGE`` times the mean point distance (the loss normalises points by that distance before
+        clamping), opacity and rotation as predicted.
+        """
+        if self.opacity is None or self.images is None:
+            return None
+        out = []
+        for b in range(self.points.shape[0]):
+            means = self.points[b, 0].reshape(-1, 3).float()
+            norm = means.norm(dim=-1).nan_to_num(0.0).mean().clamp(min=1e-8)
+            scales = self.scale[b, 0].reshape(-1, 3).float().clamp(RENDER_SCALE_RANGE[0] * norm,
+                                                                   RENDER_SCALE_RANGE[1] * norm)
+            colours = ((self.images[b].float() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).reshape(-1, 3)
+            out.append(Gaussians(
+                means=means, quats=self.rotation[b, 0].reshape(-1, 4).float(), scales=scales,
+                opacities=self.opacity[b, 0].reshape(-1).float(), sh=rgb_to_sh_dc(colours)[:, None],
+            ))
+        return out
 
 
 def slot_permutations(num_views: int, num_paths: int, device: torch.device | None = None) -> torch.Tensor:
@@ -307,7 +374,7 @@ class MVDust3r(ModelMixin, ConfigMixin):
         for key in first:
             slotted = torch.cat([first[key], rest[key]], 2)  # [B, P, V(slot), ...]
             view_order[key] = torch.stack([slotted[:, r, perm[r]] for r in range(paths)], 1)
-        return MVDust3rOutput(reference_views=perm[:, 0].clone(), **view_order)
+        return MVDust3rOutput(reference_views=perm[:, 0].clone(), images=images, **view_order)
 
     def decode(self, enc: MVDust3rEncoding, images: torch.Tensor) -> MVDust3rOutput:
         """Decoder and heads (float32 unless the model is cast); ``images [B, V, 3, H, W]`` in ``[-1, 1]``."""

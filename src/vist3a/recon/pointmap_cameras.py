@@ -22,9 +22,16 @@ Only the ``keep_fraction`` most confident finite pixels of each view enter the f
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass
 
 import torch
+
+logger = logging.getLogger(__name__)
+
+FALLBACK_FOV_DEG = 60.0
+"""Horizontal field of view used when the pointmap gives no positive focal (e.g. a random model)."""
 
 
 @dataclass
@@ -66,7 +73,8 @@ def confident_weights(conf: torch.Tensor, points: torch.Tensor, keep_fraction: f
 
 def focal_from_own_frame(points: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Least-squares focal of images whose ``points [..., H, W, 3]`` are in their own camera frame
-    (``weights [..., H*W]``, points with ``z <= 0`` ignored). Returns ``[...]``."""
+    (``weights [..., H*W]``, points with ``z <= 0`` ignored). Returns ``[...]``; where the fit is not positive
+    (no perspective geometry, e.g. random weights) the focal of a ``FALLBACK_FOV_DEG`` view, with a warning."""
     height, width = points.shape[-3:-1]
     centre = torch.tensor([(width - 1) / 2, (height - 1) / 2], device=points.device, dtype=points.dtype)
     b = (pixel_grid(height, width, points.device, points.dtype) - centre).flatten(0, 1)  # [H*W, 2]
@@ -76,7 +84,14 @@ def focal_from_own_frame(points: torch.Tensor, weights: torch.Tensor) -> torch.T
     a = p[..., :2] / z.clamp(min=1e-8)[..., None]
     num = (w * (a * b).sum(-1)).sum(-1)
     den = (w * (a * a).sum(-1)).sum(-1)
-    return num / den.clamp(min=1e-12)
+    focal = num / den.clamp(min=1e-12)
+    bad = ~(torch.isfinite(focal) & (focal > 0))
+    if bool(bad.any()):
+        fallback = (width / 2) / math.tan(math.radians(FALLBACK_FOV_DEG) / 2)
+        logger.warning("the pointmap gives no positive focal length for %d image(s); using a %.0f degree field of "
+                       "view", int(bad.sum()), FALLBACK_FOV_DEG)
+        focal = torch.where(bad, torch.full_like(focal, fallback), focal)
+    return focal
 
 
 def intrinsics(focal: torch.Tensor, height: int, width: int) -> torch.Tensor:
