@@ -7,7 +7,8 @@ largest one. Outputs (written atomically into one folder):
 
 * AnySplat: ``scene.ply`` (3DGS PLY), ``cameras.json``, ``depth/NNN.png``, ``meta.json``;
 * VGGT: ``points.ply`` (xyz + rgb point cloud fused from the point maps, keeping the most confident
-  pixels), ``cameras.json``, ``depth/NNN.png``, ``meta.json``.
+  pixels), ``cameras.json``, ``depth/NNN.png``, ``meta.json``;
+* MV-DUSt3R(+): see :mod:`vist3a.recon.reconstruct_mvdust3r` (its own square preprocessing, both PLYs).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".gif", ".m4v")
-DEFAULT_SIZE = {"vggt": 518, "anysplat": 448}
+DEFAULT_SIZE = {"vggt": 518, "anysplat": 448, "mvdust3r": 224, "mvdust3r-plus": 224}
+MVDUST3R_KINDS = ("mvdust3r", "mvdust3r-plus")
 PAD_VALUE = 1.0  # white, as the official preprocessing pads
 
 
@@ -82,6 +84,15 @@ def _to_rgb(frame: np.ndarray, source: Path) -> np.ndarray:
     if frame.dtype != np.uint8:
         frame = np.clip(frame.astype(np.float32) / max(float(frame.max()), 1.0) * 255.0, 0, 255).astype(np.uint8)
     return frame
+
+
+def preprocess_for_model(kind: str, frames: list[np.ndarray], size: int | None = None) -> torch.Tensor:
+    """The preprocessing of model ``kind`` (``size``: its default input size if ``None``)."""
+    if kind in MVDUST3R_KINDS:
+        from vist3a.recon.reconstruct_mvdust3r import preprocess_square
+
+        return preprocess_square(frames, size or DEFAULT_SIZE[kind])
+    return preprocess_frames(frames, size or DEFAULT_SIZE[kind])
 
 
 def preprocess_frames(frames: list[np.ndarray], size: int, patch_size: int = 14) -> torch.Tensor:
@@ -193,9 +204,14 @@ def load_model(kind: str, weights: str | None, device: torch.device) -> torch.nn
 
     if kind not in DEFAULT_SIZE:
         raise UserInputError(f"--model must be one of {sorted(DEFAULT_SIZE)}, got {kind!r}")
-    if weights == "random-tiny":
+    if weights in ("random-tiny", "tiny-random"):
         logger.warning("using a tiny *random* %s model: the output is meaningless (for tests and demos)", kind)
         return random_tiny_model(kind).to(device)
+    if kind in MVDUST3R_KINDS:
+        from vist3a.recon.mvdust3r_hub import LICENCE, mvdust3r_from_pretrained
+
+        logger.info("MV-DUSt3R release weights are licensed %s", LICENCE)
+        return mvdust3r_from_pretrained(weights, kind, device=device)
     loader = vggt_from_pretrained if kind == "vggt" else anysplat_from_pretrained
     return loader(weights, device=device) if weights else loader(device=device)
 
@@ -229,10 +245,15 @@ def reconstruct(
     ``flythrough.mp4``, a smooth path through the predicted cameras (``flythrough_frames = 0`` skips it)."""
     from vist3a.cameras import save_cameras_json
     from vist3a.io_utils import atomic_dir
-    from vist3a.recon import VGGT, AnySplat
+    from vist3a.recon import VGGT, AnySplat, MVDust3r
 
+    if isinstance(model, MVDust3r):
+        from vist3a.recon.reconstruct_mvdust3r import reconstruct_mvdust3r
+
+        return reconstruct_mvdust3r(model, views, out_dir, autocast_dtype, keep_fraction, extra_meta,
+                                    flythrough_frames)
     if not isinstance(model, VGGT | AnySplat):
-        raise ValueError(f"`model` must be a VGGT or AnySplat model, got {type(model).__name__}")
+        raise ValueError(f"`model` must be a VGGT, AnySplat or MVDust3r model, got {type(model).__name__}")
     device = next(model.parameters()).device
     images = views.to(device)[None]
     height, width = views.shape[-2:]
