@@ -352,7 +352,14 @@ class MVDust3r(ModelMixin, ConfigMixin):
 
     def heads(self, dec: torch.Tensor, images: torch.Tensor, grid_hw: tuple[int, int]) -> MVDust3rOutput:
         """Point and Gaussian heads on slot-ordered decoder tokens ``dec [B, P, V, N, D]``; ``images
-        [B, V, 3, H, W]`` in ``[-1, 1]`` feed the point heads' skip branch. Returns view-ordered outputs."""
+        [B, V, 3, H, W]`` in ``[-1, 1]`` feed the point heads' skip branch. Returns view-ordered outputs.
+
+        As the release, the heads run with autocast off in their own dtype (float32 unless the model is cast)."""
+        with torch.autocast(dec.device.type, enabled=False):
+            dtype = self.downstream_head1.proj.weight.dtype
+            return self._heads(dec.to(dtype), images.to(dtype), grid_hw)
+
+    def _heads(self, dec: torch.Tensor, images: torch.Tensor, grid_hw: tuple[int, int]) -> MVDust3rOutput:
         paths, views = dec.shape[1:3]
         perm = slot_permutations(views, paths, dec.device)
         slot_images = images[:, perm].to(dec.dtype)  # [B, P, V, 3, H, W]

@@ -90,6 +90,9 @@ def derive_spec(recon: torch.nn.Module, adapter: ReconAdapter, vae: torch.nn.Mod
     if vae_size % spatial:
         raise UserInputError(f"VAE size {vae_size} must be a multiple of the VAE's spatial factor {spatial}")
     latent = vae_size // spatial
+    own = adapter.stitch_spec(recon, latent, recon_size)
+    if own is not None:
+        return own
     grid = adapter.token_grid(recon, recon_size)[0]
     if latent % grid:
         raise UserInputError(
@@ -125,10 +128,15 @@ def load_vae(source: str) -> torch.nn.Module:
 
 
 def load_recon(source: str, recon_type: str) -> torch.nn.Module:
-    """A reconstruction model from a Hub repo id or folder (official or vist3a format)."""
-    from vist3a.recon import anysplat_from_pretrained, vggt_from_pretrained
+    """A reconstruction model from a Hub repo id or folder (official or vist3a format). MV-DUSt3R by name:
+    ``mvdust3r`` / ``mvdust3r-plus`` (release weights, CC BY-NC 4.0) or ``tiny-random-mvdust3r[-plus]``."""
+    from vist3a.recon import anysplat_from_pretrained, mvdust3r_from_pretrained, random_tiny_model, vggt_from_pretrained
 
-    loaders = {"anysplat": anysplat_from_pretrained, "vggt": vggt_from_pretrained}
+    if source in ("mvdust3r", "mvdust3r-plus"):
+        return mvdust3r_from_pretrained(None, source)
+    if source in ("tiny-random-mvdust3r", "tiny-random-mvdust3r-plus"):
+        return random_tiny_model(source.removeprefix("tiny-random-"))
+    loaders = {"anysplat": anysplat_from_pretrained, "vggt": vggt_from_pretrained, "mvdust3r": mvdust3r_from_pretrained}
     if recon_type not in loaders:
         raise UserInputError(f"--recon-type must be one of {sorted(loaders)}, got {recon_type!r}")
     return loaders[recon_type](source)
@@ -214,7 +222,12 @@ def resolve_stitch_models(
         model.eval().requires_grad_(False).to(device)
     adapter = adapter_for_model(recon_model)
     vae_px = int(vae_size or base["vae_size"])
-    recon_px = int(recon_size or base["recon_size"])
+    if recon_size is None:  # the adapter may prefer another size for this latent (e.g. MV-DUSt3R: patch 16)
+        from vist3a.video.frames import vae_scale_factors
+
+        latent = vae_px // vae_scale_factors(vae_model.config)[1]
+        recon_size = adapter.default_recon_size(recon_model, latent, int(base["recon_size"]))
+    recon_px = int(recon_size)
     spec = spec or derive_spec(recon_model, adapter, vae_model, vae_px, recon_px)
     return StitchModels(
         vae=vae_model, recon=recon_model, adapter=adapter, num_frames=int(num_frames or base["num_frames"]),
