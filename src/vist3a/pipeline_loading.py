@@ -36,6 +36,8 @@ def load_components(
         return (generator.set_offload(offload) if offload != "none" else generator), decoder
     if "folder" in preset:
         return _folder(Path(preset["folder"]), device, dtype, offload)
+    if "folder" in preset.get("stitched", {}):
+        return _user_stitched(preset, device, dtype, local_files_only, offload)
     return _hub(preset, device, dtype, local_files_only, offload)
 
 
@@ -82,6 +84,40 @@ def _folder(
     )
     decoder = StitchedDecoder.from_pretrained(folder / "decoder")
     return generator, decoder.to(device).eval()
+
+
+def _user_stitched(
+    preset: dict[str, Any],
+    device: torch.device,
+    dtype: torch.dtype | None,
+    local_files_only: bool | None,
+    offload: str,
+) -> tuple[Any, torch.nn.Module]:
+    """A Wan generator (Hub repo id or folder) + a stitched decoder the user trained (``vist3a stitch train``'s
+    ``final/`` folder), named by ``stitched.folder`` (``~`` and ``$VARS`` expanded): presets for 3D models whose
+    stitching the release does not ship (MV-DUSt3R)."""
+    import os
+
+    from vist3a.stitching.decoder import StitchedDecoder
+    from vist3a.video.generator import WanGenerator
+    from vist3a.video.lora import load_lora
+
+    raw = str(preset["stitched"]["folder"])
+    folder = Path(os.path.expandvars(os.path.expanduser(raw)))
+    if not (folder / "config.json").is_file():
+        raise UserInputError(
+            f"preset {preset['name']!r} needs your stitched decoder folder ({raw} -> {folder}, not found): train one "
+            f"with `vist3a stitch train ...` and set stitched.folder (or the variable it names) to its final/ folder"
+        )
+    gen_cfg, lora_cfg = preset["generator"], preset.get("lora")
+    generator = WanGenerator.from_pretrained(gen_cfg["repo_id"], dtype=dtype, device=device, offload=offload,
+                                             local_files_only=local_files_only)
+    if lora_cfg:
+        load_lora(generator.transformer, lora_cfg["repo_id"], subfolder=lora_cfg.get("subfolder"), merge=True,
+                  local_files_only=local_files_only)
+    decoder = StitchedDecoder.from_pretrained(folder)
+    decoder_dtype = dtype if (device.type == "cuda" and dtype is not None) else torch.float32
+    return generator, torch.nn.Module.to(decoder, device=device, dtype=decoder_dtype).eval()
 
 
 def _hub(
