@@ -104,16 +104,12 @@ def intrinsics(focal: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return K
 
 
-def _weighted_kabsch(p: torch.Tensor, q: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Rotation ``R [..., 3, 3]`` minimising ``sum w |R (p - p̄) - (q - q̄)|^2`` (``p, q [..., M, 3]``)."""
-    wn = w / w.sum(-1, keepdim=True).clamp(min=1e-12)
-    pc = p - (wn[..., None] * p).sum(-2, keepdim=True)
-    qc = q - (wn[..., None] * q).sum(-2, keepdim=True)
-    cov = torch.einsum("...m,...mi,...mj->...ij", wn, qc, pc)
+def _rotation_from_covariance(cov: torch.Tensor) -> torch.Tensor:
+    """The rotation ``R [..., 3, 3]`` maximising ``trace(R^T cov)`` (Kabsch, with the reflection removed)."""
     u, _, vh = torch.linalg.svd(cov)
-    det = torch.det(u @ vh)
     fix = torch.ones_like(cov[..., 0])
-    fix[..., 2] = det.sign()
+    m = u @ vh  # det of 3x3 matrices as a triple product (torch.det is slow for many tiny matrices on CPU)
+    fix[..., 2] = (torch.linalg.cross(m[..., 0, :], m[..., 1, :]) * m[..., 2, :]).sum(-1).sign()
     return u @ torch.diag_embed(fix) @ vh
 
 
@@ -130,24 +126,31 @@ def pnp_orthogonal_iteration(
 
     Returns:
         ``(R [..., 3, 3], t [..., 3])`` with ``x_cam = R x_world + t``.
+
+    Every quantity of an iteration is linear in ``R`` and ``t``, so the sums over the ``M`` points are taken once
+    (3- and 4-index moment tensors) and each iteration costs O(1) instead of O(M).
     """
     eye = torch.eye(3, device=points.device, dtype=points.dtype)
-    proj = rays[..., :, None] * rays[..., None, :] / (rays * rays).sum(-1)[..., None, None]  # [..., M, 3, 3]
-    off = eye - proj
-    w = weights[..., None, None]
-    # t(R) = (sum w (I - V))^-1 sum w (V - I) R p
-    lhs_inv = torch.linalg.inv((w * off).sum(-3))
+    proj = rays[..., :, None] * rays[..., None, :] / (rays * rays).sum(-1)[..., None, None]  # V_i [..., M, 3, 3]
+    w = weights / weights.sum(-1, keepdim=True).clamp(min=1e-12)
+    centred = points - (w[..., None] * points).sum(-2, keepdim=True)
+    wv = w[..., None, None] * proj
+    # t(R) = -(sum w (I - V))^-1 sum w (I - V) R p   ->  -L^-1 (T : R), T[a,b,c] = sum w (I - V)[a,b] p[c]
+    woff = w[..., None, None] * eye - wv
+    lhs_inv = torch.linalg.inv(woff.sum(-3))
+    t_moment = torch.einsum("...mab,...mc->...abc", woff, points)
+    # cov(R, t) = sum w V (R p + t) (p - p̄)^T  ->  W : R + U t
+    w_moment = torch.einsum("...mab,...mc,...md->...abcd", wv, points, centred)
+    u_moment = torch.einsum("...mab,...md->...abd", wv, centred)
 
     def translation(rot: torch.Tensor) -> torch.Tensor:
-        rp = torch.einsum("...ij,...mj->...mi", rot, points)
-        return -torch.einsum("...ij,...j->...i", lhs_inv, torch.einsum("...mij,...mj->...i", w * off, rp))
+        return -torch.einsum("...ab,...b->...a", lhs_inv, torch.einsum("...abc,...bc->...a", t_moment, rot))
 
     rot = eye.expand(*points.shape[:-2], 3, 3).clone()
     t = translation(rot)
     for _ in range(iterations):
-        cam = torch.einsum("...ij,...mj->...mi", rot, points) + t[..., None, :]
-        q = torch.einsum("...mij,...mj->...mi", proj, cam)
-        rot = _weighted_kabsch(points, q, weights)
+        cov = torch.einsum("...abcd,...bc->...ad", w_moment, rot) + torch.einsum("...abd,...b->...ad", u_moment, t)
+        rot = _rotation_from_covariance(cov)
         t = translation(rot)
     return rot, t
 
