@@ -89,8 +89,17 @@ def run_mvdust3r_case(case_dir: Path) -> Results:
         results["outputs"] = official_layout(model(images))
     if "outputs_mvd" in stems:
         model = _build(constructor, state_dict, multi_path=False)
-        result = official_layout(model(images), with_gaussians=False)
-        result.pop("slot_view_index")
+        result = official_layout(model(images))
         result.update(_single_path_intermediates(model, images))
         results["outputs_mvd"] = result
-    return results
+    # every tensor this runner can produce, restricted to those the case's files hold (e.g. ``outputs_mvd`` leaves
+    # out the Gaussians and the slot index); a requested name it cannot produce stays missing, and fails the check
+    return {stem: _select(values, case_dir / f"{stem}.safetensors") for stem, values in results.items()}
+
+
+def _select(values: dict[str, torch.Tensor], reference: Path) -> dict[str, torch.Tensor]:
+    from safetensors import safe_open
+
+    with safe_open(str(reference), framework="pt") as f:
+        names = set(f.keys())
+    return {k: v for k, v in values.items() if k in names}
