@@ -77,13 +77,14 @@ def test_cli_search_train_and_resume(tmp_path):
     train = ["stitch", "train", *common, "--init", str(tmp_path / "search"), "--max-steps", "2", "--num-clips", "2",
              "--lora-rank", "2", "--checkpoint-every", "1"]
     _run([*train, "--out", str(tmp_path / "full")])
-    _run([*train, "--out", str(tmp_path / "resumed"), "--max-steps", "1"])
+    _run([*train, "--out", str(tmp_path / "resumed"), "--time-budget", "0.001"])  # stops after step 1
     _run([*train, "--out", str(tmp_path / "resumed"), "--resume", str(tmp_path / "resumed" / "checkpoint-1")])
 
     def losses(run):
         with (tmp_path / run / "losses.csv").open() as f:
             return [(int(r["step"]), float(r["loss"])) for r in csv.DictReader(f)]
 
+    assert (tmp_path / "resumed" / "checkpoint-1").is_dir()
     assert losses("resumed") == losses("full") and len(losses("full")) == 2
     decoder = StitchedDecoder.from_pretrained(tmp_path / "full" / "final")
     assert decoder.config.recon_type == "mvdust3r" and decoder.layer == report["best_layer"]
