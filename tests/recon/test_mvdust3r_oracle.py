@@ -114,3 +114,19 @@ def test_fewer_views_than_n_ref_and_input_checks():
         model(torch.zeros(1, 1, 3, 16, 16))
     with pytest.raises(ValueError, match="multiples of 16"):
         model(torch.zeros(1, 2, 3, 20, 16))
+
+
+def test_gradient_checkpointing_keeps_gradients():
+    images = torch.rand(1, 3, 3, 32, 32) * 2 - 1
+    grads = []
+    for checkpointing in (False, True):
+        model = _random_model()
+        if checkpointing:
+            model.enable_gradient_checkpointing()
+        model.train()
+        out = model(images)
+        (out.points.square().mean() + out.opacity.mean()).backward()
+        grads.append([p.grad.clone() for p in (model.enc_blocks[0].attn.qkv.weight,
+                                               model.dec_same_view_blocks[0].cross_attn.projk.weight)])
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b)

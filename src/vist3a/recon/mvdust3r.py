@@ -328,8 +328,9 @@ class MVDust3r(ModelMixin, ConfigMixin):
         return x.reshape(batch, paths, views, tokens, -1)
 
     def _checkpointed(self, fn, *args):
+        """``fn(*args)``, one activation-checkpoint segment when gradient checkpointing is on."""
         if self.gradient_checkpointing and torch.is_grad_enabled():
-            return torch.utils.checkpoint.checkpoint(fn, *args, use_reentrant=False)
+            return checkpoint_call(self, fn, *args)
         return fn(*args)
 
     def decoder_layer(
