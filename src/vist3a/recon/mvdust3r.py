@@ -72,10 +72,11 @@ class MVDust3rOutput:
         points: ``[B, P, V, H, W, 3]`` pointmap of view ``v`` in path ``p``'s reference camera frame.
         conf: ``[B, P, V, H, W]`` confidence (> 1).
         reference_views: ``[P]`` long, the reference view of each path.
-        rgb: ``[B, P, V, H, W, 3]`` raw colour of the Gaussian head (SH degree 0 coefficients; the release's
-            renderer ignores it and colours Gaussians with the input pixels), ``None`` without Gaussian head.
+        rgb: ``[B, P, V, H, W, 3 (sh_degree + 1)^2]`` raw colour of the Gaussian head (SH coefficients; the
+            release's renderer ignores it and colours Gaussians with the input pixels), ``None`` without that head.
         opacity: ``[B, P, V, H, W]`` in (0, 1); scale: ``[B, P, V, H, W, 3]`` (``0.1 * raw``, not clamped);
         rotation: ``[B, P, V, H, W, 4]`` unit quaternion (w, x, y, z). Means are ``points``.
+        images: ``[B, V, 3, H, W]`` the input in ``[-1, 1]`` (the colours of :attr:`gaussians`).
     """
 
     points: torch.Tensor
@@ -310,6 +311,7 @@ class MVDust3r(ModelMixin, ConfigMixin):
 
     # ------------------------------------------------------------------ decoder
     def num_paths(self, views: int) -> int:
+        """Decoding paths for ``views`` views: ``min(n_ref, views)`` for MV-DUSt3R+, else 1."""
         return min(self.config.n_ref, views) if self.config.multi_path else 1
 
     def decode_tokens(self, enc: MVDust3rEncoding) -> torch.Tensor:
