@@ -68,6 +68,17 @@ def _run(args):
     assert exit_info.value.code == 0
 
 
+def test_recon_by_name_with_a_small_preset_is_a_tiny_random_model():
+    from vist3a.stitching.models import resolve_stitch_models
+
+    models = resolve_stitch_models("tiny-random", recon="mvdust3r-plus", vae_size=32)
+    assert isinstance(models.recon, MVDust3r) and models.recon.config.multi_path
+    assert models.recon.config.enc_embed_dim == 32 and "random" in models.sources["recon"]
+    # 4x4 latent: token grids 1, 2 or 4 divide it; 4 x 16 px = 64 is closest to the preset's 56 px
+    assert models.latent_hw == (4, 4) and models.recon_size == 64
+    assert models.spec == "conv3d_k5x3x3_o32_s1x1x1_p2x1x1"
+
+
 def test_cli_search_train_and_resume(tmp_path):
     common = ["--preset", "tiny-random", "--recon", "tiny-random-mvdust3r", "--vae-size", "32", "--device", "cpu"]
     _run(["stitch", "search", *common, "--num-clips", "4", "--out", str(tmp_path / "search")])

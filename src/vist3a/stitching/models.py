@@ -127,12 +127,17 @@ def load_vae(source: str) -> torch.nn.Module:
     return AutoencoderKLWan.from_pretrained(folder, local_files_only=True)
 
 
-def load_recon(source: str, recon_type: str) -> torch.nn.Module:
+def load_recon(source: str, recon_type: str, preset: str = "release") -> torch.nn.Module:
     """A reconstruction model from a Hub repo id or folder (official or vist3a format). MV-DUSt3R by name:
-    ``mvdust3r`` / ``mvdust3r-plus`` (release weights, CC BY-NC 4.0) or ``tiny-random-mvdust3r[-plus]``."""
+    ``mvdust3r`` / ``mvdust3r-plus`` (release weights, CC BY-NC 4.0, with ``preset="release"``; with the built-in
+    small presets a tiny random model of that kind, as their own models are) or ``tiny-random-mvdust3r[-plus]``."""
     from vist3a.recon import anysplat_from_pretrained, mvdust3r_from_pretrained, random_tiny_model, vggt_from_pretrained
 
     if source in ("mvdust3r", "mvdust3r-plus"):
+        if preset != "release":
+            logger.warning("--recon %s with --preset %s: a tiny %s with RANDOM weights (the release model needs "
+                           "--preset release, or its file / hub id with --recon-type mvdust3r)", source, preset, source)
+            return random_tiny_model(source)
         return mvdust3r_from_pretrained(None, source)
     if source in ("tiny-random-mvdust3r", "tiny-random-mvdust3r-plus"):
         return random_tiny_model(source.removeprefix("tiny-random-"))
@@ -210,7 +215,9 @@ def resolve_stitch_models(
         raise UserInputError(f"unknown preset {preset!r}; choose one of {list(PRESETS)}")
     base = _PRESET_BUILDERS[preset](seed)
     if recon is not None:
-        base["recon"], base["sources"]["recon"] = load_recon(recon, recon_type), recon
+        base["recon"], base["sources"]["recon"] = load_recon(recon, recon_type, preset), recon
+        if preset != "release" and recon in ("mvdust3r", "mvdust3r-plus"):
+            base["sources"]["recon"] = f"tiny-random-{recon} (random weights)"
     elif base["recon"] is None:
         base["recon"] = load_recon(base["sources"]["recon"], recon_type)
     if vae is not None:
