@@ -63,7 +63,11 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], str | None]:
         with torch.serialization.safe_globals([argparse.Namespace]):
             data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling raises many types
-        raise UserInputError(f"{path}: cannot read as a PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
+        raise UserInputError(
+            f"{path}: cannot read as a PyTorch checkpoint with weights_only=True ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); if you trust the file, save its state dict once with "
+            f"torch.save(torch.load(path, weights_only=False)['model'], 'model.pth') and pass that"
+        ) from None
     constructor = None
     if isinstance(data, dict) and isinstance(data.get("model"), dict):
         args = data.get("args")
