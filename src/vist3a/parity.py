@@ -139,6 +139,7 @@ CASE_HANDLERS: dict[str, Callable[[Path], Results]] = {
     "AnySplat": run_anysplat_case,
     "StitchVAE3D": _lazy("vist3a.stitching.parity_cases", "run_stitched_case"),
     "find_layer_for_stitching.fit_conv3d_streaming": _lazy("vist3a.stitching.parity_cases", "run_ridge_case"),
+    "AsymmetricCroCo3DStereoMultiView": _lazy("vist3a.recon.parity_mvdust3r", "run_mvdust3r_case"),
 }
 """Official entry point named in ``config.json`` (``class`` or ``function``, first identifier) -> handler."""
 

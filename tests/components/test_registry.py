@@ -75,8 +75,28 @@ def test_every_shipped_preset_has_the_stitching_sizes():
     from vist3a.presets import available_presets
 
     for name in available_presets():
-        sizes = stitching_sizes(resolve_preset(name))
-        assert sizes["vae_size"] % 8 == 0 and sizes["recon_size"] % 14 == 0 and (sizes["num_frames"] - 1) % 4 == 0
+        preset = resolve_preset(name)
+        sizes = stitching_sizes(preset)
+        patch = 16 if preset.get("recon", {}).get("model", "").startswith("mvdust3r") else 14
+        assert sizes["vae_size"] % 8 == 0 and sizes["recon_size"] % patch == 0 and (sizes["num_frames"] - 1) % 4 == 0
+
+
+def test_stitch_models_of_a_preset_are_its_own_model_kind():
+    """Without --recon, the preset's 3D model is stitched (not the --recon-type default)."""
+    from vist3a.recon import MVDust3r
+    from vist3a.stitching.models import resolve_stitch_models
+
+    models = resolve_stitch_models("tiny-random-mvdust3r")
+    assert isinstance(models.recon, MVDust3r) and models.recon.config.multi_path
+    assert models.recon_size % 16 == 0
+
+
+def test_mvdust3r_recon_preset_names_the_release_repo():
+    from vist3a.recon.mvdust3r_hub import RELEASE_REPO
+
+    for kind in ("mvdust3r", "mvdust3r-plus"):
+        preset = recon_preset(kind, None)
+        assert preset["recon"] == {"model": kind, "repo_id": RELEASE_REPO}
 
 
 def test_recon_preset_vocabulary():

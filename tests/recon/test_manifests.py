@@ -69,3 +69,29 @@ def test_anysplat_state_dict_matches_manifest(oracle_dir):
     with torch.device("meta"):
         default = AnySplat()
     assert _shapes(default.state_dict()) == _shapes(model.state_dict())
+
+
+@pytest.mark.parametrize("name", ["MVDp", "MVD"])
+def test_mvdust3r_state_dict_matches_manifest(oracle_dir, name):
+    """MV-DUSt3R+ (``MVDp_s1/s2.pth``) and MV-DUSt3R (``MVD.pth``) from the constructor strings of ``demo.py``."""
+    from vist3a.recon.mvdust3r import MVDust3r
+
+    manifest = _manifest(oracle_dir, "mvdust3r_manifest.json")["models"][name]
+    with torch.device("meta"):
+        model = MVDust3r.from_official_config(manifest["constructor"])
+    state = model.state_dict()
+    assert len(state) == manifest["num_keys"]
+    _assert_same_keys(_shapes(state), manifest["keys"], name)
+    dtypes = {e["key"]: e["dtype"] for e in manifest["keys"]}
+    assert all(str(v.dtype).removeprefix("torch.") == dtypes[k] for k, v in state.items())
+    params = dict(model.named_parameters())
+    for table in ("parameters_by_module", "parameters_by_submodule"):
+        for module, count in manifest[table].items():
+            got = sum(p.numel() for key, p in params.items() if key == module or key.startswith(module + "."))
+            assert got == count, f"{name} {module}: {got} parameters, manifest {count}"
+    assert sum(p.numel() for p in params.values()) == manifest["total_parameters"]
+    assert sum(v.numel() for v in state.values()) == manifest["total_elements_in_state_dict"]
+    if name == "MVD":  # the released single-path model is the class default
+        with torch.device("meta"):
+            default = MVDust3r()
+        assert _shapes(default.state_dict()) == _shapes(state)

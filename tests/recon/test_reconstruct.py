@@ -158,7 +158,7 @@ def test_cli_user_errors(image_dir, tmp_path):
 
     for args in (
         ["reconstruct", str(tmp_path / "missing"), "--out", str(tmp_path / "o")],
-        ["reconstruct", str(image_dir), "--out", str(tmp_path / "o"), "--model", "mvdust3r"],
+        ["reconstruct", str(image_dir), "--out", str(tmp_path / "o"), "--model", "dust3r"],
         ["reconstruct", str(image_dir), "--out", str(tmp_path / "o"), "--size", "50", "--weights", "tiny-random"],
     ):
         with pytest.raises(SystemExit) as exc:

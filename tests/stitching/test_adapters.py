@@ -21,11 +21,12 @@ from vist3a.stitching.losses import LossTerm, distillation_loss, gradient_loss_m
 def test_registry_dispatches_by_name_and_class():
     assert isinstance(get_adapter("anysplat"), AnySplatAdapter)
     assert isinstance(get_adapter("vggt"), VGGTAdapter)
-    with pytest.raises(ValueError, match="unknown recon model 'mvdust3r'"):
-        get_adapter("mvdust3r")
+    assert get_adapter("mvdust3r").name == "mvdust3r"
+    with pytest.raises(ValueError, match="unknown recon model 'dust3r'"):
+        get_adapter("dust3r")
     with pytest.raises(ValueError, match="no stitching adapter"):
         adapter_for_model(torch.nn.Linear(2, 2))
-    assert set(ADAPTERS) == {"anysplat", "vggt"}
+    assert set(ADAPTERS) == {"anysplat", "vggt", "mvdust3r"}
 
 
 def test_candidate_layers_follow_the_config():

@@ -1,4 +1,5 @@
-"""``vist3a reconstruct``: images or a video -> AnySplat Gaussians or a VGGT point cloud (+ cameras, depth)."""
+"""``vist3a reconstruct``: images or a video -> AnySplat / MV-DUSt3R Gaussians or a VGGT point cloud (+ cameras,
+depth)."""
 
 from __future__ import annotations
 
@@ -16,32 +17,37 @@ def register(app: typer.Typer) -> None:
         "reconstruct",
         help=(
             "Reconstruct a scene from a folder of images or a video with AnySplat (3D Gaussians, scene.ply) or "
-            "VGGT (point cloud, points.ply); also writes cameras.json and depth PNGs.\n\n"
+            "VGGT (point cloud, points.ply), or MV-DUSt3R / MV-DUSt3R+ (both; cameras recovered from the pointmaps; "
+            "release weights CC BY-NC 4.0); also writes cameras.json and depth PNGs.\n\n"
             "Example:  vist3a reconstruct frames/ --model anysplat --out scene/"
         ),
     )
     def _cmd(
         source: Path = typer.Argument(..., help="Folder of images (sorted by name) or a video file."),
         out: Path = typer.Option(..., "--out", "-o", help="Output folder (replaced atomically)."),
-        model: str = typer.Option("anysplat", "--model", "-m", help="anysplat or vggt."),
+        model: str = typer.Option("anysplat", "--model", "-m", help="anysplat, vggt, mvdust3r or mvdust3r-plus."),
         weights: str = typer.Option(
             None,
             "--weights",
-            help="Hub repo id or local folder (default: the official release), or a preset name "
+            help="Hub repo id, local folder or (MV-DUSt3R) checkpoint file (default: the official release), or a "
+            "preset name "
             "('tiny-random' for a tiny random model, tests and demos; 'nano').",
         ),
         size: int = typer.Option(
-            None, "--size", help="Input width in pixels, a multiple of 14 (default: 448 for anysplat, 518 for vggt)."
+            None, "--size", help="Input width in pixels, a multiple of 14 (default: 448 for anysplat, 518 for vggt); "
+            "MV-DUSt3R: square side, a multiple of 16 (default 224)."
         ),
         max_views: int = typer.Option(32, "--max-views", help="Use at most this many evenly spaced frames."),
         device: str = typer.Option(None, "--device", help="cuda, cpu, cuda:1 ... (default: cuda if available)."),
         dtype: str = typer.Option("float32", "--dtype", help="float32, or bfloat16 / float16 autocast."),
-        keep_fraction: float = typer.Option(0.5, "--keep", help="VGGT: fraction of most confident pixels kept."),
+        keep_fraction: float = typer.Option(
+            0.5, "--keep", help="VGGT, MV-DUSt3R: fraction of most confident pixels kept in points.ply."
+        ),
     ) -> None:
         import torch
 
         from vist3a.components import load_components, recon_preset
-        from vist3a.recon.reconstruct import DEFAULT_SIZE, preprocess_frames, read_frames, reconstruct
+        from vist3a.recon.reconstruct import DEFAULT_SIZE, preprocess_for_model, read_frames, reconstruct
 
         if model not in DEFAULT_SIZE:
             raise UserInputError(f"--model must be one of {sorted(DEFAULT_SIZE)}, got {model!r}")
@@ -55,7 +61,7 @@ def register(app: typer.Typer) -> None:
             raise UserInputError(f"--device {device!r} is not a valid torch device ({exc})") from None
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise UserInputError(f"--device {device!r} asks for CUDA, but no CUDA device is available")
-        views = preprocess_frames(read_frames(source, max_views), size or DEFAULT_SIZE[model])
+        views = preprocess_for_model(model, read_frames(source, max_views), size)
         parts = load_components(recon_preset(model, weights), {"recon"}, device=dev, recon_model=model)
         if parts.sources.get("weights") == "random-init":
             typer.echo(f"warning: a *random* {model} model ({weights}): the output is meaningless", err=True)
@@ -71,5 +77,5 @@ def register(app: typer.Typer) -> None:
         )
         typer.echo(
             f"{summary.num_views} views {summary.image_hw[1]}x{summary.image_hw[0]} -> "
-            f"{summary.num_primitives} {'Gaussians' if model == 'anysplat' else 'points'} in {summary.out_dir}"
+            f"{summary.num_primitives} {'points' if model == 'vggt' else 'Gaussians'} in {summary.out_dir}"
         )

@@ -35,6 +35,11 @@ def _int_list(text: str | None, option: str) -> tuple[int, ...] | None:
         raise UserInputError(f"{option} must be comma-separated integers, got {text!r}") from None
 
 
+RECON_HELP = ("3D model: Hub repo id or local folder (default: preset's); by name: mvdust3r, mvdust3r-plus "
+              "(release weights, CC BY-NC 4.0, with --preset release; a tiny random one with the nano and "
+              "tiny-random presets), tiny-random-mvdust3r[-plus].")
+
+
 def register(app: typer.Typer) -> None:
     stitch_app = typer.Typer(
         help=(
@@ -61,8 +66,10 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", "-o", help="Output folder (features are reused if present)."),
         preset: str = typer.Option("nano", "--preset", help=PRESET_HELP),
         num_clips: int = typer.Option(64, "--num-clips", help="Clips to use (fit + hold-out)."),
-        recon: str = typer.Option(None, "--recon", help="3D model: Hub repo id or local folder (default: preset's)."),
-        recon_type: str = typer.Option("anysplat", "--recon-type", help="anysplat or vggt (with --recon)."),
+        recon: str = typer.Option(None, "--recon", help=RECON_HELP),
+        recon_type: str = typer.Option(
+            None, "--recon-type", help="anysplat (default), vggt or mvdust3r (with --recon; else the preset's model)."
+        ),
         vae: str = typer.Option(None, "--vae", help="Wan VAE: Hub repo id or folder (default: the preset's)."),
         data: str = typer.Option("synthetic", "--data", help="synthetic, dl3dv:<folder>, or a folder of videos."),
         holdout_fraction: float = typer.Option(0.2, "--holdout-fraction", help="Share of clips held out."),
@@ -128,8 +135,10 @@ def register(app: typer.Typer) -> None:
                  "would overrun it; continue with --resume.",
         ),
         layer: str = typer.Option(None, "--layer", help="Layer to stitch at (default: the search's best)."),
-        recon: str = typer.Option(None, "--recon", help="3D model: Hub repo id or local folder (default: preset's)."),
-        recon_type: str = typer.Option("anysplat", "--recon-type", help="anysplat or vggt (with --recon)."),
+        recon: str = typer.Option(None, "--recon", help=RECON_HELP),
+        recon_type: str = typer.Option(
+            None, "--recon-type", help="anysplat (default), vggt or mvdust3r (with --recon; else the preset's model)."
+        ),
         vae: str = typer.Option(None, "--vae", help="Wan VAE: Hub repo id or folder (default: the preset's)."),
         data: str = typer.Option("synthetic", "--data", help="synthetic, dl3dv:<folder>, or a folder of videos."),
         num_clips: int = typer.Option(

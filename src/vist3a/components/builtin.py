@@ -14,6 +14,10 @@ from vist3a.errors import UserInputError
 
 logger = logging.getLogger(__name__)
 
+#: 3D models whose loader resolves a checkpoint file, a folder or a Hub repo itself (MV-DUSt3R's release is
+#: ``.pth`` files in one repo).
+SELF_RESOLVING_RECON = ("mvdust3r", "mvdust3r-plus")
+
 
 def place_generator(generator: Any, options: LoadOptions) -> Any:
     """Apply the offload policy to a freshly built generator (``none`` leaves it as built)."""
@@ -93,7 +97,9 @@ class HubProvider:
     """The release's components from Hub repos or local folders, all resolved first (one error for all missing).
 
     Preset keys: ``generator.repo_id``, ``lora`` (merged into the transformer for generation, not for
-    alignment), ``recon.repo_id`` / ``recon.model``, ``stitched`` (official checkpoint file, layer, spec).
+    alignment), ``recon.repo_id`` / ``recon.model``, ``stitched`` (official checkpoint file, layer, spec; or
+    ``stitched.folder``: a decoder the user trained, see :func:`user_stitched_path`). MV-DUSt3R weights (a file,
+    folder or repo) are resolved by their own loader.
     """
 
     def load(self, preset: dict[str, Any], parts: frozenset[str], options: LoadOptions, out: Components) -> None:
@@ -109,11 +115,15 @@ class HubProvider:
                 needed.append((lora_cfg["repo_id"], [f"{lora_cfg['subfolder']}/*"]))
         elif "vae" in parts:
             needed.append((gen_cfg.get("repo_id"), ["vae/*"]))
-        if parts & {"recon", "stitched"}:
+        own_stitched = "folder" in stitched_cfg
+        kind = options.recon_model or recon_cfg.get("model", "anysplat")
+        base_needed = "recon" in parts or ("stitched" in parts and not own_stitched)
+        if base_needed and kind not in SELF_RESOLVING_RECON:
             needed.append((recon_cfg.get("repo_id"), None))
-        if "stitched" in parts:
+        if "stitched" in parts and not own_stitched:
             needed.append((stitched_cfg.get("repo_id"), [stitched_cfg.get("filename")]))
-        if not all(repo for repo, _ in needed):
+        user_decoder = user_stitched_path(preset) if "stitched" in parts and own_stitched else None
+        if not all(repo for repo, _ in needed) or (base_needed and not recon_cfg.get("repo_id")):
             raise UserInputError(f"preset {preset['name']!r} names no repo for each of the parts {sorted(parts)}")
         folders = hub.require(needed, local_files_only=options.local_files_only, what=f"preset {preset['name']!r}")
         out.sources.update({k: v for k, v in (("generator", gen_cfg), ("recon", recon_cfg),
@@ -126,11 +136,16 @@ class HubProvider:
             root = folders[gen_cfg["repo_id"]]
             out.vae = AutoencoderKLWan.from_pretrained(root / "vae" if (root / "vae").is_dir() else root,
                                                        local_files_only=True)
-        if parts & {"recon", "stitched"}:
+        if base_needed:
             base = self._recon(recon_cfg, options)
             out.recon = base if "recon" in parts else None
-            if "stitched" in parts:
+            if "stitched" in parts and not own_stitched:
                 out.stitched = self._stitched(base, folders[stitched_cfg["repo_id"]], stitched_cfg, options)
+        if "stitched" in parts and own_stitched:
+            from vist3a.stitching.decoder import StitchedDecoder
+
+            out.sources["stitched"] = str(user_decoder)
+            out.stitched = _place_decoder(StitchedDecoder.from_pretrained(user_decoder), options)
         if "scorer" in parts:
             from vist3a.alignment.scorers import load_scorer
 
@@ -156,12 +171,15 @@ class HubProvider:
 
     @staticmethod
     def _recon(recon_cfg: dict[str, Any], options: LoadOptions) -> torch.nn.Module:
-        from vist3a.recon import anysplat_from_pretrained, vggt_from_pretrained
+        from vist3a.recon import anysplat_from_pretrained, mvdust3r_from_pretrained, vggt_from_pretrained
 
         kind = options.recon_model or recon_cfg.get("model", "anysplat")
         loaders = {"anysplat": anysplat_from_pretrained, "vggt": vggt_from_pretrained}
+        if kind in SELF_RESOLVING_RECON:
+            return mvdust3r_from_pretrained(recon_cfg["repo_id"], kind, local_files_only=options.local_files_only)
         if kind not in loaders:
-            raise UserInputError(f"3D model must be one of {sorted(loaders)}, got {kind!r}")
+            choices = sorted(loaders) + list(SELF_RESOLVING_RECON)
+            raise UserInputError(f"3D model must be one of {choices}, got {kind!r}")
         return loaders[kind](recon_cfg["repo_id"], local_files_only=True)
 
     @staticmethod
@@ -172,6 +190,27 @@ class HubProvider:
             base, folder / cfg["filename"], layer=cfg["layer"], spec=cfg["spec"],
             lora_alpha=float(cfg.get("lora_alpha", 32)),
         )
-        dtype = options.dtype if options.device.type == "cuda" and options.dtype is not None else torch.float32
-        # plain nn.Module.to: diffusers' override warns about an (empty) list of modules to keep in float32
-        return torch.nn.Module.to(decoder, device=options.device, dtype=dtype).eval()
+        return _place_decoder(decoder, options)
+
+
+def _place_decoder(decoder: torch.nn.Module, options: LoadOptions) -> torch.nn.Module:
+    """A stitched decoder on the device, in the run's dtype on CUDA (float32 on the CPU), in eval mode."""
+    dtype = options.dtype if options.device.type == "cuda" and options.dtype is not None else torch.float32
+    # plain nn.Module.to: diffusers' override warns about an (empty) list of modules to keep in float32
+    return torch.nn.Module.to(decoder, device=options.device, dtype=dtype).eval()
+
+
+def user_stitched_path(preset: dict[str, Any]) -> Path:
+    """The stitched-decoder folder a preset's ``stitched.folder`` names (``~`` and ``$VARS`` expanded): a
+    ``vist3a stitch train`` ``final/`` folder, for 3D models whose stitching the release does not ship
+    (MV-DUSt3R, preset ``wan-mvdust3r-1.3b``)."""
+    import os
+
+    raw = str(preset["stitched"]["folder"])
+    folder = Path(os.path.expandvars(os.path.expanduser(raw)))
+    if not (folder / "config.json").is_file():
+        raise UserInputError(
+            f"preset {preset['name']!r} needs your stitched decoder folder ({raw} -> {folder}, not found): train one "
+            f"with `vist3a stitch train ...` and set stitched.folder (or the variable it names) to its final/ folder"
+        )
+    return folder

@@ -34,7 +34,8 @@ logger = logging.getLogger(__name__)
 OFFICIAL_WEIGHT_FILES = ("model.safetensors", "model.pt", "pytorch_model.bin", "model.pth")
 VIST3A_WEIGHT_FILE = "diffusion_pytorch_model.safetensors"
 CONFIG_FILE = "config.json"
-DEFAULT_REPOS = {"vggt": "facebook/VGGT-1B", "anysplat": "lhjiang/anysplat"}
+DEFAULT_REPOS = {"vggt": "facebook/VGGT-1B", "anysplat": "lhjiang/anysplat", "mvdust3r": "Zhenggang/MV-DUSt3R",
+                 "mvdust3r-plus": "Zhenggang/MV-DUSt3R"}
 MODEL_CLASSES: dict[str, type[nn.Module]] = {"vggt": VGGT, "anysplat": AnySplat}
 
 
@@ -214,7 +215,12 @@ def tiny_config(kind: str) -> dict[str, Any]:
 
 
 def random_tiny_model(kind: str, seed: int = 0, **overrides: Any) -> nn.Module:
-    """A tiny randomly initialised VGGT / AnySplat (no download), in eval mode; the global RNG is left untouched."""
+    """A tiny randomly initialised VGGT / AnySplat / MV-DUSt3R(+) (no download), in eval mode; the global RNG is
+    left untouched."""
+    if kind in ("mvdust3r", "mvdust3r-plus"):
+        from vist3a.recon.mvdust3r_hub import random_tiny_mvdust3r
+
+        return random_tiny_mvdust3r(kind, seed, **overrides)
     kwargs = {**tiny_config(kind), **overrides}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -8,7 +8,8 @@ largest one. Frames are read by :mod:`vist3a.data.media` (the one frame reader).
 coordinates), ``frames.mp4`` (the input views), ``depth/NNN.png``, ``meta.json``, and
 
 * AnySplat: ``scene.ply`` (3DGS PLY), ``scene.splat``, ``flythrough.mp4``;
-* VGGT: ``points.ply`` (xyz + rgb point cloud fused from the point maps, keeping the most confident pixels).
+* VGGT: ``points.ply`` (xyz + rgb point cloud fused from the point maps, keeping the most confident pixels);
+* MV-DUSt3R(+): both, with its own square preprocessing (:mod:`vist3a.recon.reconstruct_mvdust3r`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,7 +27,8 @@ from vist3a.errors import UserInputError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_SIZE = {"vggt": 518, "anysplat": 448}
+DEFAULT_SIZE = {"vggt": 518, "anysplat": 448, "mvdust3r": 224, "mvdust3r-plus": 224}
+MVDUST3R_KINDS = ("mvdust3r", "mvdust3r-plus")
 PAD_VALUE = 1.0  # white, as the official preprocessing pads
 
 
@@ -71,6 +74,15 @@ def read_frames(source: str | os.PathLike, max_views: int = 32) -> list[np.ndarr
             "only %d view(s) found in %s; reconstruction from a single view is ill-posed", len(frames), source
         )
     return [to_uint8(f) for f in frames]
+
+
+def preprocess_for_model(kind: str, frames: list[np.ndarray], size: int | None = None) -> torch.Tensor:
+    """The preprocessing of model ``kind`` (``size``: its default input size if ``None``)."""
+    if kind in MVDUST3R_KINDS:
+        from vist3a.recon.reconstruct_mvdust3r import preprocess_square
+
+        return preprocess_square(frames, size or DEFAULT_SIZE[kind])
+    return preprocess_frames(frames, size or DEFAULT_SIZE[kind])
 
 
 def preprocess_frames(frames: list[np.ndarray], size: int, patch_size: int = 14) -> torch.Tensor:
@@ -121,15 +133,45 @@ def reconstruct(
     extra_meta: dict | None = None,
     flythrough_frames: int = 24,
 ) -> ReconstructionSummary:
-    """Run ``model`` (:class:`~vist3a.recon.VGGT` or :class:`~vist3a.recon.AnySplat`) on ``views [V, 3, H, W]``
-    in ``[0, 1]`` and write the outputs to ``out_dir`` (replaced atomically); AnySplat also gets
-    ``flythrough.mp4``, a smooth path through the predicted cameras (``flythrough_frames = 0`` skips it)."""
-    from vist3a.cameras import K_from_edge_convention, to_homogeneous
-    from vist3a.recon import VGGT, AnySplat
-    from vist3a.scene import Scene, save_scene
+    """Run ``model`` (:class:`~vist3a.recon.VGGT`, :class:`~vist3a.recon.AnySplat` or
+    :class:`~vist3a.recon.MVDust3r`) on ``views [V, 3, H, W]`` in ``[0, 1]`` and write the outputs to ``out_dir``
+    (replaced atomically); Gaussian models also get ``flythrough.mp4``, a smooth path through the predicted
+    cameras (``flythrough_frames = 0`` skips it)."""
+    from vist3a.recon import VGGT, AnySplat, MVDust3r
+    from vist3a.scene import save_scene
 
-    if not isinstance(model, VGGT | AnySplat):
-        raise ValueError(f"`model` must be a VGGT or AnySplat model, got {type(model).__name__}")
+    if isinstance(model, MVDust3r):
+        from vist3a.recon.reconstruct_mvdust3r import mvdust3r_scene
+
+        scene, meta = mvdust3r_scene(model, views, autocast_dtype, keep_fraction)
+    elif isinstance(model, VGGT | AnySplat):
+        scene, meta = _scene(model, views, autocast_dtype, keep_fraction)
+    else:
+        raise ValueError(f"`model` must be a VGGT, AnySplat or MVDust3r model, got {type(model).__name__}")
+    height, width = scene.image_size
+    meta = {"num_views": int(views.shape[0]), "width": width, "height": height, **meta, **(extra_meta or {})}
+    if scene.gaussians is not None:
+        count = len(scene.gaussians)
+    else:  # what points.ply keeps (vist3a.scene.fuse_point_maps)
+        finite = torch.isfinite(scene.points).all(-1)
+        if scene.points_conf is not None:
+            finite &= torch.isfinite(scene.points_conf)
+        count = max(1, round(keep_fraction * int(finite.sum())))
+    meta["num_primitives"] = int(count)
+    out_dir = save_scene(scene, out_dir, flythrough_frames=flythrough_frames if scene.gaussians is not None else 0,
+                         extra_meta=meta, depth_pngs=True, points_keep_fraction=keep_fraction)
+    files = sorted(str(p.relative_to(out_dir)) for p in Path(out_dir).rglob("*") if p.is_file())
+    logger.info("wrote %d primitives and %d files to %s", count, len(files), out_dir)
+    return ReconstructionSummary(Path(out_dir), int(views.shape[0]), (height, width), int(count), files)
+
+
+def _scene(model: torch.nn.Module, views: torch.Tensor, autocast_dtype: torch.dtype | None,
+           keep_fraction: float) -> tuple[Any, dict[str, Any]]:
+    """VGGT / AnySplat on ``views`` -> ``(Scene, meta)``."""
+    from vist3a.cameras import K_from_edge_convention, to_homogeneous
+    from vist3a.recon import AnySplat
+    from vist3a.scene import Scene
+
     device = next(model.parameters()).device
     images = views.to(device)[None]
     height, width = (int(s) for s in views.shape[-2:])
@@ -160,17 +202,4 @@ def reconstruct(
         points_conf=points_conf[0].float().cpu() if points_conf is not None and gaussians is None else None,
         settings={"model": type(model).__name__, **({"keep_fraction": keep_fraction} if gaussians is None else {})},
     )
-    count = len(gaussians) if gaussians is not None else None
-    meta = {"model": type(model).__name__, "num_views": int(views.shape[0]), "width": width, "height": height,
-            **(extra_meta or {})}
-    if gaussians is None:  # what points.ply keeps (vist3a.scene.fuse_point_maps)
-        finite = torch.isfinite(scene.points).all(-1)
-        if scene.points_conf is not None:
-            finite &= torch.isfinite(scene.points_conf)
-        count = max(1, round(keep_fraction * int(finite.sum())))
-    meta["num_primitives"] = int(count)
-    out_dir = save_scene(scene, out_dir, flythrough_frames=flythrough_frames if gaussians is not None else 0,
-                         extra_meta=meta, depth_pngs=True, points_keep_fraction=keep_fraction)
-    files = sorted(str(p.relative_to(out_dir)) for p in Path(out_dir).rglob("*") if p.is_file())
-    logger.info("wrote %d primitives and %d files to %s", count, len(files), out_dir)
-    return ReconstructionSummary(Path(out_dir), int(views.shape[0]), (height, width), int(count), files)
+    return scene, {"model": type(model).__name__}

@@ -143,6 +143,15 @@ class ReconAdapter(ABC):
             raise ValueError(f"image_size {h}x{w} must be a multiple of the patch size {p}")
         return h // p, w // p
 
+    def stitch_spec(self, model: nn.Module, latent_side: int, recon_size: int) -> str | None:
+        """A model-specific stitching spec for a ``latent_side`` latent and ``recon_size`` px input, or ``None`` for
+        the default rule of :func:`vist3a.stitching.models.derive_spec`."""
+        return None
+
+    def default_recon_size(self, model: nn.Module, latent_side: int, preset_size: int) -> int:
+        """The model's input size when none is given (default: the preset's)."""
+        return preset_size
+
     # ------------------------------------------------------------------ features
     def feature_hooks(self, model: nn.Module, layers: Sequence[str] | None = None) -> FeatureCapture:
         """Hooks capturing the outputs of DINO blocks ``layers`` (default: all candidates) as ``[B·V, P, C]``.
@@ -432,12 +441,180 @@ class VGGTAdapter(ReconAdapter):
         }
 
 
-ADAPTERS: dict[str, type[ReconAdapter]] = {"anysplat": AnySplatAdapter, "vggt": VGGTAdapter}
+class MVDust3rAdapter(ReconAdapter):
+    """:class:`vist3a.recon.MVDust3r` (MV-DUSt3R and MV-DUSt3R+): a CroCo ViT encoder instead of a DINO trunk.
+
+    Cut points: ``enc_blocks_0`` = the patch-embedding output, ``enc_blocks_k`` = output of encoder block ``k``
+    (1-based, before ``enc_norm``). Tokens carry no CLS/register tokens and no absolute position embedding (the
+    encoder uses 2D RoPE on the grid positions), so stitched tokens enter the remaining blocks as they are, on a
+    grid of any size. Frames are RGB in ``[0, 1]`` here and mapped to the model's ``[-1, 1]``; the point heads'
+    skip branch reads their pixels (``needs_frames``).
+
+    Stitching layer: the paper's ``conv3d_k5x7x7_o<C>_s1x3x3_p2x0x0`` when it maps the latent onto the token grid
+    (``(latent - 7) // 3 + 1 == grid``: the 48 px latent of a 384 px VAE input -> the 14 x 14 grid of 224 px),
+    else the default rule (kernel 5x3x3, padding 2x1x1, stride = latent side / grid side). Default input size:
+    ``img_size`` when the paper's layer fits it, else the multiple of the patch size whose grid divides the
+    latent side, closest to the preset's size.
+
+    Distillation targets (DESIGN.md's loss table, as for AnySplat's Gaussians): pointmaps 1, pointmap
+    confidence 1e-2, Gaussian opacity 1, scale 10, rotation 1, colour 1; every path of MV-DUSt3R+.
+    """
+
+    name = "mvdust3r"
+    needs_frames = True
+    PAPER_KERNEL, PAPER_STRIDE = 7, 3
+
+    @property
+    def model_class(self) -> type[nn.Module]:
+        from vist3a.recon.mvdust3r import MVDust3r
+
+        return MVDust3r
+
+    def dino(self, model: nn.Module) -> nn.Module:
+        raise ValueError("MV-DUSt3R has no DINOv2 trunk (its encoder is a CroCo ViT)")
+
+    def depth(self, model: nn.Module) -> int:
+        return int(model.config.enc_depth)
+
+    def token_width(self, model: nn.Module) -> int:
+        return int(model.config.enc_embed_dim)
+
+    def patch_size(self, model: nn.Module) -> int:
+        return int(model.config.patch_size)
+
+    def num_prefix_tokens(self, model: nn.Module) -> int:
+        return 0
+
+    def candidate_layers(self, model: nn.Module) -> list[str]:
+        """``["enc_blocks_0", ..., "enc_blocks_N"]``: the patch embedding and every encoder block."""
+        return [layer_name(i) for i in range(self.depth(model) + 1)]
+
+    def stitch_spec(self, model: nn.Module, latent_side: int, recon_size: int) -> str | None:
+        grid = self.token_grid(model, recon_size)[0]
+        if latent_side >= self.PAPER_KERNEL and (latent_side - self.PAPER_KERNEL) // self.PAPER_STRIDE + 1 == grid:
+            k, s = self.PAPER_KERNEL, self.PAPER_STRIDE
+            return f"conv3d_k5x{k}x{k}_o{self.token_width(model)}_s1x{s}x{s}_p2x0x0"
+        return None
+
+    def default_recon_size(self, model: nn.Module, latent_side: int, preset_size: int) -> int:
+        p = self.patch_size(model)
+        own = int(model.config.img_size)
+        if own % p == 0 and self.stitch_spec(model, latent_side, own) is not None:
+            return own
+        grids = [g for g in range(1, latent_side + 1) if latent_side % g == 0]
+        return min((g * p for g in grids), key=lambda size: (abs(size - preset_size), -size))
+
+    def feature_hooks(self, model: nn.Module, layers: Sequence[str] | None = None) -> FeatureCapture:
+        raise ValueError("MV-DUSt3R features come from candidate_features (no hooks needed)")
+
+    @torch.no_grad()
+    def candidate_features(
+        self, model: nn.Module, frames: torch.Tensor, layers: Sequence[str] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """``{layer: [B, V, Hp*Wp, C]}`` for ``frames [B, V, 3, H, W]`` in ``[0, 1]``; only the encoder blocks up to
+        the deepest requested layer run."""
+        layers = self.candidate_layers(model) if layers is None else list(layers)
+        wanted = {name: self.check_layer(model, name) for name in layers}
+        batch, views = frames.shape[:2]
+        grid = self.token_grid(model, tuple(frames.shape[-2:]))
+        x = model.embed(frames * 2 - 1)
+        pos = model.grid_positions(grid, x.device)
+        outs = {0: x}
+        for i, block in enumerate(model.enc_blocks[: max(wanted.values())]):
+            x = block(x, pos)
+            outs[i + 1] = x
+        return {name: outs[k].reshape(batch, views, *x.shape[1:]) for name, k in wanted.items()}
+
+    def cut(self, model: nn.Module, layer: str | int) -> nn.Module:
+        """Delete the patch embedding and encoder blocks ``1..k`` in place (the rest renumbered from 0)."""
+        k = self.check_layer(model, layer)
+        if hasattr(model, "patch_embed"):
+            del model.patch_embed
+        model.enc_blocks = nn.ModuleList(list(model.enc_blocks)[k:])
+        return model
+
+    def cut_state_dict(self, state_dict: Mapping[str, torch.Tensor], layer: int) -> dict[str, torch.Tensor]:
+        block_re = re.compile(r"^enc_blocks\.(\d+)\.(.*)$")
+        out = {}
+        for key, value in state_dict.items():
+            if key.startswith("patch_embed."):
+                continue
+            match = block_re.match(key)
+            if match:
+                if int(match.group(1)) < layer:
+                    continue
+                key = f"enc_blocks.{int(match.group(1)) - layer}.{match.group(2)}"
+            out[key] = value
+        return out
+
+    def special_tokens(self, model: nn.Module) -> dict[str, nn.Parameter]:
+        return {}  # no CLS / register tokens; ``mask_token`` is unused by the forward
+
+    def stitched_trunk_input(self, model: nn.Module, tokens: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:
+        hp, wp = grid_hw
+        if tokens.ndim != 3 or tokens.shape[1] != hp * wp or tokens.shape[2] != self.token_width(model):
+            raise ValueError(f"tokens must have shape [B*V, {hp}*{wp}, {self.token_width(model)}] for the grid "
+                             f"{grid_hw}, got {list(tokens.shape)}")
+        return tokens
+
+    def run_tail_from_trunk(self, model, trunk_tokens, start_block, grid_hw, views, frames, **kwargs):
+        if trunk_tokens.shape[0] % views:
+            raise ValueError(f"tokens hold {trunk_tokens.shape[0]} frames, which is not a multiple of views={views}")
+        batch = trunk_tokens.shape[0] // views
+        p = self.patch_size(model)
+        image_hw = (grid_hw[0] * p, grid_hw[1] * p)
+        if frames is None or tuple(frames.shape) != (batch, views, 3, *image_hw):
+            raise ValueError(f"MV-DUSt3R needs frames of shape {[batch, views, 3, *image_hw]} (its point heads read "
+                             f"the pixels), got {None if frames is None else list(frames.shape)}")
+        tokens, _ = model.run_encoder_blocks(self.stitched_trunk_input(model, trunk_tokens, grid_hw), grid_hw,
+                                             start_block)
+        return self.decode(model, self.aggregate(model, tokens, batch, views, grid_hw), frames, **kwargs)
+
+    def aggregate(self, model, patch_tokens, batch, views, grid_hw):
+        from vist3a.recon.mvdust3r import MVDust3rEncoding
+
+        return MVDust3rEncoding(patch_tokens.reshape(batch, views, *patch_tokens.shape[1:]), tuple(grid_hw))
+
+    def decode(self, model: nn.Module, agg: Any, frames: torch.Tensor, **kwargs: Any) -> Any:
+        """Decoder (under the caller's autocast) and heads (float32, autocast off, as the release) on ``frames`` in
+        ``[0, 1]``."""
+        return model.decode(agg, frames * 2 - 1)
+
+    def encode(self, model: nn.Module, frames: torch.Tensor) -> Any:
+        return model.encode(frames * 2 - 1)
+
+    def distill_targets(self, outputs) -> dict[str, torch.Tensor]:
+        named = {
+            "points": outputs.points,
+            "conf": outputs.conf,
+            "gaussian_opacity": outputs.opacity,
+            "gaussian_scale": outputs.scale,
+            "gaussian_rotation": outputs.rotation,
+            "gaussian_rgb": outputs.rgb,
+        }
+        return {k: v for k, v in named.items() if v is not None}
+
+    def loss_terms(self) -> dict[str, LossTerm]:
+        return {
+            "points": LossTerm("points", 1.0),
+            "conf": LossTerm("conf", 0.01),
+            "gaussian_opacity": LossTerm("gaussian_opacity", 1.0),
+            "gaussian_scale": LossTerm("gaussian_scale", 10.0),
+            "gaussian_rotation": LossTerm("gaussian_rotation", 1.0),
+            "gaussian_rgb": LossTerm("gaussian_rgb", 1.0),
+        }
+
+
+ADAPTERS: dict[str, type[ReconAdapter]] = {
+    "anysplat": AnySplatAdapter,
+    "vggt": VGGTAdapter,
+    "mvdust3r": MVDust3rAdapter,
+}
 """Adapter classes by recon model name."""
 
 
 def get_adapter(name: str, **kwargs: Any) -> ReconAdapter:
-    """An adapter instance by name (``"anysplat"``, ``"vggt"``); ``ValueError`` on unknown names."""
+    """An adapter instance by name (``"anysplat"``, ``"vggt"``, ``"mvdust3r"``); ``ValueError`` on unknown names."""
     if name not in ADAPTERS:
         raise ValueError(f"unknown recon model {name!r}; known: {sorted(ADAPTERS)}")
     return ADAPTERS[name](**kwargs)

@@ -30,6 +30,7 @@ SPEC_KERNEL = "5x3x3"
 SPEC_PADDING = "2x1x1"
 POOL_CHUNK = 8  # clips rendered per call when pooling synthetic training clips
 MAX_POOL_WORKERS = 8
+MVDUST3R_NAMES = ("mvdust3r", "mvdust3r-plus")  # --recon by name
 
 
 @dataclass
@@ -85,6 +86,9 @@ def derive_spec(recon: torch.nn.Module, adapter: ReconAdapter, vae: torch.nn.Mod
     if vae_size % spatial:
         raise UserInputError(f"VAE size {vae_size} must be a multiple of the VAE's spatial factor {spatial}")
     latent = vae_size // spatial
+    own = adapter.stitch_spec(recon, latent, recon_size)
+    if own is not None:
+        return own
     grid = adapter.token_grid(recon, recon_size)[0]
     if latent % grid:
         raise UserInputError(
@@ -109,11 +113,24 @@ def load_vae(source: str) -> torch.nn.Module:
     return AutoencoderKLWan.from_pretrained(folder, local_files_only=True)
 
 
-def load_recon(source: str, recon_type: str) -> torch.nn.Module:
-    """A reconstruction model from a Hub repo id or folder (official or vist3a format)."""
-    from vist3a.recon import anysplat_from_pretrained, vggt_from_pretrained
+def load_recon(source: str, recon_type: str, preset: dict[str, Any] | None = None) -> torch.nn.Module:
+    """A reconstruction model from a Hub repo id or folder (official or vist3a format). MV-DUSt3R by name:
+    ``mvdust3r`` / ``mvdust3r-plus`` (the release weights, CC BY-NC 4.0, with a ``hub`` preset such as
+    ``vist3a-1.3b``; with the built-in small presets, ``nano`` and ``tiny-random``, a tiny random model of that kind,
+    as their own models are) or ``tiny-random-mvdust3r[-plus]``."""
+    from vist3a.components import provider_name
+    from vist3a.recon import anysplat_from_pretrained, mvdust3r_from_pretrained, random_tiny_model, vggt_from_pretrained
 
-    loaders = {"anysplat": anysplat_from_pretrained, "vggt": vggt_from_pretrained}
+    if source in MVDUST3R_NAMES:
+        if preset is not None and provider_name(preset) != "hub":
+            logger.warning("--recon %s with --preset %s: a tiny %s with RANDOM weights (the release model needs a "
+                           "release preset such as vist3a-1.3b, or its file / hub id with --recon-type mvdust3r)",
+                           source, preset["name"], source)
+            return random_tiny_model(source)
+        return mvdust3r_from_pretrained(None, source)
+    if source in ("tiny-random-mvdust3r", "tiny-random-mvdust3r-plus"):
+        return random_tiny_model(source.removeprefix("tiny-random-"))
+    loaders = {"anysplat": anysplat_from_pretrained, "vggt": vggt_from_pretrained, "mvdust3r": mvdust3r_from_pretrained}
     if recon_type not in loaders:
         raise UserInputError(f"--recon-type must be one of {sorted(loaders)}, got {recon_type!r}")
     return loaders[recon_type](source)
@@ -123,7 +140,7 @@ def resolve_stitch_models(
     preset: str = "nano",
     recon: str | None = None,
     vae: str | None = None,
-    recon_type: str = "anysplat",
+    recon_type: str | None = None,
     vae_size: int | None = None,
     recon_size: int | None = None,
     num_frames: int | None = None,
@@ -133,7 +150,7 @@ def resolve_stitch_models(
 ) -> StitchModels:
     """Load the VAE and reconstruction model of ``preset``; ``recon`` / ``vae`` (Hub ids or folders) replace the
     preset's, sizes and ``spec`` override its defaults. Both models come back frozen, in eval mode, on ``device``."""
-    from vist3a.components import load_components, resolve_preset, stitching_sizes
+    from vist3a.components import load_components, provider_name, resolve_preset, stitching_sizes
 
     data = resolve_preset(preset)
     sizes = stitching_sizes(data)
@@ -141,17 +158,24 @@ def resolve_stitch_models(
     loaded = load_components(data, parts, seed=seed, random_fallback=True, recon_model=recon_type) if parts else None
     sources = dict(loaded.sources) if loaded is not None else {"preset": data["name"]}
     base = {"vae": loaded.vae if vae is None else load_vae(vae),
-            "recon": loaded.recon if recon is None else load_recon(recon, recon_type),
+            "recon": loaded.recon if recon is None else load_recon(recon, recon_type or "anysplat", data),
             "num_frames": sizes["num_frames"], "views": sizes["views"], "vae_size": sizes["vae_size"],
             "recon_size": sizes["recon_size"], "sources": sources}
     for name, given in (("vae", vae), ("recon", recon)):
         sources[name] = given if given is not None else data["name"]
+    if recon in MVDUST3R_NAMES and provider_name(data) != "hub":
+        sources["recon"] = f"tiny-random-{recon} (random weights)"
     recon_model, vae_model = base["recon"], base["vae"]
     for model in (recon_model, vae_model):
         model.eval().requires_grad_(False).to(device)
     adapter = adapter_for_model(recon_model)
     vae_px = int(vae_size or base["vae_size"])
-    recon_px = int(recon_size or base["recon_size"])
+    if recon_size is None:  # the adapter may prefer another size for this latent (e.g. MV-DUSt3R: patch 16)
+        from vist3a.video.frames import vae_scale_factors
+
+        latent = vae_px // vae_scale_factors(vae_model.config)[1]
+        recon_size = adapter.default_recon_size(recon_model, latent, int(base["recon_size"]))
+    recon_px = int(recon_size)
     spec = spec or derive_spec(recon_model, adapter, vae_model, vae_px, recon_px)
     return StitchModels(
         vae=vae_model, recon=recon_model, adapter=adapter, num_frames=int(num_frames or base["num_frames"]),
