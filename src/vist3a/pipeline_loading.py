@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from vist3a.errors import UserInputError
+from vist3a.errors import UserInputError, offline_hint
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +119,8 @@ def _hub(
         names = ", ".join(dict.fromkeys(missing))
         raise UserInputError(
             f"preset {preset['name']!r} needs weights that are not available here: {names}. Download them on a "
-            f"machine with internet (`hf download <repo>`) and copy the Hugging Face cache, or unset HF_HUB_OFFLINE"
+            f"machine with internet (`hf download <repo>`) and copy the Hugging Face cache, "
+            f"{offline_hint(local_files_only)}"
         )
     generator = WanGenerator.from_pretrained(
         gen_cfg["repo_id"], dtype=dtype, device=device, offload=offload, local_files_only=True

@@ -40,6 +40,7 @@ def register(app: typer.Typer) -> None:
             "Start with:  vist3a stitch search --preset tiny-random --num-clips 8 --out runs/search"
         ),
         no_args_is_help=True,
+        rich_markup_mode=None,
     )
 
     @stitch_app.command(
