@@ -100,7 +100,7 @@ def check_lora(path: Path | None) -> None:
 def check_settings(*, frames, steps, cfg, seed, height, width, flow_shift, scheduler, template, dtype,
                    flythrough_frames, round_frames, num_prompts) -> None:
     """Every generation option, before any model loads (the preset fills in what is ``None``)."""
-    options.check_frames(frames, "--num-frames", round_up=round_frames)
+    options.check_frames(frames, "--num-frames", round_up=round_frames, round_hint=True)
     options.check_int_range(steps, "--steps", 1)
     options.check_finite(cfg, "--cfg", 0.0)
     options.check_seed(seed, num_prompts)

@@ -25,7 +25,7 @@ app = typer.Typer(
     help=(
         "Text-to-3D generation with VIST3A: a video diffusion model whose latents are decoded into 3D "
         "Gaussian splats by a stitched 3D reconstruction network.\n\n"
-        "Start with:  vist3a generate \"a red cube left of a blue sphere\" --out scene/"
+        "Start with:\n\n\b\n  vist3a generate \"a red cube left of a blue sphere\" --out scene/"
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -36,6 +36,12 @@ app = typer.Typer(
 
 for module in (generate, render, info, reconstruct, stitch, align, nano):
     module.register(app)
+
+# Usage errors of click, and of the copy of click that newer typer versions carry (its own classes).
+_CLICK_ERRORS = tuple(
+    {click.ClickException, *(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")}
+)
+_ABORTS = (KeyboardInterrupt, click.exceptions.Abort, typer.Abort)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -60,10 +66,12 @@ def main(argv: list[str] | None = None) -> None:
     except UserInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    except click.ClickException as exc:  # usage errors (unknown option, bad type, missing argument): exit 2
-        exc.show()
+    except _CLICK_ERRORS as exc:  # usage errors (unknown option, bad type, missing argument): exit 2
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+        print(f"error: {exc.format_message()}{hint}", file=sys.stderr)
         raise SystemExit(exc.exit_code) from None
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except _ABORTS:
         code = 130
     if INTERRUPTED.is_set() or code == 130:  # typer turns KeyboardInterrupt into a silent exit code 130
         print(interrupts.message(), file=sys.stderr)

@@ -88,7 +88,7 @@ def check_seed(seed: int, count: int = 1, option: str = "--seed") -> int:
 
 
 def check_frames(num_frames: int | None, option: str = "--num-frames", temporal: int = 4,
-                 round_up: bool = False) -> int | None:
+                 round_up: bool = False, round_hint: bool = False) -> int | None:
     """Frame counts of the form ``temporal * k + 1`` (the Wan VAE keeps the first frame and packs the rest)."""
     if num_frames is None:
         return None
@@ -96,9 +96,9 @@ def check_frames(num_frames: int | None, option: str = "--num-frames", temporal:
         raise UserInputError(f"{option} must be >= 1 (of the form {temporal}k+1), got {num_frames}")
     if (num_frames - 1) % temporal and not round_up:
         low = (num_frames - 1) // temporal * temporal + 1
+        hint = "; --round-frames rounds it up" if round_hint else ""
         raise UserInputError(
-            f"{option} must be of the form {temporal}k+1 (e.g. {low} or {low + temporal}), got {num_frames}; "
-            "--round-frames rounds it up"
+            f"{option} must be of the form {temporal}k+1 (e.g. {low} or {low + temporal}), got {num_frames}{hint}"
         )
     return num_frames
 
@@ -212,7 +212,8 @@ def check_run_dir(out: Path, resume: Path | None, overwrite: bool, markers: Sequ
         raise UserInputError("--overwrite starts a run afresh and --resume continues one: give only one of them")
     if out.exists() and not out.is_dir():
         raise UserInputError(f"{option} '{out}' is a file; a run needs a folder")
-    if out.is_dir() and any(out.iterdir()):
+    # Under accelerate launch / torchrun only rank 0 judges the folder: the others may look after it started writing.
+    if out.is_dir() and any(out.iterdir()) and int(os.environ.get("RANK", "0")) == 0:
         inside = resume is not None and Path(os.path.abspath(resume)).parent == Path(os.path.abspath(out))
         if not inside and not overwrite:
             held = ", ".join(sorted(p.name for p in out.iterdir() if not p.name.startswith("."))[:4]) or "files"
@@ -230,8 +231,9 @@ def check_run_dir(out: Path, resume: Path | None, overwrite: bool, markers: Sequ
 
 
 def clear_run_dir(out: Path) -> None:
-    """Empty a run folder (``--overwrite``, after :func:`check_run_dir` and every other check passed)."""
-    if out.is_dir():
+    """Empty a run folder (``--overwrite``, after :func:`check_run_dir` and every other check passed; rank 0
+    only, under accelerate launch / torchrun)."""
+    if out.is_dir() and int(os.environ.get("RANK", "0")) == 0:
         for entry in out.iterdir():
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry)
