@@ -1,7 +1,7 @@
 """Atomic file writes, interruption and output locks: output is either complete or absent, never half-written.
 
-Temporaries live beside their target and carry vist3a's own mark and the writing process id
-(``.<name>.vist3a-<pid>-<random>.tmp``), so a later write to the same target can tell a stale one (its
+Temporaries live beside their target and carry vist3a's own mark, the host and the writing process id
+(``.<name>.vist3a-<host>-<pid>-<random>.tmp``), so a later write to the same target can tell a stale one (its
 process is gone: killed by SIGKILL, power loss) from one in progress, and remove it. Nothing else is ever
 deleted by that clean-up.
 
@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -32,6 +33,10 @@ logger = logging.getLogger(__name__)
 INTERRUPTED = threading.Event()
 
 _MARK = "vist3a"
+# The host is part of the mark: on a shared filesystem only this machine can tell whether one of its pids runs.
+_HOST = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:24] or "host"
+_CURRENT = re.compile(rf"\..+\.{_MARK}-{_HOST}-(\d+)-\w+\.tmp.*")  # .<name>.vist3a-<host>-<pid>-<rnd>.tmp[<sfx>]
+_LEGACY = re.compile(r"\w{8}\.tmp.*")  # <random>.tmp[<suffix>] after .<name>. (before the pid was recorded)
 # Temporaries of earlier versions had no process id (``.<name>.<random>.tmp``); they count as stale after a day.
 _LEGACY_STALE_S = 24 * 3600
 
@@ -62,31 +67,29 @@ def _remove(path: Path) -> None:
 def clean_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     """Remove temporaries of ``path`` left by dead vist3a processes; returns what was removed.
 
-    Only names of vist3a's own making are touched: ``.<name>.vist3a-<pid>-*.tmp*`` whose process no longer
-    runs, and ``.<name>.<8 random chars>.tmp*`` (older versions) not modified for a day. A ``.<name>.old`` that
-    a dead process parked while swapping is moved back when ``path`` is missing, else removed.
+    Only names of vist3a's own making are touched: ``.<any name>.vist3a-<host>-<pid>-*.tmp*`` in ``path``'s
+    folder made on this host by a process that no longer runs (so a killed run's ``.checkpoint-12.*.tmp`` goes
+    with the next checkpoint), and ``.<name>.<8 random chars>.tmp*`` of ``path`` itself (older versions) not
+    modified for a day. A ``.<name>.old`` that a dead process parked while swapping is moved back when
+    ``path`` is missing, else removed.
     """
     path = Path(path)
     if not path.parent.is_dir():
         return []
     removed = []
-    prefixes = {f".{path.name}.", f".{path.stem}."}
-    current, legacy = re.compile(rf"{_MARK}-(\d+)-\w+\.tmp.*"), re.compile(r"\w{8}\.tmp.*")
+    prefixes = (f".{path.name}.", f".{path.stem}.")
     for entry in path.parent.iterdir():
-        for prefix in prefixes:
-            if not entry.name.startswith(prefix):
-                continue
-            rest = entry.name[len(prefix):]
-            if (match := current.fullmatch(rest)) is not None:
-                stale = not _pid_alive(int(match.group(1)))
-            elif legacy.fullmatch(rest):
-                stale = time.time() - entry.lstat().st_mtime > _LEGACY_STALE_S
-            else:
-                continue
-            if stale:
-                _remove(entry)
-                removed.append(entry)
-            break
+        if not entry.name.startswith("."):
+            continue
+        if (match := _CURRENT.fullmatch(entry.name)) is not None:  # any target: the pid tells whether it is stale
+            stale = not _pid_alive(int(match.group(1)))
+        elif any(entry.name.startswith(p) and _LEGACY.fullmatch(entry.name[len(p):]) for p in prefixes):
+            stale = time.time() - entry.lstat().st_mtime > _LEGACY_STALE_S
+        else:
+            continue
+        if stale:
+            _remove(entry)
+            removed.append(entry)
     old = path.with_name(f".{path.name}.old")
     pid = _old_owner(old)
     if pid is not None and not _pid_alive(pid) and (old.exists() or old.is_symlink()):
@@ -103,10 +106,11 @@ def clean_stale_temporaries(path: str | os.PathLike) -> list[Path]:
 
 
 def _old_owner(old: Path) -> int | None:
-    """The pid recorded beside a ``.<name>.old`` by the process swapping it (``None``: unknown)."""
+    """The pid recorded beside a ``.<name>.old`` by the process swapping it (``None``: unknown, or another host's)."""
     marker = old.with_name(old.name + ".pid")
     try:
-        return int(marker.read_text())
+        host, _, pid = marker.read_text().partition(":")
+        return int(pid) if host == _HOST else None
     except (OSError, ValueError):
         return None
 
@@ -127,7 +131,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temporaries(path)
-    prefix = f".{path.stem}.{_MARK}-{os.getpid()}-"
+    prefix = f".{path.stem}.{_MARK}-{_HOST}-{os.getpid()}-"
     fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -152,7 +156,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temporaries(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_MARK}-{os.getpid()}-", suffix=".tmp", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_MARK}-{_HOST}-{os.getpid()}-", suffix=".tmp", dir=path.parent))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700 folders
     try:
         yield tmp
@@ -160,7 +164,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         if path.exists() or path.is_symlink():
             old = path.with_name(f".{path.name}.old")
             marker = old.with_name(old.name + ".pid")
-            marker.write_text(str(os.getpid()))
+            marker.write_text(f"{_HOST}:{os.getpid()}")
             os.replace(path, old)
             os.replace(tmp, path)
             _remove(old)

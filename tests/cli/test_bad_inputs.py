@@ -144,7 +144,7 @@ CASES = [
     (["stitch", "train", "--preset", "tiny-random", "--init", "{w}/search", "--resume",
       "{w}/other_run/checkpoint-12", "--overwrite", "--max-steps", "20", "--out", "{w}/other_run"], "--overwrite"),
     (["align", "--preset", "tiny-random", "--prompts-file", "{w}/prompts.txt", "--out", "{w}/other_run"], "--out"),
-    (["align", "--preset", "tiny-random", "--prompts", "{w}/missing.txt", "--out", "{w}/a"], "--prompts-file"),
+    (["align", "--preset", "tiny-random", "--prompts", "{w}/missing.txt", "--out", "{w}/a"], "--prompts"),
     (["align", "--preset", "tiny-random", "--prompts-file", "{w}/prompts.txt", "--out", "{w}/a", "--device",
       "tpu9"], "--device"),
     (["nano", "train", "vae", "--out", "{w}/nano_runs"], "--out"),
@@ -277,24 +277,34 @@ def test_second_writer_of_one_out_fails(work, capsys):
         pass
 
 
-def test_stale_temporaries_are_cleaned_and_nothing_else(work):
-    from vist3a.io_utils import atomic_dir
+def _dead_pid() -> int:
+    """The id of a process that has exited."""
+    return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead_pid = int(dead.stdout)
-    stale = work / f".scene.vist3a-{dead_pid}-abc123.tmp"
+
+def test_stale_temporaries_are_cleaned_and_nothing_else(work):
+    from vist3a.io_utils import _HOST, atomic_dir
+
+    dead_pid = _dead_pid()
+    stale = work / f".scene.vist3a-{_HOST}-{dead_pid}-abc123.tmp"
     stale.mkdir()
     (stale / "scene.ply").write_bytes(b"x" * 1000)
-    stale_file = work / f".scene.vist3a-{dead_pid}-def456.tmp.ply"
-    stale_file.write_bytes(b"x")
+    (work / f".scene.vist3a-{_HOST}-{dead_pid}-def456.tmp.ply").write_bytes(b"x")
+    (work / f".checkpoint-12.vist3a-{_HOST}-{dead_pid}-ghi789.tmp").mkdir()  # a killed run's checkpoint
     legacy = work / ".scene.ab12cd34.tmp"
     legacy.mkdir()
     os.utime(legacy, (time.time() - 3 * 86400, time.time() - 3 * 86400))
-    live = work / f".scene.vist3a-{os.getpid()}-live99.tmp"
+    live = work / f".scene.vist3a-{_HOST}-{os.getpid()}-live99.tmp"
     live.mkdir()
+    other_host = work / f".scene.vist3a-otherhost-{dead_pid}-abc123.tmp"  # its pid means nothing here
+    other_host.mkdir()
+    fresh_legacy = work / ".scene.zz12cd34.tmp"  # may belong to an older vist3a that is still writing
+    fresh_legacy.mkdir()
     keep = [work / ".scene.notes", work / "scene.tmp", work / ".scenery.vist3a-1-x.tmp"]
     for path in keep:
         path.write_text("mine")
+    keep += [other_host, fresh_legacy]
     with atomic_dir(work / "scene") as tmp:
         (tmp / "meta.json").write_text("{}")
     names = sorted(p.name for p in work.iterdir())
@@ -304,14 +314,12 @@ def test_stale_temporaries_are_cleaned_and_nothing_else(work):
 def test_interrupted_swap_is_rolled_back(work):
     """A process killed between the two renames of a replacement leaves ``.<name>.old``; the next write to the
     same target puts it back first, so the old output is never lost."""
-    from vist3a.io_utils import atomic_dir
+    from vist3a.io_utils import _HOST, atomic_dir
 
-    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                              text=True).stdout)
     old = work / ".scene.old"
     old.mkdir()
     (old / "meta.json").write_text("old")
-    (work / ".scene.old.pid").write_text(str(dead))
+    (work / ".scene.old.pid").write_text(f"{_HOST}:{_dead_pid()}")
     with pytest.raises(RuntimeError), atomic_dir(work / "scene"):
         raise RuntimeError("the new write fails too")
     assert (work / "scene" / "meta.json").read_text() == "old"
@@ -466,7 +474,8 @@ def test_signal_keeps_the_old_scene(work, scene_dir, sig, moment):
         if moment == "loading":  # the lock exists once every input check passed, before the models load
             seen = _wait_for(lambda: (work / ".scene.vist3a.lock").exists(), 60)
         else:  # the writer thread has started the new folder beside the old one
-            seen = _wait_for(lambda: any(p.name.startswith(".scene.vist3a-") for p in work.iterdir()), 90)
+            seen = _wait_for(lambda: any(p.name.startswith(".scene.vist3a-") and p.name.endswith(".tmp")
+                                         for p in work.iterdir()), 90)
         assert seen, "the moment to interrupt never came"
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)

@@ -90,15 +90,18 @@ def register(app: typer.Typer) -> None:
             load_components,
             make_accelerator,
             parse_reward_mix,
+            read_prompts,
         )
         from vist3a.alignment.checkpoint import read_meta
         from vist3a.alignment.rewards import REWARD_MIXES, default_reward_mix
 
-        prompt_list = options.read_prompts_file(prompts)
+        prompt_list = read_prompts(prompts)
         options.check_seed(seed)
         options.check_choice(mixed_precision, ("auto", "no", "bf16", "fp16"), "--mixed-precision")
-        if resume is not None and not resume.is_dir():
-            raise UserInputError(f"--resume '{resume}' does not exist; pass RUN/checkpoint-<step>")
+        if resume is not None:
+            read_meta(resume)
+        if not overwrite:
+            check_output_dir(out, resume)  # its message lists the checkpoints and the one to resume from
         options.check_run_dir(out, resume, overwrite, RUN_MARKERS)
         if clips != "synthetic" and fm_weight > 0 and not Path(clips).is_dir():
             raise UserInputError(f"--clips '{clips}' is neither 'synthetic' nor an existing folder of videos")
@@ -118,8 +121,6 @@ def register(app: typer.Typer) -> None:
             )
         except ValueError as exc:
             raise UserInputError(f"invalid option: {exc}") from None
-        if resume is not None:
-            read_meta(resume)
         accelerator = make_accelerator(precision, dev)
         if overwrite and accelerator.is_main_process:
             options.clear_run_dir(out)
