@@ -97,7 +97,7 @@ def check_lora(path: Path | None) -> None:
             raise UserInputError(f"--lora '{weights}' is not a readable safetensors file ({exc})") from None
 
 
-def check_settings(*, frames, steps, cfg, seed, height, width, flow_shift, scheduler, template, dtype,
+def check_settings(*, frames, steps, cfg, seed, height, width, flow_shift, scheduler, template, dtype, offload,
                    flythrough_frames, round_frames, num_prompts) -> None:
     """Every generation option, before any model loads (the preset fills in what is ``None``)."""
     options.check_frames(frames, "--num-frames", round_up=round_frames, round_hint=True)
@@ -127,6 +127,10 @@ def check_settings(*, frames, steps, cfg, seed, height, width, flow_shift, sched
         from vist3a.pipeline import parse_dtype
 
         parse_dtype(dtype)
+    if offload is not None:
+        from vist3a.video.generator import OFFLOAD_MODES
+
+        options.check_choice(offload, OFFLOAD_MODES, "--offload")
 
 
 def register(app: typer.Typer) -> None:
@@ -184,7 +188,7 @@ def register(app: typer.Typer) -> None:
         if prompts_file is None and not prompt.strip():
             raise UserInputError("the prompt is empty")
         check_settings(frames=frames, steps=steps, cfg=cfg, seed=seed, height=height, width=width,
-                       flow_shift=flow_shift, scheduler=scheduler, template=template, dtype=dtype,
+                       flow_shift=flow_shift, scheduler=scheduler, template=template, dtype=dtype, offload=offload,
                        flythrough_frames=flythrough_frames, round_frames=round_frames, num_prompts=len(prompts))
         rank, world, local_rank = _rank_and_world()
         dev = options.parse_device(device)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from vist3a.cli import options
 from vist3a.errors import UserInputError
 
 UP_AXES = {"-y": (0.0, -1.0, 0.0), "+y": (0.0, 1.0, 0.0), "-z": (0.0, 0.0, -1.0), "+z": (0.0, 0.0, 1.0)}
@@ -49,17 +50,7 @@ def _check_video_path(option: str, path: Path) -> None:
 
 
 def _resolve_device(device: str):
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise UserInputError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserInputError(f"--device {device}: no CUDA device is available; use --device cpu")
-    return dev
+    return options.parse_device(device)
 
 
 def register(app: typer.Typer) -> None:
