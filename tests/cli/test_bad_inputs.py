@@ -106,6 +106,7 @@ CASES = [
     (GEN + ["--cfg", "-1"], "--cfg"),
     (GEN + ["--seed", "99999999999999999999"], "--seed"),
     (GEN + ["--seed", "-1"], "--seed"),
+    (GEN + ["--seed", "abc"], "--seed"),
     (GEN + ["--frames", "12"], "--num-frames"),
     (GEN + ["--num-frames", "0"], "--num-frames"),
     (GEN + ["--height", "100"], "--height"),
@@ -432,6 +433,13 @@ def test_offline_message_names_only_what_is_set(monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------------ help
+@pytest.mark.parametrize("args", [[], ["stitch"], ["nano"], ["info"]])
+def test_no_arguments_show_help(capsys, args):
+    code, out, err = run_cli(args, capsys)
+    assert code == 2
+    assert "Usage: vist3a" in out + err and "error:" not in out + err
+
+
 def test_help_is_plain_and_keeps_examples(capsys):
     code, out, _ = run_cli(["generate", "--help"], capsys)
     assert code == 0

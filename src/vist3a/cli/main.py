@@ -37,10 +37,16 @@ app = typer.Typer(
 for module in (generate, render, info, reconstruct, stitch, align, nano):
     module.register(app)
 
-# Usage errors of click, and of the copy of click that newer typer versions carry (its own classes).
-_CLICK_ERRORS = tuple(
-    {click.ClickException, *(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")}
-)
+
+
+def _click_classes(name: str) -> tuple[type, ...]:
+    """Class ``name`` of click and of the copy of click that newer typer versions carry (distinct classes)."""
+    modules = {click.exceptions, sys.modules[typer.BadParameter.__module__]}
+    return tuple({getattr(m, name) for m in modules if hasattr(m, name)})
+
+
+_CLICK_ERRORS = _click_classes("ClickException")
+_HELP_ERRORS = _click_classes("NoArgsIsHelpError")  # a command called without arguments: its help, exit 2
 _ABORTS = (KeyboardInterrupt, click.exceptions.Abort, typer.Abort)
 
 
@@ -66,6 +72,9 @@ def main(argv: list[str] | None = None) -> None:
     except UserInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    except _HELP_ERRORS as exc:
+        exc.show()
+        raise SystemExit(exc.exit_code) from None
     except _CLICK_ERRORS as exc:  # usage errors (unknown option, bad type, missing argument): exit 2
         ctx = getattr(exc, "ctx", None)
         hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""

@@ -283,7 +283,7 @@ def register(app: typer.Typer) -> None:
 
     @nano_app.command("eval")
     def eval_cmd(
-        out: Path = typer.Option(..., "--out", help="folder for eval.json and gallery.png", show_default=False),
+        out: Path = options.out_option("folder for eval.json and gallery.png"),
         lora: Path | None = typer.Option(None, "--lora", help="generator LoRA, e.g. RUN/checkpoint-N/lora_ema"),
         num_prompts: int = typer.Option(32, "--num-prompts", help="held-out prompts (one scene each)"),
         seed: int = typer.Option(0, "--seed", help="seeds the prompt choice and the generation noise"),
