@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import logging
 import os
 import re
 import shutil
+import signal
 import socket
 import tempfile
 import threading
@@ -115,6 +115,20 @@ def _old_owner(old: Path) -> int | None:
         return None
 
 
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back from this thread for the block (delivered when it ends)."""
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: no signal masks
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def check_not_interrupted() -> None:
     """Raise :class:`Interrupted` once the CLI has received SIGINT/SIGTERM (call before committing output)."""
     if INTERRUPTED.is_set():
@@ -161,16 +175,17 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         check_not_interrupted()
-        if path.exists() or path.is_symlink():
-            old = path.with_name(f".{path.name}.old")
-            marker = old.with_name(old.name + ".pid")
-            marker.write_text(f"{_HOST}:{os.getpid()}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            _remove(old)
-            marker.unlink(missing_ok=True)
-        else:
-            os.replace(tmp, path)
+        with _signals_deferred():  # the swap is not cut in half by Ctrl-C / SIGTERM (they act right after it)
+            if path.exists() or path.is_symlink():
+                old = path.with_name(f".{path.name}.old")
+                marker = old.with_name(old.name + ".pid")
+                marker.write_text(f"{_HOST}:{os.getpid()}")
+                os.replace(path, old)
+                os.replace(tmp, path)
+                _remove(old)
+                marker.unlink(missing_ok=True)
+            else:
+                os.replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -183,6 +198,8 @@ def output_lock(path: str | os.PathLike, what: str = "--out") -> Iterator[Path]:
     The lock is ``flock`` on ``.<name>.vist3a.lock`` beside ``path`` (released by the kernel if the process
     dies; the file is removed on exit). Raises :class:`UserInputError` when another process holds it.
     """
+    import fcntl  # POSIX; imported here so that the rest of this module also loads on Windows
+
     path = Path(path)
     lock = path.with_name(f".{path.name}.{_MARK}.lock")
     lock.parent.mkdir(parents=True, exist_ok=True)

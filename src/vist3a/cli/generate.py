@@ -210,25 +210,25 @@ def register(app: typer.Typer) -> None:
             warn_outside_training(prompts, height=height, width=width, num_frames=frames)
 
         # 2. models, then one scene after another; two processes never write one OUT
+        load = dict(device=dev, dtype=dtype, lora=lora, local_files_only=True if offline else None,
+                    offload=offload, compile=compile, fp8=fp8)
+        settings = dict(num_frames=frames, num_steps=steps, guidance_scale=cfg, height=height, width=width,
+                        flow_shift=flow_shift, scheduler=scheduler, template=template,
+                        negative_prompt=negative_prompt, round_frames=round_frames or None)
+        save = dict(flythrough_frames=flythrough_frames)  # extra save_scene arguments
         with contextlib.ExitStack() as stack:
             if world == 1:
                 stack.enter_context(output_lock(out))
-            _run(stack, prompts_file is not None, jobs, targets, preset, dev, dtype, lora, offline, offload,
-                 compile, fp8, flythrough_frames, dict(
-                     num_frames=frames, num_steps=steps, guidance_scale=cfg, height=height, width=width,
-                     flow_shift=flow_shift, scheduler=scheduler, template=template,
-                     negative_prompt=negative_prompt, round_frames=round_frames or None,
-                 ), seed)
+            _run(stack, preset, load, settings, save, jobs, targets, seed, lock_each=prompts_file is not None)
 
 
-def _run(stack, batch: bool, jobs, targets, preset, dev, dtype, lora, offline, offload, compile, fp8,
-         flythrough_frames, settings: dict, seed: int) -> None:
+def _run(stack: contextlib.ExitStack, preset: str, load: dict, settings: dict, save: dict,
+         jobs: list[tuple[int, str]], targets: dict[int, Path], seed: int, lock_each: bool) -> None:
+    """Load the pipeline (``load``: ``from_pretrained`` arguments) and generate ``jobs`` ``(index, prompt)`` with
+    ``settings`` and seed ``seed + index`` into ``targets[index]`` (``save``: ``save_scene`` arguments)."""
     from vist3a.pipeline import Text2ScenePipeline
 
-    pipe = Text2ScenePipeline.from_pretrained(
-        preset, device=dev, dtype=dtype, lora=lora, local_files_only=True if offline else None,
-        offload=offload, compile=compile, fp8=fp8,
-    )
+    pipe = Text2ScenePipeline.from_pretrained(preset, **load)
     # Files of scene i (fly-through render, video encoding, PLY) are written in a background thread while
     # scene i+1 generates; at most one scene waits, and every folder still appears complete or not at all.
     writer, pending = ThreadPoolExecutor(max_workers=1), None
@@ -237,16 +237,16 @@ def _run(stack, batch: bool, jobs, targets, preset, dev, dtype, lora, offline, o
         scene = pipe(text, seed=seed + index, **settings)[0]
         if pending is not None:
             _report(pending.result())
-        pending = writer.submit(_save, scene, targets[index], flythrough_frames, batch)
+        pending = writer.submit(_save, scene, targets[index], save, lock_each)
     if pending is not None:
         _report(pending.result())
 
 
-def _save(scene, target: Path, flythrough_frames: int | None, lock: bool):
+def _save(scene, target: Path, save: dict, lock: bool):
     from vist3a.scene import save_scene
 
     with output_lock(target) if lock else contextlib.nullcontext():
-        save_scene(scene, target, flythrough_frames=flythrough_frames)
+        save_scene(scene, target, **save)
     return scene, target
 
 

@@ -51,4 +51,4 @@ def exit_code() -> int:
 
 def message() -> str:
     name = received or "SIGINT"
-    return f"interrupted ({name}): stopped; earlier outputs are kept and nothing partial was written"
+    return f"interrupted ({name}): stopped; unfinished outputs were discarded and earlier ones kept"
