@@ -405,14 +405,14 @@ def test_nano_warns_about_sizes_and_unknown_words(work, capsys, caplog):
     err += caplog.text  # under pytest the warnings go to its log capture
     assert "trained at 64x64 px" in err and "128x128" in err
     assert "'cozy'" in err and "'cabin'" in err and "'snow'" in err and "vist3a nano vocab" in err
-    assert "'red'" not in err
+    assert "'the'" not in err and "'in'" not in err  # words the nano captions use are not reported
 
 
 def test_known_nano_prompt_gets_no_word_warning():
     from vist3a.cli.nano import unknown_words
 
     assert unknown_words("a small red cube left of a large shiny blue sphere") == []
-    assert unknown_words("two green cylinders behind a pyramid") == ["two"]
+    assert unknown_words("green cylinders behind a zebra") == ["zebra"]  # plural shapes are known
     assert unknown_words("a cozy cabin") == ["cozy", "cabin"]
 
 
@@ -430,6 +430,19 @@ def test_offline_message_names_only_what_is_set(monkeypatch):
     assert "--offline" in offline_hint(True)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert "unset HF_HUB_OFFLINE" in offline_hint(None)
+
+
+def test_offline_cli_message(work, capsys, monkeypatch):
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache("Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "model_index.json"), str):
+        pytest.skip("the release weights are cached here: the command would load them")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    code, _, err = run_cli(["generate", "a cabin", "--preset", "vist3a-1.3b", "--offline", "--device", "cpu",
+                            "--out", "o"], capsys)
+    line = assert_one_line_error(code, err, "--offline")
+    assert "HF_HUB_OFFLINE" not in line and "Wan-AI/Wan2.1-T2V-1.3B-Diffusers" in line
+    assert not any(work.iterdir())
 
 
 # ------------------------------------------------------------------------------------------------ help
