@@ -507,3 +507,29 @@ def test_signal_keeps_the_old_scene(work, scene_dir, sig, moment):
     assert "Traceback" not in err
     assert f"interrupted ({signal.Signals(sig).name})" in err
     assert snapshot(work) == before
+
+
+@pytest.mark.slow
+def test_sigterm_during_training_keeps_complete_checkpoints(work, search_dir):
+    """SIGTERM to ``stitch train`` while it writes a checkpoint every step: exit 143 with one 'interrupted' line,
+    every checkpoint folder complete (resumable), no temporary left behind."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    run = work / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vist3a.cli.main", "stitch", "train", "--preset", "tiny-random", "--init",
+         str(search_dir), "--max-steps", "1000", "--checkpoint-every", "1", "--vae-size", "16", "--recon-size", "28",
+         "--num-clips", "2", "--lora-rank", "2", "--device", "cpu", "--out", str(run)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert _wait_for(lambda: (run / "checkpoint-3").is_dir(), 120), "training never reached step 3"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err and "interrupted (SIGTERM)" in err
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".")]
+    checkpoints = sorted(p for p in run.iterdir() if p.name.startswith("checkpoint-"))
+    assert checkpoints and all((p / "meta.json").is_file() for p in checkpoints)
