@@ -211,7 +211,8 @@ def register(app: typer.Typer) -> None:
             options.check_seed(seed)
         run_dirs = [out / name for name in (STAGE_ORDER if stage == "all" else (stage,))]
         for run_dir in run_dirs:
-            options.check_run_dir(run_dir, None, overwrite, RUN_MARKERS, option=f"--out (stage folder {run_dir})")
+            options.check_run_dir(run_dir, None, overwrite, RUN_MARKERS, option=f"--out (stage folder {run_dir})",
+                                  resumable=False)
         logging.getLogger("vist3a").setLevel(logging.INFO)
         args = {
             "steps": steps, "batch_size": batch_size, "seed": seed, "num_train_clips": num_train_clips,

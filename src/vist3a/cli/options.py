@@ -179,6 +179,15 @@ def is_vist3a_output(path: Path, markers: Sequence[str]) -> bool:
     return path.is_dir() and any(next(path.glob(m), None) is not None for m in markers)
 
 
+def _check_not_precious(path: Path, option: str) -> None:
+    """``--overwrite`` never deletes the home folder, a filesystem root, or the current folder or one above it."""
+    resolved = path.resolve()
+    home = Path.home().resolve()
+    if resolved == home or resolved == Path(resolved.anchor) or Path.cwd().resolve().is_relative_to(resolved):
+        raise UserInputError(f"{option} '{path}' with --overwrite would delete the home folder, a root or the "
+                             "current folder: choose a new output folder")
+
+
 def check_output_target(path: Path, overwrite: bool, markers: Sequence[str] = ("meta.json",),
                         option: str = "--out") -> None:
     """An output folder that will be replaced as a whole: refuse to replace a user's file or folder.
@@ -186,6 +195,8 @@ def check_output_target(path: Path, overwrite: bool, markers: Sequence[str] = ("
     Allowed: a missing path, an empty folder, a folder vist3a wrote (holding a ``markers`` file), or anything
     with ``--overwrite``. The target must also be writable (checked now, not after the work).
     """
+    if overwrite and path.exists():
+        _check_not_precious(path, option)
     if path.is_symlink() or path.exists():
         if path.is_dir() and not path.is_symlink():
             if any(path.iterdir()) and not is_vist3a_output(path, markers) and not overwrite:
@@ -202,7 +213,7 @@ def check_output_target(path: Path, overwrite: bool, markers: Sequence[str] = ("
 
 
 def check_run_dir(out: Path, resume: Path | None, overwrite: bool, markers: Sequence[str],
-                  option: str = "--out") -> None:
+                  option: str = "--out", resumable: bool = True) -> None:
     """A training run folder: a fresh run needs an empty or missing one; continuing needs ``--resume``.
 
     A non-empty folder is refused unless ``resume`` lies inside it (continuing that run) or ``overwrite`` is
@@ -212,12 +223,14 @@ def check_run_dir(out: Path, resume: Path | None, overwrite: bool, markers: Sequ
         raise UserInputError("--overwrite starts a run afresh and --resume continues one: give only one of them")
     if out.exists() and not out.is_dir():
         raise UserInputError(f"{option} '{out}' is a file; a run needs a folder")
+    if overwrite and out.exists():
+        _check_not_precious(out, option)
     # Under accelerate launch / torchrun only rank 0 judges the folder: the others may look after it started writing.
     if out.is_dir() and any(out.iterdir()) and int(os.environ.get("RANK", "0")) == 0:
         inside = resume is not None and Path(os.path.abspath(resume)).parent == Path(os.path.abspath(out))
         if not inside and not overwrite:
             held = ", ".join(sorted(p.name for p in out.iterdir() if not p.name.startswith("."))[:4]) or "files"
-            hint = f"continue it with --resume {out}/checkpoint-<step>, " if resume is None else ""
+            hint = f"continue it with --resume {out}/checkpoint-<step>, " if resume is None and resumable else ""
             raise UserInputError(
                 f"{option} '{out}' already holds another run ({held}); {hint}start afresh with --overwrite "
                 f"(deletes it) or choose another {option}"
