@@ -37,9 +37,9 @@ Examples:
   accelerate launch --num_processes 2 $(which vist3a) generate --prompts-file prompts.txt --out runs/batch/
 
 The nano preset (default) makes 64x64 px, 13-frame scenes in 20 steps (guidance 5.0), the sizes its models were
-trained at. It knows only the words of its procedural world: colours, shapes (sphere, cube, cylinder, cone,
-torus, pyramid), sizes, materials and relations such as "left of"; `vist3a nano vocab` lists them. Other words
-are ignored (with a warning). Without --out a prompt writes to outputs/<slug>-<hash>/ (the hash keeps prompts
+trained at. It knows only the words of its procedural world (colours, shapes such as cube and sphere, sizes,
+materials, relations such as "left of"; `vist3a nano vocab` lists them); other words are ignored, with a
+warning. Without --out a prompt writes to outputs/<slug>-<hash>/ (the hash keeps prompts
 apart whose slugs agree). With --prompts-file each prompt gets OUT/<index>_<slug>/ and the seed SEED + index, so
 sharding the prompts over several GPUs (one process per GPU via accelerate launch / torchrun) gives the same
 scenes as one process.
