@@ -6,9 +6,30 @@ from pathlib import Path
 
 import typer
 
+from vist3a.cli import options
 from vist3a.errors import UserInputError
 
 DTYPES = ("float32", "bfloat16", "float16")
+#: Files that mark a folder as a reconstruction vist3a wrote (it may then be replaced without --overwrite).
+OUTPUT_MARKERS = ("meta.json",)
+
+
+def unreadable_input(source: Path, exc: BaseException) -> str:
+    """The one-line reason ``source`` could not be read: the first image of a folder that does not decode."""
+    from PIL import Image, UnidentifiedImageError
+
+    from vist3a.data.media import list_images
+
+    if source.is_dir():
+        for path in list_images(source):
+            try:
+                with Image.open(path) as image:
+                    image.load()
+            except UnidentifiedImageError:
+                return f"{path}: not an image file (its content is not {path.suffix.lstrip('.').upper()} data)"
+            except (OSError, SyntaxError, ValueError) as bad:  # truncated or corrupt image data
+                return f"{path}: the image is corrupt or truncated ({bad})"
+    return f"{source}: cannot read the input ({type(exc).__name__}: {exc})"
 
 
 def register(app: typer.Typer) -> None:
@@ -17,7 +38,7 @@ def register(app: typer.Typer) -> None:
         help=(
             "Reconstruct a scene from a folder of images or a video with AnySplat (3D Gaussians, scene.ply) or "
             "VGGT (point cloud, points.ply); also writes cameras.json and depth PNGs.\n\n"
-            "Example:  vist3a reconstruct frames/ --model anysplat --out scene/"
+            "Example:\n\n\b\n  vist3a reconstruct frames/ --model anysplat --out scene/"
         ),
     )
     def _cmd(
@@ -34,9 +55,12 @@ def register(app: typer.Typer) -> None:
             None, "--size", help="Input width in pixels, a multiple of 14 (default: 448 for anysplat, 518 for vggt)."
         ),
         max_views: int = typer.Option(32, "--max-views", help="Use at most this many evenly spaced frames."),
-        device: str = typer.Option(None, "--device", help="cuda, cpu, cuda:1 ... (default: cuda if available)."),
+        device: str = options.device_option(),
         dtype: str = typer.Option("float32", "--dtype", help="float32, or bfloat16 / float16 autocast."),
         keep_fraction: float = typer.Option(0.5, "--keep", help="VGGT: fraction of most confident pixels kept."),
+        overwrite: bool = options.overwrite_option(
+            "Replace OUT even if it is a file or a folder that vist3a did not write."
+        ),
     ) -> None:
         import torch
 
@@ -49,13 +73,18 @@ def register(app: typer.Typer) -> None:
             raise UserInputError(f"--dtype must be one of {list(DTYPES)}, got {dtype!r}")
         if not 0.0 < keep_fraction <= 1.0:
             raise UserInputError(f"--keep must be in (0, 1], got {keep_fraction}")
+        if size is not None and (size < 14 or size % 14):
+            raise UserInputError(f"--size must be a positive multiple of 14, got {size}")
+        options.check_int_range(max_views, "--max-views", 1)
+        dev = options.parse_device(device)
+        options.check_output_target(out, overwrite, OUTPUT_MARKERS)
         try:
-            dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        except RuntimeError as exc:
-            raise UserInputError(f"--device {device!r} is not a valid torch device ({exc})") from None
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise UserInputError(f"--device {device!r} asks for CUDA, but no CUDA device is available")
-        views = preprocess_frames(read_frames(source, max_views), size or DEFAULT_SIZE[model])
+            frames = read_frames(source, max_views)
+        except UserInputError:
+            raise
+        except Exception as exc:  # image decoders raise many types; name the file instead of a traceback
+            raise UserInputError(unreadable_input(source, exc)) from None
+        views = preprocess_frames(frames, size or DEFAULT_SIZE[model])
         parts = load_components(recon_preset(model, weights), {"recon"}, device=dev, recon_model=model)
         if parts.sources.get("weights") == "random-init":
             typer.echo(f"warning: a *random* {model} model ({weights}): the output is meaningless", err=True)
