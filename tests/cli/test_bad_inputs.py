@@ -157,6 +157,17 @@ CASES = [
     (["nano", "train", "vae", "--out", "{w}/fresh", "--steps", "0"], "--steps"),
     (["nano", "eval", "--out", "{w}/e", "--cfg", "nan"], "--cfg"),
     (["nano", "eval", "--out", "{w}/e", "--device", "tpu9"], "--device"),
+    (["eval", "text3d", "--out", "{w}/e", "--device", "tpu9"], "--device"),
+    (["eval", "text3d", "--out", "{w}/notes.txt"], "--out"),
+    (["eval", "text3d", "--out", "{w}/e", "--seed", "-1"], "--seed"),
+    (["eval", "text3d", "--out", "{w}/e", "--guidance-scale", "nan"], "--cfg"),
+    (["eval", "nvs", "--device", "tpu9"], "--device"),
+    (["eval", "geometry", "--num-frames", "14"], "--num-frames"),
+    (["eval", "geometry", "--out", "{w}/notes.txt"], "--out"),
+    (["refine", "{w}/user", "--device", "tpu9"], "--device"),
+    (["refine", "{w}/user", "--steps", "0"], "--steps"),
+    (["refine", "{w}/user", "--out", "{w}/user"], "--out"),
+    (["refine", "{w}/user", "--out", "{w}/notes.txt", "--overwrite"], "--out"),
 ]
 
 
