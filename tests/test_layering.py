@@ -18,7 +18,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "vist3a"
 #: Lowest first; a module may import its own package and anything of a strictly lower layer. A module listed
 #: with a dotted name (``alignment.scorers``) overrides its package's layer.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("__init__", "errors", "io_utils", "lazy"),
+    ("__init__", "errors"),
+    ("io_utils", "lazy"),  # io_utils raises errors' UserInputError / Interrupted
     ("cameras", "media", "hub", "presets", "checkpoints"),
     ("splats", "world"),
     ("data", "scene"),

@@ -2,8 +2,9 @@
 
 One offline rule (:func:`is_offline`: an explicit ``local_files_only`` wins, otherwise ``HF_HUB_OFFLINE``) and
 one error style: every failure is a :class:`~vist3a.errors.UserInputError` naming the repo and the fix, and
-:func:`require` checks several repos first so that a missing set is reported in *one* message. The advice to
-unset ``HF_HUB_OFFLINE`` is only given when it is set.
+:func:`require` checks several repos first so that a missing set is reported in *one* message. One piece of
+advice for the reason downloads did not happen (:func:`offline_hint`): ``--offline`` (``local_files_only``), the
+``HF_HUB_OFFLINE`` variable (named only when it is set), or a Hub that could not be reached.
 """
 
 from __future__ import annotations
@@ -27,9 +28,20 @@ def is_offline(local_files_only: bool | None) -> bool:
     return offline_env() if local_files_only is None else bool(local_files_only)
 
 
-def _fix(repo: str) -> str:
-    fix = f"download it with `hf download {repo}` on a machine with internet (then copy the cache) or pass a folder"
-    return fix + (", or unset HF_HUB_OFFLINE" if offline_env() else "")
+def offline_hint(local_files_only: bool | None) -> str:
+    """The advice for weights that were not downloaded, for the reason they were not (``"or ..."``)."""
+    env = f"HF_HUB_OFFLINE (it is {os.environ.get('HF_HUB_OFFLINE')!r} here)"
+    if local_files_only:
+        also = f" and unset {env}" if offline_env() else ""
+        return f"or run without --offline (local_files_only){also} on a machine with internet"
+    if local_files_only is None and offline_env():
+        return f"or unset {env}"
+    return "or check this machine's connection to the Hugging Face Hub"
+
+
+def _fix(repo: str, local_files_only: bool | None) -> str:
+    return (f"download it with `hf download {repo}` on a machine with internet (then copy the cache) or pass a "
+            f"folder, {offline_hint(local_files_only)}")
 
 
 def looks_like_path(source: str | os.PathLike) -> bool:
@@ -75,7 +87,7 @@ def resolve_dir(
     except LocalEntryNotFoundError:
         how = "downloads are off" if offline else "the Hub could not be reached"
         raise UserInputError(
-            f"{what}: '{name}' is not in the local Hugging Face cache and {how}; {_fix(name)}"
+            f"{what}: '{name}' is not in the local Hugging Face cache and {how}; {_fix(name, local_files_only)}"
         ) from None
     except OSError as exc:  # network failures surface as OSError subclasses in several hub versions
         raise UserInputError(f"{what}: could not fetch '{name}' from the Hub ({exc}); pass a local folder") from None
@@ -125,7 +137,8 @@ def resolve_file(
     except LocalEntryNotFoundError:
         how = "downloads are off" if offline else "the Hub could not be reached"
         raise UserInputError(
-            f"{what}: '{filename}' of '{name}' is not in the local Hugging Face cache and {how}; {_fix(name)}"
+            f"{what}: '{filename}' of '{name}' is not in the local Hugging Face cache and {how}; "
+            f"{_fix(name, local_files_only)}"
         ) from None
     except OSError as exc:
         raise UserInputError(f"{what}: could not fetch '{filename}' from '{name}' ({exc}); pass a folder") from None
@@ -148,8 +161,7 @@ def require(
             missing.append(repo)
     if missing:
         names = ", ".join(dict.fromkeys(missing))
-        advice = "on a machine with internet (`hf download <repo>`) and copy the Hugging Face cache, or pass folders"
-        if offline_env():
-            advice += ", or unset HF_HUB_OFFLINE"
+        advice = ("on a machine with internet (`hf download <repo>`) and copy the Hugging Face cache, or pass "
+                  f"folders, {offline_hint(local_files_only)}")
         raise UserInputError(f"{what} needs weights that are not available here: {names}. Download them {advice}")
     return resolved

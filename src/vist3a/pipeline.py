@@ -243,6 +243,29 @@ class Text2ScenePipeline:
             )
         except ValueError as exc:
             raise UserInputError(str(exc)) from None
+        limits = self.max_sizes()
+        for name, option, value in (("num_frames", "--num-frames", settings.num_frames),
+                                    ("height", "--height", settings.height), ("width", "--width", settings.width)):
+            if limits.get(name) is not None and value > limits[name]:
+                raise UserInputError(f"{option} {value} is more than this model's position table covers: at most "
+                                     f"{limits[name]} (its RoPE table has {limits['rope_max_seq_len']} rows)")
+
+    def max_sizes(self) -> dict[str, int | None]:
+        """Largest ``num_frames``, ``height`` and ``width`` the transformer's RoPE table covers.
+
+        Wan's rotary table has ``rope_max_seq_len`` rows per axis; a clip of ``F`` frames has
+        ``((F - 1) / t + 1) / p_t`` latent frame positions (``t`` the VAE's temporal factor, ``p_t`` the patch
+        size), a side of ``H`` px has ``H / s / p_h`` (``s`` the spatial factor). Beyond that, diffusers fails
+        with a shape error deep in the transformer.
+        """
+        config = getattr(getattr(self.generator, "transformer", None), "config", None)
+        rows = getattr(config, "rope_max_seq_len", None) if config is not None else None
+        if rows is None:
+            return {"num_frames": None, "height": None, "width": None, "rope_max_seq_len": None}
+        p_t, p_h, p_w = tuple(config.patch_size)
+        temporal, spatial = self.generator.scale_factors
+        return {"num_frames": temporal * (rows * p_t - 1) + 1, "height": rows * p_h * spatial,
+                "width": rows * p_w * spatial, "rope_max_seq_len": int(rows)}
 
     @torch.no_grad()
     def __call__(

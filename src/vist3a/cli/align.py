@@ -6,17 +6,18 @@ from pathlib import Path
 
 import typer
 
+from vist3a.cli import options
 from vist3a.errors import UserInputError
 
 HELP = (
     "Reward-align the video generator: train a LoRA on the Wan transformer with a flow-matching loss on "
     "captioned multi-view clips plus rewards on full text-to-3D rollouts (image-text quality of decoded frames "
     "and of renders of the stitched decoder's Gaussians, optionally 3D consistency).\n\n"
-    "Examples:\n\n"
-    "  vist3a align --preset nano --prompts prompts.txt --max-steps 200 --out runs/align\n\n"
-    "  vist3a align --preset tiny-random --prompts prompts.txt --max-steps 2 --out /tmp/run "
-    "--min-steps 2 --max-rollout-steps 3\n\n"
-    "  vist3a align --preset nano --prompts prompts.txt --max-steps 400 --out runs/align "
+    "Examples:\n\n\b\n"
+    "  vist3a align --preset nano --prompts-file prompts.txt --max-steps 200 --out runs/align\n"
+    "  vist3a align --preset tiny-random --prompts-file prompts.txt --max-steps 2 --out /tmp/run "
+    "--min-steps 2 --max-rollout-steps 3\n"
+    "  vist3a align --preset nano --prompts-file prompts.txt --max-steps 400 --out runs/align "
     "--resume runs/align/checkpoint-200\n\n"
     "Writes RUN/checkpoint-<step>/ (lora/, lora_ema/, training_state.pt, meta.json) every --checkpoint-every "
     "steps and at the end, RUN/logs/metrics.csv and decoded-vs-rendered PNGs in RUN/logs/images/. Use the EMA "
@@ -30,32 +31,28 @@ HELP = (
 )
 
 
-def _resolve_device(device: str):
-    import torch
+#: Entries that mark a folder as an alignment run (``--overwrite`` may empty it).
+RUN_MARKERS = ("checkpoint-*", "logs")
 
+
+def _resolve_device(device: str):
+    """``auto`` -> ``None`` (accelerate picks); else the shared rule, and the CUDA device made current."""
     if device == "auto":
         return None
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise UserInputError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UserInputError(f"--device {device}: no CUDA device is available; use --device cpu")
-        if dev.index is not None:
-            torch.cuda.set_device(dev.index)
-    elif dev.type != "cpu":
-        raise UserInputError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    dev = options.parse_device(device)
+    if dev.type == "cuda" and dev.index is not None:
+        import torch
+
+        torch.cuda.set_device(dev.index)
     return dev
 
 
 def register(app: typer.Typer) -> None:
     @app.command("align", help=HELP, no_args_is_help=True)
     def align_cmd(
-        prompts: Path = typer.Option(..., "--prompts", help="Text file of training prompts, one per line.",
-                                     show_default=False),
-        out: Path = typer.Option(..., "--out", "-o", help="Run folder (checkpoints and logs).", show_default=False),
-        preset: str = typer.Option("nano", help="Models to align: nano, tiny-random, vist3a-1.3b, ... or a .json."),
+        prompts: Path = options.prompts_file_option(True, "Text file of training prompts, one per line."),
+        out: Path = options.out_option("Run folder (checkpoints and logs)."),
+        preset: str = options.preset_option(help="Models to align: nano, tiny-random, vist3a-1.3b, ... or a .json."),
         max_steps: int = typer.Option(1000, help="Training steps (a resumed run continues up to this step)."),
         resume: Path | None = typer.Option(None, help="Continue from RUN/checkpoint-<step>.", show_default=False),
         checkpoint_every: int = typer.Option(500, help="Write a checkpoint every N steps (and always at the end)."),
@@ -65,7 +62,7 @@ def register(app: typer.Typer) -> None:
             "preset, else release on CUDA and paper on CPU (the release mix back-propagates through 13 renders, "
             "more memory than a small CPU box has).",
         ),
-        device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+        device: str = options.device_option(),
         seed: int = typer.Option(0, help="Seed of every random choice (prompts, clips, rollouts, noise)."),
         min_steps: int = typer.Option(10, "--min-steps", help="T1: fewest solver steps of a reward rollout."),
         max_rollout_steps: int = typer.Option(50, help="T2: most solver steps of a reward rollout."),
@@ -82,6 +79,7 @@ def register(app: typer.Typer) -> None:
         log_images_every: int = typer.Option(50, help="Write a decoded-vs-rendered PNG every N steps (0: never)."),
         mixed_precision: str = typer.Option("auto", help="auto (bf16 on CUDA, no on CPU), no, bf16 or fp16."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+        overwrite: bool = options.overwrite_option("Start afresh in an --out that holds another run (deletes it)."),
     ) -> None:
         import torch
 
@@ -97,6 +95,16 @@ def register(app: typer.Typer) -> None:
         from vist3a.alignment.checkpoint import read_meta
         from vist3a.alignment.rewards import REWARD_MIXES, default_reward_mix
 
+        prompt_list = read_prompts(prompts)
+        options.check_seed(seed)
+        options.check_choice(mixed_precision, ("auto", "no", "bf16", "fp16"), "--mixed-precision")
+        if resume is not None:
+            read_meta(resume)
+        if not overwrite:
+            check_output_dir(out, resume)  # its message lists the checkpoints and the one to resume from
+        options.check_run_dir(out, resume, overwrite, RUN_MARKERS)
+        if clips != "synthetic" and fm_weight > 0 and not Path(clips).is_dir():
+            raise UserInputError(f"--clips '{clips}' is neither 'synthetic' nor an existing folder of videos")
         dev = _resolve_device(device)
         on_cuda = dev.type == "cuda" if dev is not None else torch.cuda.is_available()
         precision = ("bf16" if on_cuda else "no") if mixed_precision == "auto" else mixed_precision
@@ -113,11 +121,11 @@ def register(app: typer.Typer) -> None:
             )
         except ValueError as exc:
             raise UserInputError(f"invalid option: {exc}") from None
-        prompt_list = read_prompts(prompts)
-        if resume is not None:
-            read_meta(resume)
-        check_output_dir(out, resume)
         accelerator = make_accelerator(precision, dev)
+        if overwrite and accelerator.is_main_process:
+            options.clear_run_dir(out)
+        accelerator.wait_for_everyone()
+        check_output_dir(out, resume)
         components = load_components(
             preset, device=accelerator.device, seed=seed, clips=clips if fm_weight > 0 else None,
             render_size=render_size, checkpoint_vae=config.vae_checkpointing,

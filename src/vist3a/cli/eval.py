@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from vist3a.cli import options
 from vist3a.errors import UserInputError
 
 TEXT3D_HELP = """Text-to-3DGS quality on a prompt suite (the paper's Tables 1, 2, 6).
@@ -17,10 +18,9 @@ OUT/contact_sheet.png. Resumable: rerun the same command after an interruption a
 
 Examples:
 
+\b
   vist3a eval text3d --suite scenebench --preset nano --limit 8 --out runs/eval/scenebench-nano
-
   vist3a eval text3d --suite t3bench --preset vist3a-1.3b --out runs/eval/t3 --device cuda
-
   accelerate launch --num_processes 8 $(which vist3a) eval text3d --suite t3bench --preset vist3a-14b --out runs/t3
 """
 
@@ -36,15 +36,19 @@ def _parse_sources(items: list[str]) -> dict[str, str]:
 
 
 def _device(device: str | None) -> str | None:
-    import torch
-
+    """``--device`` checked by the shared rule; ``auto`` -> ``None`` (the runners pick, one GPU per rank)."""
     if device is None or device == "auto":
         return None
-    if device != "cpu" and not device.startswith("cuda"):
-        raise UserInputError(f"--device must be cpu, cuda, cuda:N or auto, got {device!r}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserInputError("--device cuda was given but CUDA is not available on this machine")
-    return device
+    return str(options.parse_device(device))
+
+
+def _out_folder(out: Path | None) -> Path | None:
+    """An output folder the command writes into (and reuses): not a file, and writable, checked up front."""
+    if out is not None:
+        if out.exists() and not out.is_dir():
+            raise UserInputError(f"--out '{out}' is an existing file; the results go into a folder")
+        options.check_writable(out)
+    return out
 
 
 def _echo_summary(summary: dict) -> None:
@@ -58,18 +62,20 @@ def _echo_summary(summary: dict) -> None:
 
 def register(app: typer.Typer) -> None:
     eval_app = typer.Typer(help="The paper's benchmarks: text3d (Tables 1, 2, 6), nvs (Table 3), geometry (Table 5).",
-                           no_args_is_help=True)
+                           no_args_is_help=True, rich_markup_mode=None)
 
     @eval_app.command("text3d", help=TEXT3D_HELP)
     def text3d_cmd(
-        out: Path = typer.Option(..., "--out", "-o", help="output folder (reused to resume)", show_default=False),
+        out: Path = options.out_option("output folder (reused to resume)"),
         suite: str = typer.Option("scenebench", "--suite", help="t3bench | scenebench | dpg | nano | a prompts file"),
-        preset: str = typer.Option("nano", "--preset", help="pipeline preset (as for vist3a generate)"),
+        preset: str = options.preset_option(help="pipeline preset (as for vist3a generate)"),
         lora: Path | None = typer.Option(None, "--lora", help="extra generator LoRA folder"),
         limit: int | None = typer.Option(None, "--limit", help="evaluate only the first N prompts"),
         seed: int = typer.Option(0, "--seed", help="prompt i uses SEED + i"),
-        steps: int | None = typer.Option(None, "--steps", help="sampling steps (default: the preset's)"),
-        cfg_scale: float | None = typer.Option(None, "--cfg", help="guidance scale (default: the preset's)"),
+        steps: int | None = typer.Option(None, "--steps", "--num-inference-steps",
+                                         help="sampling steps (default: the preset's)"),
+        cfg_scale: float | None = typer.Option(None, "--cfg", "--guidance-scale",
+                                               help="guidance scale (default: the preset's)"),
         num_views: int = typer.Option(8, "--num-views", help="scored views per scene"),
         refine: int = typer.Option(0, "--refine", help="per-scene refinement steps before scoring (0: none)"),
         metrics: str | None = typer.Option(
@@ -79,18 +85,26 @@ def register(app: typer.Typer) -> None:
         metric_model: list[str] = typer.Option(
             [], "--metric-model", help="NAME=PATH: a local folder or hub id for a metric model (repeatable)"
         ),
-        device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: cuda if available)"),
+        device: str = options.device_option(),
         quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
     ) -> None:
         from vist3a.benchmark.text3d import Text3DConfig, evaluate_text3d
 
+        dev = _device(device)
+        options.check_int_range(limit, "--limit", 1)
+        options.check_int_range(steps, "--steps", 1)
+        options.check_finite(cfg_scale, "--cfg", 0.0)
+        options.check_int_range(num_views, "--num-views", 1)
+        options.check_int_range(refine, "--refine", 0)
+        options.check_seed(seed)
+        _out_folder(out)
         for name in ("vist3a.benchmark", "vist3a.evaluation"):  # the runner, and the refinement it may run
             logging.getLogger(name).setLevel(logging.INFO)
         names = tuple(m.strip() for m in metrics.split(",") if m.strip()) if metrics else None
         cfg = Text3DConfig(suite=suite, preset=preset, lora=str(lora) if lora else None, limit=limit, seed=seed,
                            num_steps=steps, guidance_scale=cfg_scale, num_views=num_views, refine_steps=refine,
                            metrics=names, metric_sources=_parse_sources(metric_model), progress=not quiet)
-        summary = evaluate_text3d(cfg, out, _device(device))
+        summary = evaluate_text3d(cfg, out, dev)
         if summary is None:
             typer.echo("this rank's prompts are done; the last rank to finish writes the results")
             return
@@ -100,7 +114,7 @@ def register(app: typer.Typer) -> None:
     @eval_app.command("nvs")
     def nvs_cmd(
         data: str = typer.Option("nano", "--data", help="nano | re10k:DIR (pixelSplat chunks) | dl3dv:DIR"),
-        preset: str = typer.Option("nano", "--preset", help="preset whose decoders are compared"),
+        preset: str = options.preset_option(help="preset whose decoders are compared"),
         compare: str = typer.Option(
             "original", "--compare", help="decoders beside the stitched one: 'original' or 'none'"
         ),
@@ -109,37 +123,45 @@ def register(app: typer.Typer) -> None:
         targets: int = typer.Option(4, "--targets", help="target views per clip"),
         lpips: bool = typer.Option(False, "--lpips", help="also LPIPS (VGG; needs torchmetrics and its weights)"),
         seed: int = typer.Option(0, "--seed", help="seeds the nano clips / the frame windows"),
-        out: Path | None = typer.Option(None, "--out", help="also write nvs.json and nvs.md here"),
-        device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: cuda if available)"),
+        out: Path | None = options.out_option("also write nvs.json and nvs.md here", required=False),
+        device: str = options.device_option(),
         quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
     ) -> None:
         """Novel-view synthesis of the stitched vs the original decoder on the same clips (Table 3)."""
         from vist3a.benchmark.nvs import NVSConfig, evaluate_nvs, nvs_markdown
 
+        dev = _device(device)
+        options.check_seed(seed)
+        _out_folder(out)
         cfg = NVSConfig(data=data, preset=preset, decoders=_decoders(compare), num_clips=_positive(num_clips),
                         num_frames=max(13, context + targets), num_context=context, num_targets=targets, lpips=lpips,
                         seed=seed, progress=not quiet)
-        result = evaluate_nvs(cfg, _device(device))
+        result = evaluate_nvs(cfg, dev)
         _report(result, nvs_markdown(result), out, "nvs")
 
     @eval_app.command("geometry")
     def geometry_cmd(
         data: str = typer.Option("nano", "--data", help="nano | re10k:DIR | dl3dv:DIR (the last two: cameras only)"),
-        preset: str = typer.Option("nano", "--preset", help="preset whose decoders are compared"),
+        preset: str = options.preset_option(help="preset whose decoders are compared"),
         compare: str = typer.Option("original", "--compare", help="decoders beside the stitched one: original|none"),
         num_clips: int = typer.Option(8, "--num-clips", help="clips evaluated"),
-        frames: int = typer.Option(13, "--frames", help="views per clip (4k+1 for the stitched decoder)"),
+        frames: int = typer.Option(13, "--num-frames", "--frames",
+                                   help="views per clip (4k+1 for the stitched decoder)"),
         seed: int = typer.Option(0, "--seed", help="seeds the nano clips / the frame windows"),
-        out: Path | None = typer.Option(None, "--out", help="also write geometry.json and geometry.md here"),
-        device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: cuda if available)"),
+        out: Path | None = options.out_option("also write geometry.json and geometry.md here", required=False),
+        device: str = options.device_option(),
         quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
     ) -> None:
         """Camera (RRA/RTA/AUC, ATE/RPE) and pointmap (Acc/Comp/NC) quality of the decoders (Table 5)."""
         from vist3a.benchmark.geometry import GeometryConfig, evaluate_geometry, geometry_markdown
 
+        dev = _device(device)
+        options.check_frames(frames, "--num-frames")
+        options.check_seed(seed)
+        _out_folder(out)
         cfg = GeometryConfig(data=data, preset=preset, decoders=_decoders(compare), num_clips=_positive(num_clips),
                              num_frames=frames, seed=seed, progress=not quiet)
-        result = evaluate_geometry(cfg, _device(device))
+        result = evaluate_geometry(cfg, dev)
         _report(result, geometry_markdown(result), out, "geometry")
 
     app.add_typer(eval_app, name="eval")

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import logging
+import math
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -10,46 +14,52 @@ from pathlib import Path
 
 import typer
 
+from vist3a.cli import options
+from vist3a.cli.options import read_prompts_file  # noqa: F401  (re-exported: earlier home of the function)
 from vist3a.errors import UserInputError
+from vist3a.io_utils import output_lock
 
 logger = logging.getLogger(__name__)
 
 HELP = """Generate 3D Gaussian-splat scenes from text.
 
-Writes into OUT: scene.ply (3DGS layout, opens in SuperSplat/Spark), scene.splat, flythrough.mp4 (a smooth
-path through the predicted cameras), frames.mp4 (the generated video), cameras.json and meta.json (prompt,
-preset, seed, settings, per-stage timings, versions). Output folders appear complete or not at all.
+Writes into OUT: scene.ply (3DGS layout, opens in SuperSplat/Spark), scene.splat, flythrough.mp4 (a smooth path
+through the predicted cameras), frames.mp4 (the generated video), cameras.json and meta.json (prompt, preset,
+seed, settings, per-stage timings, versions). Output folders appear complete or not at all; an existing OUT is
+replaced only if vist3a wrote it (or with --overwrite), and Ctrl-C / SIGTERM keep the old one.
 
 Examples:
 
-  vist3a generate "a red cube left of a blue sphere" --out scene/          (embedded nano models, CPU, offline)
-
+\b
+  vist3a generate "a red cube left of a blue sphere" --out scene/     (embedded nano models, CPU, offline)
   vist3a generate "a cozy cabin in a snowy forest" --preset vist3a-1.3b --out cabin/ --device cuda
-
   vist3a generate --prompts-file prompts.txt --out runs/batch/ --preset vist3a-1.3b
-
   accelerate launch --num_processes 2 $(which vist3a) generate --prompts-file prompts.txt --out runs/batch/
 
-With --prompts-file each prompt gets OUT/<index>_<slug>/ and the seed SEED + index, so sharding the prompts
-over several GPUs (one process per GPU via accelerate launch / torchrun) gives the same scenes as one process.
+The nano preset (default) makes 64x64 px, 13-frame scenes in 20 steps (guidance 5.0), the sizes its models were
+trained at. It knows only the words of its procedural world (colours, shapes such as cube and sphere, sizes,
+materials, relations such as "left of"; `vist3a nano vocab` lists them); other words are ignored, with a
+warning. Without --out a prompt writes to outputs/<slug>-<hash>/ (the hash keeps prompts
+apart whose slugs agree). With --prompts-file each prompt gets OUT/<index>_<slug>/ and the seed SEED + index, so
+sharding the prompts over several GPUs (one process per GPU via accelerate launch / torchrun) gives the same
+scenes as one process.
 """
+
+#: Files whose presence marks a folder as a scene vist3a wrote (it may then be replaced without --overwrite).
+SCENE_MARKERS = ("meta.json",)
 
 
 def slugify(text: str, max_len: int = 48) -> str:
-    """Filesystem-safe short name of a prompt."""
+    """Filesystem-safe short name of a prompt (``"prompt"`` when nothing Latin is left)."""
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
     return slug[:max_len].rstrip("-") or "prompt"
 
 
-def read_prompts_file(path: Path) -> list[str]:
-    """Prompts one per line; blank lines and lines starting with '#' are skipped."""
-    if not path.is_file():
-        raise UserInputError(f"--prompts-file '{path}' does not exist")
-    prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    prompts = [p for p in prompts if p and not p.startswith("#")]
-    if not prompts:
-        raise UserInputError(f"--prompts-file '{path}' contains no prompts (one per line; '#' starts a comment)")
-    return prompts
+def default_out(prompt: str) -> Path:
+    """``outputs/<slug>-<hash>``: the hash of the exact prompt keeps apart prompts whose slugs agree (emoji or
+    non-Latin prompts, or a shared first 48 characters), while the same prompt finds its folder again."""
+    digest = hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:8]
+    return Path("outputs") / f"{slugify(prompt)}-{digest}"
 
 
 def _rank_and_world() -> tuple[int, int, int]:
@@ -60,19 +70,84 @@ def _rank_and_world() -> tuple[int, int, int]:
     return rank, world, local
 
 
+def check_lora(path: Path | None) -> None:
+    """``--lora``: a PEFT adapter folder with a readable config and weights (checked before any model loads)."""
+    if path is None:
+        return
+    if path.is_file():
+        raise UserInputError(f"--lora '{path}' is a file; pass the folder that holds adapter_config.json and "
+                             f"adapter_model.safetensors (here probably '{path.parent}')")
+    if not path.is_dir():
+        raise UserInputError(f"--lora '{path}': folder does not exist")
+    config = path / "adapter_config.json"
+    try:
+        json.loads(config.read_text())
+    except FileNotFoundError:
+        raise UserInputError(f"--lora '{path}' is not a PEFT LoRA folder (no adapter_config.json)") from None
+    except (ValueError, OSError) as exc:
+        raise UserInputError(f"--lora '{config}' is not valid JSON ({exc})") from None
+    weights = path / "adapter_model.safetensors"
+    if weights.is_file():
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(weights), framework="pt") as handle:
+                handle.keys()
+        except Exception as exc:  # safetensors raises its own error types for a corrupt header
+            raise UserInputError(f"--lora '{weights}' is not a readable safetensors file ({exc})") from None
+
+
+def check_settings(*, frames, steps, cfg, seed, height, width, flow_shift, scheduler, template, dtype, offload,
+                   flythrough_frames, round_frames, num_prompts) -> None:
+    """Every generation option, before any model loads (the preset fills in what is ``None``)."""
+    options.check_frames(frames, "--num-frames", round_up=round_frames, round_hint=True)
+    options.check_int_range(steps, "--steps", 1)
+    options.check_finite(cfg, "--cfg", 0.0)
+    options.check_seed(seed, num_prompts)
+    options.check_size(height, "--height")
+    options.check_size(width, "--width")
+    if flow_shift is not None and not (math.isfinite(flow_shift) and flow_shift > 0):
+        raise UserInputError(f"--flow-shift must be a finite number > 0, got {flow_shift}")
+    options.check_int_range(flythrough_frames, "--flythrough-frames", 0)
+    if scheduler is not None:
+        from vist3a.video.sampler import make_scheduler
+
+        try:
+            make_scheduler(scheduler)
+        except ValueError as exc:
+            raise UserInputError(f"--scheduler {scheduler!r}: {exc}") from None
+    if template is not None:
+        from vist3a.video.templates import resolve_template
+
+        try:
+            resolve_template(template)
+        except ValueError as exc:
+            raise UserInputError(f"--template: {exc}") from None
+    if dtype is not None:
+        from vist3a.pipeline import parse_dtype
+
+        parse_dtype(dtype)
+    if offload is not None:
+        from vist3a.video.generator import OFFLOAD_MODES
+
+        options.check_choice(offload, OFFLOAD_MODES, "--offload")
+
+
 def register(app: typer.Typer) -> None:
     @app.command("generate", help=HELP, no_args_is_help=False)
     def generate(
-        prompt: str = typer.Argument(None, help="The text prompt (omit when using --prompts-file)."),
-        out: Path = typer.Option(None, "--out", "-o", help="Output folder (default: outputs/<prompt slug>)."),
-        preset: str = typer.Option(
-            "nano", help="nano (embedded, CPU) | vist3a-1.3b | vist3a-14b | tiny-random | a preset .json | a folder"
-        ),
-        prompts_file: Path = typer.Option(None, "--prompts-file", help="Text file with one prompt per line."),
-        frames: int = typer.Option(None, "--frames", help="Video frames, 4k+1 (9, 13, 17, ...); preset default."),
-        steps: int = typer.Option(None, "--steps", help="Denoising steps (preset default: 50 for the release)."),
-        cfg: float = typer.Option(None, "--cfg", help="Classifier-free guidance scale (release: 7.5)."),
-        seed: int = typer.Option(0, "--seed", help="Random seed (prompt i of a file uses SEED + i)."),
+        prompt: str = typer.Argument(None, help="The text prompt (omit when using --prompts-file).",
+                                     show_default=False),
+        out: Path = options.out_option("Output folder (default: outputs/<prompt slug>-<hash>).", required=False),
+        preset: str = options.preset_option(),
+        prompts_file: Path = options.prompts_file_option(),
+        frames: int = typer.Option(None, "--num-frames", "--frames",
+                                   help="Video frames, 4k+1 (9, 13, 17, ...); default: the preset's."),
+        steps: int = typer.Option(None, "--steps", "--num-inference-steps",
+                                  help="Denoising steps (default: the preset's; 50 for the release)."),
+        cfg: float = typer.Option(None, "--cfg", "--guidance-scale",
+                                  help="Classifier-free guidance scale (release: 7.5)."),
+        seed: int = typer.Option(0, "--seed", help="Random seed, 0 to 2^63-1 (prompt i of a file uses SEED + i)."),
         height: int = typer.Option(None, "--height", help="Video height in pixels (multiple of 16)."),
         width: int = typer.Option(None, "--width", help="Video width in pixels (multiple of 16)."),
         flow_shift: float = typer.Option(None, "--flow-shift", help="Flow-matching shift of the scheduler."),
@@ -84,8 +159,8 @@ def register(app: typer.Typer) -> None:
             None, "--negative-prompt", help="Negative prompt ('release' = the VIST3A one, '' = none)."
         ),
         lora: Path = typer.Option(None, "--lora", help="Extra PEFT LoRA folder, e.g. RUN/checkpoint-100/lora_ema."),
-        round_frames: bool = typer.Option(False, "--round-frames", help="Round --frames up to 4k+1 with a warning."),
-        device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)."),
+        round_frames: bool = typer.Option(False, "--round-frames", help="Round --num-frames up to 4k+1 (warns)."),
+        device: str = options.device_option(),
         dtype: str = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16 (default: the preset's)."),
         flythrough_frames: int = typer.Option(
             None, "--flythrough-frames", help="Frames of flythrough.mp4 (0: skip; default 48 on GPU, 16 on CPU)."
@@ -102,60 +177,78 @@ def register(app: typer.Typer) -> None:
             False, "--fp8", help="fp8 matmuls in the transformer blocks (torchao; Ada/Hopper GPUs): faster, close "
             "to but not equal to bf16. Use with --compile."
         ),
+        overwrite: bool = options.overwrite_option(
+            "Replace OUT even if it is a file or a folder that vist3a did not write."
+        ),
     ) -> None:
-        import torch
-
-        from vist3a.pipeline import Text2ScenePipeline
-
+        # 1. every input, before any model loads
         if (prompt is None) == (prompts_file is None):
             raise UserInputError("give exactly one of a PROMPT argument or --prompts-file")
-        prompts = read_prompts_file(prompts_file) if prompts_file else [prompt]
+        prompts = options.read_prompts_file(prompts_file) if prompts_file else [prompt]
         if prompts_file is None and not prompt.strip():
             raise UserInputError("the prompt is empty")
-        if out is None:
-            out = Path("outputs") / (slugify(prompts[0]) if prompts_file is None else "batch")
+        check_settings(frames=frames, steps=steps, cfg=cfg, seed=seed, height=height, width=width,
+                       flow_shift=flow_shift, scheduler=scheduler, template=template, dtype=dtype, offload=offload,
+                       flythrough_frames=flythrough_frames, round_frames=round_frames, num_prompts=len(prompts))
         rank, world, local_rank = _rank_and_world()
-        if device is None and world > 1 and torch.cuda.is_available():
-            device = f"cuda:{local_rank}"
-
-        pipe = Text2ScenePipeline.from_pretrained(
-            preset, device=device, dtype=dtype, lora=lora, local_files_only=True if offline else None,
-            offload=offload, compile=compile, fp8=fp8,
-        )
+        dev = options.parse_device(device)
+        if device in (None, "auto") and world > 1 and dev.type == "cuda":
+            dev = options.parse_device(f"cuda:{local_rank}")
+        check_lora(lora)
+        if out is None:
+            out = default_out(prompts[0]) if prompts_file is None else Path("outputs") / "batch"
         jobs = list(enumerate(prompts))[rank::world]
-        # Files of scene i (fly-through render, video encoding, PLY) are written in a background thread while
-        # scene i+1 generates; at most one scene waits, and every folder still appears complete or not at all.
-        writer, pending = ThreadPoolExecutor(max_workers=1), None
-        for index, text in jobs:
-            target = out if prompts_file is None else out / f"{index:04d}_{slugify(text)}"
-            scene = pipe(
-                text,
-                num_frames=frames,
-                num_inference_steps=steps,
-                guidance_scale=cfg,
-                generator=torch.Generator("cpu").manual_seed(seed + index),
-                height=height,
-                width=width,
-                flow_shift=flow_shift,
-                scheduler=scheduler,
-                template=template,
-                negative_prompt=negative_prompt,
-                round_frames=round_frames or None,
-            )[0]
-            if pending is not None:
-                _report(pending.result())
-            pending = writer.submit(_save, scene, target, flythrough_frames)
-        try:
-            if pending is not None:
-                _report(pending.result())
-        finally:
-            writer.shutdown(wait=True)
+        targets = {index: out if prompts_file is None else out / f"{index:04d}_{slugify(text)}"
+                   for index, text in jobs}
+        if prompts_file is not None and out.exists() and not out.is_dir():
+            raise UserInputError(f"--out '{out}' is a file; --prompts-file writes one folder per prompt into it")
+        for target in targets.values():
+            options.check_output_target(target, overwrite, SCENE_MARKERS)
+        if preset == "nano":
+            from vist3a.cli.nano import warn_outside_training
+
+            warn_outside_training(prompts, height=height, width=width, num_frames=frames)
+
+        # 2. models, then one scene after another; two processes never write one OUT
+        load = dict(device=dev, dtype=dtype, lora=lora, local_files_only=True if offline else None,
+                    offload=offload, compile=compile, fp8=fp8)
+        settings = dict(num_frames=frames, num_inference_steps=steps, guidance_scale=cfg, height=height, width=width,
+                        flow_shift=flow_shift, scheduler=scheduler, template=template,
+                        negative_prompt=negative_prompt, round_frames=round_frames or None)
+        save = dict(flythrough_frames=flythrough_frames)  # extra save_scene arguments
+        with contextlib.ExitStack() as stack:
+            if world == 1:
+                stack.enter_context(output_lock(out))
+            _run(stack, preset, load, settings, save, jobs, targets, seed, lock_each=prompts_file is not None)
 
 
-def _save(scene, target: Path, flythrough_frames: int | None):
+def _run(stack: contextlib.ExitStack, preset: str, load: dict, settings: dict, save: dict,
+         jobs: list[tuple[int, str]], targets: dict[int, Path], seed: int, lock_each: bool) -> None:
+    """Load the pipeline (``load``: ``from_pretrained`` arguments) and generate ``jobs`` ``(index, prompt)`` with
+    ``settings`` and seed ``seed + index`` into ``targets[index]`` (``save``: ``save_scene`` arguments)."""
+    import torch
+
+    from vist3a.pipeline import Text2ScenePipeline
+
+    pipe = Text2ScenePipeline.from_pretrained(preset, **load)
+    # Files of scene i (fly-through render, video encoding, PLY) are written in a background thread while
+    # scene i+1 generates; at most one scene waits, and every folder still appears complete or not at all.
+    writer, pending = ThreadPoolExecutor(max_workers=1), None
+    stack.callback(writer.shutdown, wait=True)
+    for index, text in jobs:
+        scene = pipe(text, generator=torch.Generator("cpu").manual_seed(seed + index), **settings)[0]
+        if pending is not None:
+            _report(pending.result())
+        pending = writer.submit(_save, scene, targets[index], save, lock_each)
+    if pending is not None:
+        _report(pending.result())
+
+
+def _save(scene, target: Path, save: dict, lock: bool):
     from vist3a.scene import save_scene
 
-    save_scene(scene, target, flythrough_frames=flythrough_frames)
+    with output_lock(target) if lock else contextlib.nullcontext():
+        save_scene(scene, target, **save)
     return scene, target
 
 

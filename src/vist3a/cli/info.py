@@ -10,8 +10,8 @@ HELP = (
     "Print what a Gaussian-splat file (.ply or .splat) contains.\n\n"
     "Shows the number of splats, the spherical-harmonics degree, the bounding box (raw, and the robust "
     "2-98 % percentile box that ignores stray splats) and the distributions of opacity and splat size.\n\n"
-    "Examples:\n\n"
-    "  vist3a info scene/scene.ply\n\n"
+    "Examples:\n\n\b\n"
+    "  vist3a info scene/scene.ply\n"
     "  vist3a info scene.splat --json > summary.json"
 )
 

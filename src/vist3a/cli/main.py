@@ -13,31 +13,50 @@ import logging
 import os
 import sys
 
+import click
 import typer
 
-from vist3a.cli import align, generate, info, nano, reconstruct, refine, render, stitch
+from vist3a.cli import align, generate, info, interrupts, nano, reconstruct, refine, render, stitch
 from vist3a.cli import eval as eval_cli
 from vist3a.errors import UserInputError
+from vist3a.io_utils import INTERRUPTED
 
 app = typer.Typer(
     name="vist3a",
     help=(
         "Text-to-3D generation with VIST3A: a video diffusion model whose latents are decoded into 3D "
         "Gaussian splats by a stitched 3D reconstruction network.\n\n"
-        "Start with:  vist3a generate \"a red cube left of a blue sphere\" --out scene/"
+        "Start with:\n\n\b\n  vist3a generate \"a red cube left of a blue sphere\" --out scene/"
     ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,  # plain help: flags without <bool>, example blocks (marked \b) kept as written
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
 )
 
 for module in (generate, render, info, reconstruct, stitch, align, nano, eval_cli, refine):
     module.register(app)
 
 
+
+def _click_classes(name: str) -> tuple[type, ...]:
+    """Class ``name`` of click and of the copy of click that newer typer versions carry (distinct classes)."""
+    modules = {click.exceptions, sys.modules[typer.BadParameter.__module__]}
+    return tuple({getattr(m, name) for m in modules if hasattr(m, name)})
+
+
+_CLICK_ERRORS = _click_classes("ClickException")
+_HELP_ERRORS = _click_classes("NoArgsIsHelpError")  # a command called without arguments: its help, exit 2
+_ABORTS = (KeyboardInterrupt, click.exceptions.Abort, typer.Abort)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; user errors become ``error: ...`` on stderr and exit code 2, never a traceback."""
+    """Run the CLI; user errors become ``error: ...`` on stderr and exit code 2, never a traceback.
+
+    SIGINT and SIGTERM (:mod:`vist3a.cli.interrupts`) print one "interrupted" line and exit 130 / 143; the
+    outputs that existed before the command are kept.
+    """
     # Idle OpenMP threads sleep instead of spinning (read when torch loads, so before any command imports it).
     # With spinning, a 2-core machine with one core busy elsewhere ran torch's CPU ops up to 15x slower than
     # with one thread; sleeping costs little when the machine is idle. An OMP_WAIT_POLICY already set wins.
@@ -47,14 +66,27 @@ def main(argv: list[str] | None = None) -> None:
     # needs collecting by then, so at exit those objects are frozen out of that last collection.
     atexit.register(gc.freeze)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    INTERRUPTED.clear()
+    interrupts.install()
     try:
-        app(args=argv, prog_name="vist3a")
+        code = app(args=argv, prog_name="vist3a", standalone_mode=False)
     except UserInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    except KeyboardInterrupt:
-        print("interrupted: no partial output was left behind", file=sys.stderr)
-        raise SystemExit(130) from None
+    except _HELP_ERRORS as exc:
+        exc.show()
+        raise SystemExit(exc.exit_code) from None
+    except _CLICK_ERRORS as exc:  # usage errors (unknown option, bad type, missing argument): exit 2
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+        print(f"error: {exc.format_message()}{hint}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
+    except _ABORTS:
+        code = 130
+    if INTERRUPTED.is_set() or code == 130:  # typer turns KeyboardInterrupt into a silent exit code 130
+        print(interrupts.message(), file=sys.stderr)
+        raise SystemExit(interrupts.exit_code())
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -2,16 +2,97 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
 import json
 import logging
+import re
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from vist3a.cli import options
 from vist3a.errors import UserInputError
 
+logger = logging.getLogger("vist3a")
+
 STAGE_CHOICES = ("vae", "recon", "stitch", "generator", "clip", "clip-eval", "all")
+#: Entries that mark a folder as a nano stage run (``--overwrite`` may empty it).
+RUN_MARKERS = ("train_config.json", "losses.csv", "eval.json")
+
+
+@cache
+def vocabulary() -> dict[str, tuple[str, ...]]:
+    """The nano world's words by kind (what its captions say, so what the nano models were trained on)."""
+    from vist3a.world import vocab
+
+    return {
+        "colours": tuple(vocab.COLOURS), "shapes": tuple(vocab.SHAPES), "sizes": tuple(vocab.SIZES),
+        "materials": tuple(vocab.MATERIALS), "relations": tuple(vocab.RELATIONS),
+    }
+
+
+@cache
+def known_words() -> frozenset[str]:
+    """Every word a nano caption can contain: the vocabulary plus the wording of the caption and camera-phrase
+    modules (their string constants, docstrings left out)."""
+    from vist3a.world import camera_paths, captions, vocab
+
+    words = {w for kind in vocabulary().values() for entry in kind for w in entry.split()}
+    for module in (vocab, captions, camera_paths):
+        tree = ast.parse(inspect.getsource(module))
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef)) and ast.get_docstring(node)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+                words.update(re.findall(r"[a-z]{2,}", node.value.lower()))
+    return frozenset(words | {"a"})
+
+
+def unknown_words(prompt: str) -> list[str]:
+    """Words of ``prompt`` that no nano caption contains (plural shapes count as known), in prompt order."""
+    known = known_words()
+    out = []
+    for word in re.findall(r"[^\W\d_]+", prompt.lower()):
+        if word not in known and not (word.endswith("s") and word[:-1] in known) and word not in out:
+            out.append(word)
+    return out
+
+
+def trained_sizes() -> dict[str, int]:
+    """``{"size", "num_frames"}`` the installed nano generator was trained at (its manifest; 64 px, 13 frames
+    when the manifest does not say)."""
+    sizes = {"size": 64, "num_frames": 13}
+    try:
+        from vist3a.nano.weights import read_manifest
+
+        config = read_manifest()["components"]["generator"]["train_config"]["config"]
+        sizes.update({k: int(config[k]) for k in sizes if k in config})
+    except (KeyError, OSError, ValueError, TypeError, UserInputError):
+        pass
+    return sizes
+
+
+def warn_outside_training(prompts: list[str], height: int | None, width: int | None,
+                          num_frames: int | None) -> None:
+    """Warn (once per run) where the nano preset is asked for something its models never saw: other sizes give
+    a checkerboard, unknown words are ignored and give an arbitrary scene."""
+    trained = trained_sizes()
+    size = trained["size"]
+    if any(v is not None and v != size for v in (height, width)) or (
+            num_frames is not None and num_frames != trained["num_frames"]):
+        logger.warning(
+            "the nano models were trained at %dx%d px and %d frames; other sizes (here %sx%s px, %s frames) give "
+            "noise-like output. Leave --height/--width/--num-frames unset, or use --preset vist3a-1.3b.",
+            size, size, trained["num_frames"], height or size, width or size, num_frames or trained["num_frames"])
+    unknown = sorted({w for p in prompts for w in unknown_words(p)})
+    if unknown:
+        logger.warning(
+            "the nano preset does not know the word(s) %s and ignores them: it only knows its procedural world "
+            "(colours, shapes, sizes, materials, relations; list them with `vist3a nano vocab`). "
+            "Use --preset vist3a-1.3b for open-vocabulary prompts.", ", ".join(repr(w) for w in unknown[:8]))
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
@@ -70,26 +151,23 @@ def _stage_overrides(stage: str, args: dict[str, Any], sets: dict[str, Any], onl
 
 
 def _check_device(device: str) -> None:
-    """``--device``: cuda, cpu or auto, and cuda only where CUDA is available."""
-    import torch
-
-    if device not in ("auto", "cpu") and not device.startswith("cuda"):
-        raise UserInputError(f"--device must be cuda, cpu or auto, got {device!r}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserInputError("--device cuda was given but CUDA is not available on this machine")
+    """``--device``: the shared rule of :func:`vist3a.cli.options.parse_device`."""
+    options.parse_device(device)
 
 
 def register(app: typer.Typer) -> None:
     nano_app = typer.Typer(
         help="Nano VIST3A: the real classes at tiny sizes, trained on a procedural 3D world (runs on a CPU).",
         no_args_is_help=True,
+        rich_markup_mode=None,
     )
 
     @nano_app.command("train")
     def train(
         stage: str = typer.Argument(..., help=f"one of {', '.join(STAGE_CHOICES)}"),
-        out: Path = typer.Option(Path("nano_runs"), "--out", help="output root; the stage writes OUT/<stage>/"),
-        device: str = typer.Option("auto", "--device", help="cuda, cpu or auto"),
+        out: Path = typer.Option(Path("nano_runs"), "--out", "-o",
+                                 help="output root; the stage writes OUT/<stage>/"),
+        device: str = options.device_option(),
         steps: int | None = typer.Option(None, "--steps", help="optimiser steps (default: the stage config)"),
         time_budget: float | None = typer.Option(
             None, "--time-budget", help="wall-clock seconds for the stage (for 'all': split across the stages)"
@@ -104,14 +182,28 @@ def register(app: typer.Typer) -> None:
         ),
         set_: list[str] = typer.Option([], "--set", help="any config field, KEY=VALUE (JSON), e.g. model.base_dim=24"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
+        overwrite: bool = options.overwrite_option("retrain into a stage folder that already holds a run (deletes it)"),
     ) -> None:
-        """Train a nano stage (vae | recon | stitch | generator | clip | clip-eval) or all of them in order."""
+        """Train a nano stage (vae | recon | stitch | generator | clip | clip-eval) or all of them in order.
+
+        A stage folder OUT/<stage>/ that already holds a run is refused unless --overwrite is given.
+        """
         from vist3a.nano.recipes import STAGE_ORDER, run_stage, train_all
 
         if stage not in STAGE_CHOICES and stage != "clip_eval":
             raise UserInputError(f"stage must be one of {', '.join(STAGE_CHOICES)}, got {stage!r}")
         stage = stage.replace("-", "_")
         _check_device(device)
+        options.check_int_range(steps, "--steps", 1)
+        options.check_int_range(batch_size, "--batch-size", 1)
+        options.check_int_range(num_train_clips, "--num-train-clips", 1)
+        options.check_finite(time_budget, "--time-budget", 0.0)
+        if seed is not None:
+            options.check_seed(seed)
+        run_dirs = [out / name for name in (STAGE_ORDER if stage == "all" else (stage,))]
+        for run_dir in run_dirs:
+            options.check_run_dir(run_dir, None, overwrite, RUN_MARKERS, option=f"--out (stage folder {run_dir})",
+                                  resumable=False)
         logging.getLogger("vist3a").setLevel(logging.INFO)
         args = {
             "steps": steps, "batch_size": batch_size, "seed": seed, "num_train_clips": num_train_clips,
@@ -120,6 +212,9 @@ def register(app: typer.Typer) -> None:
             "progress": False if quiet else None,
         }
         sets = parse_set(set_)
+        if overwrite:
+            for run_dir in run_dirs:
+                options.clear_run_dir(run_dir)
         try:
             if stage == "all":
                 from vist3a.nano.recipes import stage_fields
@@ -180,15 +275,16 @@ def register(app: typer.Typer) -> None:
 
     @nano_app.command("eval")
     def eval_cmd(
-        out: Path = typer.Option(..., "--out", help="folder for eval.json and gallery.png", show_default=False),
+        out: Path = options.out_option("folder for eval.json and gallery.png"),
         lora: Path | None = typer.Option(None, "--lora", help="generator LoRA, e.g. RUN/checkpoint-N/lora_ema"),
         num_prompts: int = typer.Option(32, "--num-prompts", help="held-out prompts (one scene each)"),
         seed: int = typer.Option(0, "--seed", help="seeds the prompt choice and the generation noise"),
         batch_size: int = typer.Option(8, "--batch-size", help="scenes generated per pipeline call"),
         num_views: int = typer.Option(8, "--num-views", help="frames compared and scored per scene"),
-        steps: int | None = typer.Option(None, "--steps", help="sampling steps (default: the nano preset's)"),
+        steps: int | None = typer.Option(None, "--steps", "--num-inference-steps",
+                                         help="sampling steps (default: the nano preset's)"),
         cfg_scale: float | None = typer.Option(
-            None, "--cfg", help="classifier-free guidance scale (default: the nano preset's)"
+            None, "--cfg", "--guidance-scale", help="classifier-free guidance scale (default: the nano preset's)"
         ),
         left_right: int = typer.Option(
             24, "--left-right-scenes", help="two-object left/right scenes judged from pixel colours (0-24; 0 skips)"
@@ -199,13 +295,16 @@ def register(app: typer.Typer) -> None:
         reward_model: Path | None = typer.Option(
             None, "--reward-model", help="clip run folder (default: the installed reward model)"
         ),
-        device: str = typer.Option("auto", "--device", help="cuda, cpu or auto"),
+        device: str = options.device_option(),
         quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
     ) -> None:
         """Generate scenes for held-out prompts and measure CLIP-R-precision (evaluation model) and 3D consistency."""
         from vist3a.nano.evaluate import NanoEvalConfig, evaluate_nano
 
         _check_device(device)
+        options.check_int_range(steps, "--steps", 1)
+        options.check_finite(cfg_scale, "--cfg", 0.0)
+        options.check_seed(seed)
         logging.getLogger("vist3a").setLevel(logging.INFO)
         as_str = lambda p: None if p is None else str(p)
         try:
@@ -259,5 +358,18 @@ def register(app: typer.Typer) -> None:
         if not (compact_dir / COMPACT_NAME).is_file():
             raise UserInputError(f"'{compact_dir}' has no {COMPACT_NAME}; make it with export-text-encoder --compact")
         typer.echo(expand_text_encoder(compact_dir, out))
+
+    @nano_app.command("vocab")
+    def vocab_cmd(
+        as_json: bool = typer.Option(False, "--json", help="print the words as JSON"),
+    ) -> None:
+        """List the words the nano preset knows (its procedural world); other words in a prompt are ignored."""
+        words = vocabulary()
+        if as_json:
+            typer.echo(json.dumps({k: list(v) for k, v in words.items()}, indent=2))
+            return
+        for kind, entries in words.items():
+            typer.echo(f"{kind}: {', '.join(entries)}")
+        typer.echo('example: vist3a generate "a small red cube left of a large shiny blue sphere"')
 
     app.add_typer(nano_app, name="nano")

@@ -7,9 +7,30 @@ from pathlib import Path
 
 import typer
 
+from vist3a.cli import options
 from vist3a.errors import UserInputError
 
 DTYPES = ("float32", "bfloat16", "float16")
+#: Files that mark a folder as a reconstruction vist3a wrote (it may then be replaced without --overwrite).
+OUTPUT_MARKERS = ("meta.json",)
+
+
+def unreadable_input(source: Path, exc: BaseException) -> str:
+    """The one-line reason ``source`` could not be read: the first image of a folder that does not decode."""
+    from PIL import Image, UnidentifiedImageError
+
+    from vist3a.data.media import list_images
+
+    if source.is_dir():
+        for path in list_images(source):
+            try:
+                with Image.open(path) as image:
+                    image.load()
+            except UnidentifiedImageError:
+                return f"{path}: not an image file (its content is not {path.suffix.lstrip('.').upper()} data)"
+            except (OSError, SyntaxError, ValueError) as bad:  # truncated or corrupt image data
+                return f"{path}: the image is corrupt or truncated ({bad})"
+    return f"{source}: cannot read the input ({type(exc).__name__}: {exc})"
 
 
 def register(app: typer.Typer) -> None:
@@ -19,7 +40,7 @@ def register(app: typer.Typer) -> None:
             "Reconstruct a scene from a folder of images or a video with AnySplat (3D Gaussians, scene.ply) or "
             "VGGT (point cloud, points.ply), or MV-DUSt3R / MV-DUSt3R+ (both; cameras recovered from the pointmaps; "
             "release weights CC BY-NC 4.0); also writes cameras.json and depth PNGs.\n\n"
-            "Example:  vist3a reconstruct frames/ --model anysplat --out scene/"
+            "Example:\n\n\b\n  vist3a reconstruct frames/ --model anysplat --out scene/"
         ),
     )
     def _cmd(
@@ -38,16 +59,25 @@ def register(app: typer.Typer) -> None:
             "MV-DUSt3R: square side, a multiple of 16 (default 224)."
         ),
         max_views: int = typer.Option(32, "--max-views", help="Use at most this many evenly spaced frames."),
-        device: str = typer.Option(None, "--device", help="cuda, cpu, cuda:1 ... (default: cuda if available)."),
+        device: str = options.device_option(),
         dtype: str = typer.Option("float32", "--dtype", help="float32, or bfloat16 / float16 autocast."),
         keep_fraction: float = typer.Option(
             0.5, "--keep", help="VGGT, MV-DUSt3R: fraction of most confident pixels kept in points.ply."
+        ),
+        overwrite: bool = options.overwrite_option(
+            "Replace OUT even if it is a file or a folder that vist3a did not write."
         ),
     ) -> None:
         import torch
 
         from vist3a.components import load_components, recon_preset
-        from vist3a.recon.reconstruct import DEFAULT_SIZE, preprocess_for_model, read_frames, reconstruct
+        from vist3a.recon.reconstruct import (
+            DEFAULT_SIZE,
+            MVDUST3R_KINDS,
+            preprocess_for_model,
+            read_frames,
+            reconstruct,
+        )
 
         if model not in DEFAULT_SIZE:
             raise UserInputError(f"--model must be one of {sorted(DEFAULT_SIZE)}, got {model!r}")
@@ -55,13 +85,19 @@ def register(app: typer.Typer) -> None:
             raise UserInputError(f"--dtype must be one of {list(DTYPES)}, got {dtype!r}")
         if not 0.0 < keep_fraction <= 1.0:
             raise UserInputError(f"--keep must be in (0, 1], got {keep_fraction}")
+        patch = 16 if model in MVDUST3R_KINDS else 14
+        if size is not None and (size < patch or size % patch):
+            raise UserInputError(f"--size must be a positive multiple of {patch} for {model}, got {size}")
+        options.check_int_range(max_views, "--max-views", 1)
+        dev = options.parse_device(device)
+        options.check_output_target(out, overwrite, OUTPUT_MARKERS)
         try:
-            dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        except RuntimeError as exc:
-            raise UserInputError(f"--device {device!r} is not a valid torch device ({exc})") from None
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise UserInputError(f"--device {device!r} asks for CUDA, but no CUDA device is available")
-        views = preprocess_for_model(model, read_frames(source, max_views), size)
+            frames = read_frames(source, max_views)
+        except UserInputError:
+            raise
+        except Exception as exc:  # image decoders raise many types; name the file instead of a traceback
+            raise UserInputError(unreadable_input(source, exc)) from None
+        views = preprocess_for_model(model, frames, size)
         parts = load_components(recon_preset(model, weights), {"recon"}, device=dev, recon_model=model)
         if parts.sources.get("weights") == "random-init":
             typer.echo(f"warning: a *random* {model} model ({weights}): the output is meaningless", err=True)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from vist3a.cli import options
 from vist3a.errors import UserInputError
 
 UP_AXES = {"-y": (0.0, -1.0, 0.0), "+y": (0.0, 1.0, 0.0), "-z": (0.0, 0.0, -1.0), "+z": (0.0, 0.0, 1.0)}
@@ -15,9 +16,9 @@ HELP = (
     "Render a turntable fly-through video of a Gaussian-splat scene (.ply or .splat).\n\n"
     "The camera circles the scene's centre (robust to stray splats) at the given elevation, looking at it. "
     "With --radius auto the distance is chosen so that the whole scene fits into the view.\n\n"
-    "Examples:\n\n"
-    "  vist3a render scene/scene.ply --out flythrough.mp4\n\n"
-    "  vist3a render scene.ply --out orbit.mp4 --frames 120 --size 768 --depth-out depth.mp4\n\n"
+    "Examples:\n\n\b\n"
+    "  vist3a render scene/scene.ply --out flythrough.mp4\n"
+    "  vist3a render scene.ply --out orbit.mp4 --frames 120 --size 768 --depth-out depth.mp4\n"
     "  vist3a render model.ply --out spin.gif --up +z --background white --cameras-out cameras.json\n\n"
     "Scenes made by vist3a (and VGGT/AnySplat) use OpenCV world axes, where up is -y (the default --up); "
     "scenes from COLMAP-based 3DGS training often need --up -z or --up +z. "
@@ -49,17 +50,7 @@ def _check_video_path(option: str, path: Path) -> None:
 
 
 def _resolve_device(device: str):
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise UserInputError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserInputError(f"--device {device}: no CUDA device is available; use --device cpu")
-    return dev
+    return options.parse_device(device)
 
 
 def register(app: typer.Typer) -> None:
