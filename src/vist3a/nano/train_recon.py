@@ -24,7 +24,8 @@ generation time, where its frames come from the 64 px video decoder. Targets com
   novel views are what make the splats 3D and the cameras consistent with them (AnySplat's protocol).
 - **Curriculum** (``curriculum_fraction``): during that share of training, clips are drawn only among those
   whose ground-truth rotation from the first view stays under a limit growing from ``curriculum_start_deg``
-  to 360°: small arcs first, full orbits last.
+  to 360°: small arcs first, full orbits last (progress counted from the second step, so that a first step
+  that compiles kernels does not use the curriculum up).
 
 Evaluation (held-out compositions): the model sees 9 of 13 views; the other 4 are rendered at their
 ground-truth cameras in the normalised frame (novel-view PSNR / SSIM), plus context-view PSNR, depth AbsRel and
@@ -662,12 +663,17 @@ def train_recon(
     view_gen = torch.Generator().manual_seed(cfg.seed + 1)
 
     spans = clip_rotation_spans(train.w2c) if cfg.curriculum_fraction > 0 else None
+    first_step = [0.0]  # schedule progress spent by step 0 (gsplat compiles there: ~75 s once per machine)
 
     def step_fn(step: int) -> tuple[torch.Tensor, dict[str, float]]:
         if spans is None:
             batch = train.sample(cfg.batch_size, batch_gen)
         else:
-            limit = curriculum_limit_deg(run.clock.progress(step), cfg.curriculum_fraction, cfg.curriculum_start_deg)
+            progress = run.clock.progress(step)
+            if step == 1:
+                first_step[0] = min(progress, 0.5)
+            progress = max(0.0, progress - first_step[0]) / (1.0 - first_step[0])
+            limit = curriculum_limit_deg(progress, cfg.curriculum_fraction, cfg.curriculum_start_deg)
             allowed = torch.nonzero(spans <= limit).flatten()
             allowed = allowed if len(allowed) >= cfg.batch_size else torch.argsort(spans)[: cfg.batch_size]
             batch = train.batch(allowed[torch.randint(len(allowed), (cfg.batch_size,), generator=batch_gen)])
