@@ -498,13 +498,15 @@ class StageRun:
         return make_caches(cfg.num_train_clips, cfg.num_eval_clips, cfg.num_frames, cfg.size, cfg.seed, self.device,
                            cfg.data_workers, cfg.render_device, progress=cfg.progress)
 
-    def start_from(self, model: torch.nn.Module, component: str) -> torch.nn.Module:
+    def start_from(self, model: torch.nn.Module, component: str,
+                   new_parameters: tuple[str, ...] = ()) -> torch.nn.Module:
         """Load the weights named by the config's ``init`` into ``model`` (unchanged when ``init`` is None).
 
         ``component`` is the nano component name of the stage's model ("vae", "recon", "generator"). Strict:
-        a missing, unexpected or differently shaped tensor raises ``ValueError`` naming the mismatch. The loaded
-        component's config (values that are not weights, e.g. a VAE's latent statistics) is kept in
-        ``init_config``.
+        a missing, unexpected or differently shaped tensor raises ``ValueError`` naming the mismatch, except
+        missing parameters under the prefixes ``new_parameters`` (a module the config adds, kept as
+        initialised). The loaded component's config (values that are not weights, e.g. a VAE's latent
+        statistics) is kept in ``init_config``.
         """
         if self.cfg.init is None:
             return model
@@ -513,7 +515,13 @@ class StageRun:
         source = None if self.cfg.init == "installed" else self.cfg.init
         trained = load_component_from(source, component, "cpu", torch.float32)
         try:
-            model.load_state_dict(trained.state_dict(), strict=True)
+            if new_parameters:
+                result = model.load_state_dict(trained.state_dict(), strict=False)
+                missing = [k for k in result.missing_keys if not k.startswith(tuple(new_parameters))]
+                if missing or result.unexpected_keys:
+                    raise RuntimeError(f"missing {missing[:3]}, unexpected {result.unexpected_keys[:3]}")
+            else:
+                model.load_state_dict(trained.state_dict(), strict=True)
         except RuntimeError as err:
             raise ValueError(f"`init` {self.cfg.init!r}: its {component} does not match this stage's model config "
                              f"({str(err).splitlines()[0]}); train with the config it was saved with") from err

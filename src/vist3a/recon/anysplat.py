@@ -145,7 +145,7 @@ class AnySplat(ModelMixin, ConfigMixin):
         prefix = agg.num_prefix_tokens
         context, tokens, images = heads_precision(self.camera_head, agg, images)
         with context:
-            pose_list = self.camera_head(tokens[-1])
+            pose_list = self.camera_head(tokens[-1], num_prefix_tokens=prefix)
             w2c, K = pose_encoding_to_w2c_K(pose_list[-1], image_hw, fov_eps=self.config.fov_eps)
             depth, depth_conf = self.depth_head(tokens, images, prefix, frames_chunk_size)
             depth = depth[..., 0]

@@ -84,13 +84,22 @@ class AggregatorConfig:
 
 @dataclass(frozen=True)
 class CameraHeadConfig:
-    """VGGT's iterative camera head (trunk of self-attention blocks over the per-frame camera tokens)."""
+    """VGGT's iterative camera head (trunk of self-attention blocks over the per-frame camera tokens).
+
+    ``patch_pool_dim > 0`` (vist3a's option, off in VGGT/AnySplat): each frame's camera token also gets a
+    spatial summary of its ``patch_pool_tokens`` patch tokens (each projected to ``patch_pool_dim`` channels,
+    flattened in grid order, projected back; zero-initialised, so a fresh option starts as VGGT). A small
+    aggregator's camera token can carry too little per-view information to learn poses from (the nano
+    AnySplat's varied by 1 % across views); the patch tokens vary by ~40 %.
+    """
 
     trunk_depth: int = 4
     num_heads: int = 16
     mlp_ratio: float = 4.0
     init_values: float = 0.01
     num_iterations: int = 4
+    patch_pool_dim: int = 0
+    patch_pool_tokens: int = 0
 
 
 @dataclass(frozen=True)

@@ -39,11 +39,32 @@ class CameraHead(nn.Module):
         self.poseLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim_in, 3 * dim_in))
         self.adaln_norm = nn.LayerNorm(dim_in, elementwise_affine=False, eps=1e-6)
         self.pose_branch = Mlp(dim_in, dim_in // 2, POSE_ENCODING_DIM)
+        if config.patch_pool_dim > 0:
+            if config.patch_pool_tokens < 1:
+                raise ValueError("`patch_pool_tokens` must be >= 1 when `patch_pool_dim` is set")
+            self.patch_pool_norm = nn.LayerNorm(dim_in)
+            self.patch_pool_in = nn.Linear(dim_in, config.patch_pool_dim)
+            self.patch_pool_out = nn.Linear(config.patch_pool_dim * config.patch_pool_tokens, dim_in)
+            nn.init.zeros_(self.patch_pool_out.weight)
+            nn.init.zeros_(self.patch_pool_out.bias)
 
-    def forward(self, last_layer_tokens: torch.Tensor, num_iterations: int | None = None) -> list[torch.Tensor]:
-        """``last_layer_tokens [B, V, T, 2C]`` -> list of activated pose encodings ``[B, V, 9]``, one per step."""
+    def forward(self, last_layer_tokens: torch.Tensor, num_iterations: int | None = None,
+                num_prefix_tokens: int | None = None) -> list[torch.Tensor]:
+        """``last_layer_tokens [B, V, T, 2C]`` -> list of activated pose encodings ``[B, V, 9]``, one per step.
+
+        ``num_prefix_tokens`` (camera + register tokens) is needed only with ``patch_pool_dim``.
+        """
         iterations = self.config.num_iterations if num_iterations is None else num_iterations
         tokens = self.token_norm(last_layer_tokens[:, :, 0])
+        if self.config.patch_pool_dim > 0:
+            if num_prefix_tokens is None:
+                raise ValueError("the camera head's patch pooling needs `num_prefix_tokens`")
+            patches = last_layer_tokens[:, :, num_prefix_tokens:]
+            if patches.shape[2] != self.config.patch_pool_tokens:
+                raise ValueError(f"the camera head pools {self.config.patch_pool_tokens} patch tokens per frame, "
+                                 f"got {patches.shape[2]}")
+            pooled = self.patch_pool_in(self.patch_pool_norm(patches)).flatten(2)
+            tokens = tokens + self.patch_pool_out(pooled)
         batch, views, _ = tokens.shape
         normed = self.adaln_norm(tokens)
         raw = None
