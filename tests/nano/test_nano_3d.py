@@ -67,9 +67,9 @@ def _ground_truth_scene(kind: str = "orbit"):
 
     from vist3a.data import SyntheticClips
     from vist3a.nano.train_recon import unproject
-    from vist3a.world import COLOURS
     from vist3a.scene import Scene
     from vist3a.splats import Gaussians, rgb_to_sh_dc
+    from vist3a.world import COLOURS
 
     for seed in range(50):
         clip = SyntheticClips(1, num_frames=13, size=64, seed=seed, split="heldout", camera_kinds=(kind,))[0]

@@ -25,8 +25,8 @@ from typing import Any
 import torch
 
 from vist3a.cameras import to_homogeneous
-from vist3a.data.clip import ClipBatch
 from vist3a.data.cache import ClipCache, mirror_batch
+from vist3a.data.clip import ClipBatch
 from vist3a.nano.train_recon import (
     ReconTrainConfig,
     _render_metrics,
