@@ -3,15 +3,25 @@
 :func:`resolve_stitch_models` is the one place that turns a preset name (+ optional ``--recon`` / ``--vae``
 sources) into loaded models:
 
-- ``tiny-random``: tiny random Wan VAE (:mod:`vist3a.video.tiny`) + tiny random AnySplat
+- ``tiny-random``: tiny random Wan 2.1 VAE (:mod:`vist3a.video.tiny`) + tiny random AnySplat
   (:func:`vist3a.recon.random_tiny_model`): seconds on a CPU, for tests and CI;
 - ``nano``: the shipped nano VAE + AnySplat (:mod:`vist3a.nano`) when they are installed; otherwise models of the
   nano sizes with random weights (logged as a warning and recorded as ``weights: "random-init"``);
 - ``release``: the Wan 2.1 VAE + AnySplat of the VIST3A release (Hugging Face ids, 13 frames, 512 px VAE input,
   448 px model input).
 
-The stitching spec is derived from the sizes (:func:`derive_spec`): kernel ``5x3x3``, padding ``2x1x1`` as in the
-release, output channels = the model's token width, spatial stride = latent grid / token grid.
+``--vae`` takes any video VAE (:mod:`vist3a.video.vae_adapters`): a family name (``wan2.1``, ``wan2.2``,
+``cogvideox``, ``hunyuanvideo``, ``svd``, ``ltx``: a tiny random VAE of that family under the ``tiny-random`` and
+``nano`` presets, the released VAE under ``release``), a Hub repo id or a folder. ``--recon`` likewise takes a recon
+type name (``anysplat``, ``vggt``: the preset's size of that model) besides a Hub id or folder. Frame counts are
+rounded up to the VAE's frame rule.
+
+The stitching geometry is derived from the sizes (:func:`stitch_geometry`): kernel ``5x3x3``, padding ``2x1x1`` as
+in the release, output channels = the model's token width; the spatial stride maps the latent grid (VAE size /
+the VAE's spatial factor) onto the token grid (model size / patch). Where the latent side is a multiple of the token
+side the stride is their ratio; where it is not (e.g. LTX-Video's 32x latent: 16 for 512 px vs AnySplat's 32 tokens
+for 448 px), the latent is first resampled trilinearly to ``s x grid`` with ``s = ceil(latent / grid)`` and the
+stride is ``s``.
 """
 
 from __future__ import annotations
@@ -42,10 +52,11 @@ class StitchModels:
     """A VAE and a reconstruction model with the clip geometry that connects them.
 
     Attributes:
-        vae: ``diffusers.AutoencoderKLWan`` (frozen, eval).
+        vae: a diffusers video VAE (frozen, eval), used through its
+            :class:`~vist3a.video.vae_adapters.VideoVAEAdapter`.
         recon: the reconstruction model (frozen, eval).
         adapter: its stitching adapter.
-        num_frames: default frames per clip (``4n + 1``).
+        num_frames: default frames per clip (valid for the VAE's frame rule).
         vae_size, recon_size: square input sizes (pixels) of the VAE and of the reconstruction model.
         spec: stitching-layer spec that maps the latent grid onto the token grid.
         view_choices: default views per training clip.
@@ -61,18 +72,23 @@ class StitchModels:
     spec: str
     view_choices: tuple[int, ...] = (9, 13, 17, 21)
     sources: dict[str, Any] = field(default_factory=dict)
+    resample_hw: tuple[int, int] | None = None
+    """Spatial size the stitching layer resamples the latent to first (``None``: the latent's own size)."""
+
+    @property
+    def vae_adapter(self) -> Any:
+        """The :class:`~vist3a.video.vae_adapters.VideoVAEAdapter` of :attr:`vae`."""
+        from vist3a.video.vae_adapters import vae_adapter
+
+        return vae_adapter(self.vae)
 
     @property
     def temporal_factor(self) -> int:
-        from vist3a.video.frames import vae_scale_factors
-
-        return vae_scale_factors(self.vae.config)[0]
+        return self.vae_adapter.temporal_factor
 
     @property
     def latent_hw(self) -> tuple[int, int]:
-        from vist3a.video.frames import vae_scale_factors
-
-        spatial = vae_scale_factors(self.vae.config)[1]
+        spatial = self.vae_adapter.spatial_factor
         return self.vae_size // spatial, self.vae_size // spatial
 
     def to(self, device: torch.device | str) -> StitchModels:
@@ -81,47 +97,47 @@ class StitchModels:
         return self
 
 
-def derive_spec(recon: torch.nn.Module, adapter: ReconAdapter, vae: torch.nn.Module, vae_size: int,
-                recon_size: int) -> str:
-    """``conv3d_k5x3x3_o<width>_s1x<s>x<s>_p2x1x1`` with ``s = latent side / token-grid side`` (must divide)."""
-    from vist3a.video.frames import vae_scale_factors
+def stitch_geometry(recon: torch.nn.Module, adapter: ReconAdapter, vae: torch.nn.Module, vae_size: int,
+                    recon_size: int) -> tuple[str, tuple[int, int] | None]:
+    """``(spec, resample_hw)``: ``conv3d_k5x3x3_o<width>_s1x<s>x<s>_p2x1x1`` and the latent resampling size.
 
-    spatial = vae_scale_factors(vae.config)[1]
+    ``s = latent side / token-grid side`` when it divides (``resample_hw = None``); otherwise the latent is resampled
+    to ``s * grid`` with ``s = ceil(latent / grid)`` (see the module docstring).
+    """
+    from vist3a.video.vae_adapters import vae_adapter
+
+    spatial = vae_adapter(vae).spatial_factor
     if vae_size % spatial:
         raise UserInputError(f"VAE size {vae_size} must be a multiple of the VAE's spatial factor {spatial}")
     latent = vae_size // spatial
     grid = adapter.token_grid(recon, recon_size)[0]
-    if latent % grid:
-        raise UserInputError(
-            f"the latent grid ({latent} for {vae_size} px) is not a multiple of the token grid ({grid} for "
-            f"{recon_size} px); pick sizes with an integer ratio or pass --spec"
-        )
-    s = latent // grid
-    return f"conv3d_k{SPEC_KERNEL}_o{adapter.token_width(recon)}_s1x{s}x{s}_p{SPEC_PADDING}"
+    s = -(-latent // grid)
+    resample = None if latent % grid == 0 else (s * grid, s * grid)
+    return f"conv3d_k{SPEC_KERNEL}_o{adapter.token_width(recon)}_s1x{s}x{s}_p{SPEC_PADDING}", resample
+
+
+def derive_spec(recon: torch.nn.Module, adapter: ReconAdapter, vae: torch.nn.Module, vae_size: int,
+                recon_size: int) -> str:
+    """The spec of :func:`stitch_geometry` (for sizes whose latent side is a multiple of the token side)."""
+    spec, resample = stitch_geometry(recon, adapter, vae, vae_size, recon_size)
+    if resample is not None:
+        raise UserInputError(f"the latent of a {vae_size} px clip is no multiple of the token grid at {recon_size} px: "
+                             "use stitch_geometry (it resamples the latent)")
+    return spec
 
 
 def _tiny_vae(seed: int) -> torch.nn.Module:
-    from diffusers import AutoencoderKLWan
+    from vist3a.video.vae_adapters import tiny_vae
 
-    from vist3a.video.tiny import tiny_vae_config
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return AutoencoderKLWan(**tiny_vae_config())
+    return tiny_vae("wan2.1", seed)
 
 
-def load_vae(source: str) -> torch.nn.Module:
-    """``AutoencoderKLWan`` from a Hub repo id or a folder (a diffusers pipeline folder with ``vae/``, or the VAE
-    folder itself)."""
-    from diffusers import AutoencoderKLWan
+def load_vae(source: str, tiny: bool = False, seed: int = 0) -> tuple[torch.nn.Module, str]:
+    """A video VAE and its description from a family name, Hub repo id or folder (a diffusers pipeline folder
+    with ``vae/``, or the VAE folder itself); see :func:`vist3a.video.vae_adapters.load_video_vae`."""
+    from vist3a.video.vae_adapters import load_video_vae
 
-    from vist3a.video._hub import resolve_pretrained_dir
-
-    root = resolve_pretrained_dir(source, allow_patterns=["vae/*"], what="VAE")
-    folder = root / "vae" if (root / "vae").is_dir() else root
-    if not (folder / "config.json").is_file():
-        raise UserInputError(f"VAE: {source} has no config.json (neither in vae/ nor at the top)")
-    return AutoencoderKLWan.from_pretrained(folder, local_files_only=True)
+    return load_video_vae(source, tiny=tiny, seed=seed)
 
 
 def load_recon(source: str, recon_type: str) -> torch.nn.Module:
@@ -198,28 +214,59 @@ def resolve_stitch_models(
 ) -> StitchModels:
     """Load the VAE and reconstruction model of ``preset``; ``recon`` / ``vae`` (Hub ids or folders) replace the
     preset's, sizes and ``spec`` override its defaults. Both models come back frozen, in eval mode, on ``device``."""
+    from vist3a.video.vae_adapters import vae_adapter
+
     if preset not in _PRESET_BUILDERS:
         raise UserInputError(f"unknown preset {preset!r}; choose one of {list(PRESETS)}")
     base = _PRESET_BUILDERS[preset](seed)
-    if recon is not None:
+    random_sizes = preset != "release"  # family / type names mean random models of the preset's size
+    if recon is not None and recon.strip().lower() in _recon_types():
+        recon_type = recon.strip().lower()
+        if random_sizes:
+            base["recon"], base["sources"]["recon"] = _recon_of_type(preset, recon_type, base, seed), recon_type
+        else:
+            base["recon"], base["sources"]["recon"] = None, _recon_types()[recon_type]
+    elif recon is not None:
         base["recon"], base["sources"]["recon"] = load_recon(recon, recon_type), recon
-    elif base["recon"] is None:
+    if base["recon"] is None:
         base["recon"] = load_recon(base["sources"]["recon"], recon_type)
     if vae is not None:
-        base["vae"], base["sources"]["vae"] = load_vae(vae), vae
+        base["vae"], base["sources"]["vae"] = load_vae(vae, tiny=random_sizes, seed=seed)
     elif base["vae"] is None:
-        base["vae"] = load_vae(base["sources"]["vae"])
+        base["vae"], base["sources"]["vae"] = load_vae(base["sources"]["vae"])
     recon_model, vae_model = base["recon"], base["vae"]
     for model in (recon_model, vae_model):
         model.eval().requires_grad_(False).to(device)
     adapter = adapter_for_model(recon_model)
+    video = vae_adapter(vae_model)
     vae_px = int(vae_size or base["vae_size"])
     recon_px = int(recon_size or base["recon_size"])
-    spec = spec or derive_spec(recon_model, adapter, vae_model, vae_px, recon_px)
+    derived, resample = stitch_geometry(recon_model, adapter, vae_model, vae_px, recon_px)
+    if spec is not None:
+        resample = None
+    frames = int(num_frames) if num_frames else video.check_num_frames(int(base["num_frames"]), round_up=True)
+    views = tuple(dict.fromkeys(video.check_num_frames(int(v), round_up=True) for v in base["views"]))
+    base["sources"]["vae_family"] = video.name
     return StitchModels(
-        vae=vae_model, recon=recon_model, adapter=adapter, num_frames=int(num_frames or base["num_frames"]),
-        vae_size=vae_px, recon_size=recon_px, spec=spec, view_choices=tuple(base["views"]), sources=base["sources"],
+        vae=vae_model, recon=recon_model, adapter=adapter, num_frames=frames, vae_size=vae_px, recon_size=recon_px,
+        spec=spec or derived, view_choices=views, sources=base["sources"], resample_hw=resample,
     )
+
+
+def _recon_types() -> dict[str, str]:
+    """Recon type name -> its official Hub repo."""
+    from vist3a.recon.hub import DEFAULT_REPOS
+
+    return dict(DEFAULT_REPOS)
+
+
+def _recon_of_type(preset: str, recon_type: str, base: dict[str, Any], seed: int) -> torch.nn.Module:
+    """A random reconstruction model of ``recon_type`` at the preset's size (tiny for tiny-random)."""
+    from vist3a.recon import random_tiny_model
+
+    if preset == "tiny-random" or recon_type != "anysplat":
+        return random_tiny_model(recon_type, seed=seed)
+    return base["recon"]
 
 
 def resolve_clips(data: str, num_clips: int, num_frames: int, size: int, seed: int = 0, render_once: bool = False,
