@@ -303,7 +303,7 @@ class SVDVAEAdapter(VideoVAEAdapter):
         batch, views = pixels.shape[:2]
         posterior = self.vae.encode(pixels.flatten(0, 1)).latent_dist  # frame by frame: [B*T, C, h, w]
         z = posterior.sample(generator=generator) if sample else posterior.mode()
-        return z.unflatten(0, (batch, views)).permute(0, 2, 1, 3, 4)
+        return z.unflatten(0, (batch, views)).permute(0, 2, 1, 3, 4).contiguous()
 
     def decode(self, raw_latents: torch.Tensor) -> torch.Tensor:
         self._check_latents(raw_latents)
