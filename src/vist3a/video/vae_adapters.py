@@ -164,19 +164,25 @@ class VideoVAEAdapter(ABC):
         return (normalized_latents.float() / gain + shift).to(normalized_latents.dtype)
 
     # ------------------------------------------------------------------ encode / decode
-    def _pixels(self, frames: torch.Tensor) -> torch.Tensor:
+    def _place(self, device: torch.device | str | None) -> tuple[torch.device, torch.dtype]:
+        """Where and in which dtype the VAE runs: ``device`` (needed when hooks offload its weights) or its
+        parameters' device, and its parameters' dtype."""
+        param = next(self.vae.parameters())
+        return (torch.device(device) if device is not None else param.device), param.dtype
+
+    def _pixels(self, frames: torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
         if frames.ndim != 5 or frames.shape[2] != 3:
             raise ValueError(f"`frames` must be shaped [B, T, 3, H, W] in [0, 1], got {tuple(frames.shape)}")
         self.check_num_frames(int(frames.shape[1]))
         self.check_resolution(int(frames.shape[3]), int(frames.shape[4]))
-        param = next(self.vae.parameters())
-        return (frames * 2.0 - 1.0).to(param.device, param.dtype)
+        return (frames * 2.0 - 1.0).to(*self._place(device))
 
-    def encode(self, frames: torch.Tensor, sample: bool = True,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+    def encode(self, frames: torch.Tensor, sample: bool = True, generator: torch.Generator | None = None,
+               device: torch.device | str | None = None) -> torch.Tensor:
         """Frames ``[B, T, 3, H, W]`` in ``[0, 1]`` -> raw latents ``[B, C, T_lat, h, w]`` (the VAE's dtype): one
-        posterior sample (``sample``, what the stitching is fitted and trained on) or the posterior mode."""
-        pixels = self._pixels(frames).permute(0, 2, 1, 3, 4)  # [B, 3, T, H, W] in [-1, 1]
+        posterior sample (``sample``, what the stitching is fitted and trained on) or the posterior mode.
+        ``device``: where the VAE runs (default: where its parameters are)."""
+        pixels = self._pixels(frames, device).permute(0, 2, 1, 3, 4)  # [B, 3, T, H, W] in [-1, 1]
         posterior = self.vae.encode(pixels).latent_dist
         return posterior.sample(generator=generator) if sample else posterior.mode()
 
@@ -185,11 +191,11 @@ class VideoVAEAdapter(ABC):
             raise ValueError(f"`raw_latents` must be shaped [B, {self.latent_channels}, T_lat, h, w] ({self.name} "
                              f"VAE), got {tuple(raw_latents.shape)}")
 
-    def decode(self, raw_latents: torch.Tensor) -> torch.Tensor:
-        """Raw latents ``[B, C, T_lat, h, w]`` -> frames ``[B, T, 3, H, W]`` float32 in ``[0, 1]``."""
+    def decode(self, raw_latents: torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
+        """Raw latents ``[B, C, T_lat, h, w]`` -> frames ``[B, T, 3, H, W]`` float32 in ``[0, 1]`` (under the
+        caller's grad mode). ``device``: where the VAE runs (default: where its parameters are)."""
         self._check_latents(raw_latents)
-        param = next(self.vae.parameters())
-        video = self.vae.decode(raw_latents.to(param.device, param.dtype)).sample  # [B, 3, T, H, W]
+        video = self.vae.decode(raw_latents.to(*self._place(device))).sample  # [B, 3, T, H, W]
         return ((video.float() + 1.0) / 2.0).clamp(0.0, 1.0).permute(0, 2, 1, 3, 4)
 
 
@@ -245,14 +251,14 @@ class CogVideoXVAEAdapter(VideoVAEAdapter):
     def _shift_gain(self) -> tuple[torch.Tensor, torch.Tensor]:
         return _scalar_shift_gain(self.config, self.latent_channels)
 
-    def decode(self, raw_latents: torch.Tensor) -> torch.Tensor:
+    def decode(self, raw_latents: torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
         self._check_latents(raw_latents)
         if raw_latents.shape[2] > 1 and raw_latents.shape[2] % 2 == 0 and self.temporal_factor > 1:
             raise ValueError(
                 f"the CogVideoX VAE decodes an odd number of latent frames (its decoder works in pairs after the first "
                 f"frame), got {raw_latents.shape[2]}: use {2 * self.temporal_factor}n+1 video frames"
             )
-        return super().decode(raw_latents)
+        return super().decode(raw_latents, device)
 
 
 class HunyuanVideoVAEAdapter(VideoVAEAdapter):
@@ -297,19 +303,18 @@ class SVDVAEAdapter(VideoVAEAdapter):
     def _shift_gain(self) -> tuple[torch.Tensor, torch.Tensor]:
         return _scalar_shift_gain(self.config, self.latent_channels)
 
-    def encode(self, frames: torch.Tensor, sample: bool = True,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-        pixels = self._pixels(frames)
+    def encode(self, frames: torch.Tensor, sample: bool = True, generator: torch.Generator | None = None,
+               device: torch.device | str | None = None) -> torch.Tensor:
+        pixels = self._pixels(frames, device)
         batch, views = pixels.shape[:2]
         posterior = self.vae.encode(pixels.flatten(0, 1)).latent_dist  # frame by frame: [B*T, C, h, w]
         z = posterior.sample(generator=generator) if sample else posterior.mode()
         return z.unflatten(0, (batch, views)).permute(0, 2, 1, 3, 4).contiguous()
 
-    def decode(self, raw_latents: torch.Tensor) -> torch.Tensor:
+    def decode(self, raw_latents: torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
         self._check_latents(raw_latents)
-        param = next(self.vae.parameters())
         batch, _, views = raw_latents.shape[:3]
-        z = raw_latents.permute(0, 2, 1, 3, 4).flatten(0, 1).to(param.device, param.dtype)
+        z = raw_latents.permute(0, 2, 1, 3, 4).flatten(0, 1).to(*self._place(device))
         video = self.vae.decode(z, num_frames=views).sample.unflatten(0, (batch, views))  # [B, T, 3, H, W]
         return ((video.float() + 1.0) / 2.0).clamp(0.0, 1.0)
 
@@ -339,13 +344,13 @@ class LTXVideoVAEAdapter(VideoVAEAdapter):
         std = self.vae.latents_std.detach().float().cpu()
         return mean, float(self.config.scaling_factor) / std
 
-    def decode(self, raw_latents: torch.Tensor) -> torch.Tensor:
+    def decode(self, raw_latents: torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
         self._check_latents(raw_latents)
-        param = next(self.vae.parameters())
+        place = self._place(device)
         temb = None
         if _get(self.config, "timestep_conditioning"):
-            temb = torch.zeros(raw_latents.shape[0], device=param.device, dtype=param.dtype)
-        video = self.vae.decode(raw_latents.to(param.device, param.dtype), temb).sample
+            temb = torch.zeros(raw_latents.shape[0], device=place[0], dtype=place[1])
+        video = self.vae.decode(raw_latents.to(*place), temb).sample
         return ((video.float() + 1.0) / 2.0).clamp(0.0, 1.0).permute(0, 2, 1, 3, 4)
 
 
