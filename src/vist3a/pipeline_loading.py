@@ -7,6 +7,7 @@ pipeline folder, or Hub repos of the real release).
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -45,12 +46,16 @@ def _tiny_random(preset: dict[str, Any], device: torch.device, dtype: torch.dtyp
     from vist3a.video.tiny import build_tiny_generator
 
     seed = int(preset.get("seed", 0))
-    generator = build_tiny_generator(seed, device=device, dtype=dtype)
+    vae = preset.get("generator", {}).get("vae", "wan2.1")  # the tiny generator's family
+    generator = build_tiny_generator(seed, device=device, dtype=dtype, vae=vae)
     recon = random_tiny_model(preset.get("recon", {}).get("model", "anysplat"), seed=seed)
     stitched = preset["stitched"]
+    video = generator.vae_adapter
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        decoder = StitchedDecoder.from_recon(recon, stitched["layer"], stitched["spec"])
+        decoder = StitchedDecoder.from_recon(recon, stitched["layer"], stitched["spec"],
+                                             latent_channels=video.latent_channels,
+                                             temporal_factor=video.temporal_factor)
     decoder = decoder.to(device)
     if dtype != torch.float32:
         decoder = torch.nn.Module.to(decoder, dtype=dtype)  # every module may be half (no fp32-keep list)
@@ -77,7 +82,12 @@ def _folder(
     from vist3a.stitching.decoder import StitchedDecoder
     from vist3a.video.generator import WanGenerator
 
-    generator = WanGenerator.from_pretrained(
+    index = folder / "generator" / "model_index.json"
+    is_cogvideox = index.is_file() and json.loads(index.read_text()).get("_class_name") == "CogVideoXPipeline"
+    cls = WanGenerator
+    if is_cogvideox:
+        cls = _generator_class({"name": str(folder), "generator": {"family": "cogvideox"}})
+    generator = cls.from_pretrained(
         folder / "generator", dtype=dtype, device=device, offload=offload, local_files_only=True
     )
     decoder = StitchedDecoder.from_pretrained(folder / "decoder")
@@ -91,7 +101,11 @@ def _hub(
     local_files_only: bool | None,
     offload: str,
 ) -> tuple[Any, torch.nn.Module]:
-    """The release's components from their Hub repos (or the local cache when offline)."""
+    """The release's components from their Hub repos (or the local cache when offline); a preset whose
+    ``stitched`` names a ``folder`` (a ``vist3a stitch train`` result: no released stitched weights exist for Wan 2.2
+    or CogVideoX) loads the decoder from there, and ``generator.family`` picks the generator class."""
+    if "folder" in preset["stitched"]:
+        return _hub_with_decoder_folder(preset, device, dtype, local_files_only, offload)
     from vist3a.recon.hub import anysplat_from_pretrained
     from vist3a.stitching.decoder import StitchedDecoder
     from vist3a.video._hub import resolve_pretrained_dir
@@ -139,4 +153,50 @@ def _hub(
     del base
     decoder_dtype = dtype if device.type == "cuda" else torch.float32
     # plain nn.Module.to: diffusers' override warns about an (empty) list of modules to keep in float32
+    return generator, torch.nn.Module.to(decoder, device=device, dtype=decoder_dtype).eval()
+
+
+def _generator_class(preset: dict[str, Any]) -> Any:
+    from vist3a.video.cogvideox import CogVideoXGenerator
+    from vist3a.video.generator import WanGenerator
+
+    family = preset["generator"].get("family", "wan")
+    classes = {"wan": WanGenerator, "cogvideox": CogVideoXGenerator}
+    if family not in classes:
+        raise UserInputError(f"preset {preset['name']!r}: generator family must be one of {list(classes)}, "
+                             f"got {family!r}")
+    return classes[family]
+
+
+def _hub_with_decoder_folder(
+    preset: dict[str, Any],
+    device: torch.device,
+    dtype: torch.dtype | None,
+    local_files_only: bool | None,
+    offload: str,
+) -> tuple[Any, torch.nn.Module]:
+    """A Hub generator + the user's stitched decoder folder (``preset["stitched"]["folder"]``)."""
+    from vist3a.stitching.decoder import StitchedDecoder
+
+    folder = preset["stitched"]["folder"]
+    if not folder or not (Path(folder) / "config.json").is_file():
+        raise UserInputError(
+            f"preset {preset['name']!r} needs your stitched decoder (no released one exists): train one with "
+            f"`vist3a stitch search|train --vae {preset['generator']['repo_id']} ...`, copy this preset to a .json "
+            f"file, set stitched.folder to the run's final/ folder and pass --preset <that .json>"
+            + (f" (now: {folder!r} has no config.json)" if folder else "")
+        )
+    generator = _generator_class(preset).from_pretrained(
+        preset["generator"]["repo_id"], dtype=dtype, device=device, offload=offload, local_files_only=local_files_only
+    )
+    decoder = StitchedDecoder.from_pretrained(folder)
+    video = generator.vae_adapter
+    if (decoder.config.latent_channels, decoder.config.temporal_factor) != (video.latent_channels,
+                                                                          video.temporal_factor):
+        raise UserInputError(
+            f"the stitched decoder in {folder} takes {decoder.config.latent_channels}-channel latents (temporal factor "
+            f"{decoder.config.temporal_factor}), the {video.name} VAE of {preset['generator']['repo_id']} gives "
+            f"{video.latent_channels} (factor {video.temporal_factor}): stitch it on this VAE"
+        )
+    decoder_dtype = dtype if device.type == "cuda" else torch.float32
     return generator, torch.nn.Module.to(decoder, device=device, dtype=decoder_dtype).eval()

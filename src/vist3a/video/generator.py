@@ -75,9 +75,10 @@ class WanGenerator:
         device: torch.device | str | None = None,
         offload: str = "none",
     ) -> None:
-        if text_encoder.hidden_size != transformer.config.text_dim:
+        if text_encoder.hidden_size != self._text_width(transformer):
             raise ValueError(
-                f"text encoder width {text_encoder.hidden_size} != transformer `text_dim` {transformer.config.text_dim}"
+                f"text encoder width {text_encoder.hidden_size} != the transformer's text width "
+                f"{self._text_width(transformer)}"
             )
         from vist3a.video.vae_adapters import vae_adapter
 
@@ -95,6 +96,11 @@ class WanGenerator:
         self.dtype = next(transformer.parameters()).dtype
         self.offload = "none"
         self.set_offload(offload)
+
+    @staticmethod
+    def _text_width(transformer: torch.nn.Module) -> int:
+        """Width of the text states the transformer takes (``text_dim`` for Wan)."""
+        return int(transformer.config.text_dim)
 
     # ------------------------------------------------------------------ loading / saving
     @classmethod
