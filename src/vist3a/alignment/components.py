@@ -109,18 +109,17 @@ def make_clips(
 def _stitched_tiny(preset: dict[str, Any], generator: Any, seed: int) -> torch.nn.Module:
     from vist3a.recon import random_tiny_model
     from vist3a.stitching.decoder import StitchedDecoder
-    from vist3a.video.frames import vae_scale_factors
 
     stitched = preset.get("stitched", {})
     if "layer" not in stitched or "spec" not in stitched:
         raise ValueError(f"preset {preset.get('name')!r} must give stitched.layer and stitched.spec, got {stitched}")
-    temporal, _ = vae_scale_factors(generator.vae.config)
+    video = generator.vae_adapter
     return StitchedDecoder.from_recon(
         random_tiny_model(preset.get("recon", {}).get("model", "anysplat"), seed=seed),
         stitched["layer"],
         stitched["spec"],
-        latent_channels=int(generator.vae.config.z_dim),
-        temporal_factor=temporal,
+        latent_channels=video.latent_channels,
+        temporal_factor=video.temporal_factor,
     )
 
 
