@@ -96,7 +96,8 @@ def register(app: typer.Typer) -> None:
         sources = {**models.sources, "preset": preset, "data": data}
         report = run_layer_search(clips, models.vae, models.recon, models.adapter, out, config, sources)
         best = report.layers[report.best_layer]
-        typer.echo(f"best layer {report.best_layer}: MSE fit {best['mse_fit']:.4g}"
+        typer.echo(f"{report.vae['family']} VAE x {models.adapter.name}: best layer {report.best_layer}: "
+                   f"MSE fit {best['mse_fit']:.4g}"
                    + (f", hold-out {best['mse_holdout']:.4g}" if best["mse_holdout"] is not None else "")
                    + f" -> {out / 'report.json'}")
 
