@@ -16,6 +16,7 @@ from vist3a.video.vae_adapters import (
     VAE_ADAPTERS,
     family_name,
     load_video_vae,
+    released_vae_config,
     tiny_vae,
     vae_adapter,
 )
@@ -61,6 +62,15 @@ def test_released_configs_give_the_issue_table(family):
     channels, spatial, temporal, rule = TABLE[family]
     assert (adapter.latent_channels, adapter.spatial_factor, adapter.temporal_factor, adapter.frame_rule) == (
         channels, spatial, temporal, rule)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_benchmark_configs_are_the_released_architectures(family):
+    with torch.device("meta"):
+        vae = getattr(diffusers, RELEASED[family][0])(**released_vae_config(family))
+    adapter = vae_adapter(vae)
+    facts = (adapter.latent_channels, adapter.spatial_factor, adapter.temporal_factor, adapter.frame_rule)
+    assert facts == TABLE[family]
 
 
 @pytest.mark.parametrize("family", FAMILIES)

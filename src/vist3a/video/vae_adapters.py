@@ -450,6 +450,22 @@ def tiny_vae_config(family: str) -> dict[str, Any]:
             "upsample_residual": (False,) * 4, "upsample_factor": (1,) * 4, "patch_size": 4, "patch_size_t": 1}
 
 
+def released_vae_config(family: str) -> dict[str, Any]:
+    """Init kwargs with the architecture of the family's released VAE (the class defaults where they are it), for
+    random-weight cost measurements at the real size; Wan 2.2's latent statistics are left at 0 / 1."""
+    name = family_name(family)
+    if name is None:
+        raise ValueError(f"unknown VAE family {family!r}; choose one of {list(VAE_ADAPTERS)}")
+    if name == "wan2.2":
+        return {"base_dim": 160, "decoder_base_dim": 256, "z_dim": 48, "in_channels": 12, "out_channels": 12,
+                "is_residual": True, "patch_size": 2, "scale_factor_spatial": 16, "latents_mean": [0.0] * 48,
+                "latents_std": [1.0] * 48}
+    if name == "svd":
+        return {"block_out_channels": (128, 256, 512, 512), "down_block_types": ("DownEncoderBlock2D",) * 4,
+                "layers_per_block": 2, "latent_channels": 4}
+    return {}
+
+
 def tiny_vae(family: str, seed: int = 0) -> torch.nn.Module:
     """A tiny random diffusers VAE of ``family`` (seeded without touching the global RNG), in eval mode."""
     import diffusers
