@@ -239,14 +239,15 @@ class Text2ScenePipeline:
     @torch.no_grad()
     def __call__(self, prompts: str | Sequence[str], progress: bool = True, **overrides: Any) -> list[Scene]:
         """Generate one :class:`Scene` per prompt (same settings, one batch)."""
-        from vist3a.video.frames import check_num_frames
         from vist3a.video.templates import NEGATIVE_PROMPT
 
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         settings = self.settings(**overrides)
         self.check_inputs(prompts, settings)
-        temporal, _ = self.generator.scale_factors
-        settings.num_frames = check_num_frames(settings.num_frames, temporal, round_up=settings.round_frames)
+        temporal, _ = self.generator.scale_factors  # the generator's frame rule (CogVideoX: odd latent counts)
+        latent_frames = self.generator.latent_shape(settings.num_frames, settings.height, settings.width,
+                                                    round_frames=settings.round_frames)[1]
+        settings.num_frames = (latent_frames - 1) * temporal + 1
         negative = NEGATIVE_PROMPT if settings.negative_prompt == "release" else (settings.negative_prompt or "")
         timer = _Timer(self.device)
 

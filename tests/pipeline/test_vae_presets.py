@@ -35,6 +35,14 @@ def test_scene_from_another_vae(pipe):
     torch.testing.assert_close(again.frames, scene.frames)
 
 
+def test_cogvideox_frames_round_to_an_odd_latent_count():
+    pipe = Text2ScenePipeline.from_pretrained("tiny-random-cogvideox", device="cpu")
+    with pytest.raises(UserInputError, match="8k\\+1"):
+        pipe(PROMPT, num_frames=5, progress=False)
+    scene = pipe(PROMPT, num_frames=5, round_frames=True, num_steps=1, progress=False)[0]
+    assert scene.frames.shape[0] == 9
+
+
 def test_wan22_latents_have_48_channels():
     from vist3a.video.tiny import build_tiny_generator
 
