@@ -78,17 +78,19 @@ def check_search(out, report: dict, family: str, recon: str) -> None:
 
 
 def train_and_resume(search_dir, run) -> None:
+    """Train one step, resume to two; the VAE and recon model default to those of the search."""
     args = ["stitch", "train", "--preset", "tiny-random", "--init", str(search_dir), "--checkpoint-every", "1",
             "--num-clips", "2", "--lora-rank", "2", *SIZES, "--out", str(run)]
     family = json.loads((search_dir / "report.json").read_text())["vae"]["family"]
     recon = json.loads((search_dir / "report.json").read_text())["config"]["recon_type"]
-    args += ["--vae", family, "--recon", recon]
     assert run_cli(args + ["--max-steps", "1"]) == 0
     assert run_cli(args + ["--max-steps", "2", "--resume", str(run / "checkpoint-1")]) == 0
     assert (run / "checkpoint-2" / "meta.json").is_file()
     config = json.loads((run / "final" / "config.json").read_text())
     assert config["latent_channels"] == vae_adapter(tiny_vae(family)).latent_channels
     assert config["recon_type"] == recon
+    sources = json.loads((run / "train_config.json").read_text())["sources"]
+    assert sources["vae_family"] == family
     rows = (run / "losses.csv").read_text().strip().splitlines()
     assert len(rows) == 3  # header + 2 steps, the resumed one appended
 

@@ -10,7 +10,8 @@ from vist3a.errors import UserInputError
 
 PRESET_HELP = "tiny-random (seconds on a CPU), nano (the shipped nano models) or release (Wan 2.1 VAE + AnySplat)."
 VAE_HELP = ("Video VAE: a family (wan2.1, wan2.2, cogvideox, hunyuanvideo, svd, ltx: tiny random under tiny-random/"
-            "nano, the released VAE under release), a Hub repo id or a folder (default: the preset's).")
+            "nano, the released VAE under release), a Hub repo id or a folder (default: the preset's; for train, "
+            "the one its --init search used).")
 RECON_HELP = ("3D model: anysplat or vggt (the preset's size), a Hub repo id or a local folder (default: the "
               "preset's).")
 
@@ -151,12 +152,20 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option(None, "--device", help="cuda, cpu ... (default: cuda if available)."),
     ) -> None:
         from vist3a.stitching.models import resolve_clips, resolve_stitch_models
-        from vist3a.stitching.train import StitchTrainConfig, build_student, read_run_init, train_stitched
+        from vist3a.stitching.train import (
+            StitchTrainConfig,
+            build_student,
+            init_model_args,
+            read_run_init,
+            train_stitched,
+        )
 
         if init is None:
             if resume is None:
                 raise UserInputError("--init is required (a layer-search folder), unless --resume names a checkpoint")
             init = read_run_init(resume)
+        searched = init_model_args(init)  # default to the models the layer search used
+        vae, recon = vae or searched.get("vae"), recon or searched.get("recon")
         dev = _device(device)
         models = resolve_stitch_models(preset, recon, vae, recon_type, vae_size, recon_size, None, None, seed, dev)
         try:

@@ -247,6 +247,7 @@ def resolve_stitch_models(
     frames = int(num_frames) if num_frames else video.check_num_frames(int(base["num_frames"]), round_up=True)
     views = tuple(dict.fromkeys(video.check_num_frames(int(v), round_up=True) for v in base["views"]))
     base["sources"]["vae_family"] = video.name
+    base["sources"].update({k: v for k, v in (("vae_arg", vae), ("recon_arg", recon)) if v is not None})
     return StitchModels(
         vae=vae_model, recon=recon_model, adapter=adapter, num_frames=frames, vae_size=vae_px, recon_size=recon_px,
         spec=spec or derived, view_choices=views, sources=base["sources"], resample_hw=resample,

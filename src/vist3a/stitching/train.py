@@ -214,6 +214,16 @@ def _student_from_fitted(teacher: torch.nn.Module, layer: str, fitted: Any) -> S
                                       temporal_factor=fitted.temporal_factor, latent_hw=fitted.target_hw)
 
 
+def init_model_args(init: str | Path) -> dict[str, str]:
+    """The ``--vae`` / ``--recon`` arguments a layer-search folder was made with (``{"vae": ..., "recon": ...}``,
+    only those that were given), so that ``stitch train`` uses the same models by default."""
+    path = Path(init) / "report.json"
+    if not path.is_file():
+        return {}
+    models = json.loads(path.read_text()).get("models", {})
+    return {key: models[f"{key}_arg"] for key in ("vae", "recon") if models.get(f"{key}_arg")}
+
+
 def read_run_init(checkpoint: str | Path) -> Path:
     """The ``--init`` a run was started with, from ``RUN/train_config.json`` beside ``RUN/checkpoint-<step>``."""
     path = Path(checkpoint).parent / "train_config.json"
