@@ -162,6 +162,14 @@ def test_image_vae_is_one_clear_error(tmp_path):
         load_video_vae(str(tmp_path / "image"))
 
 
+def test_a_subclass_is_its_family(tiny):
+    class MyWan(diffusers.AutoencoderKLWan):
+        pass
+
+    vae = MyWan(**{k: v for k, v in tiny["wan2.2"].config.items() if not k.startswith("_")})
+    assert vae_adapter(vae).name == "wan2.2"
+
+
 def test_unknown_module_is_rejected():
     with pytest.raises(UserInputError, match="not a supported video VAE"):
         vae_adapter(torch.nn.Linear(2, 2))

@@ -70,7 +70,7 @@ class VideoVAEAdapter(ABC):
     diffusers_class: ClassVar[str] = ""
 
     def __init__(self, vae: torch.nn.Module) -> None:
-        if type(vae).__name__ != self.diffusers_class:
+        if self.diffusers_class not in _class_names(vae):
             raise ValueError(f"{type(self).__name__} wraps a {self.diffusers_class}, got {type(vae).__name__}")
         self.vae = vae
         self.config = vae.config
@@ -401,14 +401,20 @@ def _not_video(class_name: str, where: str) -> UserInputError:
     return UserInputError(f"{where} is a {class_name}, not a supported video VAE; supported: {families}")
 
 
+def _class_names(model: Any) -> list[str]:
+    """Names of ``model``'s class and its bases (a subclass of a diffusers VAE is that VAE)."""
+    return [cls.__name__ for cls in type(model).__mro__]
+
+
 def vae_adapter(vae: torch.nn.Module) -> VideoVAEAdapter:
-    """The adapter of a loaded diffusers VAE (by its class); ``UserInputError`` for an image or unknown VAE."""
+    """The adapter of a loaded diffusers VAE (by its class or a base class); ``UserInputError`` for an image or
+    unknown VAE."""
     if isinstance(vae, VideoVAEAdapter):
         return vae
-    cls = _BY_CLASS.get(type(vae).__name__)
-    if cls is None:
-        raise _not_video(type(vae).__name__, "the VAE")
-    return cls(vae)
+    for name in _class_names(vae):
+        if name in _BY_CLASS:
+            return _BY_CLASS[name](vae)
+    raise _not_video(type(vae).__name__, "the VAE")
 
 
 # ---------------------------------------------------------------------------- tiny random VAEs
