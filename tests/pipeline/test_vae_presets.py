@@ -53,6 +53,21 @@ def test_wan22_latents_have_48_channels():
         gen.latent_shape(5, 48, 48)
 
 
+def test_wan22_per_token_timesteps_equal_one_per_sample_for_text_to_video():
+    """Wan 2.2 TI2V-5B's pipeline passes one timestep per latent token (``expand_timesteps``); text-to-video makes
+    them all equal, which must be what vist3a's sampler passes: one timestep per sample."""
+    from vist3a.video.tiny import build_tiny_generator
+
+    transformer = build_tiny_generator(0, vae="wan2.2").transformer
+    x = torch.randn(1, 48, 2, 4, 4, generator=torch.Generator().manual_seed(0))
+    text = torch.randn(1, 16, 32, generator=torch.Generator().manual_seed(1))
+    tokens = 2 * (4 // 2) * (4 // 2)
+    with torch.no_grad():
+        per_sample = transformer(x, torch.tensor([700.0]), text, return_dict=False)[0]
+        per_token = transformer(x, torch.full((1, tokens), 700.0), text, return_dict=False)[0]
+    torch.testing.assert_close(per_token, per_sample, atol=1e-5, rtol=1e-5)
+
+
 def test_cogvideox_loop_matches_the_diffusers_pipeline():
     from diffusers import CogVideoXPipeline
 
