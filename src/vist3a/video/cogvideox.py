@@ -87,9 +87,7 @@ class CogVideoXGenerator(WanGenerator):
                              f"{transformer.config.max_text_seq_length}")
         super().__init__(vae, transformer, text_encoder, scheduler, device=device, offload=offload)
 
-    @staticmethod
-    def _text_width(transformer: torch.nn.Module) -> int:
-        return int(transformer.config.text_embed_dim)
+    text_width_key = "text_embed_dim"
 
     @property
     def resolution_multiple(self) -> tuple[int, int]:

@@ -65,6 +65,9 @@ class WanGenerator:
             undone).
     """
 
+    text_width_key = "text_dim"
+    """The transformer config key of the width of the text states it takes."""
+
     def __init__(
         self,
         vae: torch.nn.Module,
@@ -75,10 +78,10 @@ class WanGenerator:
         device: torch.device | str | None = None,
         offload: str = "none",
     ) -> None:
-        if text_encoder.hidden_size != self._text_width(transformer):
+        text_width = int(getattr(transformer.config, self.text_width_key))
+        if text_encoder.hidden_size != text_width:
             raise ValueError(
-                f"text encoder width {text_encoder.hidden_size} != the transformer's text width "
-                f"{self._text_width(transformer)}"
+                f"text encoder width {text_encoder.hidden_size} != transformer `{self.text_width_key}` {text_width}"
             )
         from vist3a.video.vae_adapters import vae_adapter
 
@@ -96,11 +99,6 @@ class WanGenerator:
         self.dtype = next(transformer.parameters()).dtype
         self.offload = "none"
         self.set_offload(offload)
-
-    @staticmethod
-    def _text_width(transformer: torch.nn.Module) -> int:
-        """Width of the text states the transformer takes (``text_dim`` for Wan)."""
-        return int(transformer.config.text_dim)
 
     # ------------------------------------------------------------------ loading / saving
     @classmethod
