@@ -12,6 +12,11 @@ PRESET_HELP = (
     "tiny-random (seconds on a CPU), nano (the shipped nano models), vist3a-1.3b / vist3a-14b (Wan 2.1 VAE + "
     "AnySplat) or a preset .json; sizes come from its stitching block."
 )
+VAE_HELP = ("Video VAE: a family (wan2.1, wan2.2, cogvideox, hunyuanvideo, svd, ltx: tiny random under the tiny-random "
+            "and nano presets, the family's released VAE otherwise), a Hub repo id or a folder (default: the preset's; "
+            "for train, the one its --init search used).")
+RECON_HELP = ("3D model: anysplat or vggt (the preset's size), a Hub repo id or a local folder (default: the "
+              "preset's).")
 
 
 def _device(device: str | None):
@@ -61,14 +66,14 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", "-o", help="Output folder (features are reused if present)."),
         preset: str = typer.Option("nano", "--preset", help=PRESET_HELP),
         num_clips: int = typer.Option(64, "--num-clips", help="Clips to use (fit + hold-out)."),
-        recon: str = typer.Option(None, "--recon", help="3D model: Hub repo id or local folder (default: preset's)."),
+        recon: str = typer.Option(None, "--recon", help=RECON_HELP),
         recon_type: str = typer.Option("anysplat", "--recon-type", help="anysplat or vggt (with --recon)."),
-        vae: str = typer.Option(None, "--vae", help="Wan VAE: Hub repo id or folder (default: the preset's)."),
+        vae: str = typer.Option(None, "--vae", help=VAE_HELP),
         data: str = typer.Option("synthetic", "--data", help="synthetic, dl3dv:<folder>, or a folder of videos."),
         holdout_fraction: float = typer.Option(0.2, "--holdout-fraction", help="Share of clips held out."),
         layers: str = typer.Option(None, "--layers", help="Comma-separated candidates (default: all enc_blocks_k)."),
         spec: str = typer.Option(None, "--spec", help="Stitching spec (default: derived, conv3d_k5x3x3_o<C>_s..)."),
-        num_frames: int = typer.Option(None, "--num-frames", help="Frames per clip, 4n+1 (default: preset's)."),
+        num_frames: int = typer.Option(None, "--num-frames", help="Frames per clip, by the VAE's rule (4n+1 for Wan)."),
         vae_size: int = typer.Option(None, "--vae-size", help="VAE input size in pixels (default: preset's)."),
         recon_size: int = typer.Option(None, "--recon-size", help="3D model input size (default: preset's)."),
         rank_by: str = typer.Option("fit", "--rank-by", help="fit (as the release) or holdout."),
@@ -87,7 +92,7 @@ def register(app: typer.Typer) -> None:
                 spec=models.spec, num_clips=num_clips, num_frames=models.num_frames, vae_size=models.vae_size,
                 recon_size=models.recon_size, layers=tuple(layers.split(",")) if layers else None,
                 holdout_fraction=holdout_fraction, rank_by=rank_by, batch_size=batch_size, seed=seed,
-                temporal_factor=models.temporal_factor,
+                resample_hw=models.resample_hw,
             )
         except ValueError as exc:
             raise UserInputError(str(exc)) from None
@@ -95,7 +100,8 @@ def register(app: typer.Typer) -> None:
         sources = {**models.sources, "preset": preset, "data": data}
         report = run_layer_search(clips, models.vae, models.recon, models.adapter, out, config, sources)
         best = report.layers[report.best_layer]
-        typer.echo(f"best layer {report.best_layer}: MSE fit {best['mse_fit']:.4g}"
+        typer.echo(f"{report.vae['family']} VAE x {models.adapter.name}: best layer {report.best_layer}: "
+                   f"MSE fit {best['mse_fit']:.4g}"
                    + (f", hold-out {best['mse_holdout']:.4g}" if best["mse_holdout"] is not None else "")
                    + f" -> {out / 'report.json'}")
 
@@ -128,9 +134,9 @@ def register(app: typer.Typer) -> None:
                  "would overrun it; continue with --resume.",
         ),
         layer: str = typer.Option(None, "--layer", help="Layer to stitch at (default: the search's best)."),
-        recon: str = typer.Option(None, "--recon", help="3D model: Hub repo id or local folder (default: preset's)."),
+        recon: str = typer.Option(None, "--recon", help=RECON_HELP),
         recon_type: str = typer.Option("anysplat", "--recon-type", help="anysplat or vggt (with --recon)."),
-        vae: str = typer.Option(None, "--vae", help="Wan VAE: Hub repo id or folder (default: the preset's)."),
+        vae: str = typer.Option(None, "--vae", help=VAE_HELP),
         data: str = typer.Option("synthetic", "--data", help="synthetic, dl3dv:<folder>, or a folder of videos."),
         num_clips: int = typer.Option(
             256, "--num-clips",
@@ -149,12 +155,20 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option(None, "--device", help="cuda, cpu ... (default: cuda if available)."),
     ) -> None:
         from vist3a.stitching.models import resolve_clips, resolve_stitch_models
-        from vist3a.stitching.train import StitchTrainConfig, build_student, read_run_init, train_stitched
+        from vist3a.stitching.train import (
+            StitchTrainConfig,
+            build_student,
+            init_model_args,
+            read_run_init,
+            train_stitched,
+        )
 
         if init is None:
             if resume is None:
                 raise UserInputError("--init is required (a layer-search folder), unless --resume names a checkpoint")
             init = read_run_init(resume)
+        searched = init_model_args(init)  # default to the models the layer search used
+        vae, recon = vae or searched.get("vae"), recon or searched.get("recon")
         dev = _device(device)
         models = resolve_stitch_models(preset, recon, vae, recon_type, vae_size, recon_size, None, None, seed, dev)
         try:
