@@ -16,10 +16,11 @@ part           what comes back
 ============== ===============================================================================================
 
 When all four generator parts are asked for, :attr:`Components.generator` also holds them assembled as a
-:class:`~vist3a.video.WanGenerator` (or its subclass ``CogVideoXGenerator``; placement/offload applied). A *provider* knows how to load the parts of one
-family of presets; the preset names its provider (``"provider"``; default ``"hub"`` for presets with repo ids,
-``"folder"`` for saved pipelines). Built-ins: ``tiny-random``, ``nano`` (registered by module path, so this layer
-never imports the nano package), ``hub`` and ``folder``. Adding a model = :func:`register_provider` + a preset.
+:class:`~vist3a.video.WanGenerator` (or its subclass ``CogVideoXGenerator``; placement/offload applied). A
+*provider* knows how to load the parts of one family of presets; the preset names its provider (``"provider"``;
+default ``"hub"`` for presets with repo ids, ``"folder"`` for saved pipelines). Built-ins: ``tiny-random``,
+``nano`` (registered by module path, so this layer never imports the nano package), ``hub`` and ``folder``.
+Adding a model = :func:`register_provider` + a preset.
 """
 
 from __future__ import annotations
