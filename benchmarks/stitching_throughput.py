@@ -1,9 +1,11 @@
 """Throughput of the stitching stages at the real sizes (random weights): layer-search feature extraction, the
 ridge fit, and a short stitched fine-tune.
 
-Models: ``AnySplat()`` at its released configuration (VGGT-1B backbone, 24 DINO blocks, 448 px input) and
-``AutoencoderKLWan()`` at the Wan 2.1 configuration (16 latent channels, 4x temporal / 8x spatial), both with
-random weights; the stitching spec is derived (``conv3d_k5x3x3_o1024_s1x2x2_p2x1x1`` for 512 px VAE input).
+Models: ``AnySplat()`` at its released configuration (VGGT-1B backbone, 24 DINO blocks, 448 px input) and the
+video VAE of ``--vae`` (default ``wan2.1``: ``AutoencoderKLWan()``, 16 latent channels, 4x temporal / 8x spatial;
+any family of :mod:`vist3a.video.vae_adapters` at its released architecture), both with random weights; the
+stitching geometry is derived (``conv3d_k5x3x3_o1024_s1x2x2_p2x1x1`` for Wan 2.1 at 512 px VAE input; LTX-Video's
+latent is resampled). ``--num-frames`` is rounded up to the VAE's frame rule.
 Clips are random frames (content does not change the cost).
 
 Run on a CUDA machine::
@@ -45,18 +47,18 @@ class RandomClips(torch.utils.data.Dataset):
         return MultiViewClip(frames=torch.rand(self.frames_per_clip, 3, self.size, self.size, generator=generator))
 
 
-def build_models(small: bool, device: torch.device):
+def build_models(small: bool, device: torch.device, family: str = "wan2.1"):
     """(vae, anysplat, vae_size, recon_size): the real sizes, or the tiny ones with ``small``."""
-    from diffusers import AutoencoderKLWan
+    import diffusers
 
     from vist3a.recon import AnySplat, random_tiny_model
-    from vist3a.video.tiny import tiny_vae_config
+    from vist3a.video.vae_adapters import VAE_ADAPTERS, family_name, released_vae_config, tiny_vae
 
     torch.manual_seed(0)
     if small:
-        return AutoencoderKLWan(**tiny_vae_config()).to(device), random_tiny_model("anysplat").to(device), 32, 56
+        return tiny_vae(family).to(device), random_tiny_model("anysplat").to(device), 32, 56
     with torch.device(device):
-        vae = AutoencoderKLWan()
+        vae = getattr(diffusers, VAE_ADAPTERS[family_name(family)].diffusers_class)(**released_vae_config(family))
         recon = AnySplat()
     return vae, recon, 512, 448
 
@@ -88,6 +90,7 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=13, help="views per fine-tuning clip")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--small", action="store_true", help="tiny random models (smoke test)")
+    parser.add_argument("--vae", default="wan2.1", help="VAE family: wan2.1, wan2.2, cogvideox, hunyuanvideo, svd, ltx")
     parser.add_argument("--no-bf16", action="store_true", help="float32 instead of bf16 autocast")
     parser.add_argument("--workdir", type=Path, default=None, help="where features and checkpoints go (temp dir)")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
@@ -96,21 +99,26 @@ def main() -> None:
 
     from vist3a.stitching.adapters import adapter_for_model
     from vist3a.stitching.features import ExtractionSettings, FeatureStore, extract_features
-    from vist3a.stitching.models import derive_spec
+    from vist3a.stitching.models import stitch_geometry
     from vist3a.stitching.search import SearchConfig, fit_candidates, score_layers, write_outputs
     from vist3a.stitching.train import StitchTrainConfig, build_student, train_stitched
+    from vist3a.video.vae_adapters import vae_adapter
 
     device = torch.device(args.device)
     bf16 = device.type == "cuda" and not args.no_bf16
-    vae, recon, vae_size, recon_size = build_models(args.small, device)
+    vae, recon, vae_size, recon_size = build_models(args.small, device, args.vae)
     vae.eval().requires_grad_(False)
     recon.eval().requires_grad_(False)
     adapter = adapter_for_model(recon)
-    spec = derive_spec(recon, adapter, vae, vae_size, recon_size)
+    video = vae_adapter(vae)
+    spec, resample_hw = stitch_geometry(recon, adapter, vae, vae_size, recon_size)
+    args.num_frames = video.check_num_frames(args.num_frames, round_up=True)
+    args.views = video.check_num_frames(args.views, round_up=True)
     layers = tuple(args.layers.split(","))
     results: dict = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-        "torch": torch.__version__, "small": args.small, "bf16_autocast": bf16, "spec": spec,
+        "torch": torch.__version__, "small": args.small, "bf16_autocast": bf16, "spec": spec, "vae": video.describe(),
+        "resample_hw": resample_hw,
         "vae_size": vae_size, "recon_size": recon_size, "num_frames": args.num_frames, "layers": list(layers),
         "recon_parameters": sum(p.numel() for p in recon.parameters()),
         "vae_parameters": sum(p.numel() for p in vae.parameters()),
@@ -120,7 +128,8 @@ def main() -> None:
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
     # 1. feature extraction: one warm-up clip, then the rest timed
-    settings = dict(num_frames=args.num_frames, vae_size=vae_size, recon_size=recon_size, layers=layers, shard_size=1)
+    settings = dict(num_frames=args.num_frames, vae_size=vae_size, recon_size=recon_size, layers=layers, shard_size=1,
+                    vae=video.name)
     with autocast:
         extract_features(clips, vae, recon, adapter, workdir / "warmup", ExtractionSettings(num_clips=1, **settings),
                          progress=False)
@@ -136,7 +145,8 @@ def main() -> None:
 
     # 2. ridge fit + MSE of every stored layer
     config = SearchConfig(spec=spec, num_clips=args.num_clips, num_frames=args.num_frames, vae_size=vae_size,
-                          recon_size=recon_size, layers=layers, holdout_fraction=0.0)
+                          recon_size=recon_size, layers=layers, holdout_fraction=0.0,
+                          temporal_factor=video.temporal_factor, resample_hw=resample_hw)
     store = FeatureStore(workdir / "search")
     reset_peak(device)
     start = time.perf_counter()

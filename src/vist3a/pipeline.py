@@ -296,7 +296,8 @@ class Text2ScenePipeline:
         Args:
             prompt: one prompt or a list (optional when ``prompt_embeds`` are given).
             negative_prompt: ``"release"`` = the VIST3A negative prompt; default: the preset's.
-            num_inference_steps, guidance_scale, num_frames (``4k + 1``), height, width: default: the preset's.
+            num_inference_steps, guidance_scale, num_frames (the VAE's frame rule: ``4k + 1`` for Wan), height,
+                width: default: the preset's.
             generator: a ``torch.Generator`` (a CPU one gives the same noise on every device) or one per scene.
             latents: initial *normalised* noise ``[B, C, T_lat, h, w]`` instead of drawing it.
             prompt_embeds, negative_prompt_embeds: ``[B, L, D]`` text states (as the generator's text encoder gives,
@@ -311,7 +312,6 @@ class Text2ScenePipeline:
             overrides: the other :class:`GenerationSettings` (``flow_shift``, ``scheduler``, ``template``,
                 ``round_frames``).
         """
-        from vist3a.video.frames import check_num_frames
         from vist3a.video.templates import NEGATIVE_PROMPT
 
         if num_steps is not None:
@@ -340,8 +340,10 @@ class Text2ScenePipeline:
         self.check_inputs(prompts if prompt_embeds is None else ["embeds"], settings)
         if generator is None:  # no generator: the settings' seed (0 unless the preset says otherwise), reproducible
             generator = torch.Generator("cpu").manual_seed(int(settings.seed))
-        temporal, _ = self.generator.scale_factors
-        settings.num_frames = check_num_frames(settings.num_frames, temporal, round_up=settings.round_frames)
+        temporal, _ = self.generator.scale_factors  # the generator's frame rule (CogVideoX: odd latent counts)
+        latent_frames = self.generator.latent_shape(settings.num_frames, settings.height, settings.width,
+                                                    round_frames=settings.round_frames)[1]
+        settings.num_frames = (latent_frames - 1) * temporal + 1
         if negative_prompt is None or isinstance(negative_prompt, str):
             negative = NEGATIVE_PROMPT if settings.negative_prompt == "release" else (settings.negative_prompt or "")
         else:

@@ -183,9 +183,18 @@ def test_cli_train_time_budget(search_dir, tmp_path, capsys):
     assert json.loads((tmp_path / "run" / "checkpoint-1" / "meta.json").read_text())["stopped_by"] == "time_budget"
 
 
+def test_views_must_follow_the_vae_frame_rule(teacher, teacher_search, tiny_models, tiny_clips, tmp_path):
+    from vist3a.errors import UserInputError
+
+    decoder = build_student(teacher, teacher_search, config())
+    with pytest.raises(UserInputError, match="4k\\+1"):
+        train_stitched(decoder, teacher, tiny_models.vae, tiny_clips, tmp_path / "run", config(view_choices=(5, 6)),
+                       device="cpu", progress=False)
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="view_choices"):
-        config(view_choices=(6,))
+        config(view_choices=(0,))
     with pytest.raises(ValueError, match="mixed_precision"):
         config(mixed_precision="fp8")
     assert config(warmup_steps=None, max_steps=40).resolved_warmup == 4

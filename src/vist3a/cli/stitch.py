@@ -13,17 +13,28 @@ PRESET_HELP = (
     "tiny-random (seconds on a CPU), nano (the shipped nano models), vist3a-1.3b / vist3a-14b (Wan 2.1 VAE + "
     "AnySplat) or a preset .json; sizes come from its stitching block."
 )
-RECON_TYPES = ("anysplat", "vggt")
+RECON_TYPES = ("anysplat", "vggt", "mvdust3r")
 #: Entries that mark a folder as a stitching run (``--overwrite`` may empty it).
 RUN_MARKERS = ("train_config.json", "checkpoint-*", "losses.csv", "final")
 #: Synthetic clips rendered for a run at most (each step draws --batch-size of them).
 MAX_POOL_CLIPS = 256
-#: Frames of every supported video VAE (Wan 2.1/2.2) come as 4k+1: checked before the VAE loads.
-TEMPORAL_FACTOR = 4
+VAE_HELP = ("Video VAE: a family (wan2.1, wan2.2, cogvideox, hunyuanvideo, svd, ltx: tiny random under the tiny-random "
+            "and nano presets, the family's released VAE otherwise), a Hub repo id or a folder (default: the preset's; "
+            "for train, the one its --init search used).")
 
 
 def _device(device: str | None):
     return options.parse_device(device)
+
+
+def _check_frame_rule(models, frames: int | None, option: str) -> None:
+    """``frames`` against the loaded VAE's frame rule (4n+1 for Wan, 8n+1 for LTX-Video, any for SVD)."""
+    if frames is None:
+        return
+    try:
+        models.vae_adapter.check_num_frames(frames)
+    except ValueError as exc:
+        raise UserInputError(f"{option} {frames}: {exc}") from None
 
 
 def _check_data(data: str) -> None:
@@ -103,12 +114,12 @@ def register(app: typer.Typer) -> None:
         recon_type: str = typer.Option(
             None, "--recon-type", help="anysplat (default), vggt or mvdust3r (with --recon; else the preset's model)."
         ),
-        vae: str = typer.Option(None, "--vae", help="Wan VAE: Hub repo id or folder (default: the preset's)."),
+        vae: str = typer.Option(None, "--vae", help=VAE_HELP),
         data: str = typer.Option("synthetic", "--data", help="synthetic, dl3dv:<folder>, or a folder of videos."),
         holdout_fraction: float = typer.Option(0.2, "--holdout-fraction", help="Share of clips held out."),
         layers: str = typer.Option(None, "--layers", help="Comma-separated candidates (default: all enc_blocks_k)."),
         spec: str = typer.Option(None, "--spec", help="Stitching spec (default: derived, conv3d_k5x3x3_o<C>_s..)."),
-        num_frames: int = typer.Option(None, "--num-frames", help="Frames per clip, 4n+1 (default: preset's)."),
+        num_frames: int = typer.Option(None, "--num-frames", help="Frames per clip, by the VAE's rule (4n+1 for Wan)."),
         vae_size: int = typer.Option(None, "--vae-size", help="VAE input size in pixels (default: preset's)."),
         recon_size: int = typer.Option(None, "--recon-size", help="3D model input size (default: preset's)."),
         rank_by: str = typer.Option("fit", "--rank-by", help="fit (as the release) or holdout."),
@@ -119,7 +130,7 @@ def register(app: typer.Typer) -> None:
         from vist3a.stitching.models import resolve_clips, resolve_stitch_models
         from vist3a.stitching.search import SearchConfig, run_layer_search
 
-        options.check_frames(num_frames, "--num-frames", TEMPORAL_FACTOR)
+        options.check_int_range(num_frames, "--num-frames", 1)  # the VAE's frame rule: checked once it is loaded
         options.check_int_range(num_clips, "--num-clips", 1)
         options.check_int_range(batch_size, "--batch-size", 1)
         options.check_finite(holdout_fraction, "--holdout-fraction", 0.0)
@@ -135,12 +146,13 @@ def register(app: typer.Typer) -> None:
         dev = _device(device)
         models = resolve_stitch_models(preset, recon, vae, recon_type, vae_size, recon_size, num_frames, spec, seed,
                                        dev)
+        _check_frame_rule(models, num_frames, "--num-frames")
         try:
             config = SearchConfig(
                 spec=models.spec, num_clips=num_clips, num_frames=models.num_frames, vae_size=models.vae_size,
                 recon_size=models.recon_size, layers=tuple(layers.split(",")) if layers else None,
                 holdout_fraction=holdout_fraction, rank_by=rank_by, batch_size=batch_size, seed=seed,
-                temporal_factor=models.temporal_factor,
+                resample_hw=models.resample_hw,
             )
         except ValueError as exc:
             raise UserInputError(str(exc)) from None
@@ -148,7 +160,8 @@ def register(app: typer.Typer) -> None:
         sources = {**models.sources, "preset": preset, "data": data}
         report = run_layer_search(clips, models.vae, models.recon, models.adapter, out, config, sources)
         best = report.layers[report.best_layer]
-        typer.echo(f"best layer {report.best_layer}: MSE fit {best['mse_fit']:.4g}"
+        typer.echo(f"{report.vae['family']} VAE x {models.adapter.name}: best layer {report.best_layer}: "
+                   f"MSE fit {best['mse_fit']:.4g}"
                    + (f", hold-out {best['mse_holdout']:.4g}" if best["mse_holdout"] is not None else "")
                    + f" -> {out / 'report.json'}")
 
@@ -185,7 +198,7 @@ def register(app: typer.Typer) -> None:
         recon_type: str = typer.Option(
             None, "--recon-type", help="anysplat (default), vggt or mvdust3r (with --recon; else the preset's model)."
         ),
-        vae: str = typer.Option(None, "--vae", help="Wan VAE: Hub repo id or folder (default: the preset's)."),
+        vae: str = typer.Option(None, "--vae", help=VAE_HELP),
         data: str = typer.Option("synthetic", "--data", help="synthetic, dl3dv:<folder>, or a folder of videos."),
         num_clips: int = typer.Option(
             None, "--num-clips",
@@ -206,7 +219,13 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = options.overwrite_option("Start afresh in an --out that holds another run (deletes it)."),
     ) -> None:
         from vist3a.stitching.models import resolve_clips, resolve_stitch_models
-        from vist3a.stitching.train import StitchTrainConfig, build_student, read_run_init, train_stitched
+        from vist3a.stitching.train import (
+            StitchTrainConfig,
+            build_student,
+            init_model_args,
+            read_run_init,
+            train_stitched,
+        )
 
         # 1. everything that needs no model: paths, the run folder, numbers
         _check_init(init, resume, layer)
@@ -225,11 +244,15 @@ def register(app: typer.Typer) -> None:
         options.check_seed(seed)
         view_list = _int_list(views, "--views")
         for count in view_list or ():
-            options.check_frames(count, "--views", TEMPORAL_FACTOR)
+            options.check_int_range(count, "--views", 1)  # the VAE's frame rule is checked once it is loaded
         _check_data(data)
+        searched = init_model_args(init)  # default to the models the layer search used
+        vae, recon = vae or searched.get("vae"), recon or searched.get("recon")
         dev = _device(device)
         # 2. models and the student (which checks --init against --layer), then the clips it trains on
         models = resolve_stitch_models(preset, recon, vae, recon_type, vae_size, recon_size, None, None, seed, dev)
+        for count in view_list or ():
+            _check_frame_rule(models, count, "--views")
         try:
             config = StitchTrainConfig(
                 max_steps=max_steps, lr=lr, warmup_steps=warmup_steps,

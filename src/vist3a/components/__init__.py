@@ -6,8 +6,8 @@ for the *parts* it needs of a preset:
 ============== ===============================================================================================
 part           what comes back
 ============== ===============================================================================================
-``vae``        ``diffusers.AutoencoderKLWan`` (fp32)
-``transformer`` ``diffusers.WanTransformer3DModel``
+``vae``        a diffusers video VAE (fp32) that :func:`vist3a.video.vae_adapters.vae_adapter` knows
+``transformer`` ``diffusers.WanTransformer3DModel`` (``CogVideoXTransformer3DModel`` for CogVideoX presets)
 ``text_encoder`` :class:`vist3a.video.text.HFTextEncoder`
 ``scheduler``  a diffusers flow-matching scheduler
 ``recon``      the plain 3D model (:class:`~vist3a.recon.AnySplat` / :class:`~vist3a.recon.VGGT`)
@@ -16,10 +16,11 @@ part           what comes back
 ============== ===============================================================================================
 
 When all four generator parts are asked for, :attr:`Components.generator` also holds them assembled as a
-:class:`~vist3a.video.WanGenerator` (placement/offload applied). A *provider* knows how to load the parts of one
-family of presets; the preset names its provider (``"provider"``; default ``"hub"`` for presets with repo ids,
-``"folder"`` for saved pipelines). Built-ins: ``tiny-random``, ``nano`` (registered by module path, so this layer
-never imports the nano package), ``hub`` and ``folder``. Adding a model = :func:`register_provider` + a preset.
+:class:`~vist3a.video.WanGenerator` (or its subclass ``CogVideoXGenerator``; placement/offload applied). A
+*provider* knows how to load the parts of one family of presets; the preset names its provider (``"provider"``;
+default ``"hub"`` for presets with repo ids, ``"folder"`` for saved pipelines). Built-ins: ``tiny-random``,
+``nano`` (registered by module path, so this layer never imports the nano package), ``hub`` and ``folder``.
+Adding a model = :func:`register_provider` + a preset.
 """
 
 from __future__ import annotations

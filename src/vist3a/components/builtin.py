@@ -1,8 +1,13 @@
 """The built-in providers: ``tiny-random`` (seeded random models of the real classes), ``hub`` (the release's
-repos or local copies of them) and ``folder`` (a pipeline written by ``Text2ScenePipeline.save_pretrained``)."""
+repos or local copies of them) and ``folder`` (a pipeline written by ``Text2ScenePipeline.save_pretrained``).
+
+The VAE family of a preset is ``generator.vae`` for ``tiny-random`` (``wan2.1``, ``wan2.2``, ``cogvideox``) and
+``generator.family`` (``wan`` / ``cogvideox``: the generator class) for ``hub``; the ``vae`` part is any diffusers
+video VAE that :func:`vist3a.video.vae_adapters.vae_adapter` knows."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -24,46 +29,78 @@ def place_generator(generator: Any, options: LoadOptions) -> Any:
     return generator.set_offload(options.offload) if options.offload != "none" else generator
 
 
-def stitch_recon(recon: torch.nn.Module, preset: dict[str, Any], seed: int) -> torch.nn.Module:
-    """``recon`` stitched at the preset's ``stitched.layer`` / ``spec`` with a seeded fresh stitching layer."""
+def stitch_recon(recon: torch.nn.Module, preset: dict[str, Any], seed: int, vae: Any = None) -> torch.nn.Module:
+    """``recon`` stitched at the preset's ``stitched.layer`` / ``spec`` with a seeded fresh stitching layer that
+    takes the latents of ``vae`` (its channels and temporal factor; ``None``: the Wan 2.1 release's)."""
     from vist3a.stitching.decoder import StitchedDecoder
 
     stitched = preset.get("stitched", {})
     if "layer" not in stitched or "spec" not in stitched:
         raise UserInputError(f"preset {preset['name']!r} must give stitched.layer and stitched.spec")
+    latent: dict[str, int] = {}
+    if vae is not None:
+        from vist3a.video.vae_adapters import vae_adapter
+
+        video = vae_adapter(vae)
+        latent = {"latent_channels": video.latent_channels, "temporal_factor": video.temporal_factor}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return StitchedDecoder.from_recon(recon, stitched["layer"], stitched["spec"])
+        return StitchedDecoder.from_recon(recon, stitched["layer"], stitched["spec"], **latent)
+
+
+def tiny_vae_family(preset: dict[str, Any]) -> str:
+    """The VAE family of a ``tiny-random`` preset (``generator.vae``; default ``wan2.1``)."""
+    return str(preset.get("generator", {}).get("vae", "wan2.1"))
+
+
+def generator_class(preset: dict[str, Any]) -> Any:
+    """The generator class of a ``hub`` preset's ``generator.family`` (``wan``, the default, or ``cogvideox``)."""
+    from vist3a.video.cogvideox import CogVideoXGenerator
+    from vist3a.video.generator import WanGenerator
+
+    classes = {"wan": WanGenerator, "cogvideox": CogVideoXGenerator}
+    family = preset.get("generator", {}).get("family", "wan")
+    if family not in classes:
+        raise UserInputError(f"preset {preset['name']!r}: generator.family must be one of {list(classes)}, "
+                             f"got {family!r}")
+    return classes[family]
+
+
+def saved_generator_class(folder: Path) -> Any:
+    """The generator class of a saved generator folder, read from its ``model_index.json``."""
+    from vist3a.video.cogvideox import CogVideoXGenerator
+    from vist3a.video.generator import WanGenerator
+
+    index = folder / "model_index.json"
+    name = json.loads(index.read_text()).get("_class_name") if index.is_file() else None
+    return CogVideoXGenerator if name == "CogVideoXPipeline" else WanGenerator
 
 
 class TinyRandomProvider:
-    """Tiny random Wan generator / VAE, tiny random AnySplat or VGGT, tiny random scorer: seconds on a CPU."""
+    """Tiny random generator / VAE of the preset's family (``generator.vae``: Wan 2.1, Wan 2.2, CogVideoX), tiny
+    random AnySplat or VGGT, tiny random scorer: seconds on a CPU."""
 
     def load(self, preset: dict[str, Any], parts: frozenset[str], options: LoadOptions, out: Components) -> None:
         from vist3a.recon.hub import random_tiny_model
 
-        seed, dtype = options.seed, options.dtype or torch.float32
-        out.sources.update(weights="random-init", seed=seed)
+        seed, dtype, family = options.seed, options.dtype or torch.float32, tiny_vae_family(preset)
+        out.sources.update(weights="random-init", seed=seed, vae_family=family)
         if parts & (GENERATOR_PARTS - {"vae"}):
             from vist3a.video.tiny import build_tiny_generator
 
             generator = build_tiny_generator(seed, device=options.device, dtype=dtype,
-                                             text_max_length=options.text_max_length or 16)
+                                             text_max_length=options.text_max_length or 16, vae=family)
             out.set_generator(place_generator(generator, options))
-        elif "vae" in parts:
-            from diffusers import AutoencoderKLWan
+        elif parts & {"vae", "stitched"}:
+            from vist3a.video.vae_adapters import tiny_vae
 
-            from vist3a.video.tiny import tiny_vae_config
-
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                out.vae = AutoencoderKLWan(**tiny_vae_config())
+            out.vae = tiny_vae(family, seed)
         if parts & {"recon", "stitched"}:
             kind = options.recon_model or preset.get("recon", {}).get("model", "anysplat")
             recon = random_tiny_model(kind, seed=seed)
             out.recon = recon
             if "stitched" in parts:
-                decoder = stitch_recon(recon, preset, seed).to(options.device)
+                decoder = stitch_recon(recon, preset, seed, out.vae).to(options.device)
                 if dtype != torch.float32:
                     decoder = torch.nn.Module.to(decoder, dtype=dtype)  # every module may be half
                 out.stitched = decoder.eval()
@@ -74,16 +111,16 @@ class TinyRandomProvider:
 
 
 class FolderProvider:
-    """A folder written by ``Text2ScenePipeline.save_pretrained``: ``generator/`` (diffusers Wan) + ``decoder/``."""
+    """A folder written by ``Text2ScenePipeline.save_pretrained``: ``generator/`` (a diffusers Wan or CogVideoX
+    pipeline folder) + ``decoder/``."""
 
     def load(self, preset: dict[str, Any], parts: frozenset[str], options: LoadOptions, out: Components) -> None:
         from vist3a.stitching.decoder import StitchedDecoder
-        from vist3a.video.generator import WanGenerator
 
         folder = Path(preset["folder"])
         out.sources["folder"] = str(folder)
         if parts & GENERATOR_PARTS:
-            out.set_generator(WanGenerator.from_pretrained(
+            out.set_generator(saved_generator_class(folder / "generator").from_pretrained(
                 folder / "generator", dtype=options.dtype, device=options.device, offload=options.offload,
                 local_files_only=True,
             ))
@@ -96,10 +133,11 @@ class FolderProvider:
 class HubProvider:
     """The release's components from Hub repos or local folders, all resolved first (one error for all missing).
 
-    Preset keys: ``generator.repo_id``, ``lora`` (merged into the transformer for generation, not for
-    alignment), ``recon.repo_id`` / ``recon.model``, ``stitched`` (official checkpoint file, layer, spec; or
-    ``stitched.folder``: a decoder the user trained, see :func:`user_stitched_path`). MV-DUSt3R weights (a file,
-    folder or repo) are resolved by their own loader.
+    Preset keys: ``generator.repo_id`` / ``generator.family`` (``wan`` or ``cogvideox``), ``lora`` (merged into the
+    transformer for generation, not for alignment), ``recon.repo_id`` / ``recon.model``, ``stitched`` (official
+    checkpoint file, layer, spec; or ``stitched.folder``: a decoder the user trained with ``vist3a stitch train``,
+    for pairs without released stitched weights such as Wan 2.2, CogVideoX or MV-DUSt3R; see
+    :func:`user_stitched_path`). MV-DUSt3R weights (a file, folder or repo) are resolved by their own loader.
     """
 
     def load(self, preset: dict[str, Any], parts: frozenset[str], options: LoadOptions, out: Components) -> None:
@@ -108,6 +146,8 @@ class HubProvider:
         gen_cfg, lora_cfg = preset.get("generator", {}), preset.get("lora")
         recon_cfg, stitched_cfg = preset.get("recon", {}), preset.get("stitched", {})
         whole_generator = bool(parts & (GENERATOR_PARTS - {"vae"}))
+        own_stitched = "folder" in stitched_cfg
+        user_decoder = user_stitched_path(preset) if "stitched" in parts and own_stitched else None
         needed: list[tuple[str, list[str] | None]] = []
         if whole_generator:
             needed.append((gen_cfg.get("repo_id"), None))
@@ -115,14 +155,12 @@ class HubProvider:
                 needed.append((lora_cfg["repo_id"], [f"{lora_cfg['subfolder']}/*"]))
         elif "vae" in parts:
             needed.append((gen_cfg.get("repo_id"), ["vae/*"]))
-        own_stitched = "folder" in stitched_cfg
         kind = options.recon_model or recon_cfg.get("model", "anysplat")
         base_needed = "recon" in parts or ("stitched" in parts and not own_stitched)
         if base_needed and kind not in SELF_RESOLVING_RECON:
             needed.append((recon_cfg.get("repo_id"), None))
         if "stitched" in parts and not own_stitched:
             needed.append((stitched_cfg.get("repo_id"), [stitched_cfg.get("filename")]))
-        user_decoder = user_stitched_path(preset) if "stitched" in parts and own_stitched else None
         if not all(repo for repo, _ in needed) or (base_needed and not recon_cfg.get("repo_id")):
             raise UserInputError(f"preset {preset['name']!r} names no repo for each of the parts {sorted(parts)}")
         folders = hub.require(needed, local_files_only=options.local_files_only, what=f"preset {preset['name']!r}")
@@ -131,21 +169,17 @@ class HubProvider:
         if whole_generator:
             out.set_generator(self._generator(preset, options))
         elif "vae" in parts:
-            from diffusers import AutoencoderKLWan
+            from vist3a.video.vae_adapters import load_video_vae
 
-            root = folders[gen_cfg["repo_id"]]
-            out.vae = AutoencoderKLWan.from_pretrained(root / "vae" if (root / "vae").is_dir() else root,
-                                                       local_files_only=True)
+            out.vae = load_video_vae(str(folders[gen_cfg["repo_id"]]))[0]
         if base_needed:
             base = self._recon(recon_cfg, options)
             out.recon = base if "recon" in parts else None
             if "stitched" in parts and not own_stitched:
                 out.stitched = self._stitched(base, folders[stitched_cfg["repo_id"]], stitched_cfg, options)
-        if "stitched" in parts and own_stitched:
-            from vist3a.stitching.decoder import StitchedDecoder
-
+        if user_decoder is not None:
             out.sources["stitched"] = str(user_decoder)
-            out.stitched = _place_decoder(StitchedDecoder.from_pretrained(user_decoder), options)
+            out.stitched = _place_decoder(_user_decoder(user_decoder, preset, out.vae), options)
         if "scorer" in parts:
             from vist3a.alignment.scorers import load_scorer
 
@@ -154,11 +188,9 @@ class HubProvider:
 
     @staticmethod
     def _generator(preset: dict[str, Any], options: LoadOptions) -> Any:
-        from vist3a.video.generator import WanGenerator
-
-        generator = WanGenerator.from_pretrained(preset["generator"]["repo_id"], dtype=options.dtype,
-                                                 device=options.device, offload=options.offload,
-                                                 local_files_only=True)
+        generator = generator_class(preset).from_pretrained(preset["generator"]["repo_id"], dtype=options.dtype,
+                                                            device=options.device, offload=options.offload,
+                                                            local_files_only=True)
         lora_cfg = preset.get("lora")
         if lora_cfg and options.load_lora:
             from vist3a.video.lora import load_lora
@@ -202,15 +234,36 @@ def _place_decoder(decoder: torch.nn.Module, options: LoadOptions) -> torch.nn.M
 
 def user_stitched_path(preset: dict[str, Any]) -> Path:
     """The stitched-decoder folder a preset's ``stitched.folder`` names (``~`` and ``$VARS`` expanded): a
-    ``vist3a stitch train`` ``final/`` folder, for 3D models whose stitching the release does not ship
-    (MV-DUSt3R, preset ``wan-mvdust3r-1.3b``)."""
+    ``vist3a stitch train`` ``final/`` folder, for pairs whose stitching the release does not ship (Wan 2.2,
+    CogVideoX, MV-DUSt3R). Checked before anything is downloaded."""
     import os
 
-    raw = str(preset["stitched"]["folder"])
-    folder = Path(os.path.expandvars(os.path.expanduser(raw)))
-    if not (folder / "config.json").is_file():
+    raw = preset["stitched"].get("folder")
+    folder = Path(os.path.expandvars(os.path.expanduser(str(raw)))) if raw else None
+    if folder is None or not (folder / "config.json").is_file():
+        vae = preset.get("generator", {}).get("repo_id", "<the generator repo>")
+        where = f" ({raw} -> {folder} has no config.json)" if raw else " (stitched.folder is not set)"
         raise UserInputError(
-            f"preset {preset['name']!r} needs your stitched decoder folder ({raw} -> {folder}, not found): train one "
-            f"with `vist3a stitch train ...` and set stitched.folder (or the variable it names) to its final/ folder"
+            f"preset {preset['name']!r} needs your stitched decoder{where}: no released one exists; train one with "
+            f"`vist3a stitch search --vae {vae} ...` then `vist3a stitch train ...` and set stitched.folder (or the "
+            "variable it names) in a copy of this preset to the run's final/ folder, then pass --preset <that .json>"
         )
     return folder
+
+
+def _user_decoder(folder: Path, preset: dict[str, Any], vae: Any) -> torch.nn.Module:
+    """The user's stitched decoder, checked against the latents of the preset's VAE (when it is loaded)."""
+    from vist3a.stitching.decoder import StitchedDecoder
+
+    decoder = StitchedDecoder.from_pretrained(folder)
+    if vae is not None:
+        from vist3a.video.vae_adapters import vae_adapter
+
+        video, cfg = vae_adapter(vae), decoder.config
+        if (cfg.latent_channels, cfg.temporal_factor) != (video.latent_channels, video.temporal_factor):
+            raise UserInputError(
+                f"the stitched decoder in {folder} takes {cfg.latent_channels}-channel latents (temporal factor "
+                f"{cfg.temporal_factor}), the {video.name} VAE of preset {preset['name']!r} gives "
+                f"{video.latent_channels} (factor {video.temporal_factor}): stitch it on this VAE"
+            )
+    return decoder

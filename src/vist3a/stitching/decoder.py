@@ -33,7 +33,13 @@ from torch import nn
 
 from vist3a.stitching.adapters import ReconAdapter, adapter_for_model, get_adapter, layer_name
 from vist3a.stitching.lora import LoraSettings, add_lora, has_lora, lora_parameters, merge_lora
-from vist3a.stitching.spec import StitchingLayer, build_stitching_layer, parse_spec
+from vist3a.stitching.spec import (
+    RELEASE_LATENT_CHANNELS,
+    RELEASE_TEMPORAL_FACTOR,
+    StitchingLayer,
+    build_stitching_layer,
+    parse_spec,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +67,9 @@ class StitchedDecoder(ModelMixin, ConfigMixin):
             patch projection).
         spec: stitching-layer spec, e.g. ``"conv3d_k5x3x3_o1024_s1x2x2_p2x1x1"``; its output channels must equal
             the recon model's token width.
-        latent_channels: channels of the VAE latent (``z_dim``).
-        temporal_factor: the VAE's temporal compression (views = ``(T_lat − 1)·factor + 1``).
+        latent_channels: channels of the VAE latent (the adapter's ``latent_channels``; default: the release's 16).
+        temporal_factor: the VAE's temporal compression (views = ``(T_lat − 1)·factor + 1``; default: the
+            release's 4, 1 for SVD).
         latent_hw: resample the latent to this spatial size first (the release: ``resolution // 8``); ``None``
             keeps the latent size.
         lora_rank, lora_alpha: PEFT LoRA on every Linear/Conv2d of the cut model (rank 0: none).
@@ -83,8 +90,8 @@ class StitchedDecoder(ModelMixin, ConfigMixin):
         recon_config: dict,
         layer: str,
         spec: str,
-        latent_channels: int = 16,
-        temporal_factor: int = 4,
+        latent_channels: int = RELEASE_LATENT_CHANNELS,
+        temporal_factor: int = RELEASE_TEMPORAL_FACTOR,
         latent_hw: tuple[int, int] | None = None,
         lora_rank: int = 0,
         lora_alpha: float = 32.0,
@@ -119,8 +126,8 @@ class StitchedDecoder(ModelMixin, ConfigMixin):
         layer: str,
         spec: str,
         stitching_layer: nn.Module | Mapping[str, torch.Tensor] | None = None,
-        latent_channels: int = 16,
-        temporal_factor: int = 4,
+        latent_channels: int = RELEASE_LATENT_CHANNELS,
+        temporal_factor: int = RELEASE_TEMPORAL_FACTOR,
         latent_hw: tuple[int, int] | None = None,
         lora: LoraSettings | None = None,
         pos_embed_hw_swap: bool = True,
@@ -178,7 +185,7 @@ class StitchedDecoder(ModelMixin, ConfigMixin):
         spec: str = "conv3d_k5x3x3_o1024_s1x2x2_p2x1x1",
         lora_alpha: float = 32.0,
         latent_hw: tuple[int, int] | None = None,
-        temporal_factor: int = 4,
+        temporal_factor: int = RELEASE_TEMPORAL_FACTOR,
     ) -> StitchedDecoder:
         """A released VIST3A stitching checkpoint on top of the *uncut* base AnySplat ``base_model``.
 
@@ -191,7 +198,7 @@ class StitchedDecoder(ModelMixin, ConfigMixin):
 
         entries = read_official_checkpoint(checkpoint) if not isinstance(checkpoint, Mapping) else dict(checkpoint)
         weight = entries.get("stitching_layer/weight")
-        channels = int(weight.shape[1]) if weight is not None else 16
+        channels = int(weight.shape[1]) if weight is not None else RELEASE_LATENT_CHANNELS
         decoder = cls.from_recon(
             base_model, layer, spec, latent_channels=channels, temporal_factor=temporal_factor, latent_hw=latent_hw
         )

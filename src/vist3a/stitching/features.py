@@ -2,8 +2,9 @@
 
 For every clip (frames ``[T, 3, H, W]`` in ``[0, 1]``):
 
-- the **raw sampled VAE latent** ``[C, T_lat, h, w]``: the clip resized to the VAE resolution, mapped to
-  ``[-1, 1]``, encoded, and one sample of the posterior (``latent_dist.sample()``, as the release fits on),
+- the **raw sampled VAE latent** ``[C, T_lat, h, w]``: the clip resized to the VAE resolution and encoded by the
+  VAE's :class:`~vist3a.video.vae_adapters.VideoVAEAdapter`, one sample of the posterior (as the release fits on);
+  any video VAE family works (``C``, ``T_lat`` and ``h, w`` follow its config),
 - the **candidate features** ``[T, P, D]`` of the reconstruction model: the clip resized to the model's input
   size, the outputs of DINO blocks ``enc_blocks_k`` with the ``1 + R`` prefix tokens dropped.
 
@@ -44,8 +45,10 @@ class ExtractionSettings:
 
     Attributes:
         num_clips: clips ``0 .. num_clips - 1`` of the dataset.
-        num_frames: frames per clip (``4n + 1``).
+        num_frames: frames per clip (valid for the VAE's frame rule).
         vae_size: square VAE input resolution (pixels).
+        vae: the VAE family (``wan2.1``, ``cogvideox``, ...), so that features of two VAEs never mix; folders
+            written before it was recorded are Wan 2.1's.
         recon_size: square input size of the reconstruction model (pixels).
         layers: candidate layers stored (``enc_blocks_k``).
         shard_size: clips per shard file.
@@ -59,6 +62,7 @@ class ExtractionSettings:
     layers: tuple[str, ...]
     shard_size: int = 4
     seed: int = 0
+    vae: str = "wan2.1"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))
@@ -91,14 +95,11 @@ def encode_latents(
     """Frames ``[B, T, 3, H, W]`` in ``[0, 1]`` -> the raw latent ``[B, C, T_lat, h, w]``: one posterior sample
     (``sample``, what the release fits and trains on) or the posterior mode.
 
-    The VAE (``diffusers.AutoencoderKLWan``) takes ``[B, 3, T, H, W]`` in ``[-1, 1]``.
+    ``vae`` is any video VAE :func:`~vist3a.video.vae_adapters.vae_adapter` knows (or its adapter).
     """
-    from vist3a.video.frames import frames_to_vae
+    from vist3a.video.vae_adapters import vae_adapter
 
-    param = next(vae.parameters())
-    pixels = frames_to_vae(frames).to(param.device, param.dtype)
-    posterior = vae.encode(pixels).latent_dist
-    return posterior.sample(generator=generator) if sample else posterior.mode()
+    return vae_adapter(vae).encode(frames, sample=sample, generator=generator)
 
 
 def clip_frames(clip: Any, size: int) -> torch.Tensor:
@@ -112,7 +113,7 @@ def _check_meta(root: Path, settings: ExtractionSettings) -> None:
     meta_path = root / FEATURES_DIR / META_FILE
     wanted = settings.to_json()
     if meta_path.is_file():
-        found = json.loads(meta_path.read_text())
+        found = {"vae": "wan2.1", **json.loads(meta_path.read_text())}
         if found != wanted:
             changed = sorted(k for k in set(found) | set(wanted) if found.get(k) != wanted.get(k))
             raise UserInputError(

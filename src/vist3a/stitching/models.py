@@ -3,12 +3,21 @@
 :func:`resolve_stitch_models` asks :func:`vist3a.components.load_components` for the parts ``vae`` and ``recon``
 of a preset (any preset name every command accepts: ``tiny-random``, ``nano``, ``vist3a-1.3b``, ``vist3a-14b``, a
 preset file) and reads the sizes from the preset's ``stitching`` block (VAE input size, 3D-model input size,
-frames, view counts). ``--recon`` / ``--vae`` sources (Hub ids or folders) replace the preset's models. The
-built-in presets fall back to random weights of their sizes when their weights are not installed (a warning;
-``sources["weights"] = "random-init"``).
+frames, view counts). ``--recon`` / ``--vae`` replace the preset's models. The built-in presets fall back to random
+weights of their sizes when their weights are not installed (a warning; ``sources["weights"] = "random-init"``).
 
-The stitching spec is derived from the sizes (:func:`derive_spec`): kernel ``5x3x3``, padding ``2x1x1`` as in the
-release, output channels = the model's token width, spatial stride = latent grid / token grid.
+``--vae`` takes any video VAE (:mod:`vist3a.video.vae_adapters`): a family name (``wan2.1``, ``wan2.2``,
+``cogvideox``, ``hunyuanvideo``, ``svd``, ``ltx``: a tiny random VAE of that family under the ``tiny-random`` and
+``nano`` presets, the family's released VAE under the others), a Hub repo id or a folder. ``--recon`` likewise
+takes a recon type name (``anysplat``, ``vggt``: the preset's model of that type, or a random one of the preset's
+size) besides a Hub id or folder. Frame counts are rounded up to the VAE's frame rule.
+
+The stitching geometry is derived from the sizes (:func:`stitch_geometry`): kernel ``5x3x3``, padding ``2x1x1`` as
+in the release, output channels = the model's token width; the spatial stride maps the latent grid (VAE size /
+the VAE's spatial factor) onto the token grid (model size / patch). Where the latent side is a multiple of the token
+side the stride is their ratio; where it is not (e.g. LTX-Video's 32x latent: 16 for 512 px vs AnySplat's 32 tokens
+for 448 px), the latent is first resampled trilinearly to ``s x grid`` with ``s = ceil(latent / grid)`` and the
+stride is ``s``.
 """
 
 from __future__ import annotations
@@ -26,6 +35,9 @@ from vist3a.stitching.adapters import ReconAdapter, adapter_for_model
 
 logger = logging.getLogger(__name__)
 
+#: Providers whose family / type names (``--vae cogvideox``, ``--recon vggt``) mean random models of their size.
+RANDOM_SIZE_PROVIDERS = ("tiny-random", "nano")
+
 SPEC_KERNEL = "5x3x3"
 SPEC_PADDING = "2x1x1"
 POOL_CHUNK = 8  # clips rendered per call when pooling synthetic training clips
@@ -38,10 +50,11 @@ class StitchModels:
     """A VAE and a reconstruction model with the clip geometry that connects them.
 
     Attributes:
-        vae: ``diffusers.AutoencoderKLWan`` (frozen, eval).
+        vae: a diffusers video VAE (frozen, eval), used through its
+            :class:`~vist3a.video.vae_adapters.VideoVAEAdapter`.
         recon: the reconstruction model (frozen, eval).
         adapter: its stitching adapter.
-        num_frames: default frames per clip (``4n + 1``).
+        num_frames: default frames per clip (valid for the VAE's frame rule).
         vae_size, recon_size: square input sizes (pixels) of the VAE and of the reconstruction model.
         spec: stitching-layer spec that maps the latent grid onto the token grid.
         view_choices: default views per training clip.
@@ -57,18 +70,23 @@ class StitchModels:
     spec: str
     view_choices: tuple[int, ...] = (9, 13, 17, 21)
     sources: dict[str, Any] = field(default_factory=dict)
+    resample_hw: tuple[int, int] | None = None
+    """Spatial size the stitching layer resamples the latent to first (``None``: the latent's own size)."""
+
+    @property
+    def vae_adapter(self) -> Any:
+        """The :class:`~vist3a.video.vae_adapters.VideoVAEAdapter` of :attr:`vae`."""
+        from vist3a.video.vae_adapters import vae_adapter
+
+        return vae_adapter(self.vae)
 
     @property
     def temporal_factor(self) -> int:
-        from vist3a.video.frames import vae_scale_factors
-
-        return vae_scale_factors(self.vae.config)[0]
+        return self.vae_adapter.temporal_factor
 
     @property
     def latent_hw(self) -> tuple[int, int]:
-        from vist3a.video.frames import vae_scale_factors
-
-        spatial = vae_scale_factors(self.vae.config)[1]
+        spatial = self.vae_adapter.spatial_factor
         return self.vae_size // spatial, self.vae_size // spatial
 
     def to(self, device: torch.device | str) -> StitchModels:
@@ -77,40 +95,44 @@ class StitchModels:
         return self
 
 
-def derive_spec(recon: torch.nn.Module, adapter: ReconAdapter, vae: torch.nn.Module, vae_size: int,
-                recon_size: int) -> str:
-    """``conv3d_k5x3x3_o<width>_s1x<s>x<s>_p2x1x1`` with ``s = latent side / token-grid side`` (must divide)."""
-    from vist3a.video.frames import vae_scale_factors
+def stitch_geometry(recon: torch.nn.Module, adapter: ReconAdapter, vae: torch.nn.Module, vae_size: int,
+                    recon_size: int) -> tuple[str, tuple[int, int] | None]:
+    """``(spec, resample_hw)``: ``conv3d_k5x3x3_o<width>_s1x<s>x<s>_p2x1x1`` and the latent resampling size.
 
-    spatial = vae_scale_factors(vae.config)[1]
+    ``s = latent side / token-grid side`` when it divides (``resample_hw = None``); otherwise the latent is resampled
+    to ``s * grid`` with ``s = ceil(latent / grid)`` (see the module docstring).
+    """
+    from vist3a.video.vae_adapters import vae_adapter
+
+    spatial = vae_adapter(vae).spatial_factor
     if vae_size % spatial:
         raise UserInputError(f"VAE size {vae_size} must be a multiple of the VAE's spatial factor {spatial}")
     latent = vae_size // spatial
     own = adapter.stitch_spec(recon, latent, recon_size)
-    if own is not None:
-        return own
+    if own is not None:  # the model's own rule (e.g. MV-DUSt3R's paper layer k5x7x7 s1x3x3)
+        return own, None
     grid = adapter.token_grid(recon, recon_size)[0]
-    if latent % grid:
-        raise UserInputError(
-            f"the latent grid ({latent} for {vae_size} px) is not a multiple of the token grid ({grid} for "
-            f"{recon_size} px); pick sizes with an integer ratio or pass --spec"
-        )
-    s = latent // grid
-    return f"conv3d_k{SPEC_KERNEL}_o{adapter.token_width(recon)}_s1x{s}x{s}_p{SPEC_PADDING}"
+    s = -(-latent // grid)
+    resample = None if latent % grid == 0 else (s * grid, s * grid)
+    return f"conv3d_k{SPEC_KERNEL}_o{adapter.token_width(recon)}_s1x{s}x{s}_p{SPEC_PADDING}", resample
 
 
-def load_vae(source: str) -> torch.nn.Module:
-    """``AutoencoderKLWan`` from a Hub repo id or a folder (a diffusers pipeline folder with ``vae/``, or the VAE
-    folder itself)."""
-    from diffusers import AutoencoderKLWan
+def derive_spec(recon: torch.nn.Module, adapter: ReconAdapter, vae: torch.nn.Module, vae_size: int,
+                recon_size: int) -> str:
+    """The spec of :func:`stitch_geometry` (for sizes whose latent side is a multiple of the token side)."""
+    spec, resample = stitch_geometry(recon, adapter, vae, vae_size, recon_size)
+    if resample is not None:
+        raise UserInputError(f"the latent of a {vae_size} px clip is no multiple of the token grid at {recon_size} px: "
+                             "use stitch_geometry (it resamples the latent)")
+    return spec
 
-    from vist3a.hub import resolve_dir
 
-    root = resolve_dir(source, allow_patterns=["vae/*"], what="VAE")
-    folder = root / "vae" if (root / "vae").is_dir() else root
-    if not (folder / "config.json").is_file():
-        raise UserInputError(f"VAE: {source} has no config.json (neither in vae/ nor at the top)")
-    return AutoencoderKLWan.from_pretrained(folder, local_files_only=True)
+def load_vae(source: str, tiny: bool = False, seed: int = 0) -> tuple[torch.nn.Module, str]:
+    """A video VAE and its description from a family name, Hub repo id or folder (a diffusers pipeline folder
+    with ``vae/``, or the VAE folder itself); see :func:`vist3a.video.vae_adapters.load_video_vae`."""
+    from vist3a.video.vae_adapters import load_video_vae
+
+    return load_video_vae(source, tiny=tiny, seed=seed)
 
 
 def load_recon(source: str, recon_type: str, preset: dict[str, Any] | None = None) -> torch.nn.Module:
@@ -151,35 +173,56 @@ def resolve_stitch_models(
     """Load the VAE and reconstruction model of ``preset``; ``recon`` / ``vae`` (Hub ids or folders) replace the
     preset's, sizes and ``spec`` override its defaults. Both models come back frozen, in eval mode, on ``device``."""
     from vist3a.components import load_components, provider_name, resolve_preset, stitching_sizes
+    from vist3a.recon import random_tiny_model
+    from vist3a.recon.hub import DEFAULT_REPOS
+    from vist3a.video.vae_adapters import vae_adapter
 
     data = resolve_preset(preset)
     sizes = stitching_sizes(data)
-    parts = {p for p, given in (("vae", vae), ("recon", recon)) if given is None}
+    provider = provider_name(data)
+    random_sizes = provider in RANDOM_SIZE_PROVIDERS  # family / type names mean random models of the preset's size
+    recon_arg, recon_model = recon, None
+    if recon is not None and recon.strip().lower() in DEFAULT_REPOS:  # a recon type name, not a repo or folder
+        recon_type, recon = recon.strip().lower(), None
+        if recon_type != data.get("recon", {}).get("model", "anysplat") and provider != "tiny-random":
+            if random_sizes:
+                recon_model = random_tiny_model(recon_type, seed=seed)
+            else:
+                recon = DEFAULT_REPOS[recon_type]
+    parts = set()
+    if vae is None:
+        parts.add("vae")
+    if recon is None and recon_model is None:
+        parts.add("recon")
     loaded = load_components(data, parts, seed=seed, random_fallback=True, recon_model=recon_type) if parts else None
     sources = dict(loaded.sources) if loaded is not None else {"preset": data["name"]}
-    base = {"vae": loaded.vae if vae is None else load_vae(vae),
-            "recon": loaded.recon if recon is None else load_recon(recon, recon_type or "anysplat", data),
-            "num_frames": sizes["num_frames"], "views": sizes["views"], "vae_size": sizes["vae_size"],
-            "recon_size": sizes["recon_size"], "sources": sources}
-    for name, given in (("vae", vae), ("recon", recon)):
-        sources[name] = given if given is not None else data["name"]
-    if recon in MVDUST3R_NAMES and provider_name(data) != "hub":
-        sources["recon"] = f"tiny-random-{recon} (random weights)"
-    recon_model, vae_model = base["recon"], base["vae"]
+    sources.update(vae=data["name"], recon=recon_arg or data["name"])
+    if vae is None:
+        vae_model = loaded.vae
+    else:
+        vae_model, sources["vae"] = load_vae(vae, tiny=random_sizes, seed=seed)
+    if recon_model is None:
+        recon_model = loaded.recon if recon is None else load_recon(recon, recon_type or "anysplat", data)
+    else:
+        sources["recon"] = f"tiny-random-{recon_type} (random weights)"
     for model in (recon_model, vae_model):
         model.eval().requires_grad_(False).to(device)
     adapter = adapter_for_model(recon_model)
-    vae_px = int(vae_size or base["vae_size"])
+    video = vae_adapter(vae_model)
+    vae_px = int(vae_size or sizes["vae_size"])
     if recon_size is None:  # the adapter may prefer another size for this latent (e.g. MV-DUSt3R: patch 16)
-        from vist3a.video.frames import vae_scale_factors
-
-        latent = vae_px // vae_scale_factors(vae_model.config)[1]
-        recon_size = adapter.default_recon_size(recon_model, latent, int(base["recon_size"]))
+        recon_size = adapter.default_recon_size(recon_model, vae_px // video.spatial_factor, int(sizes["recon_size"]))
     recon_px = int(recon_size)
-    spec = spec or derive_spec(recon_model, adapter, vae_model, vae_px, recon_px)
+    derived, resample = stitch_geometry(recon_model, adapter, vae_model, vae_px, recon_px)
+    if spec is not None:
+        resample = None
+    frames = int(num_frames) if num_frames else video.check_num_frames(int(sizes["num_frames"]), round_up=True)
+    views = tuple(dict.fromkeys(video.check_num_frames(int(v), round_up=True) for v in sizes["views"]))
+    sources["vae_family"] = video.name
+    sources.update({k: v for k, v in (("vae_arg", vae), ("recon_arg", recon_arg)) if v is not None})
     return StitchModels(
-        vae=vae_model, recon=recon_model, adapter=adapter, num_frames=int(num_frames or base["num_frames"]),
-        vae_size=vae_px, recon_size=recon_px, spec=spec, view_choices=tuple(base["views"]), sources=base["sources"],
+        vae=vae_model, recon=recon_model, adapter=adapter, num_frames=frames, vae_size=vae_px, recon_size=recon_px,
+        spec=spec or derived, view_choices=views, sources=sources, resample_hw=resample,
     )
 
 

@@ -29,7 +29,15 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from vist3a.stitching.spec import StitchingLayer, StitchSpec, build_stitching_layer, parse_spec, upsample_latent
+from vist3a.stitching.spec import (
+    RELEASE_LATENT_CHANNELS,
+    RELEASE_TEMPORAL_FACTOR,
+    StitchingLayer,
+    StitchSpec,
+    build_stitching_layer,
+    parse_spec,
+    upsample_latent,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -107,10 +115,10 @@ class RidgeAccumulator:
     def __init__(
         self,
         spec: str | StitchSpec,
-        in_channels: int = 16,
+        in_channels: int = RELEASE_LATENT_CHANNELS,
         out_channels: int | None = None,
         ridge: float = 1e-4,
-        temporal_factor: int = 4,
+        temporal_factor: int = RELEASE_TEMPORAL_FACTOR,
         target_hw: tuple[int, int] | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float64,
@@ -281,9 +289,9 @@ class RidgeAccumulator:
 def fit_stitching_layers(
     spec: str | StitchSpec,
     batches_factory: BatchesFactory,
-    in_channels: int = 16,
+    in_channels: int = RELEASE_LATENT_CHANNELS,
     ridge: float = 1e-4,
-    temporal_factor: int = 4,
+    temporal_factor: int = RELEASE_TEMPORAL_FACTOR,
     target_hw: tuple[int, int] | None = None,
     device: torch.device | str | None = None,
     progress: bool = True,
@@ -312,9 +320,9 @@ def fit_stitching_layers(
 def fit_stitching_layer(
     spec: str | StitchSpec,
     batches_factory: Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]],
-    in_channels: int = 16,
+    in_channels: int = RELEASE_LATENT_CHANNELS,
     ridge: float = 1e-4,
-    temporal_factor: int = 4,
+    temporal_factor: int = RELEASE_TEMPORAL_FACTOR,
     target_hw: tuple[int, int] | None = None,
     device: torch.device | str | None = None,
     progress: bool = True,

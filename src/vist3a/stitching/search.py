@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,7 @@ class SearchConfig:
     Attributes:
         spec: stitching-layer spec (its output channels must equal the model's token width).
         num_clips: clips used (fit + hold-out).
-        num_frames: frames per clip (``4n + 1``).
+        num_frames: frames per clip (valid for the VAE's frame rule).
         vae_size, recon_size: square input sizes of the VAE and the reconstruction model (pixels).
         layers: candidates to fit (default: all ``enc_blocks_1..N``).
         holdout_fraction: share of the clips held out for ``mse_holdout`` (the last clips); 0 disables it.
@@ -55,7 +55,10 @@ class SearchConfig:
         shard_size: clips per feature shard.
         batch_size: clips per forward during extraction.
         seed: posterior-sampling seed.
-        temporal_factor: the VAE's temporal compression.
+        temporal_factor: the VAE's temporal compression; ``None``: the VAE's (a value that differs is an error).
+        resample_hw: spatial size the stitching layer resamples the latent to before its convolution (``None``:
+            the latent's size); needed where the latent side is no multiple of the token side
+            (:func:`~vist3a.stitching.models.stitch_geometry`).
     """
 
     spec: str
@@ -70,10 +73,15 @@ class SearchConfig:
     shard_size: int = 4
     batch_size: int = 1
     seed: int = 0
-    temporal_factor: int = 4
+    temporal_factor: int | None = None
+    resample_hw: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         parse_spec(self.spec)
+        if self.resample_hw is not None:
+            object.__setattr__(self, "resample_hw", (int(self.resample_hw[0]), int(self.resample_hw[1])))
+            if min(self.resample_hw) < 1:
+                raise ValueError(f"resample_hw must be positive, got {self.resample_hw}")
         if not 0.0 <= self.holdout_fraction < 1.0:
             raise ValueError(f"holdout_fraction must be in [0, 1), got {self.holdout_fraction}")
         if self.rank_by not in ("fit", "holdout"):
@@ -109,6 +117,8 @@ class SearchReport:
     num_holdout_clips: int
     config: dict[str, Any] = field(default_factory=dict)
     models: dict[str, Any] = field(default_factory=dict)
+    vae: dict[str, Any] = field(default_factory=dict)
+    """The VAE's facts (:meth:`~vist3a.video.vae_adapters.VideoVAEAdapter.describe`): family, class, factors."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -148,8 +158,10 @@ def fit_candidates(
     progress: bool = True,
 ) -> dict[str, StitchingLayer]:
     """Ridge-fit one stitching layer per candidate on the fit clips (two streamed passes, shared ``XᵀX``)."""
+    if config.temporal_factor is None:
+        raise ValueError("fit_candidates needs config.temporal_factor (run_layer_search fills it in from the VAE)")
     acc = RidgeAccumulator(config.spec, in_channels=_latent_channels(store), ridge=config.ridge,
-                           temporal_factor=config.temporal_factor, device=device)
+                           temporal_factor=config.temporal_factor, target_hw=config.resample_hw, device=device)
     fit = config.fit_indices
     for latent, tokens in tqdm(store.clips(fit, layers), total=len(fit), desc="ridge fit: XᵀX, XᵀY", unit="clip",
                                disable=not progress):
@@ -212,8 +224,21 @@ def run_layer_search(
 ) -> SearchReport:
     """Extract features (resumable), fit and score every candidate, write the report, plot and fitted layers.
 
-    ``models`` is recorded in the report (where the weights came from).
+    ``vae`` is any video VAE of :mod:`vist3a.video.vae_adapters`; its temporal factor sets the layer's temporal
+    resampling and its facts go into the report. ``models`` is recorded in the report (where the weights came from).
     """
+    from vist3a.video.vae_adapters import vae_adapter
+
+    video = vae_adapter(vae)
+    if config.temporal_factor not in (None, video.temporal_factor):
+        raise UserInputError(f"temporal_factor {config.temporal_factor} differs from the {video.name} VAE's "
+                             f"({video.temporal_factor}); leave it unset")
+    config = replace(config, temporal_factor=video.temporal_factor)
+    try:
+        video.check_num_frames(config.num_frames)
+        video.check_resolution(config.vae_size, config.vae_size)
+    except ValueError as exc:
+        raise UserInputError(f"{video.name} VAE: {exc}") from None
     out_dir = Path(out_dir)
     width = adapter.token_width(recon)
     spec = parse_spec(config.spec)
@@ -230,6 +255,7 @@ def run_layer_search(
     settings = ExtractionSettings(
         num_clips=config.num_clips, num_frames=config.num_frames, vae_size=config.vae_size,
         recon_size=config.recon_size, layers=tuple(layers), shard_size=config.shard_size, seed=config.seed,
+        vae=video.name,
     )
     extract_features(clips, vae, recon, adapter, out_dir, settings, config.batch_size, progress)
     store = FeatureStore(out_dir)
@@ -243,7 +269,7 @@ def run_layer_search(
         layers=scores, best_layer=best, spec=str(spec), rank_by=config.rank_by,
         num_fit_clips=len(config.fit_indices), num_holdout_clips=config.num_holdout,
         config={**asdict(config), "layers": layers, "recon_type": adapter.name},
-        models=dict(models or {}),
+        models=dict(models or {}), vae=video.describe(),
     )
     write_outputs(out_dir, report, fitted, config)
     logger.info("layer search: best %s (%s MSE %.4g)", best, config.rank_by, scores[best][key])
@@ -253,13 +279,15 @@ def run_layer_search(
 def _check_grid(store: FeatureStore, spec: Any, config: SearchConfig) -> None:
     latent, tokens = next(store.clips(layers=list(store.settings.layers[:1])))
     t_lat, h, w = latent.shape[2:]
+    if config.resample_hw is not None:
+        h, w = config.resample_hw
     grid = spec.output_thw((t_lat - 1) * config.temporal_factor + 1, h, w)
     y = next(iter(tokens.values()))
     if y.shape[1] != grid[0] or y.shape[2] != grid[1] * grid[2]:
         raise UserInputError(
-            f"spec {spec} maps the {h}x{w} latent to a {grid[1]}x{grid[2]} token grid, but the model's features "
-            f"have {y.shape[2]} tokens per frame at recon size {config.recon_size}; choose the stride (s) or sizes "
-            "so that they match"
+            f"spec {spec} maps the {h}x{w} (resampled) latent to a {grid[1]}x{grid[2]} token grid, but the model's "
+            f"features have {y.shape[2]} tokens per frame at recon size {config.recon_size}; choose the stride (s) or "
+            "sizes so that they match"
         )
 
 
@@ -283,10 +311,14 @@ def write_outputs(
 
 
 def report_markdown(report: SearchReport) -> str:
+    vae = report.vae
+    vae_line = (f"VAE **{vae['family']}** (`{vae['class']}`: {vae['latent_channels']} latent channels, "
+                f"{vae['spatial_factor']}x spatial / {vae['temporal_factor']}x temporal, frames {vae['frame_rule']}); "
+                if vae else "")
     lines = [
         "# Stitching layer search",
         "",
-        f"Spec `{report.spec}`; {report.num_fit_clips} fit clips, {report.num_holdout_clips} held-out clips; "
+        f"{vae_line}Spec `{report.spec}`; {report.num_fit_clips} fit clips, {report.num_holdout_clips} held-out clips; "
         f"ranked by {report.rank_by} MSE. **Best layer: `{report.best_layer}`**.",
         "",
         "| layer | MSE (fit) | MSE (hold-out) |",

@@ -8,8 +8,10 @@ reconstruction model, for example ``conv3d_k5x3x3_o1024_s1x2x2_p2x1x1``:
 
 The layer (:class:`StitchingLayer`) first resamples the latent ``[B, C, T_lat, h, w]`` trilinearly
 (``align_corners=True``) to ``T = (T_lat - 1) * temporal_factor + 1`` frames, one slice per video frame, and
-then applies the convolution with **replicate** padding, as the VIST3A release does. ``temporal_factor``
-defaults to 4, the Wan VAE's; take it from the VAE config (``scale_factor_temporal``) for other VAEs.
+then applies the convolution with **replicate** padding, as the VIST3A release does. ``in_channels`` and
+``temporal_factor`` default to the release checkpoint's (:data:`RELEASE_LATENT_CHANNELS`,
+:data:`RELEASE_TEMPORAL_FACTOR`: the Wan 2.1 VAE); the stitching stages pass the values of the VAE in use
+(:class:`~vist3a.video.vae_adapters.VideoVAEAdapter`: 48 channels for Wan 2.2, 4 and factor 1 for SVD, ...).
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ import torch.nn.functional as F
 from torch import nn
 
 Triple = tuple[int, int, int]
+
+#: Latent channels and temporal factor of the released VIST3A checkpoint (its Wan 2.1 VAE); only defaults.
+RELEASE_LATENT_CHANNELS = 16
+RELEASE_TEMPORAL_FACTOR = 4
 
 _SPEC_RE = re.compile(
     r"conv3d"
@@ -122,7 +128,7 @@ def parse_spec(text: str | StitchSpec) -> StitchSpec:
     )
 
 
-def upsampled_frames(latent_frames: int, temporal_factor: int = 4) -> int:
+def upsampled_frames(latent_frames: int, temporal_factor: int = RELEASE_TEMPORAL_FACTOR) -> int:
     """Frames after the temporal upsampling: ``(T_lat - 1) * temporal_factor + 1``."""
     if latent_frames < 1:
         raise ValueError(f"latent_frames must be >= 1, got {latent_frames}")
@@ -138,7 +144,7 @@ def output_hw(spec: str | StitchSpec, h: int, w: int) -> tuple[int, int]:
 
 
 def output_shape(
-    spec: str | StitchSpec, latent_thw: tuple[int, int, int], temporal_factor: int = 4
+    spec: str | StitchSpec, latent_thw: tuple[int, int, int], temporal_factor: int = RELEASE_TEMPORAL_FACTOR
 ) -> tuple[int, int, int, int]:
     """``(C_out, T, H_out, W_out)`` of the stitching layer for a latent grid ``(T_lat, h, w)``."""
     spec = parse_spec(spec)
@@ -147,7 +153,7 @@ def output_shape(
 
 
 def upsample_latent(
-    latent: torch.Tensor, temporal_factor: int = 4, target_hw: tuple[int, int] | None = None
+    latent: torch.Tensor, temporal_factor: int = RELEASE_TEMPORAL_FACTOR, target_hw: tuple[int, int] | None = None
 ) -> torch.Tensor:
     """Trilinear (``align_corners=True``) resampling ``[B, C, T_lat, h, w] -> [B, C, T, H', W']``.
 
@@ -172,8 +178,8 @@ class StitchingLayer(nn.Conv3d):
     def __init__(
         self,
         spec: str | StitchSpec,
-        in_channels: int = 16,
-        temporal_factor: int = 4,
+        in_channels: int = RELEASE_LATENT_CHANNELS,
+        temporal_factor: int = RELEASE_TEMPORAL_FACTOR,
         target_hw: tuple[int, int] | None = None,
         bias: bool = True,
     ) -> None:
@@ -224,8 +230,8 @@ class StitchingLayer(nn.Conv3d):
 
 def build_stitching_layer(
     spec: str | StitchSpec,
-    in_channels: int = 16,
-    temporal_factor: int = 4,
+    in_channels: int = RELEASE_LATENT_CHANNELS,
+    temporal_factor: int = RELEASE_TEMPORAL_FACTOR,
     target_hw: tuple[int, int] | None = None,
     bias: bool = True,
 ) -> StitchingLayer:

@@ -77,7 +77,8 @@ class StitchTrainConfig:
         warmup_steps: linear warm-up steps; ``None`` = 500 capped at 10% of ``max_steps``.
         grad_clip: max global gradient norm (0 disables clipping).
         batch_size: clips per step and process.
-        view_choices: views per clip (``4n + 1``), one drawn per step.
+        view_choices: views per clip, one drawn per step; each must follow the VAE's frame rule (``4n + 1`` for
+            Wan, ``8n + 1`` for LTX-Video, any for SVD), checked when training starts.
         vae_size, recon_size: square input sizes of the VAE and of the reconstruction model.
         color_jitter: strength ``s`` of the per-clip brightness/contrast/saturation jitter (factors in
             ``[1 − s, 1 + s]``); 0 disables it.
@@ -126,8 +127,8 @@ class StitchTrainConfig:
         for name in positive:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"StitchTrainConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if not self.view_choices or any(v < 1 or (v - 1) % 4 for v in self.view_choices):
-            raise ValueError(f"StitchTrainConfig.view_choices must be 4n+1 frame counts, got {self.view_choices}")
+        if not self.view_choices or any(v < 1 for v in self.view_choices):
+            raise ValueError(f"StitchTrainConfig.view_choices must be positive frame counts, got {self.view_choices}")
         if self.mixed_precision not in ("bf16", "fp16", "no"):
             raise ValueError(
                 f"StitchTrainConfig.mixed_precision must be bf16, fp16 or no, got {self.mixed_precision!r}"
@@ -183,14 +184,12 @@ def build_student(
     lora = LoraSettings(config.lora_rank, config.lora_alpha)
     if init.is_file() and init.suffix == ".safetensors":
         fitted = load_fitted_layer(init.parent.parent, init.stem)
-        decoder = StitchedDecoder.from_recon(teacher, init.stem, str(fitted.spec), fitted,
-                                             temporal_factor=fitted.temporal_factor)
+        decoder = _student_from_fitted(teacher, init.stem, fitted)
     elif (init / "report.json").is_file():
         report = read_report(init)
         name = layer or report["best_layer"]
         fitted = load_fitted_layer(init, name)
-        decoder = StitchedDecoder.from_recon(teacher, name, str(fitted.spec), fitted,
-                                             temporal_factor=fitted.temporal_factor)
+        decoder = _student_from_fitted(teacher, name, fitted)
     elif (init / "config.json").is_file():
         decoder = StitchedDecoder.from_pretrained(init)
         if decoder.config.lora_rank:
@@ -206,6 +205,22 @@ def build_student(
         torch.manual_seed(config.seed)
         decoder.add_lora(lora)
     return decoder
+
+
+def _student_from_fitted(teacher: torch.nn.Module, layer: str, fitted: Any) -> StitchedDecoder:
+    """A decoder around a fitted layer: its latent channels, temporal factor and latent resampling carry over."""
+    return StitchedDecoder.from_recon(teacher, layer, str(fitted.spec), fitted, latent_channels=fitted.in_channels,
+                                      temporal_factor=fitted.temporal_factor, latent_hw=fitted.target_hw)
+
+
+def init_model_args(init: str | Path) -> dict[str, str]:
+    """The ``--vae`` / ``--recon`` arguments a layer-search folder was made with (``{"vae": ..., "recon": ...}``,
+    only those that were given), so that ``stitch train`` uses the same models by default."""
+    path = Path(init) / "report.json"
+    if not path.is_file():
+        return {}
+    models = json.loads(path.read_text()).get("models", {})
+    return {key: models[f"{key}_arg"] for key in ("vae", "recon") if models.get(f"{key}_arg")}
 
 
 def read_run_init(checkpoint: str | Path) -> Path:
@@ -369,7 +384,7 @@ def train_stitched(
     Args:
         decoder: the student (LoRA already added, e.g. by :func:`build_student`).
         teacher: the uncut original model (frozen here).
-        vae: ``AutoencoderKLWan`` used to encode the clips (frozen).
+        vae: the video VAE that encodes the clips (frozen; any family of :mod:`vist3a.video.vae_adapters`).
         clips: dataset of :class:`~vist3a.data.MultiViewClip` with enough frames for every ``view_choices``.
         run_dir: output folder (created).
         resume: ``run_dir/checkpoint-<step>`` to continue from (trained parameters, optimizer, scheduler, step).
@@ -503,12 +518,24 @@ def _agreed_stop(accelerator, over_budget: bool, hook: bool) -> str | None:
 
 
 def _check_sizes(decoder: StitchedDecoder, vae: torch.nn.Module, config: StitchTrainConfig) -> None:
-    """The student must see the teacher's image size: stitched token grid x patch == ``recon_size``."""
-    from vist3a.video.frames import vae_scale_factors
+    """The VAE must fit the decoder (channels, temporal factor) and take every view count and the VAE size; the
+    student must see the teacher's image size: stitched token grid x patch == ``recon_size``."""
+    from vist3a.video.vae_adapters import vae_adapter
 
-    temporal, spatial = vae_scale_factors(vae.config)
-    if temporal != decoder.config.temporal_factor:
-        raise ValueError(f"the VAE compresses time by {temporal}, the decoder expects {decoder.config.temporal_factor}")
+    video = vae_adapter(vae)
+    temporal, spatial = video.temporal_factor, video.spatial_factor
+    if temporal != decoder.config.temporal_factor or video.latent_channels != decoder.config.latent_channels:
+        raise UserInputError(
+            f"the {video.name} VAE gives {video.latent_channels}-channel latents with temporal factor {temporal}, "
+            f"the decoder expects {decoder.config.latent_channels} channels and factor "
+            f"{decoder.config.temporal_factor}: pass the --vae its layer search used"
+        )
+    try:
+        for views in config.view_choices:
+            video.check_num_frames(views)
+        video.check_resolution(config.vae_size, config.vae_size)
+    except ValueError as exc:
+        raise UserInputError(f"{video.name} VAE: {exc}") from None
     latent = config.vae_size // spatial
     image = decoder.image_size((latent, latent))
     if image != (config.recon_size, config.recon_size):

@@ -1,10 +1,14 @@
-"""``WanGenerator``: the Wan 2.1 VAE, transformer, text encoder and scheduler config as one object.
+"""``WanGenerator``: the Wan VAE, transformer, text encoder and scheduler config as one object.
+
+Wan 2.1 (16-channel, 8x VAE) and Wan 2.2 TI2V-5B (48-channel, 16x VAE) share the classes; every VAE fact
+(channels, factors, frame rule, normalisation) comes from the VAE's
+:class:`~vist3a.video.vae_adapters.VideoVAEAdapter`.
 
 Layout on disk is diffusers' (``vae/``, ``transformer/``, ``text_encoder/``, ``tokenizer/``, ``scheduler/``,
 ``model_index.json``) plus ``vist3a.json`` for vist3a's own settings (the text token length), so a Wan repo
 from the Hub loads directly and a saved generator is still a ``WanPipeline`` folder.
 
-Spaces and layouts: :meth:`WanGenerator.generate_latents` returns *normalised* latents ``[B, 16, T_lat, h, w]``;
+Spaces and layouts: :meth:`WanGenerator.generate_latents` returns *normalised* latents ``[B, C, T_lat, h, w]``;
 :meth:`WanGenerator.denormalize` turns them into *raw* latents, which :meth:`WanGenerator.decode` maps to
 frames ``[B, T, 3, H, W]`` in ``[0, 1]`` (the VAE itself works on ``[B, 3, T, H, W]`` in ``[-1, 1]``).
 """
@@ -25,15 +29,7 @@ from vist3a.errors import UserInputError
 from vist3a.hub import resolve_dir
 from vist3a.io_utils import atomic_dir
 from vist3a.video.configs import wan_repo_id
-from vist3a.video.frames import (
-    check_num_frames,
-    check_resolution,
-    frames_to_vae,
-    latent_shape,
-    vae_scale_factors,
-    vae_to_frames,
-)
-from vist3a.video.latents import denormalize_latents, normalize_latents
+from vist3a.video.frames import check_resolution
 from vist3a.video.lora import has_lora
 from vist3a.video.sampler import StepCallback, make_scheduler, sample
 from vist3a.video.templates import NEGATIVE_PROMPT, apply_template
@@ -51,10 +47,11 @@ def _default_device() -> torch.device:
 
 
 class WanGenerator:
-    """Wan 2.1 text-to-video generator parts with vist3a's sampler.
+    """Wan text-to-video generator parts (Wan 2.1, or Wan 2.2 TI2V-5B used text-to-video) with vist3a's sampler.
 
     Args:
-        vae: ``AutoencoderKLWan``.
+        vae: ``AutoencoderKLWan`` (any video VAE :func:`~vist3a.video.vae_adapters.vae_adapter` knows whose latent
+            channels match the transformer).
         transformer: ``WanTransformer3DModel`` (its ``text_dim`` must equal the text encoder's width).
         text_encoder: an :class:`~vist3a.video.text.HFTextEncoder` (UMT5 for Wan, MiniLM for nano).
         scheduler: the folder's scheduler; its config gives ``num_train_timesteps`` and is saved back.
@@ -68,6 +65,9 @@ class WanGenerator:
             undone).
     """
 
+    text_width_key = "text_dim"
+    """The transformer config key of the width of the text states it takes."""
+
     def __init__(
         self,
         vae: torch.nn.Module,
@@ -78,13 +78,18 @@ class WanGenerator:
         device: torch.device | str | None = None,
         offload: str = "none",
     ) -> None:
-        if text_encoder.hidden_size != transformer.config.text_dim:
+        text_width = int(getattr(transformer.config, self.text_width_key))
+        if text_encoder.hidden_size != text_width:
             raise ValueError(
-                f"text encoder width {text_encoder.hidden_size} != transformer `text_dim` {transformer.config.text_dim}"
+                f"text encoder width {text_encoder.hidden_size} != transformer `{self.text_width_key}` {text_width}"
             )
-        if vae.config.z_dim != transformer.config.in_channels:
+        from vist3a.video.vae_adapters import vae_adapter
+
+        self.vae_adapter = vae_adapter(vae)
+        if self.vae_adapter.latent_channels != transformer.config.in_channels:
             raise ValueError(
-                f"VAE `z_dim` {vae.config.z_dim} != transformer `in_channels` {transformer.config.in_channels}"
+                f"VAE latent channels {self.vae_adapter.latent_channels} != transformer `in_channels` "
+                f"{transformer.config.in_channels}"
             )
         self.vae = vae.eval()
         self.transformer = transformer.eval()
@@ -247,8 +252,8 @@ class WanGenerator:
     # ------------------------------------------------------------------ shapes and spaces
     @property
     def scale_factors(self) -> tuple[int, int]:
-        """``(temporal, spatial)`` compression of the VAE (4, 8 for Wan 2.1)."""
-        return vae_scale_factors(self.vae.config)
+        """``(temporal, spatial)`` compression of the VAE (4, 8 for Wan 2.1; 4, 16 for Wan 2.2)."""
+        return self.vae_adapter.factors
 
     @property
     def resolution_multiple(self) -> tuple[int, int]:
@@ -260,19 +265,19 @@ class WanGenerator:
     def latent_shape(
         self, num_frames: int, height: int, width: int, round_frames: bool = False
     ) -> tuple[int, int, int, int]:
-        """``(C, T_lat, h, w)`` for a clip, after validating frames (4k+1) and sizes (multiples of 16)."""
-        temporal, _ = self.scale_factors
-        frames = check_num_frames(num_frames, temporal, round_up=round_frames)
+        """``(C, T_lat, h, w)`` for a clip, after validating frames (the VAE's rule, 4k+1 for Wan) and sizes
+        (multiples of :attr:`resolution_multiple`)."""
+        frames = self.vae_adapter.check_num_frames(num_frames, round_up=round_frames)
         check_resolution(height, width, self.resolution_multiple)
-        return latent_shape(frames, height, width, self.vae.config)
+        return self.vae_adapter.latent_shape(frames, height, width)
 
     def normalize(self, raw_latents: torch.Tensor) -> torch.Tensor:
         """Raw (VAE-space) -> normalised (diffusion-space) latents, ``[B, C, T_lat, h, w]``."""
-        return normalize_latents(raw_latents, self.vae.config)
+        return self.vae_adapter.normalize(raw_latents)
 
     def denormalize(self, normalized_latents: torch.Tensor) -> torch.Tensor:
         """Normalised (diffusion-space) -> raw (VAE-space) latents, ``[B, C, T_lat, h, w]``."""
-        return denormalize_latents(normalized_latents, self.vae.config)
+        return self.vae_adapter.denormalize(normalized_latents)
 
     # ------------------------------------------------------------------ generation
     def encode_prompts(
@@ -368,18 +373,12 @@ class WanGenerator:
     def decode(self, raw_latents: torch.Tensor) -> torch.Tensor:
         """Raw latents ``[B, C, T_lat, h, w]`` -> frames ``[B, T, 3, H, W]`` float32 in ``[0, 1]``.
 
-        ``T = (T_lat - 1) * 4 + 1``, ``H = 8h``. Runs under the caller's grad mode (alignment backpropagates
-        through it). The VAE's own output is ``[B, 3, T, H, W]`` in ``[-1, 1]``; this rescales and reorders.
+        ``T = (T_lat - 1) * temporal + 1``, ``H = spatial * h``. Runs under the caller's grad mode (alignment
+        backpropagates through it). The VAE's own output is ``[B, 3, T, H, W]`` in ``[-1, 1]``; the adapter rescales
+        and reorders.
         """
-        if raw_latents.ndim != 5 or raw_latents.shape[1] != self.vae.config.z_dim:
-            channels = self.vae.config.z_dim
-            raise ValueError(
-                f"`raw_latents` must be shaped [B, {channels}, T_lat, h, w], got {tuple(raw_latents.shape)}"
-            )
-        vae_dtype = self.vae.dtype
         with self._placed(self.vae):
-            video = self.vae.decode(raw_latents.to(self.device, vae_dtype), return_dict=False)[0]
-        return vae_to_frames(video)
+            return self.vae_adapter.decode(raw_latents, device=self.device)
 
     def encode(
         self, frames: torch.Tensor, *, sample_posterior: bool = False, generator: torch.Generator | None = None
@@ -387,19 +386,11 @@ class WanGenerator:
         """Frames ``[B, T, 3, H, W]`` in ``[0, 1]`` -> **raw** latents ``[B, C, T_lat, h, w]`` (float32).
 
         Returns the posterior mean, or a sample of it (``sample_posterior``, seeded by ``generator``).
-        ``T`` must be 4k+1 and ``H``, ``W`` multiples of the VAE's spatial factor.
+        ``T`` must follow the VAE's frame rule (4k+1) and ``H``, ``W`` be multiples of its spatial factor.
         """
-        if frames.ndim != 5 or frames.shape[2] != 3:
-            raise ValueError(f"`frames` must be shaped [B, T, 3, H, W], got {tuple(frames.shape)}")
-        temporal, spatial = self.scale_factors
-        check_num_frames(int(frames.shape[1]), temporal)
-        check_resolution(int(frames.shape[3]), int(frames.shape[4]), spatial)
-        vae_dtype = self.vae.dtype
-        pixels = frames_to_vae(frames).to(self.device, vae_dtype)
         with self._placed(self.vae):
-            posterior = self.vae.encode(pixels, return_dict=False)[0]
-            raw = posterior.sample(generator) if sample_posterior else posterior.mode()
-        return raw.float()
+            return self.vae_adapter.encode(frames, sample=sample_posterior, generator=generator,
+                                           device=self.device).float()
 
 
 def _load_scheduler(folder: Path) -> Any:

@@ -1,9 +1,11 @@
-"""Tiny random Wan generators for tests and the nano stage (CPU, built in well under a second).
+"""Tiny random generators for tests and the nano stage (CPU, built in well under a second).
 
-The tiny VAE keeps what the rest of vist3a relies on: ``z_dim = 16``, 4x temporal and 8x spatial
-compression, Wan's latent statistics. The tiny transformer keeps patch (1, 2, 2) with 2 layers of 2 heads x
-12 dims. The text encoder is either a tiny random UMT5 (Wan's class, so the real loading path is exercised)
-using the offline MiniLM tokenizer, or the real all-MiniLM-L6-v2 encoder (D = 384) for the nano stage.
+The tiny Wan 2.1 VAE keeps the released one's ``z_dim = 16``, 4x temporal and 8x spatial compression and latent
+statistics; ``vae="wan2.2"`` swaps in a tiny 48-channel, 16x Wan 2.2 VAE (and a transformer of 48 channels), and
+``vae="cogvideox"`` builds a tiny CogVideoX generator (:mod:`vist3a.video.cogvideox`).
+The tiny transformer keeps patch (1, 2, 2) with 2 layers of 2 heads x 12 dims. The text encoder is either a
+tiny random UMT5 (Wan's class, so the real loading path is exercised) using the offline MiniLM tokenizer, or
+the real all-MiniLM-L6-v2 encoder (D = 384) for the nano stage.
 """
 
 from __future__ import annotations
@@ -32,14 +34,15 @@ def tiny_vae_config() -> dict[str, Any]:
     }
 
 
-def tiny_transformer_config(text_dim: int = 32) -> dict[str, Any]:
-    """``WanTransformer3DModel`` kwargs: 2 layers, 2 heads x 12 dims, patch (1, 2, 2), ``text_dim`` as given."""
+def tiny_transformer_config(text_dim: int = 32, latent_channels: int = 16) -> dict[str, Any]:
+    """``WanTransformer3DModel`` kwargs: 2 layers, 2 heads x 12 dims, patch (1, 2, 2), ``text_dim`` and latent
+    channels as given."""
     return {
         "patch_size": (1, 2, 2),
         "num_attention_heads": 2,
         "attention_head_dim": 12,
-        "in_channels": 16,
-        "out_channels": 16,
+        "in_channels": latent_channels,
+        "out_channels": latent_channels,
         "text_dim": text_dim,
         "freq_dim": 32,
         "ffn_dim": 32,
@@ -101,13 +104,28 @@ def build_tiny_generator(
     text_max_length: int = 16,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
+    vae: str = "wan2.1",
 ) -> WanGenerator:
     """A random-weight :class:`WanGenerator` (seeded, without touching the global RNG).
 
     ``text_encoder="umt5"``: tiny random UMT5 of width ``text_dim`` (default 32). ``"minilm"``: the shipped
     all-MiniLM-L6-v2 (``text_dim`` must be 384 or ``None``). The scheduler is UniPC (flow shift 3, as Wan's).
+    ``vae``: ``"wan2.1"``, ``"wan2.2"`` (48 latent channels) or ``"cogvideox"`` (a
+    :class:`~vist3a.video.cogvideox.CogVideoXGenerator` with a tiny T5; ``text_encoder`` is ignored).
     """
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
+
+    from vist3a.video.vae_adapters import family_name
+    from vist3a.video.vae_adapters import tiny_vae_config as family_vae_config
+
+    family = family_name(vae)
+    if family == "cogvideox":
+        from vist3a.video.cogvideox import build_tiny_cogvideox_generator
+
+        return build_tiny_cogvideox_generator(seed, device=device, dtype=dtype, text_dim=text_dim or 32,
+                                              text_max_length=text_max_length)
+    if family not in ("wan2.1", "wan2.2"):
+        raise ValueError(f"`vae` must be wan2.1, wan2.2 or cogvideox for a tiny generator, got {vae!r}")
 
     if text_encoder == "minilm":
         if text_dim not in (None, MINILM_DIM):
@@ -123,11 +141,12 @@ def build_tiny_generator(
         raise ValueError(f"`text_encoder` must be 'umt5' or 'minilm', got {text_encoder!r}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        vae = AutoencoderKLWan(**tiny_vae_config())
-        transformer = WanTransformer3DModel(**tiny_transformer_config(width))
+        vae_model = AutoencoderKLWan(**family_vae_config(family))
+        channels = int(vae_model.config.z_dim)
+        transformer = WanTransformer3DModel(**tiny_transformer_config(width, channels))
         if encoder is None:
             encoder = _tiny_umt5(width, text_max_length)
     if dtype != torch.float32:
         _cast_keeping_fp32(transformer, dtype)
         encoder.model.to(dtype)
-    return WanGenerator(vae, transformer, encoder, make_scheduler("unipc", shift=3.0), device=device)
+    return WanGenerator(vae_model, transformer, encoder, make_scheduler("unipc", shift=3.0), device=device)
