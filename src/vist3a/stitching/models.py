@@ -201,9 +201,10 @@ def resolve_stitch_models(
         vae_model = loaded.vae
     else:
         vae_model, sources["vae"] = load_vae(vae, tiny=random_sizes, seed=seed)
+    random_recon = recon_model is not None or (provider == "tiny-random" and recon_arg is not None and recon is None)
     if recon_model is None:
         recon_model = loaded.recon if recon is None else load_recon(recon, recon_type or "anysplat", data)
-    else:
+    if random_recon:
         sources["recon"] = f"tiny-random-{recon_type} (random weights)"
     for model in (recon_model, vae_model):
         model.eval().requires_grad_(False).to(device)
