@@ -19,7 +19,8 @@ import torch
 
 from vist3a.cameras import interpolate_poses, invert_rigid, save_cameras_json, to_homogeneous
 from vist3a.io_utils import atomic_dir
-from vist3a.splats import Gaussians, save_ply, save_splat
+from vist3a.splats import DEFAULT_SH_DEGREE, Gaussians, save_ply, save_splat, sh_truncation_report
+from vist3a.splats.sh import resolve_sh_degree
 
 logger = logging.getLogger(__name__)
 
@@ -120,8 +121,12 @@ def save_scene(
     fps: float = 12.0,
     render_backend: str = "auto",
     extra_meta: dict[str, Any] | None = None,
+    sh_degree: int | None = DEFAULT_SH_DEGREE,
 ) -> Path:
     """Write ``scene.ply``, ``scene.splat``, ``flythrough.mp4``, ``frames.mp4``, ``cameras.json``, ``meta.json``.
+
+    ``scene.ply`` keeps SH bands up to ``sh_degree`` (default 3, what current viewers read; ``None``: all);
+    ``meta.json["sh"]`` reports what was dropped (:func:`~vist3a.splats.sh_truncation_report`).
 
     Pointmap-only scenes write ``points.ply`` instead of the splat files. The folder is built beside
     ``out_dir`` and moved into place at the end, so a failure (or Ctrl-C) never leaves half-written output.
@@ -135,7 +140,8 @@ def save_scene(
     with atomic_dir(out_dir) as tmp:
         height, width = scene.image_size
         if scene.gaussians is not None:
-            save_ply(scene.gaussians, tmp / "scene.ply")
+            degree = resolve_sh_degree(sh_degree, scene.gaussians.sh_degree)
+            save_ply(scene.gaussians, tmp / "scene.ply", sh_degree=degree)
             save_splat(scene.gaussians, tmp / "scene.splat")
             on_gpu = torch.cuda.is_available()
             frames_n = flythrough_frames if flythrough_frames is not None else (48 if on_gpu else 16)
@@ -152,6 +158,7 @@ def save_scene(
             "settings": scene.settings,
             "timings_s": scene.timings,
             "num_gaussians": len(scene.gaussians) if scene.gaussians is not None else None,
+            "sh": sh_truncation_report(scene.gaussians.sh, degree) if scene.gaussians is not None else None,
             "image_size": list(scene.image_size),
             "versions": _versions(),
             **(extra_meta or {}),

@@ -102,10 +102,16 @@ def register(app: typer.Typer) -> None:
             False, "--fp8", help="fp8 matmuls in the transformer blocks (torchao; Ada/Hopper GPUs): faster, close "
             "to but not equal to bf16. Use with --compile."
         ),
+        sh_degree: int = typer.Option(
+            3, "--sh-degree", help="Highest SH degree in scene.ply, 0-4 (3 opens in every viewer; 4 only in some)."
+        ),
     ) -> None:
         import torch
 
         from vist3a.pipeline import Text2ScenePipeline
+
+        if not 0 <= sh_degree <= 4:
+            raise UserInputError(f"--sh-degree must be 0, 1, 2, 3 or 4, got {sh_degree}")
 
         if (prompt is None) == (prompts_file is None):
             raise UserInputError("give exactly one of a PROMPT argument or --prompts-file")
@@ -144,7 +150,7 @@ def register(app: typer.Typer) -> None:
             )[0]
             if pending is not None:
                 _report(pending.result())
-            pending = writer.submit(_save, scene, target, flythrough_frames)
+            pending = writer.submit(_save, scene, target, flythrough_frames, sh_degree)
         try:
             if pending is not None:
                 _report(pending.result())
@@ -152,10 +158,10 @@ def register(app: typer.Typer) -> None:
             writer.shutdown(wait=True)
 
 
-def _save(scene, target: Path, flythrough_frames: int | None):
+def _save(scene, target: Path, flythrough_frames: int | None, sh_degree: int = 3):
     from vist3a.scene import save_scene
 
-    save_scene(scene, target, flythrough_frames=flythrough_frames)
+    save_scene(scene, target, flythrough_frames=flythrough_frames, sh_degree=sh_degree)
     return scene, target
 
 

@@ -37,6 +37,9 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option(None, "--device", help="cuda, cpu, cuda:1 ... (default: cuda if available)."),
         dtype: str = typer.Option("float32", "--dtype", help="float32, or bfloat16 / float16 autocast."),
         keep_fraction: float = typer.Option(0.5, "--keep", help="VGGT: fraction of most confident pixels kept."),
+        sh_degree: int = typer.Option(
+            3, "--sh-degree", help="AnySplat: highest SH degree in scene.ply, 0-4 (3 opens in every viewer)."
+        ),
     ) -> None:
         import torch
 
@@ -48,6 +51,8 @@ def register(app: typer.Typer) -> None:
             raise UserInputError(f"--dtype must be one of {list(DTYPES)}, got {dtype!r}")
         if not 0.0 < keep_fraction <= 1.0:
             raise UserInputError(f"--keep must be in (0, 1], got {keep_fraction}")
+        if not 0 <= sh_degree <= 4:
+            raise UserInputError(f"--sh-degree must be 0, 1, 2, 3 or 4, got {sh_degree}")
         try:
             dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         except RuntimeError as exc:
@@ -64,6 +69,7 @@ def register(app: typer.Typer) -> None:
             autocast,
             keep_fraction,
             extra_meta={"source": str(source), "weights": weights or "official"},
+            sh_degree=sh_degree,
         )
         typer.echo(
             f"{summary.num_views} views {summary.image_hw[1]}x{summary.image_hw[0]} -> "

@@ -223,10 +223,13 @@ def reconstruct(
     keep_fraction: float = 0.5,
     extra_meta: dict | None = None,
     flythrough_frames: int = 24,
+    sh_degree: int | None = 3,
 ) -> ReconstructionSummary:
     """Run ``model`` (:class:`~vist3a.recon.VGGT` or :class:`~vist3a.recon.AnySplat`) on ``views [V, 3, H, W]``
     in ``[0, 1]`` and write the outputs to ``out_dir`` (replaced atomically); AnySplat also gets
-    ``flythrough.mp4``, a smooth path through the predicted cameras (``flythrough_frames = 0`` skips it)."""
+    ``flythrough.mp4``, a smooth path through the predicted cameras (``flythrough_frames = 0`` skips it).
+    ``scene.ply`` keeps SH bands up to ``sh_degree`` (``None``: all; AnySplat predicts 4, which current viewers
+    reject); ``meta.json["sh"]`` reports what was dropped."""
     from vist3a.cameras import save_cameras_json
     from vist3a.io_utils import atomic_dir
     from vist3a.recon import VGGT, AnySplat
@@ -255,13 +258,16 @@ def reconstruct(
         meta["depth_png_range"] = [near, far]
         if isinstance(model, AnySplat):
             from vist3a.splats.ply import save_ply
+            from vist3a.splats.sh import resolve_sh_degree, sh_truncation_report
 
             gaussians = out.gaussians[0].detach().to(device="cpu", dtype=torch.float32)
             keep = gaussians.is_finite()
             if not bool(keep.all()):
                 logger.warning("dropping %d non-finite Gaussians", int((~keep).sum()))
                 gaussians = gaussians[keep]
-            save_ply(gaussians, tmp / "scene.ply")
+            degree = resolve_sh_degree(sh_degree, gaussians.sh_degree)
+            save_ply(gaussians, tmp / "scene.ply", sh_degree=degree)
+            meta["sh"] = sh_truncation_report(gaussians.sh, degree)
             count, main_file = len(gaussians), "scene.ply"
             if flythrough_frames > 0:
                 _write_flythrough(tmp / "flythrough.mp4", gaussians.to(device), cams.w2c[0], cams.K[0],
