@@ -122,11 +122,14 @@ def save_scene(
     render_backend: str = "auto",
     extra_meta: dict[str, Any] | None = None,
     sh_degree: int | None = DEFAULT_SH_DEGREE,
+    formats: tuple[str, ...] | list[str] = (),
 ) -> Path:
     """Write ``scene.ply``, ``scene.splat``, ``flythrough.mp4``, ``frames.mp4``, ``cameras.json``, ``meta.json``.
 
     ``scene.ply`` keeps SH bands up to ``sh_degree`` (default 3, what current viewers read; ``None``: all);
     ``meta.json["sh"]`` reports what was dropped (:func:`~vist3a.splats.sh_truncation_report`).
+    ``formats``: extra exports written into the same folder (:mod:`vist3a.exports`: spz, compressed-ply, glb,
+    nerfstudio, colmap, all), from the frames before video compression.
 
     Pointmap-only scenes write ``points.ply`` instead of the splat files. The folder is built beside
     ``out_dir`` and moved into place at the end, so a failure (or Ctrl-C) never leaves half-written output.
@@ -164,6 +167,11 @@ def save_scene(
             **(extra_meta or {}),
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+        if formats:
+            from vist3a.exports import export_scene_data, parse_formats, scene_data_from_scene
+
+            extra = [name for name in parse_formats(formats) if name != "splat"]  # scene.splat is written above
+            export_scene_data(scene_data_from_scene(scene), tmp, extra, sh_degree=sh_degree, skip_unsupported=True)
     logger.info("wrote scene to %s", out_dir)
     return out_dir
 

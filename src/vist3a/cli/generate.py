@@ -105,10 +105,17 @@ def register(app: typer.Typer) -> None:
         sh_degree: int = typer.Option(
             3, "--sh-degree", help="Highest SH degree in scene.ply, 0-4 (3 opens in every viewer; 4 only in some)."
         ),
+        formats: list[str] = typer.Option(
+            None, "--formats", help="Extra exports into OUT: spz, compressed-ply, glb, nerfstudio, colmap, all "
+            "(comma-separated or repeated; see `vist3a export`)."
+        ),
     ) -> None:
         import torch
 
+        from vist3a.exports import parse_formats
         from vist3a.pipeline import Text2ScenePipeline
+
+        formats = parse_formats(formats or [])
 
         if not 0 <= sh_degree <= 4:
             raise UserInputError(f"--sh-degree must be 0, 1, 2, 3 or 4, got {sh_degree}")
@@ -150,7 +157,7 @@ def register(app: typer.Typer) -> None:
             )[0]
             if pending is not None:
                 _report(pending.result())
-            pending = writer.submit(_save, scene, target, flythrough_frames, sh_degree)
+            pending = writer.submit(_save, scene, target, flythrough_frames, sh_degree, formats)
         try:
             if pending is not None:
                 _report(pending.result())
@@ -158,10 +165,10 @@ def register(app: typer.Typer) -> None:
             writer.shutdown(wait=True)
 
 
-def _save(scene, target: Path, flythrough_frames: int | None, sh_degree: int = 3):
+def _save(scene, target: Path, flythrough_frames: int | None, sh_degree: int = 3, formats: list[str] | None = None):
     from vist3a.scene import save_scene
 
-    save_scene(scene, target, flythrough_frames=flythrough_frames, sh_degree=sh_degree)
+    save_scene(scene, target, flythrough_frames=flythrough_frames, sh_degree=sh_degree, formats=formats or ())
     return scene, target
 
 
