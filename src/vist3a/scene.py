@@ -177,7 +177,7 @@ def save_scene(
 
 
 def _save_points(scene: Scene, path: Path, min_conf_quantile: float = 0.5) -> None:
-    """Fused coloured point cloud of the pointmaps (points above the confidence median)."""
+    """Fused coloured point cloud of the pointmaps (points above the confidence median, with their confidence)."""
     import numpy as np
     from plyfile import PlyData, PlyElement
 
@@ -189,7 +189,12 @@ def _save_points(scene: Scene, path: Path, min_conf_quantile: float = 0.5) -> No
         conf = scene.points_conf.float().cpu().reshape(-1)
         keep &= conf >= conf.quantile(min_conf_quantile)
     pts, colors = pts[keep].numpy(), (colors[keep].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-    data = np.empty(len(pts), dtype=[(k, "f4") for k in "xyz"] + [(k, "u1") for k in ("red", "green", "blue")])
+    fields = [(k, "f4") for k in "xyz"] + [(k, "u1") for k in ("red", "green", "blue")]
+    if scene.points_conf is not None:  # kept so that `vist3a view` can filter by confidence
+        fields.append(("confidence", "f4"))
+    data = np.empty(len(pts), dtype=fields)
+    if scene.points_conf is not None:
+        data["confidence"] = conf[keep].numpy()
     for i, k in enumerate("xyz"):
         data[k] = pts[:, i]
     for i, k in enumerate(("red", "green", "blue")):

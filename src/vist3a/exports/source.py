@@ -36,6 +36,7 @@ class SceneData:
         width / height: the image size ``K`` refers to.
         frames: ``[V, H', W', 3]`` uint8 decoded frames, one per camera, or ``None`` (any ``H' x W'``: exporters
             rescale ``K`` to the frames).
+        confidence: ``[M]`` float32 confidence of each point (pointmap decoders), or ``None``.
     """
 
     gaussians: Gaussians | None
@@ -46,6 +47,7 @@ class SceneData:
     width: int
     height: int
     frames: np.ndarray | None = None
+    confidence: np.ndarray | None = None
 
     def point_cloud(self, max_points: int = 200_000, min_opacity: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
         """``(xyz [M, 3] float32, rgb [M, 3] uint8)``: the pointmap points, else the splat centres with their DC
@@ -95,13 +97,15 @@ def scene_data_from_scene(scene) -> SceneData:
     from vist3a.media import to_uint8_frames
     from vist3a.recon.reconstruct import fuse_point_maps
 
-    points = colors = None
+    points = colors = confidence = None
     if scene.points is not None:
         conf = scene.points_conf if scene.points_conf is not None else torch.ones(scene.points.shape[:-1])
         size = scene.points.shape[1:3]
         rgb = torch.nn.functional.interpolate(scene.frames.float().cpu(), size=size, mode="area")
-        xyz, cols = fuse_point_maps(scene.points.float().cpu(), conf.float().cpu(), rgb, keep_fraction=0.5)
-        points, colors = xyz.numpy(), cols.numpy()
+        xyz, cols, kept_conf = fuse_point_maps(
+            scene.points.float().cpu(), conf.float().cpu(), rgb, keep_fraction=0.5, return_conf=True
+        )
+        points, colors, confidence = xyz.numpy(), cols.numpy(), kept_conf.numpy()
     height, width = scene.image_size
     return SceneData(
         gaussians=scene.gaussians,
@@ -112,6 +116,7 @@ def scene_data_from_scene(scene) -> SceneData:
         width=int(width),
         height=int(height),
         frames=_frames_for(to_uint8_frames(scene.frames.permute(0, 2, 3, 1).clamp(0, 1).cpu()), scene.w2c.shape[0]),
+        confidence=confidence,
     )
 
 
@@ -133,17 +138,22 @@ def write_point_ply(path: str | os.PathLike, xyz: np.ndarray, rgb: np.ndarray) -
     return path
 
 
-def _read_point_ply(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def read_point_ply(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """A point-cloud PLY -> ``(xyz [M, 3] float32, rgb [M, 3] uint8, confidence [M] | None)`` (grey without
+    colours; ``confidence`` from a ``confidence`` property, as vist3a writes for pointmaps)."""
     from plyfile import PlyData
 
     vertex = PlyData.read(str(path))["vertex"].data
-    xyz = np.stack([vertex[c] for c in "xyz"], 1).astype(np.float32)
     names = vertex.dtype.names
+    if not all(c in names for c in "xyz"):
+        raise UserInputError(f"{path}: a PLY without x, y, z vertex properties is not a point cloud")
+    xyz = np.stack([vertex[c] for c in "xyz"], 1).astype(np.float32)
     if all(c in names for c in ("red", "green", "blue")):
         rgb = np.stack([vertex[c] for c in ("red", "green", "blue")], 1).astype(np.uint8)
     else:
         rgb = np.full_like(xyz, 200, dtype=np.uint8)
-    return xyz, rgb
+    conf = np.asarray(vertex["confidence"], dtype=np.float32) if "confidence" in names else None
+    return xyz, rgb, conf
 
 
 def _read_frames(folder: Path) -> np.ndarray | None:
@@ -168,9 +178,9 @@ def load_scene_dir(folder: str | os.PathLike) -> SceneData:
     if not (folder / "cameras.json").is_file():
         raise UserInputError(f"{folder}: no cameras.json, so it is not a vist3a scene folder")
     gaussians = load_ply(folder / "scene.ply") if (folder / "scene.ply").is_file() else None
-    points = colors = None
+    points = colors = confidence = None
     if (folder / "points.ply").is_file():
-        points, colors = _read_point_ply(folder / "points.ply")
+        points, colors, confidence = read_point_ply(folder / "points.ply")
     if gaussians is None and points is None:
         raise UserInputError(f"{folder}: has neither scene.ply nor points.ply")
     w2c, K, width, height = load_cameras_json(folder / "cameras.json")
@@ -183,4 +193,5 @@ def load_scene_dir(folder: str | os.PathLike) -> SceneData:
         width=width,
         height=height,
         frames=_frames_for(_read_frames(folder), w2c.shape[0]),
+        confidence=confidence,
     )

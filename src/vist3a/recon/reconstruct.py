@@ -113,12 +113,13 @@ def preprocess_frames(frames: list[np.ndarray], size: int, patch_size: int = 14)
 
 # ----------------------------------------------------------------------------- outputs
 def fuse_point_maps(
-    points: torch.Tensor, conf: torch.Tensor, colors: torch.Tensor, keep_fraction: float = 0.5
-) -> tuple[torch.Tensor, torch.Tensor]:
+    points: torch.Tensor, conf: torch.Tensor, colors: torch.Tensor, keep_fraction: float = 0.5,
+    return_conf: bool = False,
+) -> tuple[torch.Tensor, ...]:
     """Keep the ``keep_fraction`` most confident finite pixels of point maps.
 
     ``points [V, H, W, 3]``, ``conf [V, H, W]``, ``colors [V, 3, H, W]`` in [0, 1] ->
-    ``(xyz [M, 3], rgb [M, 3] uint8)``.
+    ``(xyz [M, 3], rgb [M, 3] uint8)``, most confident first; with ``return_conf`` also ``conf [M]``.
     """
     if not 0.0 < keep_fraction <= 1.0:
         raise ValueError(f"`keep_fraction` must be in (0, 1], got {keep_fraction}")
@@ -131,17 +132,23 @@ def fuse_point_maps(
         raise ValueError("the point maps have no finite points")
     keep = max(1, round(keep_fraction * xyz.shape[0]))
     order = torch.argsort(c, descending=True)[:keep]
-    return xyz[order], rgb[order]
+    return (xyz[order], rgb[order], c[order]) if return_conf else (xyz[order], rgb[order])
 
 
-def save_point_ply(path: str | os.PathLike, xyz: torch.Tensor, rgb: torch.Tensor) -> Path:
-    """Binary PLY point cloud with ``x y z`` (float32) and ``red green blue`` (uint8)."""
+def save_point_ply(
+    path: str | os.PathLike, xyz: torch.Tensor, rgb: torch.Tensor, conf: torch.Tensor | None = None
+) -> Path:
+    """Binary PLY point cloud with ``x y z`` (float32) and ``red green blue`` (uint8), plus ``confidence``
+    (float32) when ``conf [M]`` is given (``vist3a view`` filters points by it)."""
     from plyfile import PlyData, PlyElement
 
     from vist3a.io_utils import atomic_path
 
     dtype = [("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")]
+    dtype += [("confidence", "<f4")] if conf is not None else []
     table = np.empty(xyz.shape[0], dtype=dtype)
+    if conf is not None:
+        table["confidence"] = conf.detach().cpu().float().numpy()
     xyz_np, rgb_np = xyz.detach().cpu().float().numpy(), rgb.detach().cpu().numpy()
     for i, name in enumerate(("x", "y", "z")):
         table[name] = xyz_np[:, i]
@@ -273,8 +280,10 @@ def reconstruct(
                 _write_flythrough(tmp / "flythrough.mp4", gaussians.to(device), cams.w2c[0], cams.K[0],
                                   int(width), int(height), flythrough_frames)
         else:
-            xyz, rgb = fuse_point_maps(out.world_points[0], out.world_points_conf[0], views, keep_fraction)
-            save_point_ply(tmp / "points.ply", xyz, rgb)
+            xyz, rgb, conf = fuse_point_maps(
+                out.world_points[0], out.world_points_conf[0], views, keep_fraction, return_conf=True
+            )
+            save_point_ply(tmp / "points.ply", xyz, rgb, conf)
             count, main_file = xyz.shape[0], "points.ply"
             meta["keep_fraction"] = keep_fraction
         meta["num_primitives"] = int(count)
