@@ -16,6 +16,7 @@ import sys
 import typer
 
 from vist3a.cli import align, export, generate, info, nano, reconstruct, render, stitch, view
+from vist3a.cli import app as app_cmd
 from vist3a.errors import UserInputError
 
 app = typer.Typer(
@@ -31,7 +32,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-for module in (generate, render, info, reconstruct, stitch, align, nano, export, view):
+for module in (generate, render, info, reconstruct, stitch, align, nano, export, view, app_cmd):
     module.register(app)
 
 
