@@ -28,6 +28,7 @@ NANO_EXAMPLES = (
     "a shiny orange pyramid behind a black sphere",
 )
 PRESET_DEFAULT = "preset default"
+CAMERA = (90, 75, 2.5)  # the 3D view's start: degrees around y, degrees from the y axis, distance (unit-radius scene)
 
 
 def available_presets() -> list[str]:
@@ -137,10 +138,33 @@ class SceneService:
 
     @staticmethod
     def _result(folder: Path, summary: str) -> SceneResult:
-        view = folder / "scene.splat" if (folder / "scene.splat").exists() else folder / "scene.glb"
+        view = preview_splat(folder) if (folder / "scene.ply").exists() else folder / "scene.glb"
         videos = [folder / name if (folder / name).exists() else None for name in ("frames.mp4", "flythrough.mp4")]
         files = sorted(p for p in folder.iterdir() if p.is_file())
         return SceneResult(folder, view, videos[0], videos[1], files, summary)
+
+
+def preview_splat(folder: Path) -> Path:
+    """``folder/.preview/scene.splat``: the splats centred on their median, scaled to a unit radius and turned to
+    y up (glTF/babylon axes: ``(x, -y, -z)``), so the 3D view's default camera frames them upright. The files
+    offered for download stay in vist3a's frame."""
+    import torch
+
+    from vist3a.splats import Gaussians, load_ply, save_splat
+
+    g = load_ply(folder / "scene.ply", dtype=torch.float64)
+    centre = g.means.median(0).values
+    radius = float((g.means - centre).norm(dim=1).quantile(0.9)) or 1.0
+    flip = torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64)
+    w, x, y, z = g.quats.unbind(-1)
+    turned = Gaussians(
+        means=(g.means - centre) * flip / radius,
+        quats=torch.stack([-x, w, -z, y], -1),  # (0, 1, 0, 0) * q: a half turn about x, applied after q
+        scales=g.scales / radius,
+        opacities=g.opacities,
+        sh=g.sh[:, :1],
+    )
+    return save_splat(turned, folder / ".preview" / "scene.splat")
 
 
 def build_app(service: SceneService, default_preset: str = "nano"):
@@ -186,7 +210,7 @@ def build_app(service: SceneService, default_preset: str = "nano"):
                     run = gr.Button("Generate", variant="primary", elem_id="generate")
                     gr.Examples([[p] for p in NANO_EXAMPLES], inputs=[prompt], label="Prompts the nano preset knows")
                 with gr.Column(scale=2):
-                    view = gr.Model3D(label="3D scene", height=420, elem_id="scene3d", clear_color=(1, 1, 1, 1))
+                    view = gr.Model3D(label="3D scene", height=420, elem_id="scene3d", camera_position=CAMERA)
                     info = gr.Markdown()
                     with gr.Row():
                         frames = gr.Video(label="Generated video", height=220)
@@ -202,7 +226,7 @@ def build_app(service: SceneService, default_preset: str = "nano"):
                     weights = gr.Textbox(label="Weights (Hub id or folder; empty: the official release)")
                     recon = gr.Button("Reconstruct", variant="primary")
                 with gr.Column(scale=2):
-                    recon_view = gr.Model3D(label="3D scene", height=420, clear_color=(1, 1, 1, 1))
+                    recon_view = gr.Model3D(label="3D scene", height=420, camera_position=CAMERA)
                     recon_info = gr.Markdown()
                     recon_files = gr.File(label="Files", file_count="multiple")
             recon.click(on_reconstruct, [uploads, model, weights], [recon_view, recon_files, recon_info],

@@ -17,7 +17,7 @@ from vist3a.scene import Scene, save_scene
 from vist3a.splats import Gaussians, save_ply
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "exports"))
-from export_helpers import arc_cameras, random_gaussians  # noqa: E402
+from export_helpers import arc_cameras, random_gaussians
 
 viser = pytest.importorskip("viser", reason="vist3a view needs viser (pip install -e '.[view]')")
 

@@ -64,7 +64,8 @@ def test_nerfstudio_transforms_project_like_vist3a(tmp_path, frame_scale):
     from plyfile import PlyData
 
     vertex = PlyData.read(str(folder / doc["ply_file_path"]))["vertex"]
-    assert vertex.count == int((data.gaussians.opacities >= 0.05).sum()) and {"x", "red"} <= {p.name for p in vertex.properties}
+    assert vertex.count == int((data.gaussians.opacities >= 0.05).sum())
+    assert {"x", "red"} <= {p.name for p in vertex.properties}
 
 
 def test_camera_exports_need_frames(tmp_path):
