@@ -146,11 +146,13 @@ class SceneService:
 
 def preview_splat(folder: Path) -> Path:
     """``folder/.preview/scene.splat``: the splats centred on their median, scaled to a unit radius and turned to
-    y up (glTF/babylon axes: ``(x, -y, -z)``), so the 3D view's default camera frames them upright. The files
-    offered for download stay in vist3a's frame."""
+    y up (glTF/babylon axes: ``(x, -y, -z)``), so the 3D view's default camera frames them upright, and enlarged
+    like ``vist3a view`` does (:func:`~vist3a.viewer.default_size_factor`: browser renderers drop sub-pixel
+    splats). The files offered for download stay in vist3a's frame, at their true size."""
     import torch
 
     from vist3a.splats import Gaussians, load_ply, save_splat
+    from vist3a.viewer import default_size_factor
 
     g = load_ply(folder / "scene.ply", dtype=torch.float64)
     centre = g.means.median(0).values
@@ -160,7 +162,7 @@ def preview_splat(folder: Path) -> Path:
     turned = Gaussians(
         means=(g.means - centre) * flip / radius,
         quats=torch.stack([-x, w, -z, y], -1),  # (0, 1, 0, 0) * q: a half turn about x, applied after q
-        scales=g.scales / radius,
+        scales=g.scales / radius * default_size_factor(g),
         opacities=g.opacities,
         sh=g.sh[:, :1],
     )

@@ -133,7 +133,7 @@ def test_gradio_client_round_trip(running_app, tmp_path):
 def test_browser_types_a_prompt_and_the_3d_view_is_not_blank(running_app):
     """Chromium (headless, software WebGL) types a prompt, clicks Generate and waits for the splats to render.
     With VIST3A_DOCS_SCREENSHOTS=1 the page is saved to docs/img/app.png."""
-    from browser_helpers import canvas_pixels, chromium_driver
+    from browser_helpers import capture, chromium_driver
     from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
 
@@ -147,18 +147,18 @@ def test_browser_types_a_prompt_and_the_3d_view_is_not_blank(running_app):
         box.clear()
         box.send_keys("a green torus on top of a white cube")
         driver.find_element(By.CSS_SELECTOR, "#generate").click()
-        std = 0.0
+        std, png = 0.0, b""
         for _ in range(150):
             time.sleep(3)
             try:
-                std = float(canvas_pixels(driver, "#scene3d canvas").std())
+                png, pixels = capture(driver, "#scene3d canvas")
             except TimeoutException:  # the software renderer is busy; ask again
                 continue
+            std = float(pixels.std())
             if std > 8:
                 break
         assert std > 8, f"the 3D view stayed blank (pixel std {std:.2f})"
         if os.environ.get("VIST3A_DOCS_SCREENSHOTS"):
-            time.sleep(5)
-            driver.save_screenshot(str(DOCS_SHOT))
+            DOCS_SHOT.write_bytes(png)
     finally:
         driver.quit()

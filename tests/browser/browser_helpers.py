@@ -31,18 +31,27 @@ def chromium_driver(width: int = 1280, height: int = 800, scale: float = 1.0):
     return webdriver.Chrome(options=options, service=service)
 
 
-def canvas_pixels(driver, selector: str = "canvas") -> np.ndarray:
-    """``[H, W, 3]`` uint8 screenshot of the largest element matching ``selector``."""
+def capture(driver, selector: str = "canvas") -> tuple[bytes, np.ndarray]:
+    """One screenshot of the page: ``(PNG bytes, [H, W, 3] uint8 crop of the largest element matching selector)``
+    (a 1x1 black crop when nothing matches). One capture only: software WebGL can keep the renderer too busy to
+    answer a second one within chromedriver's 10 s."""
     import io
 
     from PIL import Image
     from selenium.webdriver.common.by import By
 
     elements = [e for e in driver.find_elements(By.CSS_SELECTOR, selector) if e.size["width"] * e.size["height"] > 0]
-    page = np.asarray(Image.open(io.BytesIO(driver.get_screenshot_as_png())).convert("RGB"))
-    if not elements:
-        return np.zeros((1, 1, 3), np.uint8)
-    rect = max(elements, key=lambda e: e.size["width"] * e.size["height"]).rect
-    ratio = page.shape[1] / driver.execute_script("return window.innerWidth")  # device pixels per CSS pixel
-    x0, y0 = round(rect["x"] * ratio), round(rect["y"] * ratio)
-    return page[y0 : y0 + round(rect["height"] * ratio), x0 : x0 + round(rect["width"] * ratio)]
+    rects = [e.rect for e in elements]
+    ratio_css = driver.execute_script("return window.devicePixelRatio")
+    png = driver.get_screenshot_as_png()
+    page = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    if not rects:
+        return png, np.zeros((1, 1, 3), np.uint8)
+    rect = max(rects, key=lambda r: r["width"] * r["height"])
+    x0, y0 = round(rect["x"] * ratio_css), round(rect["y"] * ratio_css)
+    return png, page[y0 : y0 + round(rect["height"] * ratio_css), x0 : x0 + round(rect["width"] * ratio_css)]
+
+
+def canvas_pixels(driver, selector: str = "canvas") -> np.ndarray:
+    """``[H, W, 3]`` uint8 screenshot of the largest element matching ``selector``."""
+    return capture(driver, selector)[1]
