@@ -59,6 +59,10 @@ def _splat(data: SceneData, path: Path, sh_degree: int | None) -> Path:
 
 
 def _glb(data: SceneData, path: Path, sh_degree: int | None) -> Path:
+    try:
+        import trimesh  # noqa: F401
+    except ImportError:
+        raise UserInputError('--format glb needs trimesh: pip install -e ".[export]"') from None
     from vist3a.exports.glb import save_glb
 
     return save_glb(data, path)
