@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from vist3a.exports.colmap import write_frames
-from vist3a.exports.source import SceneData, write_point_ply
+from vist3a.exports.source import SceneData
 from vist3a.io_utils import atomic_dir
+from vist3a.splats.ply import save_point_ply
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ def save_nerfstudio(data: SceneData, folder: str | os.PathLike) -> Path:
     xyz, rgb = data.point_cloud()
     with atomic_dir(folder) as tmp:
         names = write_frames(data, tmp / "images", "frame_{:05d}.png")
-        write_point_ply(tmp / "sparse_pc.ply", xyz, rgb)
+        save_point_ply(tmp / "sparse_pc.ply", xyz, rgb)
         frames = [
             {
                 "file_path": f"images/{name}",

@@ -95,7 +95,7 @@ def _frames_for(frames: np.ndarray | None, num_cameras: int) -> np.ndarray | Non
 def scene_data_from_scene(scene) -> SceneData:
     """A :class:`~vist3a.scene.Scene` in memory -> :class:`SceneData` (the frames before video compression)."""
     from vist3a.media import to_uint8_frames
-    from vist3a.scene import fuse_point_maps
+    from vist3a.splats.points import fuse_point_maps
 
     points = colors = confidence = None
     if scene.points is not None:  # the points of points.ply (same fusion, same share kept)
@@ -118,24 +118,6 @@ def scene_data_from_scene(scene) -> SceneData:
         frames=_frames_for(to_uint8_frames(scene.frames.permute(0, 2, 3, 1).clamp(0, 1).cpu()), scene.w2c.shape[0]),
         confidence=confidence,
     )
-
-
-def write_point_ply(path: str | os.PathLike, xyz: np.ndarray, rgb: np.ndarray) -> Path:
-    """Binary little-endian PLY point cloud ``x y z`` (float32) ``red green blue`` (uint8), written atomically."""
-    from plyfile import PlyData, PlyElement
-
-    from vist3a.io_utils import atomic_path
-
-    table = np.empty(len(xyz), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"),
-                                      ("red", "u1"), ("green", "u1"), ("blue", "u1")])
-    for i, name in enumerate("xyz"):
-        table[name] = xyz[:, i]
-    for i, name in enumerate(("red", "green", "blue")):
-        table[name] = rgb[:, i]
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        PlyData([PlyElement.describe(table, "vertex")], text=False, byte_order="<").write(str(tmp))
-    return path
 
 
 def read_point_ply(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

@@ -154,7 +154,7 @@ def reconstruct(
     meta = {"num_views": int(views.shape[0]), "width": width, "height": height, **meta, **(extra_meta or {})}
     if scene.gaussians is not None:
         count = len(scene.gaussians)
-    else:  # what points.ply keeps (vist3a.scene.fuse_point_maps)
+    else:  # what points.ply keeps (vist3a.splats.points.fuse_point_maps)
         finite = torch.isfinite(scene.points).all(-1)
         if scene.points_conf is not None:
             finite &= torch.isfinite(scene.points_conf)

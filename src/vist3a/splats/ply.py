@@ -215,7 +215,8 @@ def load_ply(
 
 
 def save_point_ply(
-    path: str | os.PathLike, xyz: torch.Tensor, rgb: torch.Tensor, conf: torch.Tensor | None = None
+    path: str | os.PathLike, xyz: torch.Tensor | np.ndarray, rgb: torch.Tensor | np.ndarray,
+    conf: torch.Tensor | np.ndarray | None = None,
 ) -> Path:
     """Binary point-cloud PLY: ``x y z`` (float32) and ``red green blue`` (uint8) of ``xyz [M, 3]``, ``rgb [M, 3]``
     uint8, plus ``confidence`` (float32) when ``conf [M]`` is given (``vist3a view`` filters by it); written
@@ -225,14 +226,18 @@ def save_point_ply(
     dtype = [("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")]
     dtype += [("confidence", "<f4")] if conf is not None else []
     table = np.empty(xyz.shape[0], dtype=dtype)
-    xyz_np, rgb_np = xyz.detach().cpu().float().numpy(), rgb.detach().cpu().numpy()
+    xyz_np, rgb_np = _numpy(xyz), _numpy(rgb)
     for i, name in enumerate(("x", "y", "z")):
         table[name] = xyz_np[:, i]
     for i, name in enumerate(("red", "green", "blue")):
         table[name] = rgb_np[:, i]
     if conf is not None:
-        table["confidence"] = conf.detach().cpu().float().numpy()
+        table["confidence"] = _numpy(conf)
     path = Path(path)
     with atomic_path(path) as tmp:
         PlyData([PlyElement.describe(table, "vertex")], text=False, byte_order="<").write(str(tmp))
     return path
+
+
+def _numpy(array: torch.Tensor | np.ndarray) -> np.ndarray:
+    return array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
