@@ -104,3 +104,29 @@ def test_generate_formats_end_to_end(tmp_path):
     assert load_spz(out / "scene.spz").sh_degree <= 3
     doc = json.loads((out / "nerfstudio" / "transforms.json").read_text())
     assert len(doc["frames"]) == len(json.loads((out / "cameras.json").read_text())["frames"])
+
+
+def test_export_never_replaces_files_of_a_foreign_folder_without_overwrite(tmp_path):
+    folder = save_scene(_scene(), tmp_path / "scene", flythrough_frames=0)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "scene.spz").write_bytes(b"user data")
+    result = _invoke(folder, "-f", "spz", "--out", mine)
+    assert isinstance(result.exception, UserInputError) and "--overwrite" in str(result.exception)
+    assert (mine / "scene.spz").read_bytes() == b"user data"
+    result = _invoke(folder, "-f", "spz", "--out", mine, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert load_spz(mine / "scene.spz").sh_degree == 3
+    assert _invoke(folder, "-f", "spz").exit_code == 0  # the scene folder's own exports are replaced freely
+    assert _invoke(folder, "-f", "spz").exit_code == 0
+
+
+def test_pointmap_exports_hold_the_points_of_points_ply(tmp_path):
+    """points.ply (with its confidence column) and the exports come from the one fusion of the pointmaps."""
+    from plyfile import PlyData
+
+    folder = save_scene(_scene(points=True), tmp_path / "pts", flythrough_frames=0, formats=["nerfstudio"])
+    points = PlyData.read(str(folder / "points.ply"))["vertex"].data
+    sparse = PlyData.read(str(folder / "nerfstudio" / "sparse_pc.ply"))["vertex"].data
+    assert "confidence" in points.dtype.names and np.all(np.diff(points["confidence"]) <= 0)
+    np.testing.assert_array_equal(np.sort(points["x"]), np.sort(sparse["x"]))

@@ -26,7 +26,7 @@ def views(tmp_path):
 
 
 def _run(views, out, *extra):
-    args = ["reconstruct", str(views), "--model", "anysplat", "--weights", "random-tiny", "--size", "28",
+    args = ["reconstruct", str(views), "--model", "anysplat", "--weights", "tiny-random", "--size", "28",
             "--out", str(out), "--device", "cpu", *extra]
     return CliRunner().invoke(app, args)
 
@@ -50,3 +50,21 @@ def test_sh_degree_out_of_range_is_a_user_error(views, tmp_path):
     result = _run(views, tmp_path / "x", "--sh-degree", "5")
     assert isinstance(result.exception, UserInputError) and "--sh-degree" in str(result.exception)
     assert not (tmp_path / "x").exists()
+
+
+def test_reconstruct_formats_use_the_chosen_sh_degree(views, tmp_path):
+    from vist3a.exports.spz import load_spz
+
+    out = tmp_path / "r"
+    result = _run(views, out, "--formats", "spz,nerfstudio", "--sh-degree", "0")  # the tiny model predicts 1
+    assert result.exit_code == 0, result.output
+    assert load_spz(out / "scene.spz").sh_degree == 0
+    props = [p.name for p in PlyData.read(str(out / "scene.ply"))["vertex"].properties]
+    assert not any(name.startswith("f_rest_") for name in props)
+    assert (out / "nerfstudio" / "transforms.json").is_file()
+
+
+def test_reconstruct_unknown_format_is_a_user_error_before_any_work(views, tmp_path):
+    result = _run(views, tmp_path / "y", "--formats", "obj")
+    assert isinstance(result.exception, UserInputError) and "unknown export format" in str(result.exception)
+    assert not (tmp_path / "y").exists()

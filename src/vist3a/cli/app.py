@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from vist3a.cli import options
 from vist3a.errors import UserInputError
 
 HELP = """Start the web demo: a prompt box, generation settings, an interactive 3D view of the scene, the videos
@@ -23,7 +24,7 @@ def register(app: typer.Typer) -> None:
         host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind; 0.0.0.0 exposes the app."),
         share: bool = typer.Option(False, "--share", help="Also create a public gradio.live link."),
         preset: str = typer.Option("nano", "--preset", help="Preset selected at start."),
-        device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)."),
+        device: str = options.device_option(),
         out: Path = typer.Option(Path("outputs/app"), "--out", help="Folder for the generated scenes."),
     ) -> None:
         try:
@@ -32,5 +33,7 @@ def register(app: typer.Typer) -> None:
             raise UserInputError('vist3a app needs gradio: pip install -e ".[app]"') from None
         from vist3a.app import SceneService, launch
 
+        dev = str(options.parse_device(device))
+
         typer.echo(f"vist3a app: http://{host}:{port}  (scenes go to {out}/; Ctrl-C to stop)")
-        launch(SceneService(out, device), host=host, port=port, share=share, default_preset=preset)
+        launch(SceneService(out, dev), host=host, port=port, share=share, default_preset=preset)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from vist3a.cli import options
 from vist3a.errors import UserInputError
 
 HELP = """Export a scene folder (from `vist3a generate` or `reconstruct`) to other tools' formats.
@@ -33,12 +34,22 @@ def register(app: typer.Typer) -> None:
         sh_degree: int = typer.Option(
             3, "--sh-degree", help="Highest SH degree in .spz (0-4) and compressed PLY (at most 3)."
         ),
+        overwrite: bool = options.overwrite_option(
+            "Replace existing export files in an --out folder that is not a vist3a scene folder."
+        ),
     ) -> None:
-        from vist3a.exports import export_scene, parse_formats
+        from vist3a.exports import FORMATS, export_scene, parse_formats
 
         if not 0 <= sh_degree <= 4:
             raise UserInputError(f"--sh-degree must be 0, 1, 2, 3 or 4, got {sh_degree}")
-        parse_formats(formats)  # unknown names fail before the scene is read
+        names = parse_formats(formats)  # unknown names fail before the scene is read
+        dest = out or scene_dir
+        if not overwrite and not options.is_vist3a_output(dest, ("meta.json",)):
+            taken = [FORMATS[n].target for n in names if (dest / FORMATS[n].target).exists()]
+            if taken:
+                raise UserInputError(f"--out '{dest}' already holds {', '.join(taken)}; choose another --out or "
+                                     "pass --overwrite to replace them")
+        options.check_writable(dest)
         written = export_scene(scene_dir, formats, out_dir=out, sh_degree=sh_degree)
         for name, path in written.items():
             typer.echo(f"{name:>15}: {path}")
