@@ -88,6 +88,8 @@ class SceneService:
         flythrough_frames: int | None = None,
     ) -> SceneResult:
         """Generate one scene and write it (with ``scene.spz`` and ``scene.glb``) into a new folder."""
+        import torch
+
         from vist3a.errors import UserInputError
         from vist3a.scene import save_scene
 
@@ -96,7 +98,9 @@ class SceneService:
         template = None if template in (None, "", PRESET_DEFAULT) else template
         with self._lock:
             pipe = self.pipeline(preset)
-            scene = pipe(prompt.strip(), num_steps=steps, guidance_scale=guidance, seed=int(seed), template=template)[0]
+            generator = torch.Generator("cpu").manual_seed(int(seed))  # as `vist3a generate --seed`
+            scene = pipe(prompt.strip(), num_inference_steps=steps, guidance_scale=guidance, generator=generator,
+                         template=template)[0]
             folder = save_scene(scene, self._next_folder(prompt), flythrough_frames=flythrough_frames,
                                 formats=["spz", "glb"])
         total = sum(scene.timings.values())
@@ -108,8 +112,9 @@ class SceneService:
         """Reconstruct uploaded images (or one video) with AnySplat / VGGT into a new folder."""
         import torch
 
+        from vist3a.components import load_components, recon_preset
         from vist3a.errors import UserInputError
-        from vist3a.recon.reconstruct import DEFAULT_SIZE, load_model, preprocess_frames, read_frames, reconstruct
+        from vist3a.recon.reconstruct import preprocess_for_model, read_frames, reconstruct
 
         paths = [Path(p) for p in sources or []]
         if not paths:
@@ -122,12 +127,14 @@ class SceneService:
                 source = Path(tmp)
                 for i, p in enumerate(paths):
                     shutil.copy(p, source / f"{i:04d}{p.suffix.lower()}")
-            views = preprocess_frames(read_frames(source, 32), size or DEFAULT_SIZE[model])
+            views = preprocess_for_model(model, read_frames(source, 32), size)
         device = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         with self._lock:
             key = (model, weights or None)
             if key not in self._recon_models:
-                self._recon_models[key] = load_model(model, weights or None, device)
+                parts = load_components(recon_preset(model, weights or None), {"recon"}, device=device,
+                                        recon_model=model)
+                self._recon_models[key] = parts.recon.to(device)
             folder = self._next_folder(f"recon-{model}")
             summary = reconstruct(self._recon_models[key], views, folder, extra_meta={"source": "app upload"})
             from vist3a.exports import export_scene
