@@ -22,12 +22,13 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("io_utils", "lazy"),  # io_utils raises errors' UserInputError / Interrupted
     ("cameras", "media", "hub", "presets", "checkpoints"),
     ("splats", "world"),
-    ("data", "scene"),
+    ("exports",),  # files for other tools; save_scene(formats=) writes them
+    ("data", "scene", "viewer"),
     ("recon", "video", "evaluation"),
     ("stitching", "alignment.scorers"),
     ("components",),
     ("alignment", "pipeline", "stitching.models"),  # stitching.models: the stitch command's model resolver
-    ("benchmark",),  # vist3a eval: generates scenes (pipeline) and loads models (components)
+    ("benchmark", "app"),  # vist3a eval: generates scenes (pipeline) and loads models (components)
     ("nano",),
     ("cli", "parity", "__main__"),
 )

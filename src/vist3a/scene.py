@@ -19,7 +19,9 @@ import torch
 
 from vist3a.cameras import interpolate_poses, invert_rigid, save_cameras_json, to_homogeneous
 from vist3a.io_utils import atomic_dir
-from vist3a.splats import Gaussians, save_ply, save_point_ply, save_splat
+from vist3a.splats import DEFAULT_SH_DEGREE, Gaussians, save_ply, save_point_ply, save_splat, sh_truncation_report
+from vist3a.splats.points import fuse_point_maps
+from vist3a.splats.sh import resolve_sh_degree
 
 logger = logging.getLogger(__name__)
 
@@ -122,8 +124,15 @@ def save_scene(
     extra_meta: dict[str, Any] | None = None,
     depth_pngs: bool = False,
     points_keep_fraction: float = 0.5,
+    sh_degree: int | None = DEFAULT_SH_DEGREE,
+    formats: tuple[str, ...] | list[str] = (),
 ) -> Path:
     """Write ``scene.ply``, ``scene.splat``, ``flythrough.mp4``, ``frames.mp4``, ``cameras.json``, ``meta.json``.
+
+    ``scene.ply`` keeps SH bands up to ``sh_degree`` (default 3, what current viewers read; ``None``: all);
+    ``meta.json["sh"]`` reports what was dropped (:func:`~vist3a.splats.sh_truncation_report`).
+    ``formats``: extra exports written into the same folder (:mod:`vist3a.exports`: spz, compressed-ply, glb,
+    nerfstudio, colmap, all), from the frames before video compression.
 
     Pointmap-only scenes write ``points.ply`` instead of the splat files. The folder is built beside
     ``out_dir`` and moved into place at the end, so a failure (or Ctrl-C) never leaves half-written output.
@@ -138,7 +147,8 @@ def save_scene(
     with atomic_dir(out_dir) as tmp:
         height, width = scene.image_size
         if scene.gaussians is not None:
-            save_ply(scene.gaussians, tmp / "scene.ply")
+            degree = resolve_sh_degree(sh_degree, scene.gaussians.sh_degree)
+            save_ply(scene.gaussians, tmp / "scene.ply", sh_degree=degree)
             save_splat(scene.gaussians, tmp / "scene.splat")
             on_gpu = torch.cuda.is_available()
             frames_n = flythrough_frames if flythrough_frames is not None else (48 if on_gpu else 16)
@@ -157,45 +167,30 @@ def save_scene(
             "timings_s": scene.timings,
             "num_gaussians": len(scene.gaussians) if scene.gaussians is not None else None,
             **({"num_points": num_points} if num_points is not None else {}),
+            "sh": sh_truncation_report(scene.gaussians.sh, degree) if scene.gaussians is not None else None,
             "image_size": list(scene.image_size),
             "versions": _versions(),
             **(extra_meta or {}),
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+        if formats:
+            from vist3a.exports import export_scene_data, parse_formats, scene_data_from_scene
+
+            extra = [name for name in parse_formats(formats) if name != "splat"]  # scene.splat is written above
+            export_scene_data(scene_data_from_scene(scene), tmp, extra, sh_degree=sh_degree, skip_unsupported=True)
     logger.info("wrote scene to %s", out_dir)
     return out_dir
 
 
-def fuse_point_maps(
-    points: torch.Tensor, conf: torch.Tensor | None, colors: torch.Tensor, keep_fraction: float = 0.5
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Keep the ``keep_fraction`` most confident finite pixels of point maps (all finite ones without ``conf``).
-
-    ``points [V, H, W, 3]``, ``conf [V, H, W]``, ``colors [V, 3, H, W]`` in [0, 1] ->
-    ``(xyz [M, 3], rgb [M, 3] uint8)``.
-    """
-    if not 0.0 < keep_fraction <= 1.0:
-        raise ValueError(f"`keep_fraction` must be in (0, 1], got {keep_fraction}")
-    xyz = points.reshape(-1, 3).float()
-    c = conf.reshape(-1).float() if conf is not None else torch.ones(xyz.shape[0])
-    rgb = (colors.permute(0, 2, 3, 1).reshape(-1, 3).clamp(0, 1) * 255).round().to(torch.uint8)
-    finite = torch.isfinite(xyz).all(-1) & torch.isfinite(c)
-    xyz, c, rgb = xyz[finite], c[finite], rgb[finite]
-    if xyz.shape[0] == 0:
-        raise ValueError("the point maps have no finite points")
-    keep = max(1, round(keep_fraction * xyz.shape[0]))
-    order = torch.argsort(c, descending=True, stable=True)[:keep]
-    return xyz[order], rgb[order]
-
-
 def _save_points(scene: Scene, path: Path, keep_fraction: float) -> int:
-    """Fused coloured point cloud of the pointmaps (the ``keep_fraction`` most confident pixels); its size."""
+    """Fused coloured point cloud of the pointmaps (the ``keep_fraction`` most confident pixels, with their
+    confidence when the scene has one, for `vist3a view`); its size."""
     colors = scene.frames.float().cpu()
     if tuple(colors.shape[-2:]) != tuple(scene.points.shape[1:3]):
         colors = torch.nn.functional.interpolate(colors, size=scene.points.shape[1:3], mode="area")
     conf = scene.points_conf.float().cpu() if scene.points_conf is not None else None
-    xyz, rgb = fuse_point_maps(scene.points.float().cpu(), conf, colors, keep_fraction)
-    save_point_ply(path, xyz, rgb)
+    xyz, rgb, kept_conf = fuse_point_maps(scene.points.float().cpu(), conf, colors, keep_fraction, return_conf=True)
+    save_point_ply(path, xyz, rgb, kept_conf if conf is not None else None)
     return int(xyz.shape[0])
 
 

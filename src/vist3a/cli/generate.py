@@ -180,8 +180,20 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = options.overwrite_option(
             "Replace OUT even if it is a file or a folder that vist3a did not write."
         ),
+        sh_degree: int = typer.Option(
+            3, "--sh-degree", help="Highest SH degree in scene.ply, 0-4 (3 opens in every viewer; 4 only in some)."
+        ),
+        formats: list[str] = typer.Option(
+            None, "--formats", help="Extra exports into OUT: spz, compressed-ply, glb, nerfstudio, colmap, all "
+            "(comma-separated or repeated; see `vist3a export`)."
+        ),
     ) -> None:
         # 1. every input, before any model loads
+        from vist3a.exports import parse_formats
+
+        formats = parse_formats(formats or [])
+        if not 0 <= sh_degree <= 4:
+            raise UserInputError(f"--sh-degree must be 0, 1, 2, 3 or 4, got {sh_degree}")
         if (prompt is None) == (prompts_file is None):
             raise UserInputError("give exactly one of a PROMPT argument or --prompts-file")
         prompts = options.read_prompts_file(prompts_file) if prompts_file else [prompt]
@@ -215,7 +227,7 @@ def register(app: typer.Typer) -> None:
         settings = dict(num_frames=frames, num_inference_steps=steps, guidance_scale=cfg, height=height, width=width,
                         flow_shift=flow_shift, scheduler=scheduler, template=template,
                         negative_prompt=negative_prompt, round_frames=round_frames or None)
-        save = dict(flythrough_frames=flythrough_frames)  # extra save_scene arguments
+        save = dict(flythrough_frames=flythrough_frames, sh_degree=sh_degree, formats=formats)  # save_scene arguments
         with contextlib.ExitStack() as stack:
             if world == 1:
                 stack.enter_context(output_lock(out))

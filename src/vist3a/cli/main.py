@@ -16,7 +16,8 @@ import sys
 import click
 import typer
 
-from vist3a.cli import align, generate, info, interrupts, nano, reconstruct, refine, render, stitch
+from vist3a.cli import align, export, generate, info, interrupts, nano, reconstruct, refine, render, stitch, view
+from vist3a.cli import app as app_cmd
 from vist3a.cli import eval as eval_cli
 from vist3a.errors import UserInputError
 from vist3a.io_utils import INTERRUPTED
@@ -35,7 +36,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
 )
 
-for module in (generate, render, info, reconstruct, stitch, align, nano, eval_cli, refine):
+for module in (generate, render, info, reconstruct, stitch, align, nano, eval_cli, refine, export, view, app_cmd):
     module.register(app)
 
 

@@ -67,6 +67,13 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = options.overwrite_option(
             "Replace OUT even if it is a file or a folder that vist3a did not write."
         ),
+        sh_degree: int = typer.Option(
+            3, "--sh-degree", help="AnySplat, MV-DUSt3R: highest SH degree in scene.ply, 0-4 (3 opens in any viewer)."
+        ),
+        formats: list[str] = typer.Option(
+            None, "--formats", help="Extra exports into OUT: spz, compressed-ply, glb, nerfstudio, colmap, all "
+            "(comma-separated or repeated; splat formats need Gaussians; see `vist3a export`)."
+        ),
     ) -> None:
         import torch
 
@@ -91,6 +98,11 @@ def register(app: typer.Typer) -> None:
         options.check_int_range(max_views, "--max-views", 1)
         dev = options.parse_device(device)
         options.check_output_target(out, overwrite, OUTPUT_MARKERS)
+        if not 0 <= sh_degree <= 4:
+            raise UserInputError(f"--sh-degree must be 0, 1, 2, 3 or 4, got {sh_degree}")
+        from vist3a.exports import parse_formats
+
+        formats = parse_formats(formats or [])
         try:
             frames = read_frames(source, max_views)
         except UserInputError:
@@ -110,6 +122,8 @@ def register(app: typer.Typer) -> None:
             autocast,
             keep_fraction,
             extra_meta={"source": str(source), "weights": weights or "official"},
+            sh_degree=sh_degree,
+            formats=formats,
         )
         typer.echo(
             f"{summary.num_views} views {summary.image_hw[1]}x{summary.image_hw[0]} -> "

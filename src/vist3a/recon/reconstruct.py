@@ -132,11 +132,15 @@ def reconstruct(
     keep_fraction: float = 0.5,
     extra_meta: dict | None = None,
     flythrough_frames: int = 24,
+    sh_degree: int | None = 3,
+    formats: tuple[str, ...] | list[str] = (),
 ) -> ReconstructionSummary:
     """Run ``model`` (:class:`~vist3a.recon.VGGT`, :class:`~vist3a.recon.AnySplat` or
     :class:`~vist3a.recon.MVDust3r`) on ``views [V, 3, H, W]`` in ``[0, 1]`` and write the outputs to ``out_dir``
     (replaced atomically); Gaussian models also get ``flythrough.mp4``, a smooth path through the predicted
-    cameras (``flythrough_frames = 0`` skips it)."""
+    cameras (``flythrough_frames = 0`` skips it). ``scene.ply`` keeps SH bands up to ``sh_degree`` (``None``: all;
+    AnySplat predicts 4, which current viewers reject); ``meta.json["sh"]`` reports what was dropped. ``formats``:
+    extra exports into ``out_dir`` (:mod:`vist3a.exports`; splat formats are skipped for point clouds)."""
     from vist3a.recon import VGGT, AnySplat, MVDust3r
     from vist3a.scene import save_scene
 
@@ -152,14 +156,15 @@ def reconstruct(
     meta = {"num_views": int(views.shape[0]), "width": width, "height": height, **meta, **(extra_meta or {})}
     if scene.gaussians is not None:
         count = len(scene.gaussians)
-    else:  # what points.ply keeps (vist3a.scene.fuse_point_maps)
+    else:  # what points.ply keeps (vist3a.splats.points.fuse_point_maps)
         finite = torch.isfinite(scene.points).all(-1)
         if scene.points_conf is not None:
             finite &= torch.isfinite(scene.points_conf)
         count = max(1, round(keep_fraction * int(finite.sum())))
     meta["num_primitives"] = int(count)
     out_dir = save_scene(scene, out_dir, flythrough_frames=flythrough_frames if scene.gaussians is not None else 0,
-                         extra_meta=meta, depth_pngs=True, points_keep_fraction=keep_fraction)
+                         extra_meta=meta, depth_pngs=True, points_keep_fraction=keep_fraction, sh_degree=sh_degree,
+                         formats=formats)
     files = sorted(str(p.relative_to(out_dir)) for p in Path(out_dir).rglob("*") if p.is_file())
     logger.info("wrote %d primitives and %d files to %s", count, len(files), out_dir)
     return ReconstructionSummary(Path(out_dir), int(views.shape[0]), (height, width), int(count), files)

@@ -12,12 +12,13 @@ from vist3a.splats.gaussians import SH_C0, Gaussians, rgb_to_sh_dc, sh_dc_to_rgb
 from vist3a.splats.io import load_gaussians, save_gaussians
 from vist3a.splats.ply import load_ply, save_ply, save_point_ply
 from vist3a.splats.render import BACKENDS, RenderOutput, render, resolve_backend
-from vist3a.splats.sh import SH_MAX_DEGREE, sh_basis, sh_to_color
+from vist3a.splats.sh import DEFAULT_SH_DEGREE, SH_MAX_DEGREE, sh_basis, sh_to_color, sh_truncation_report
 from vist3a.splats.splat_file import load_splat, save_splat
 from vist3a.splats.stats import SplatSummary, scene_center_radius, summarize
 
 __all__ = [
     "BACKENDS",
+    "DEFAULT_SH_DEGREE",
     "SH_C0",
     "SH_MAX_DEGREE",
     "Frames",
@@ -41,5 +42,6 @@ __all__ = [
     "sh_dc_to_rgb",
     "sh_degree_from_coeffs",
     "sh_to_color",
+    "sh_truncation_report",
     "summarize",
 ]

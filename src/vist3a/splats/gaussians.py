@@ -108,6 +108,16 @@ class Gaussians:
         return Gaussians(**{f.name: torch.cat([getattr(g, f.name) for g in items]) for f in fields(Gaussians)})
 
     # ------------------------------------------------------------------ helpers
+    def with_sh_degree(self, degree: int) -> Gaussians:
+        """The same splats with SH bands ``0..degree`` only (a view of the kept coefficients, no copy).
+
+        The kept coefficients are unchanged: the real SH basis is orthonormal, so dropping bands is the best
+        lower-degree fit of each splat's colour over all view directions. ``degree`` above ``sh_degree`` is an error.
+        """
+        if not 0 <= degree <= self.sh_degree:
+            raise ValueError(f"degree must be in [0, {self.sh_degree}] for these Gaussians, got {degree}")
+        return Gaussians(self.means, self.quats, self.scales, self.opacities, self.sh[:, : (degree + 1) ** 2])
+
     def filter_opacity(self, min_opacity: float) -> Gaussians:
         """Keep splats with opacity >= ``min_opacity``."""
         return self[self.opacities >= min_opacity]

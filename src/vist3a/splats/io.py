@@ -10,6 +10,7 @@ import torch
 from vist3a.errors import UserInputError
 from vist3a.splats.gaussians import Gaussians
 from vist3a.splats.ply import load_ply, save_ply
+from vist3a.splats.sh import DEFAULT_SH_DEGREE
 from vist3a.splats.splat_file import load_splat, save_splat
 
 SPLAT_SUFFIXES = (".ply", ".splat")
@@ -30,12 +31,15 @@ def load_gaussians(
     raise UserInputError(f"{path}: unknown splat file type {suffix!r}; expected one of {', '.join(SPLAT_SUFFIXES)}")
 
 
-def save_gaussians(gaussians: Gaussians, path: str | os.PathLike) -> Path:
-    """Save as ``.ply`` or ``.splat`` depending on the suffix of ``path`` (atomic)."""
+def save_gaussians(
+    gaussians: Gaussians, path: str | os.PathLike, *, sh_degree: int | None = DEFAULT_SH_DEGREE
+) -> Path:
+    """Save as ``.ply`` or ``.splat`` depending on the suffix of ``path`` (atomic); ``sh_degree`` as in
+    :func:`~vist3a.splats.ply.save_ply` (``.splat`` keeps only the DC colour anyway)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".ply":
-        return save_ply(gaussians, path)
+        return save_ply(gaussians, path, sh_degree=sh_degree)
     if suffix == ".splat":
         return save_splat(gaussians, path)
     raise UserInputError(f"{path}: unknown splat file type {suffix!r}; expected one of {', '.join(SPLAT_SUFFIXES)}")

@@ -29,7 +29,7 @@ import torch
 from vist3a.errors import UserInputError
 from vist3a.io_utils import atomic_path
 from vist3a.splats.gaussians import Gaussians
-from vist3a.splats.sh import SH_MAX_DEGREE
+from vist3a.splats.sh import DEFAULT_SH_DEGREE, SH_MAX_DEGREE, resolve_sh_degree
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +59,12 @@ def ply_property_names(sh_degree: int) -> list[str]:
     ]
 
 
-def save_ply(gaussians: Gaussians, path: str | os.PathLike) -> Path:
+def save_ply(gaussians: Gaussians, path: str | os.PathLike, *, sh_degree: int | None = DEFAULT_SH_DEGREE) -> Path:
     """Write ``gaussians`` as an INRIA-layout 3DGS PLY (atomically); returns the path.
 
+    ``sh_degree``: the highest SH band written (default 3, the most current viewers read; ``None`` keeps every
+    band). Higher bands are dropped, the kept coefficients are written unchanged; see
+    :func:`~vist3a.splats.sh.sh_truncation_report` for what is lost.
     Raises ``ValueError`` for zero splats or non-finite parameters (such a file could not be read back).
     """
     from plyfile import PlyData, PlyElement
@@ -74,7 +77,10 @@ def save_ply(gaussians: Gaussians, path: str | os.PathLike) -> Path:
     if bad:
         raise ValueError(f"save_ply: {bad} of {n} splats have NaN or infinite parameters; filter them first")
 
-    g = gaussians.detach().to(device="cpu", dtype=torch.float64)
+    degree = resolve_sh_degree(sh_degree, gaussians.sh_degree)
+    if degree < gaussians.sh_degree:
+        logger.info("save_ply: writing SH degree %d of %d (bands above dropped)", degree, gaussians.sh_degree)
+    g = gaussians.with_sh_degree(degree).detach().to(device="cpu", dtype=torch.float64)
     k = g.sh.shape[1]
     opacities = g.opacities.clamp(_OPACITY_EPS, 1.0 - _OPACITY_EPS)
     scales = g.scales.clamp_min(_MIN_SCALE)
@@ -208,19 +214,30 @@ def load_ply(
     )
 
 
-def save_point_ply(path: str | os.PathLike, xyz: torch.Tensor, rgb: torch.Tensor) -> Path:
+def save_point_ply(
+    path: str | os.PathLike, xyz: torch.Tensor | np.ndarray, rgb: torch.Tensor | np.ndarray,
+    conf: torch.Tensor | np.ndarray | None = None,
+) -> Path:
     """Binary point-cloud PLY: ``x y z`` (float32) and ``red green blue`` (uint8) of ``xyz [M, 3]``, ``rgb [M, 3]``
-    uint8 (atomically); the one point-cloud writer (VGGT scenes and reconstructions)."""
+    uint8, plus ``confidence`` (float32) when ``conf [M]`` is given (``vist3a view`` filters by it); written
+    atomically. The one point-cloud writer (VGGT scenes and reconstructions)."""
     from plyfile import PlyData, PlyElement
 
     dtype = [("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")]
+    dtype += [("confidence", "<f4")] if conf is not None else []
     table = np.empty(xyz.shape[0], dtype=dtype)
-    xyz_np, rgb_np = xyz.detach().cpu().float().numpy(), rgb.detach().cpu().numpy()
+    xyz_np, rgb_np = _numpy(xyz), _numpy(rgb)
     for i, name in enumerate(("x", "y", "z")):
         table[name] = xyz_np[:, i]
     for i, name in enumerate(("red", "green", "blue")):
         table[name] = rgb_np[:, i]
+    if conf is not None:
+        table["confidence"] = _numpy(conf)
     path = Path(path)
     with atomic_path(path) as tmp:
         PlyData([PlyElement.describe(table, "vertex")], text=False, byte_order="<").write(str(tmp))
     return path
+
+
+def _numpy(array: torch.Tensor | np.ndarray) -> np.ndarray:
+    return array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)

@@ -116,3 +116,46 @@ def sh_to_color(sh: torch.Tensor, dirs: torch.Tensor, degree: int | None = None)
     k = basis.shape[-1]
     color = (basis[..., None] * sh[..., :k, :]).sum(-2)
     return (color + 0.5).clamp_min(0.0)
+
+
+# ----------------------------------------------------------------------------- writing lower degrees
+DEFAULT_SH_DEGREE = 3
+"""The highest SH degree vist3a writes unless asked otherwise. Degree 4 (72 ``f_rest``, as AnySplat predicts) is
+rejected by current splat viewers and converters (PlayCanvas splat-transform, Spark, gsply, spz-js); degree <= 3
+files open everywhere. See docs/formats.md."""
+
+
+def resolve_sh_degree(requested: int | None, available: int) -> int:
+    """The degree to write: ``min(requested, available)``; ``None`` keeps every band (``available``).
+
+    Raises ``ValueError`` unless ``requested`` is in ``[0, SH_MAX_DEGREE]``. A request above ``available`` is not
+    padded with zero bands: the file gets ``available``.
+    """
+    if requested is None:
+        return available
+    if not 0 <= int(requested) <= SH_MAX_DEGREE:
+        raise ValueError(f"sh_degree must be in [0, {SH_MAX_DEGREE}] (or None to keep all bands), got {requested}")
+    return min(int(requested), available)
+
+
+def sh_truncation_report(sh: torch.Tensor, degree: int) -> dict[str, float | int]:
+    """What keeping bands ``0..degree`` of ``sh [N, K, 3]`` drops, as plain JSON numbers.
+
+    - ``dropped_energy_fraction``: sum of squares of the dropped coefficients over that of all view-dependent
+      (band >= 1) coefficients (0 when there is nothing view-dependent).
+    - ``dropped_rms_color``: root-mean-square change of the colour (before the ``max(0, .)`` clamp), over all
+      splats, channels and view directions. The basis is orthonormal on the sphere, so the mean over directions
+      of the squared change is ``sum(dropped ** 2) / (4 pi)``: exact, no sampling.
+    """
+    n, k, _ = sh.shape
+    available = math.isqrt(k) - 1
+    keep = num_sh_coeffs(min(degree, available))
+    sq = sh.detach().double().pow(2)
+    dropped = float(sq[:, keep:].sum())
+    view_dependent = float(sq[:, 1:].sum())
+    return {
+        "sh_degree_in": available,
+        "sh_degree_out": min(degree, available),
+        "dropped_energy_fraction": dropped / view_dependent if view_dependent > 0 else 0.0,
+        "dropped_rms_color": math.sqrt(dropped / (4.0 * _PI) / max(n * 3, 1)),
+    }

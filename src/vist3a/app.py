@@ -1,0 +1,257 @@
+"""``vist3a app``: a gradio demo. Type a prompt, get a 3D scene you can turn in the browser, its videos and files.
+
+The app is a thin layer over :class:`SceneService`, which keeps one pipeline per preset (and one reconstruction
+model per kind) loaded between requests and writes every result with :func:`~vist3a.scene.save_scene`. Requests
+run one at a time (a queue with one worker: one GPU, or the CPU). The server binds 127.0.0.1 unless told otherwise;
+a public gradio link only with ``share=True``. Needs ``pip install -e ".[app]"`` (gradio).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+NANO_EXAMPLES = (
+    "a red cube left of a blue sphere",
+    "a large yellow cylinder next to a small purple cone",
+    "a green torus on top of a white cube",
+    "a shiny orange pyramid behind a black sphere",
+)
+PRESET_DEFAULT = "preset default"
+CAMERA = (90, 75, 2.5)  # the 3D view's start: degrees around y, degrees from the y axis, distance (unit-radius scene)
+
+
+def available_presets() -> list[str]:
+    """The shipped preset names (``nano`` first)."""
+    folder = Path(__file__).parent / "presets"
+    names = sorted(p.stem for p in folder.glob("*.json"))
+    return sorted(names, key=lambda name: name != "nano")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "scene"
+
+
+@dataclass
+class SceneResult:
+    """What one request produced (paths inside ``folder``)."""
+
+    folder: Path
+    view_file: Path  # what the 3D view shows: scene.splat (Gaussians) or scene.glb (point cloud)
+    frames_video: Path | None
+    flythrough_video: Path | None
+    files: list[Path] = field(default_factory=list)
+    summary: str = ""
+
+
+class SceneService:
+    """Generation and reconstruction with models kept loaded between calls (thread-safe, one call at a time)."""
+
+    def __init__(self, out_root: str | os.PathLike = "outputs/app", device: str | None = None) -> None:
+        self.out_root = Path(out_root)
+        self.device = device
+        self._pipelines: dict[str, Any] = {}
+        self._recon_models: dict[tuple[str, str | None], Any] = {}
+        self._lock = threading.Lock()
+        self._count = 0
+
+    def _next_folder(self, name: str) -> Path:
+        self._count += 1
+        return self.out_root / f"{time.strftime('%Y%m%d-%H%M%S')}_{self._count:03d}_{_slug(name)}"
+
+    def pipeline(self, preset: str):
+        """The loaded pipeline of ``preset`` (loaded on first use)."""
+        from vist3a.pipeline import Text2ScenePipeline
+
+        if preset not in self._pipelines:
+            self._pipelines[preset] = Text2ScenePipeline.from_pretrained(preset, device=self.device)
+        return self._pipelines[preset]
+
+    def generate(
+        self,
+        prompt: str,
+        preset: str = "nano",
+        steps: int | None = None,
+        guidance: float | None = None,
+        seed: int = 0,
+        template: str | None = None,
+        flythrough_frames: int | None = None,
+    ) -> SceneResult:
+        """Generate one scene and write it (with ``scene.spz`` and ``scene.glb``) into a new folder."""
+        import torch
+
+        from vist3a.errors import UserInputError
+        from vist3a.scene import save_scene
+
+        if not prompt or not prompt.strip():
+            raise UserInputError("the prompt is empty")
+        template = None if template in (None, "", PRESET_DEFAULT) else template
+        with self._lock:
+            pipe = self.pipeline(preset)
+            generator = torch.Generator("cpu").manual_seed(int(seed))  # as `vist3a generate --seed`
+            scene = pipe(prompt.strip(), num_inference_steps=steps, guidance_scale=guidance, generator=generator,
+                         template=template)[0]
+            folder = save_scene(scene, self._next_folder(prompt), flythrough_frames=flythrough_frames,
+                                formats=["spz", "glb"])
+        total = sum(scene.timings.values())
+        count = f"{len(scene.gaussians):,} Gaussians" if scene.gaussians is not None else "a point cloud"
+        return self._result(folder, f"**{prompt.strip()}** -> {count} in {total:.1f} s (preset {preset}, seed {seed})")
+
+    def reconstruct(self, sources: list[str | os.PathLike], model: str = "anysplat", weights: str | None = None,
+                    size: int | None = None) -> SceneResult:
+        """Reconstruct uploaded images (or one video) with AnySplat / VGGT into a new folder."""
+        import torch
+
+        from vist3a.components import load_components, recon_preset
+        from vist3a.errors import UserInputError
+        from vist3a.recon.reconstruct import preprocess_for_model, read_frames, reconstruct
+
+        paths = [Path(p) for p in sources or []]
+        if not paths:
+            raise UserInputError("upload some images or one video first")
+        with tempfile.TemporaryDirectory() as tmp:
+            videos = [p for p in paths if p.suffix.lower() in (".mp4", ".mov", ".avi", ".mkv", ".webm", ".gif")]
+            if videos:
+                source = videos[0]
+            else:
+                source = Path(tmp)
+                for i, p in enumerate(paths):
+                    shutil.copy(p, source / f"{i:04d}{p.suffix.lower()}")
+            views = preprocess_for_model(model, read_frames(source, 32), size)
+        device = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        with self._lock:
+            key = (model, weights or None)
+            if key not in self._recon_models:
+                parts = load_components(recon_preset(model, weights or None), {"recon"}, device=device,
+                                        recon_model=model)
+                self._recon_models[key] = parts.recon.to(device)
+            folder = self._next_folder(f"recon-{model}")
+            summary = reconstruct(self._recon_models[key], views, folder, extra_meta={"source": "app upload"})
+            from vist3a.exports import export_scene
+
+            export_scene(folder, ["glb"] + (["spz", "splat"] if model == "anysplat" else []))
+        what = "Gaussians" if model == "anysplat" else "points"
+        return self._result(folder, f"{summary.num_views} views -> {summary.num_primitives:,} {what} ({model})")
+
+    @staticmethod
+    def _result(folder: Path, summary: str) -> SceneResult:
+        view = preview_splat(folder) if (folder / "scene.ply").exists() else folder / "scene.glb"
+        videos = [folder / name if (folder / name).exists() else None for name in ("frames.mp4", "flythrough.mp4")]
+        files = sorted(p for p in folder.iterdir() if p.is_file())
+        return SceneResult(folder, view, videos[0], videos[1], files, summary)
+
+
+def preview_splat(folder: Path) -> Path:
+    """``folder/.preview/scene.splat``: the splats centred on their median, scaled to a unit radius and turned to
+    y up (glTF/babylon axes: ``(x, -y, -z)``), so the 3D view's default camera frames them upright, and enlarged
+    like ``vist3a view`` does (:func:`~vist3a.viewer.default_size_factor`: browser renderers drop sub-pixel
+    splats). The files offered for download stay in vist3a's frame, at their true size."""
+    import torch
+
+    from vist3a.splats import Gaussians, load_ply, save_splat
+    from vist3a.viewer import default_size_factor
+
+    g = load_ply(folder / "scene.ply", dtype=torch.float64)
+    centre = g.means.median(0).values
+    radius = float((g.means - centre).norm(dim=1).quantile(0.9)) or 1.0
+    flip = torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64)
+    w, x, y, z = g.quats.unbind(-1)
+    turned = Gaussians(
+        means=(g.means - centre) * flip / radius,
+        quats=torch.stack([-x, w, -z, y], -1),  # (0, 1, 0, 0) * q: a half turn about x, applied after q
+        scales=g.scales / radius * default_size_factor(g),
+        opacities=g.opacities,
+        sh=g.sh[:, :1],
+    )
+    return save_splat(turned, folder / ".preview" / "scene.splat")
+
+
+def build_app(service: SceneService, default_preset: str = "nano"):
+    """The gradio Blocks of the app (tabs "generate" and "reconstruct")."""
+    import gradio as gr
+
+    from vist3a.errors import UserInputError
+    from vist3a.video.templates import TEMPLATES
+
+    def outputs(result: SceneResult):
+        return (str(result.view_file), _str(result.frames_video), _str(result.flythrough_video),
+                [str(p) for p in result.files], result.summary)
+
+    def on_generate(prompt, preset, steps, guidance, seed, template, progress=gr.Progress(track_tqdm=True)):
+        progress(0, desc="loading models (first request only)")
+        try:
+            result = service.generate(prompt, preset, int(steps), float(guidance), int(seed), template)
+        except UserInputError as exc:
+            raise gr.Error(str(exc)) from None
+        return outputs(result)
+
+    def on_reconstruct(files, model, weights, progress=gr.Progress(track_tqdm=True)):
+        progress(0, desc="reconstructing")
+        paths = [getattr(f, "name", f) for f in files or []]
+        try:
+            result = service.reconstruct(paths, model, weights or None)
+        except UserInputError as exc:
+            raise gr.Error(str(exc)) from None
+        return (str(result.view_file), [str(p) for p in result.files], result.summary)
+
+    with gr.Blocks(title="vist3a: text to 3D") as demo:
+        gr.Markdown("## vist3a: text -> 3D Gaussian splats\nDrag to turn the scene; the files are below it.")
+        with gr.Tab("generate"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    prompt = gr.Textbox(label="Prompt", value=NANO_EXAMPLES[0], lines=2, elem_id="prompt")
+                    preset = gr.Dropdown(available_presets(), value=default_preset, label="Preset")
+                    steps = gr.Slider(1, 100, value=20, step=1, label="Denoising steps")
+                    guidance = gr.Slider(1.0, 15.0, value=5.0, step=0.5, label="Guidance scale")
+                    seed = gr.Number(value=0, precision=0, label="Seed")
+                    template = gr.Dropdown([PRESET_DEFAULT, "none", *TEMPLATES], value=PRESET_DEFAULT,
+                                           label="Camera-motion template")
+                    run = gr.Button("Generate", variant="primary", elem_id="generate")
+                    gr.Examples([[p] for p in NANO_EXAMPLES], inputs=[prompt], label="Prompts the nano preset knows")
+                with gr.Column(scale=2):
+                    view = gr.Model3D(label="3D scene", height=420, elem_id="scene3d", camera_position=CAMERA)
+                    info = gr.Markdown()
+                    with gr.Row():
+                        frames = gr.Video(label="Generated video", height=220)
+                        flythrough = gr.Video(label="Fly-through", height=220)
+                    files = gr.File(label="Files", file_count="multiple")
+            run.click(on_generate, [prompt, preset, steps, guidance, seed, template],
+                      [view, frames, flythrough, files, info], api_name="generate")
+        with gr.Tab("reconstruct"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    uploads = gr.File(label="Images or one video", file_count="multiple")
+                    model = gr.Radio(["anysplat", "vggt"], value="anysplat", label="Model")
+                    weights = gr.Textbox(label="Weights (Hub id or folder; empty: the official release)")
+                    recon = gr.Button("Reconstruct", variant="primary")
+                with gr.Column(scale=2):
+                    recon_view = gr.Model3D(label="3D scene", height=420, camera_position=CAMERA)
+                    recon_info = gr.Markdown()
+                    recon_files = gr.File(label="Files", file_count="multiple")
+            recon.click(on_reconstruct, [uploads, model, weights], [recon_view, recon_files, recon_info],
+                        api_name="reconstruct")
+    demo.queue(default_concurrency_limit=1)
+    return demo
+
+
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+def launch(service: SceneService, *, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
+           default_preset: str = "nano", block: bool = True):
+    """Build and start the app; returns the Blocks (``block=False`` returns at once, for tests)."""
+    demo = build_app(service, default_preset)
+    demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block,
+                allowed_paths=[str(service.out_root.resolve())], quiet=not block)
+    return demo
