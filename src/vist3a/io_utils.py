@@ -129,9 +129,41 @@ def _signals_deferred() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
+#: Read end of the CLI's signal wake-up pipe (:func:`signal.set_wakeup_fd`) and the signal numbers to look for.
+#: Python runs signal handlers in the main thread only, and only between bytecodes, so a background writer could
+#: otherwise commit its output in the moment between a signal's arrival and the handler setting
+#: :data:`INTERRUPTED`; the C-level handler writes the signal number to this pipe at once, from any thread.
+_SIGNAL_PIPE: tuple[int, frozenset[int]] | None = None
+_SIGNAL_SEEN = threading.Event()
+
+
+def watch_signal_pipe(fd: int | None, signums: frozenset[int] = frozenset()) -> None:
+    """Let :func:`check_not_interrupted` read ``fd`` (non-blocking) for ``signums`` (``None``: stop watching)."""
+    global _SIGNAL_PIPE
+    _SIGNAL_PIPE = None if fd is None else (fd, frozenset(signums))
+    _SIGNAL_SEEN.clear()
+
+
+def _signal_arrived() -> bool:
+    """Whether a watched signal has reached the process, its Python handler run or not."""
+    if INTERRUPTED.is_set() or _SIGNAL_SEEN.is_set():
+        return True
+    watched = _SIGNAL_PIPE
+    if watched is None:
+        return False
+    fd, signums = watched
+    try:
+        data = os.read(fd, 256)
+    except OSError:  # nothing written (EAGAIN) or the pipe is gone
+        return False
+    if any(byte in signums for byte in data):
+        _SIGNAL_SEEN.set()
+    return _SIGNAL_SEEN.is_set()
+
+
 def check_not_interrupted() -> None:
     """Raise :class:`Interrupted` once the CLI has received SIGINT/SIGTERM (call before committing output)."""
-    if INTERRUPTED.is_set():
+    if _signal_arrived():
         raise Interrupted("interrupted before the output was moved into place")
 
 
@@ -174,8 +206,8 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700 folders
     try:
         yield tmp
-        check_not_interrupted()
         with _signals_deferred():  # the swap is not cut in half by Ctrl-C / SIGTERM (they act right after it)
+            check_not_interrupted()
             if path.exists() or path.is_symlink():
                 old = path.with_name(f".{path.name}.old")
                 marker = old.with_name(old.name + ".pid")

@@ -42,6 +42,35 @@ def install() -> None:
         return
     for sig in HANDLED:
         signal.signal(sig, _handler)
+    _watch_wakeup_pipe()
+
+
+_PIPE: tuple[int, int] | None = None
+
+
+def _watch_wakeup_pipe() -> None:
+    """Have the C-level signal handler write to a pipe that background writers read before they commit (see
+    :func:`vist3a.io_utils.check_not_interrupted`): they then never move output into place after a signal, even
+    before the main thread has run :func:`_handler`."""
+    global _PIPE
+    from vist3a.io_utils import watch_signal_pipe
+
+    if _PIPE is None:
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(read_fd, False)
+        os.set_blocking(write_fd, False)
+        _PIPE = (read_fd, write_fd)
+    try:
+        signal.set_wakeup_fd(_PIPE[1], warn_on_full_buffer=False)
+    except (ValueError, OSError):  # not the main thread of the main interpreter
+        return
+    while True:  # forget what an earlier in-process run left there
+        try:
+            if not os.read(_PIPE[0], 256):
+                break
+        except OSError:
+            break
+    watch_signal_pipe(_PIPE[0], frozenset(int(sig) for sig in HANDLED))
 
 
 def exit_code() -> int:
