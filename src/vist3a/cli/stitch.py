@@ -79,7 +79,7 @@ def _int_list(text: str | None, option: str) -> tuple[int, ...] | None:
 
 
 RECON_HELP = ("3D model: Hub repo id or local folder (default: preset's); by name: mvdust3r, mvdust3r-plus "
-              "(release weights, CC BY-NC 4.0, with --preset release; a tiny random one with the nano and "
+              "(release weights, CC BY-NC 4.0, with --preset vist3a-1.3b; a tiny random one with the nano and "
               "tiny-random presets), tiny-random-mvdust3r[-plus].")
 
 
