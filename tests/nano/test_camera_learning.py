@@ -79,6 +79,24 @@ def test_mirroring_reverses_the_turn_and_canonicalise_makes_every_clip_turn_one_
     assert torch.equal(canonical.frames[keep], batch.frames[keep])
 
 
+def test_canonical_cache_mirrors_the_clockwise_clips_in_storage_form(tiny_caches):
+    from vist3a.data.cache import mirror_batch
+
+    cache = tiny_caches[0]
+    batch = cache.batch(range(len(cache)))
+    flip = tr.signed_yaw(batch.w2c) < 0
+    assert bool(flip.any()) and not bool(flip.all())  # both directions present, or the test proves nothing
+    canon = tr.canonical_cache(cache, chunk=3)  # chunks smaller than the cache: order must survive
+    assert canon.frames.dtype == torch.uint8 and len(canon) == len(cache)
+    assert canon.captions == cache.captions
+    mirrored = mirror_batch(batch)
+    for i in range(len(cache)):
+        src = mirrored if flip[i] else batch
+        assert torch.equal(canon.frames[i], (src.frames[i] * 255).round().to(torch.uint8))
+        assert torch.allclose(canon.w2c[i], src.w2c[i])
+    assert bool((tr.signed_yaw(canon.w2c) >= -1e-6).all())
+
+
 def test_curriculum_limit_grows_to_full_orbits():
     assert tr.curriculum_limit_deg(0.0, 0.3, 60.0) == 60.0
     assert tr.curriculum_limit_deg(0.15, 0.3, 60.0) == pytest.approx(210.0)

@@ -16,7 +16,9 @@ def test_view_choices_must_fit_the_clips():
 
 
 @pytest.mark.slow
-def test_stitch_stage_end_to_end(tmp_path, tiny_caches, stage_defaults, tiny_vae_config, tiny_anysplat_config):
+@pytest.mark.parametrize("canonical", [False, True])
+def test_stitch_stage_end_to_end(tmp_path, tiny_caches, stage_defaults, tiny_vae_config, tiny_anysplat_config,
+                                 canonical):
     from diffusers import AutoencoderKLWan
 
     from vist3a.nano.weights import load_component_from
@@ -27,7 +29,8 @@ def test_stitch_stage_end_to_end(tmp_path, tiny_caches, stage_defaults, tiny_vae
     vae, recon = AutoencoderKLWan(**tiny_vae_config), AnySplat(**tiny_anysplat_config)
     # a budget already spent by the search: the fine-tuning stops cleanly after its first step, the stage goes on
     cfg = ts.StitchStageConfig(**stage_defaults, steps=2, batch_size=1, search_clips=4, view_choices=(5,),
-                               lora_rank=2, render_backend="torch", time_budget_s=1e-3)
+                               lora_rank=2, render_backend="torch", time_budget_s=1e-3,
+                               canonical_direction=canonical)
     run = ts.train_stitch(cfg, tmp_path / "stitch", "cpu", caches=tiny_caches, models=(vae, recon))
     train_config = json.loads((run / "train_config.json").read_text())
     assert train_config["steps_done"] == 1 and train_config["stopped_by"] == "time_budget"

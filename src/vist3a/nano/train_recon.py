@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -61,6 +61,8 @@ from vist3a.nano.training import (
     ssim,
     train_loop,
 )
+from vist3a.recon.direction import gaussians_of_views
+from vist3a.recon.direction import heldout_views as split_views
 
 logger = logging.getLogger(__name__)
 
@@ -333,17 +335,6 @@ def geodesic_camera_loss(pose_enc_list: list[torch.Tensor], target: torch.Tensor
     return total / sum(weights), terms
 
 
-def gaussians_of_views(model: Any, out: Any, views: torch.Tensor) -> list[Any]:
-    """The Gaussians that only ``views`` (indices into V) of a forward pass ``out`` make: per-pixel points and
-    raw parameters of those views fused as the model does (for novel-view renders of the other views)."""
-    from vist3a.recon.gaussian_ops import official_to_gaussians
-
-    official, counts = model.gaussians_from_pixels(
-        out.points[:, views].float(), out.gaussian_raw[:, views].float(), out.gaussian_conf[:, views].float(),
-        out.conf_valid_mask[:, views])
-    return [official_to_gaussians({k: v[b, :n] for k, v in official.items()}) for b, n in enumerate(counts)]
-
-
 def depth_loss(pred: torch.Tensor, conf: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, alpha: float,
                background_weight: float, background_factor: float) -> tuple[torch.Tensor, torch.Tensor]:
     """``(geometry term, background term)`` for predicted depth/confidence ``[B, V, H, W]``."""
@@ -430,14 +421,6 @@ def recon_step_loss(model: Any, batch: ClipBatch, cfg: ReconTrainConfig, generat
 
 
 # ----------------------------------------------------------------------------- evaluation
-def split_views(num_views: int, num_targets: int) -> tuple[list[int], list[int]]:
-    """``(context, targets)``: ``num_targets`` evenly spread interior views are held out (13, 4 -> 2, 5, 7, 10)."""
-    if not 0 < num_targets < num_views - 1:
-        raise ValueError(f"`num_targets` must be in [1, {num_views - 2}] for {num_views} views, got {num_targets}")
-    targets = sorted({round((i + 1) * (num_views - 1) / (num_targets + 1)) for i in range(num_targets)})
-    return [v for v in range(num_views) if v not in targets], targets
-
-
 def rotation_angle_deg(r_pred: torch.Tensor, r_gt: torch.Tensor) -> torch.Tensor:
     """Geodesic angle (degrees) between rotations ``[..., 3, 3]``."""
     cos = ((r_pred.transpose(-1, -2) @ r_gt).diagonal(dim1=-2, dim2=-1).sum(-1) - 1.0) / 2.0
@@ -606,6 +589,17 @@ def canonicalise_direction(batch: ClipBatch) -> ClipBatch:
                    w2c=pick(batch.w2c, mirrored.w2c), K=pick(batch.K, mirrored.K))
 
 
+def canonical_cache(cache: ClipCache, chunk: int = 64) -> ClipCache:
+    """``cache`` with every clip turning clockwise replaced by its mirror image (:func:`canonicalise_direction`),
+    in chunks so that the float copies stay small."""
+    parts = []
+    for start in range(0, len(cache), chunk):
+        canon = canonicalise_direction(cache.batch(range(start, min(start + chunk, len(cache)))))
+        parts.append(replace(canon, frames=(canon.frames * 255.0).round().to(torch.uint8),
+                             depth=None if canon.depth is None else canon.depth.half()))
+    return ClipCache.from_batches(parts, cache.device)
+
+
 def curriculum_limit_deg(progress: float, fraction: float, start_deg: float) -> float:
     """Largest rotation span allowed at training ``progress`` in [0, 1]: ``start_deg`` growing linearly to 360°
     over the first ``fraction`` of training, then everything (181+: full orbits' spans are up to 180°)."""
@@ -647,9 +641,7 @@ def train_recon(
         caches = _world_caches(cfg, device)
     train, held = run.clips(caches)
     if cfg.canonical_direction:
-        canon = canonicalise_direction(held.batch(range(len(held))))
-        held = ClipCache((canon.frames * 255.0).round().to(torch.uint8), canon.depth.half(), canon.w2c, canon.K,
-                         held.captions, held.compositions)
+        held = canonical_cache(held)
     if train.depth is None or train.w2c is None:
         raise ValueError("the recon stage needs clips with cameras and depth (synthetic clips have both)")
     run.data_ready()

@@ -26,7 +26,7 @@ import torch
 from vist3a.cameras import to_homogeneous
 from vist3a.data.cache import ClipCache
 from vist3a.nano.configs import NanoVideo, nano_stitch_spec
-from vist3a.nano.train_recon import render_intrinsics, to_model_input
+from vist3a.nano.train_recon import canonical_cache, render_intrinsics, to_model_input
 from vist3a.nano.train_vae import encode_mean
 from vist3a.nano.training import StageConfig, autocast, begin_stage, evaluate_with_fp16, psnr, ssim
 
@@ -51,6 +51,9 @@ class StitchStageConfig(StageConfig):
         gradient_checkpointing: per-block checkpointing (not needed at nano size).
         render_backend: ``vist3a.splats.render`` backend for the evaluation renders.
         fp16_psnr_tolerance: dB of stitched PSNR that fp16 storage may cost under ``save_dtype="auto"``.
+        canonical_direction: distil (and evaluate) on clips mirrored to turn one way, as the teacher was trained
+            with ``ReconTrainConfig.canonical_direction``: the student need not learn the teacher's outputs on
+            the other direction, which the pipeline never uses (it picks the better of a clip and its mirror).
     """
 
     supports_init: ClassVar[bool] = False
@@ -75,6 +78,7 @@ class StitchStageConfig(StageConfig):
     gradient_checkpointing: bool = False
     render_backend: str = "auto"
     fp16_psnr_tolerance: float = 0.05
+    canonical_direction: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -152,6 +156,8 @@ def train_stitch(
     vae.to(device).eval().requires_grad_(False)
     teacher.to(device).eval().requires_grad_(False)
     train, held = run.clips(caches)
+    if cfg.canonical_direction:
+        train, held = canonical_cache(train), canonical_cache(held)
     recon_size = int(teacher.config.aggregator_config["img_size"])
     video = NanoVideo(num_frames=cfg.num_frames, height=cfg.size, width=cfg.size, recon_size=recon_size)
     spec = cfg.spec or nano_stitch_spec(dict(teacher.config), dict(vae.config), video)
