@@ -73,6 +73,27 @@ class Scene:
             K[1, 2] += 0.5 * (sy - 1.0)
         return path_w2c, K.expand(num_frames, 3, 3).clone()
 
+    def mirrored(self) -> Scene:
+        """The scene's mirror image across the world plane ``x = 0``, seen through mirrored cameras and images:
+        ``w2c -> S w2c S`` (``S = diag(-1, 1, 1, 1)``, a proper rotation again), principal point
+        ``cx -> W - 1 - cx``, frames / depth / confidences flipped left-right, points ``x -> -x``, Gaussians
+        :meth:`~vist3a.splats.Gaussians.mirrored`. A world point ``X`` seen at pixel ``(u, v)`` becomes ``S X``
+        seen at ``(W - 1 - u, v)``, so every view of the result is the mirror image of the original view.
+        Applying it twice gives the scene back."""
+        from dataclasses import replace
+
+        flip = torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0], dtype=self.w2c.dtype))
+        K = self.K.clone()
+        K[..., 0, 2] = self.image_size[1] - 1 - self.K[..., 0, 2]
+        flip_w = lambda t: None if t is None else t.flip(-1)
+        points = None
+        if self.points is not None:
+            points = self.points.flip(-2) * torch.tensor([-1.0, 1.0, 1.0], dtype=self.points.dtype)
+        return replace(self, frames=self.frames.flip(-1), w2c=flip @ self.w2c @ flip, K=K,
+                       gaussians=None if self.gaussians is None else self.gaussians.mirrored(),
+                       depth=flip_w(self.depth), points=points, points_conf=flip_w(self.points_conf),
+                       settings=dict(self.settings), timings=dict(self.timings))
+
     def render_flythrough(
         self,
         num_frames: int = 48,

@@ -118,6 +118,21 @@ class Gaussians:
             raise ValueError(f"degree must be in [0, {self.sh_degree}] for these Gaussians, got {degree}")
         return Gaussians(self.means, self.quats, self.scales, self.opacities, self.sh[:, : (degree + 1) ** 2])
 
+    def mirrored(self) -> Gaussians:
+        """The mirror image across the plane ``x = 0`` (``S = diag(-1, 1, 1)``): means ``x -> -x``, rotations
+        ``S R S`` (quaternion ``(w, x, -y, -z)``), scales and opacities unchanged, and every SH basis function
+        that is odd in ``x`` negated, so that the colour seen along ``d`` is the old colour along ``S d``. Real SH
+        ``Y_l^m`` (bands ordered ``m = -l..l``) go to ``(-1)^m Y_l^m`` for ``m >= 0`` and ``(-1)^(m+1) Y_l^m`` for
+        ``m < 0`` under ``x -> -x`` (azimuth ``phi -> pi - phi``). Used to map a scene decoded from a mirrored
+        video back to the video's own frame. Applying it twice gives the splats back."""
+        signs = []
+        for degree in range(self.sh_degree + 1):
+            signs += [(-1.0) ** (m if m >= 0 else m + 1) for m in range(-degree, degree + 1)]
+        sign_x = torch.tensor([-1.0, 1.0, 1.0], dtype=self.means.dtype, device=self.device)
+        sign_q = torch.tensor([1.0, 1.0, -1.0, -1.0], dtype=self.quats.dtype, device=self.device)
+        sh_signs = torch.tensor(signs, dtype=self.sh.dtype, device=self.device)[None, :, None]
+        return Gaussians(self.means * sign_x, self.quats * sign_q, self.scales, self.opacities, self.sh * sh_signs)
+
     def filter_opacity(self, min_opacity: float) -> Gaussians:
         """Keep splats with opacity >= ``min_opacity``."""
         return self[self.opacities >= min_opacity]
