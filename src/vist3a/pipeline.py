@@ -63,6 +63,7 @@ class GenerationSettings:
     negative_prompt: str | None = "release"
     seed: int | list[int] | None = 0
     round_frames: bool = False
+    direction: str = "as-is"
 
     @classmethod
     def from_defaults(cls, defaults: dict[str, Any], **overrides: Any) -> GenerationSettings:
@@ -243,6 +244,14 @@ class Text2ScenePipeline:
             )
         except ValueError as exc:
             raise UserInputError(str(exc)) from None
+        from vist3a.recon.direction import DIRECTIONS
+
+        if settings.direction not in DIRECTIONS:
+            raise UserInputError(f"--direction must be one of {', '.join(DIRECTIONS)}, got {settings.direction!r}")
+        recon_type = getattr(getattr(self.decoder, "config", None), "recon_type", None)
+        if settings.direction == "mirror-select" and recon_type != "anysplat":
+            raise UserInputError(f"--direction mirror-select scores Gaussians of AnySplat decoders; this preset's "
+                                 f"decoder is {recon_type or 'not a stitched decoder'}: use --direction as-is")
         limits = self.max_sizes()
         for name, option, value in (("num_frames", "--num-frames", settings.num_frames),
                                     ("height", "--height", settings.height), ("width", "--width", settings.width)):
@@ -371,16 +380,43 @@ class Text2ScenePipeline:
         with timer("vae_decode"):
             frames = self.generator.decode(raw)  # [B, T, 3, H, W] in [0, 1]
         with timer("stitched_decode"):
-            param = next(self.decoder.parameters())
-            out = self.decoder(raw.to(param.device, param.dtype), frames.to(param.device, param.dtype))
-        scenes = [
-            _scene_from_output(out, b, text, frames[b], settings, dict(timer.times), self.preset.get("name"))
-            for b, text in enumerate(prompts)
-        ]
+            out = self._decode(raw, frames)
+        mirror = None
+        if settings.direction == "mirror-select":
+            with timer("direction"):
+                mirror = self._mirror_pass(out, frames)
+        scenes = []
+        for b, text in enumerate(prompts):
+            if mirror is not None and mirror["take"][b]:
+                scene = _scene_from_output(mirror["out"], b, text, frames[b].flip(-1), settings, dict(timer.times),
+                                           self.preset.get("name")).mirrored()
+            else:
+                scene = _scene_from_output(out, b, text, frames[b], settings, dict(timer.times),
+                                           self.preset.get("name"))
+            if mirror is not None:
+                scene.settings["direction_choice"] = {
+                    "decoded": "mirror image" if mirror["take"][b] else "as is",
+                    "heldout_psnr": float(mirror["score"][b]), "heldout_psnr_mirror": float(mirror["score_m"][b])}
+            scenes.append(scene)
         return Text2ScenePipelineOutput(scenes=scenes) if return_dict else (scenes,)
 
     # ------------------------------------------------------------------ __call__ helpers
     _callback_tensor_inputs = ("latents",)
+
+    def _decode(self, raw: torch.Tensor, frames: torch.Tensor) -> Any:
+        param = next(self.decoder.parameters())
+        return self.decoder(raw.to(param.device, param.dtype), frames.to(param.device, param.dtype))
+
+    def _mirror_pass(self, out: Any, frames: torch.Tensor) -> dict[str, Any]:
+        """Decode the mirror image of the video too (re-encoded by the VAE) and say per scene which pass to keep
+        (:mod:`vist3a.recon.direction`: the better held-out self-consistency)."""
+        from vist3a.recon.direction import heldout_consistency
+
+        mirrored = frames.flip(-1)
+        out_m = self._decode(self.generator.encode(mirrored), mirrored)
+        score = heldout_consistency(self.decoder.recon, out, frames)
+        score_m = heldout_consistency(self.decoder.recon, out_m, mirrored)
+        return {"out": out_m, "take": (score_m > score).tolist(), "score": score, "score_m": score_m}
 
     @staticmethod
     def _prompts(prompt: str | Sequence[str] | None, prompt_embeds: torch.Tensor | None) -> list[str]:

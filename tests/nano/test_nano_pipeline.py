@@ -96,3 +96,32 @@ def test_named_side_steers_the_generated_scene(pipe):
     scenes = pipe([c.prompt for c in cases], seed=0, progress=False)
     verdicts = [judge_left_right(scene.frames[0].float(), case) for case, scene in zip(cases, scenes, strict=True)]
     assert sum(v is True for v in verdicts) >= 7, list(zip([c.prompt for c in cases], verdicts, strict=True))
+
+
+def test_mirror_select_keeps_the_scene_in_the_video_frame(pipe, monkeypatch):
+    """Whichever pass ``--direction mirror-select`` keeps, the scene is in the frame of the decoded video: its
+    Gaussians rendered at its own first camera look like the first frame, not like the first frame's mirror image
+    (the mirror pass is mirrored back); the choice is recorded in the scene's settings."""
+    import vist3a.recon.direction as direction
+    from vist3a.splats import render
+
+    calls = []
+
+    def fake_consistency(model, out, frames, *args, **kwargs):  # decide the choice; the decoding stays real
+        calls.append(frames)
+        return torch.full((frames.shape[0],), 2.0 if len(calls) == 2 else 1.0)  # the mirror pass wins
+
+    monkeypatch.setattr(direction, "heldout_consistency", fake_consistency)
+    scene = pipe("a red cube left of a blue sphere", generator=torch.Generator().manual_seed(2), progress=False,
+                 direction="mirror-select")[0]
+    assert len(calls) == 2 and torch.equal(calls[1], calls[0].flip(-1))
+    assert scene.settings["direction_choice"]["decoded"] == "mirror image"
+    frame = scene.frames[0]
+    size = frame.shape[-1]
+    scale = size / scene.image_size[1]  # scene.K is for the 3D model's input size: rescale to the frames'
+    K = scene.K[:1].clone()
+    K[:, :2, :2] *= scale
+    K[:, :2, 2] = (K[:, :2, 2] + 0.5) * scale - 0.5
+    view = render(scene.gaussians, scene.w2c[:1], K, size, size, backend="torch").colors[0].permute(2, 0, 1)
+    error = lambda target: float((view.clamp(0, 1) - target).square().mean())
+    assert error(frame) < 0.7 * error(frame.flip(-1))

@@ -160,6 +160,11 @@ def register(app: typer.Typer) -> None:
         ),
         lora: Path = typer.Option(None, "--lora", help="Extra PEFT LoRA folder, e.g. RUN/checkpoint-100/lora_ema."),
         round_frames: bool = typer.Option(False, "--round-frames", help="Round --num-frames up to 4k+1 (warns)."),
+        direction: str = typer.Option(
+            None, "--direction", help="as-is | mirror-select: also decode the video's mirror image and keep the pass "
+            "whose Gaussians render held-out frames better (for decoders trained on one turning direction, like "
+            "the nano one; default: the preset's)."
+        ),
         device: str = options.device_option(),
         dtype: str = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16 (default: the preset's)."),
         flythrough_frames: int = typer.Option(
@@ -202,6 +207,10 @@ def register(app: typer.Typer) -> None:
         check_settings(frames=frames, steps=steps, cfg=cfg, seed=seed, height=height, width=width,
                        flow_shift=flow_shift, scheduler=scheduler, template=template, dtype=dtype, offload=offload,
                        flythrough_frames=flythrough_frames, round_frames=round_frames, num_prompts=len(prompts))
+        if direction is not None:
+            from vist3a.recon.direction import DIRECTIONS
+
+            options.check_choice(direction, DIRECTIONS, "--direction")
         rank, world, local_rank = _rank_and_world()
         dev = options.parse_device(device)
         if device in (None, "auto") and world > 1 and dev.type == "cuda":
@@ -226,7 +235,7 @@ def register(app: typer.Typer) -> None:
                     offload=offload, compile=compile, fp8=fp8)
         settings = dict(num_frames=frames, num_inference_steps=steps, guidance_scale=cfg, height=height, width=width,
                         flow_shift=flow_shift, scheduler=scheduler, template=template,
-                        negative_prompt=negative_prompt, round_frames=round_frames or None)
+                        negative_prompt=negative_prompt, round_frames=round_frames or None, direction=direction)
         save = dict(flythrough_frames=flythrough_frames, sh_degree=sh_degree, formats=formats)  # save_scene arguments
         with contextlib.ExitStack() as stack:
             if world == 1:

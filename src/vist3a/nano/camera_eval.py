@@ -35,12 +35,14 @@ from vist3a.nano.train_recon import (
     gaussians_of_views,
     normalize_clip_cameras,
     render_intrinsics,
+    signed_yaw,
     split_views,
     to_model_input,
 )
 
 DIRECTIONS = ("as-is", "canonical", "mirror-select")
 _FLIP = torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0]))
+_MIN_TURN = 0.087  # |signed_yaw| below ~5 degrees: either direction is right
 
 
 def kind_cache(kind: str, num_clips: int, seed: int = 2026, num_frames: int = 13, size: int = 64) -> ClipCache:
@@ -52,40 +54,52 @@ def kind_cache(kind: str, num_clips: int, seed: int = 2026, num_frames: int = 13
     return ClipCache.from_clips([dataset[i] for i in range(num_clips)])
 
 
+CRITERIA = ("heldout", "own")
+
+
 @torch.no_grad()
 def predict_w2c(model: Any, frames: torch.Tensor, cfg: ReconTrainConfig, num_targets: int = 4
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(w2c [B, V, 4, 4], self-consistency PSNR [B])``: predicted cameras of all views, and the PSNR of the
-    context views' Gaussians rendered at the predicted cameras of ``num_targets`` held-out views."""
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``(w2c [B, V, 4, 4], scores)``: predicted cameras of all views and two self-consistency PSNRs ``[B]``
+    (no ground truth): "heldout", the context views' Gaussians rendered at the predicted cameras of
+    ``num_targets`` held-out views; "own", all views' Gaussians rendered at every view's predicted camera."""
     size, clip_size = cfg.image_size, frames.shape[-1]
     out = model(to_model_input(frames, size))
     w2c = to_homogeneous(out.cameras.w2c.float())
     context, targets = split_views(frames.shape[1], num_targets)
-    gaussians = gaussians_of_views(model, out, torch.tensor(context))
+    held = gaussians_of_views(model, out, torch.tensor(context))
+    every = gaussians_of_views(model, out, torch.arange(frames.shape[1]))
     K = render_intrinsics(out.cameras.K.float(), size, clip_size)
-    scores = []
+    scores: dict[str, list[float]] = {"heldout": [], "own": []}
     for b in range(frames.shape[0]):
-        scores.append(_render_metrics([gaussians[b]], w2c[b : b + 1, targets], K[b : b + 1, targets],
-                                      frames[b : b + 1, targets], cfg)[0])
-    return w2c, torch.tensor(scores)
+        scores["heldout"].append(_render_metrics([held[b]], w2c[b : b + 1, targets], K[b : b + 1, targets],
+                                                 frames[b : b + 1, targets], cfg)[0])
+        scores["own"].append(_render_metrics([every[b]], w2c[b : b + 1], K[b : b + 1], frames[b : b + 1], cfg)[0])
+    return w2c, {key: torch.tensor(value) for key, value in scores.items()}
 
 
-def mirror_select(model: Any, batch: ClipBatch, cfg: ReconTrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Predicted ``w2c`` of ``batch`` from the better of the clip and its mirror image (self-consistency PSNR),
-    mapped back to the clip's own frame (``S w2c S``); and which clips took the mirror ``[B]`` (bool)."""
+def mirror_select(model: Any, batch: ClipBatch, cfg: ReconTrainConfig, criterion: str = "heldout"
+                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Predicted ``w2c`` of ``batch`` from the better of the clip and its mirror image by ``criterion``
+    (:func:`predict_w2c`), mapped back to the clip's own frame (``S w2c S``); and, per criterion, which clips
+    that criterion would send through the mirror ``[B]`` (bool)."""
+    if criterion not in CRITERIA:
+        raise ValueError(f"`criterion` must be one of {CRITERIA}, got {criterion!r}")
     w2c, score = predict_w2c(model, batch.frames, cfg)
     w2c_m, score_m = predict_w2c(model, mirror_batch(batch).frames, cfg)
     flip = _FLIP.to(w2c_m)
-    take = score_m > score
+    takes = {key: score_m[key] > score[key] for key in CRITERIA}
     back = flip @ w2c_m @ flip
-    return torch.where(take[:, None, None, None], back, w2c), take
+    return torch.where(takes[criterion][:, None, None, None], back, w2c), takes
 
 
 def evaluate_kind(model: Any, cache: ClipCache, cfg: ReconTrainConfig, direction: str = "as-is",
-                  batch_size: int = 4) -> dict[str, torch.Tensor]:
+                  batch_size: int = 4, criterion: str = "heldout") -> dict[str, torch.Tensor]:
     """Per-view / per-clip camera errors of ``model`` on ``cache`` (``direction``: see the module docstring):
     ``rotation_deg``, ``translation_dir_deg`` (flat), ``span_pred_deg``, ``span_gt_deg`` and, for
-    "mirror-select", ``mirror_taken`` (per clip)."""
+    "mirror-select", per clip ``mirror_taken`` (by ``criterion``) and, for every criterion,
+    ``choice_right_<criterion>``: 1 where it took the mirror exactly when the clip turns clockwise (the
+    direction the model was trained on is counter-clockwise), NaN for clips turning less than 5°."""
     if direction not in DIRECTIONS:
         raise ValueError(f"`direction` must be one of {DIRECTIONS}, got {direction!r}")
     model.eval()
@@ -96,8 +110,12 @@ def evaluate_kind(model: Any, cache: ClipCache, cfg: ReconTrainConfig, direction
             batch = canonicalise_direction(batch)
         gt = normalize_clip_cameras(batch.w2c, batch.K, batch.depth)
         if direction == "mirror-select":
-            w2c, take = mirror_select(model, batch, cfg)
-            rows.setdefault("mirror_taken", []).append(take.float())
+            w2c, takes = mirror_select(model, batch, cfg, criterion)
+            rows.setdefault("mirror_taken", []).append(takes[criterion].float())
+            yaw = signed_yaw(batch.w2c)
+            for key, take in takes.items():
+                right = (take == (yaw < 0)).float()
+                rows.setdefault(f"choice_right_{key}", []).append(torch.where(yaw.abs() < _MIN_TURN, torch.nan, right))
         else:
             w2c, _ = predict_w2c(model, batch.frames, cfg)
         for key, value in camera_errors(w2c, gt.w2c).items():
@@ -119,16 +137,19 @@ def summarise(errors: dict[str, torch.Tensor]) -> dict[str, float]:
     }
     if "mirror_taken" in errors:
         out["mirror_taken"] = float(errors["mirror_taken"].mean())
+    for key in sorted(k for k in errors if k.startswith("choice_right_")):
+        right = errors[key][~torch.isnan(errors[key])]
+        out[key] = float(right.mean()) if right.numel() else float("nan")
     return out
 
 
 def evaluate_by_kind(model: Any, kinds: Sequence[str], clips_per_kind: int, direction: str = "as-is",
-                     seed: int = 2026) -> dict[str, dict[str, float]]:
+                     seed: int = 2026, criterion: str = "heldout") -> dict[str, dict[str, float]]:
     """:func:`summarise` of every kind in ``kinds``, plus ``"all"`` (errors pooled over the kinds)."""
     cfg = ReconTrainConfig(model=dict(model.config), render_backend="torch")
     results, pooled = {}, {}
     for kind in kinds:
-        errors = evaluate_kind(model, kind_cache(kind, clips_per_kind, seed), cfg, direction)
+        errors = evaluate_kind(model, kind_cache(kind, clips_per_kind, seed), cfg, direction, criterion=criterion)
         results[kind] = summarise(errors)
         for key, value in errors.items():
             pooled.setdefault(key, []).append(value)
@@ -145,13 +166,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--clips-per-kind", type=int, default=4)
     parser.add_argument("--kinds", nargs="*", default=list(CAMERA_PATH_KINDS))
     parser.add_argument("--direction", choices=DIRECTIONS, default="as-is")
+    parser.add_argument("--criterion", choices=CRITERIA, default="heldout",
+                        help="self-consistency score that picks the direction under --direction mirror-select")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
     torch.set_grad_enabled(False)
     model = load_component_from(args.recon, "recon", "cpu", torch.float32)
-    results = evaluate_by_kind(model, args.kinds, args.clips_per_kind, args.direction, args.seed)
-    text = json.dumps({"recon": args.recon or "installed", "direction": args.direction,
+    results = evaluate_by_kind(model, args.kinds, args.clips_per_kind, args.direction, args.seed, args.criterion)
+    text = json.dumps({"recon": args.recon or "installed", "direction": args.direction, "criterion": args.criterion,
                        "clips_per_kind": args.clips_per_kind, "seed": args.seed, "results": results}, indent=1)
     if args.out:
         from pathlib import Path

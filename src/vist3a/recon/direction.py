@@ -1,0 +1,74 @@
+"""Test-time choice of the turning direction, for a 3D model trained on clips that all turn one way.
+
+Why: a small feed-forward camera head cannot tell a clip that turns left from its mirror image that turns
+right until it has learned a great deal; under a symmetric loss it settles on "no rotation" and the scenes
+become flat sheets (docs/nano.md § Round 5). The nano AnySplat is therefore trained on clips mirrored to turn
+counter-clockwise seen from above (``canonical_direction``). A generated video may turn either way, so the
+model runs on the video and on its mirror image and keeps the pass whose Gaussians explain *held-out* views
+better (the context views' Gaussians rendered at the held-out views' predicted cameras; no ground truth
+involved); a scene decoded from the mirror image is mirrored back with :meth:`vist3a.scene.Scene.mirrored`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from vist3a.cameras import K_from_edge_convention, to_homogeneous
+from vist3a.splats import Gaussians, render
+
+#: "as-is": one pass; "mirror-select": the better of the video and its mirror image (module docstring).
+DIRECTIONS = ("as-is", "mirror-select")
+
+
+def heldout_views(num_views: int, num_targets: int) -> tuple[list[int], list[int]]:
+    """``(context, targets)``: ``num_targets`` evenly spread interior views are held out (13, 4 -> 2, 5, 7, 10)."""
+    if not 0 < num_targets < num_views - 1:
+        raise ValueError(f"`num_targets` must be in [1, {num_views - 2}] for {num_views} views, got {num_targets}")
+    targets = sorted({round((i + 1) * (num_views - 1) / (num_targets + 1)) for i in range(num_targets)})
+    return [v for v in range(num_views) if v not in targets], targets
+
+
+def gaussians_of_views(model: Any, out: Any, views: torch.Tensor) -> list[Gaussians]:
+    """The Gaussians that only ``views`` (indices into V) of an AnySplat forward pass ``out`` make: their
+    per-pixel points and raw parameters fused as the model does (for renders of the other views)."""
+    from vist3a.recon.gaussian_ops import official_to_gaussians
+
+    official, counts = model.gaussians_from_pixels(
+        out.points[:, views].float(), out.gaussian_raw[:, views].float(), out.gaussian_conf[:, views].float(),
+        out.conf_valid_mask[:, views])
+    return [official_to_gaussians({k: v[b, :n] for k, v in official.items()}) for b, n in enumerate(counts)]
+
+
+def intrinsics_for(K_edge: torch.Tensor, model_hw: tuple[int, int], image_hw: tuple[int, int]) -> torch.Tensor:
+    """Predicted intrinsics (edge convention, for the model's ``model_hw`` input) -> vist3a pixel intrinsics for
+    images of ``image_hw`` (integer pixel centres: ``c' = (c + 0.5) s - 0.5``)."""
+    K = K_from_edge_convention(K_edge.float())
+    sy, sx = image_hw[0] / model_hw[0], image_hw[1] / model_hw[1]
+    K[..., 0, 0] *= sx
+    K[..., 1, 1] *= sy
+    K[..., 0, 2] = (K[..., 0, 2] + 0.5) * sx - 0.5
+    K[..., 1, 2] = (K[..., 1, 2] + 0.5) * sy - 0.5
+    return K
+
+
+@torch.no_grad()
+def heldout_consistency(model: Any, out: Any, frames: torch.Tensor, num_targets: int = 4,
+                        backend: str = "auto") -> torch.Tensor:
+    """Self-consistency PSNR ``[B]`` (dB, mean over the held-out views) of an AnySplat pass ``out`` on ``frames``
+    ``[B, V, 3, H, W]``: the Gaussians of the context views rendered at the held-out views' predicted cameras,
+    against those views."""
+    batch, views, _, height, width = frames.shape
+    context, targets = heldout_views(views, num_targets)
+    gaussians = gaussians_of_views(model, out, torch.tensor(context, device=out.points.device))
+    w2c = to_homogeneous(out.cameras.w2c.float())
+    K = intrinsics_for(out.cameras.K, tuple(out.depth.shape[-2:]), (height, width))
+    scores = []
+    for b in range(batch):
+        g = gaussians[b].to(torch.float32)
+        pred = render(g, w2c[b, targets], K[b, targets], width, height, backend=backend).colors
+        target = frames[b, targets].float().to(pred.device).permute(0, 2, 3, 1)
+        mse = (pred.clamp(0, 1) - target).square().mean(dim=(1, 2, 3)).clamp_min(1e-10)
+        scores.append((-10.0 * torch.log10(mse)).mean())
+    return torch.stack(scores).cpu()
