@@ -65,6 +65,11 @@ def test_later_stages_find_earlier_runs(tmp_path):
     assert recipes.resolve_inputs("generator", {}, tmp_path) == {"vae": str(tmp_path / "vae")}
     assert recipes.resolve_inputs("stitch", {"vae": "mine"}, tmp_path) == {"vae": "mine"}  # no recon run yet
     assert recipes.resolve_inputs("vae", {}, tmp_path) == {}
+    (tmp_path / "vggt" / "model").mkdir(parents=True)
+    (tmp_path / "vggt" / "model" / "config.json").write_text(json.dumps({"_class_name": "VGGT"}))
+    assert recipes.resolve_inputs("stitch_vggt", {}, tmp_path) == {"vae": str(tmp_path / "vae"),
+                                                                    "recon": str(tmp_path / "vggt")}
+    assert recipes.get_stage("stitch-vggt").name == "stitch_vggt" and "vggt" not in recipes.STAGE_ORDER
 
 
 def test_train_all_splits_the_budget(monkeypatch, tmp_path):
