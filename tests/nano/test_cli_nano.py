@@ -34,6 +34,8 @@ def test_parse_set_nests_and_parses_json():
         (["nano", "train", "vae", "--set", "model.width=3"], "unknown keys"),
         (["nano", "train", "all", "--set", "stepz=3"], "not fields of any nano stage"),
         (["nano", "train", "vae", "--set", "save_dtype=int8"], "save_dtype"),
+        (["nano", "train", "vggt", "--set", "model.track_config=3"], "unknown keys"),
+        (["nano", "train", "stitch-vggt", "--set", "teacher=mvdust3r"], "`teacher` must be one of"),
         (["nano", "export-text-encoder", "x", "--dtype", "int8"], "--dtype"),
     ],
 )
