@@ -10,6 +10,7 @@ import torch
 
 from vist3a.cli.main import main
 from vist3a.errors import UserInputError
+from vist3a.nano.weights import nano_available
 
 PROMPT = "a red cube left of a blue sphere"
 
@@ -94,3 +95,18 @@ def test_generate_writes_a_pointmap_scene(monkeypatch, tmp_path, capsys, tiny_va
     assert iio.imread(out / "flythrough.mp4").shape[0] == 3
     meta = json.loads((out / "meta.json").read_text())
     assert meta["settings"]["preset"] == "nano-vggt" and meta["num_points"] == vertices.count
+
+
+@pytest.mark.skipif(not nano_available(("vae", "generator", "stitch_vggt")),
+                    reason="the nano VGGT weights are not installed in this checkout yet")
+def test_shipped_nano_vggt_puts_the_red_points_left_of_the_blue_ones():
+    """Issue 21's check on the shipped weights: in the generated point cloud (what points.ply holds), seen from the
+    first predicted camera, the red points lie left of the blue ones."""
+    from vist3a.evaluation.relations import LeftRightCase, judge_left_right_points
+    from vist3a.pipeline import Text2ScenePipeline
+
+    pipe = Text2ScenePipeline.from_pretrained("nano-vggt", device="cpu")
+    scene = pipe(PROMPT, generator=torch.Generator().manual_seed(0), progress=False)[0]
+    xyz, rgb, _ = scene.fused_points()
+    case = LeftRightCase(PROMPT, "red", "blue", "left of")
+    assert judge_left_right_points(xyz, rgb, scene.w2c[0], case) is True
