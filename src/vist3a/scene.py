@@ -25,6 +25,9 @@ from vist3a.splats.sh import resolve_sh_degree
 
 logger = logging.getLogger(__name__)
 
+#: Standard deviation of a point's splat in a pointmap scene's fly-through, in pointmap pixels at its depth.
+POINT_SPLAT_FOOTPRINT = 0.6
+
 
 @dataclass
 class Scene:
@@ -94,28 +97,56 @@ class Scene:
                        depth=flip_w(self.depth), points=points, points_conf=flip_w(self.points_conf),
                        settings=dict(self.settings), timings=dict(self.timings))
 
+    def fused_points(self, keep_fraction: float = 0.5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The point cloud of the pointmaps: the ``keep_fraction`` most confident pixels
+        (:func:`~vist3a.splats.points.fuse_point_maps`), coloured from the decoded frames. Returns
+        ``(xyz [M, 3], rgb [M, 3] uint8, conf [M] or None)`` on the CPU; what ``points.ply`` holds."""
+        if self.points is None:
+            raise ValueError("this scene has no pointmaps (the decoder gives Gaussians)")
+        colors = self.frames.float().cpu()
+        if tuple(colors.shape[-2:]) != tuple(self.points.shape[1:3]):
+            colors = torch.nn.functional.interpolate(colors, size=self.points.shape[1:3], mode="area")
+        conf = self.points_conf.float().cpu() if self.points_conf is not None else None
+        xyz, rgb, kept = fuse_point_maps(self.points.float().cpu(), conf, colors, keep_fraction, return_conf=True)
+        return xyz, rgb, kept if conf is not None else None
+
+    def point_splats(self, keep_fraction: float = 0.5, footprint: float = POINT_SPLAT_FOOTPRINT) -> Gaussians:
+        """Splats of :meth:`fused_points` for rendering the point cloud: each point a round splat whose standard
+        deviation is ``footprint`` x the size of one pointmap pixel at its distance from the nearest predicted
+        camera (``distance / focal length``)."""
+        from vist3a.splats.points import points_to_gaussians
+
+        xyz, rgb, _ = self.fused_points(keep_fraction)
+        centres = invert_rigid(self.w2c[:, :3].float().cpu())[:, :3, 3]  # [V, 3]
+        distance = torch.cdist(xyz, centres).amin(1)
+        focal = self.K[:, 0, 0].float().cpu().mean().clamp_min(1e-6)
+        return points_to_gaussians(xyz, rgb, footprint * distance / focal)
+
     def render_flythrough(
         self,
         num_frames: int = 48,
         backend: str = "auto",
         device: str | torch.device | None = None,
         size_hw: tuple[int, int] | None = None,
+        points_keep_fraction: float = 0.5,
     ) -> torch.Tensor:
-        """Render the Gaussians along :meth:`flythrough_cameras`: ``[N, H, W, 3]`` in ``[0, 1]`` (CPU).
+        """Render the Gaussians (of a pointmap scene: its :meth:`point_splats`) along :meth:`flythrough_cameras`:
+        ``[N, H, W, 3]`` in ``[0, 1]`` (CPU).
 
         Renders on ``device`` (default: CUDA when available) at ``size_hw`` (default ``image_size``). gsplat
         renders all views in one call; the CPU reference renderer goes one view at a time to keep its memory
-        flat.
+        flat. ``points_keep_fraction``: the share of pointmap pixels rendered (as in ``points.ply``).
         """
         from vist3a.splats import resolve_backend
         from vist3a.splats.flythrough import render_frames
 
-        if self.gaussians is None:
-            raise ValueError("this scene has no Gaussians to render (the decoder gives pointmaps only)")
+        if self.gaussians is None and self.points is None:
+            raise ValueError("this scene has neither Gaussians nor pointmaps to render")
         w2c, K = self.flythrough_cameras(num_frames, size_hw)
         height, width = size_hw or self.image_size
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        g = self.gaussians.detach().to(device)
+        splats = self.gaussians if self.gaussians is not None else self.point_splats(points_keep_fraction)
+        g = splats.detach().to(device)
         batch = num_frames if resolve_backend(backend, g.device) == "gsplat" else 1
         frames = render_frames(g, w2c.to(device), K.to(device), width, height, backend=backend,
                                batch_size=batch, progress=False)
@@ -143,7 +174,7 @@ def save_scene(
     fps: float = 12.0,
     render_backend: str = "auto",
     extra_meta: dict[str, Any] | None = None,
-    depth_pngs: bool = False,
+    depth_pngs: bool | None = None,
     points_keep_fraction: float = 0.5,
     sh_degree: int | None = DEFAULT_SH_DEGREE,
     formats: tuple[str, ...] | list[str] = (),
@@ -155,12 +186,14 @@ def save_scene(
     ``formats``: extra exports written into the same folder (:mod:`vist3a.exports`: spz, compressed-ply, glb,
     nerfstudio, colmap, all), from the frames before video compression.
 
-    Pointmap-only scenes write ``points.ply`` instead of the splat files. The folder is built beside
-    ``out_dir`` and moved into place at the end, so a failure (or Ctrl-C) never leaves half-written output.
+    Pointmap-only scenes write ``points.ply`` instead of the splat files, and their fly-through renders that point
+    cloud (:meth:`Scene.point_splats`). The folder is built beside ``out_dir`` and moved into place at the end, so
+    a failure (or Ctrl-C) never leaves half-written output.
     ``flythrough_frames = 0`` skips the fly-through video. Default: 48 frames at the 3D model's resolution with
     CUDA (gsplat), else 16 frames at the video's resolution (the CPU reference renderer takes ~0.1-0.2 s per
     64 px view of 100k splats, see docs/benchmarks.md). ``depth_pngs``: also ``depth/000.png ...`` (colour-mapped
-    depth). ``points_keep_fraction``: the most confident share of pointmap pixels kept in ``points.ply``.
+    depth); default (None): for scenes with pointmaps. ``points_keep_fraction``: the most confident share of
+    pointmap pixels kept in ``points.ply`` (and rendered in a pointmap scene's fly-through).
     """
     from vist3a.media import write_video
 
@@ -171,13 +204,17 @@ def save_scene(
             degree = resolve_sh_degree(sh_degree, scene.gaussians.sh_degree)
             save_ply(scene.gaussians, tmp / "scene.ply", sh_degree=degree)
             save_splat(scene.gaussians, tmp / "scene.splat")
+        if scene.gaussians is not None or scene.points is not None:
             on_gpu = torch.cuda.is_available()
             frames_n = flythrough_frames if flythrough_frames is not None else (48 if on_gpu else 16)
             size_hw = None if on_gpu else tuple(int(s) for s in scene.frames.shape[-2:])
             if frames_n > 0:
-                video = scene.render_flythrough(frames_n, render_backend, size_hw=size_hw)
+                video = scene.render_flythrough(frames_n, render_backend, size_hw=size_hw,
+                                                points_keep_fraction=points_keep_fraction)
                 write_video(tmp / "flythrough.mp4", video, fps)
         num_points = _save_points(scene, tmp / "points.ply", points_keep_fraction) if scene.points is not None else None
+        if depth_pngs is None:
+            depth_pngs = scene.points is not None
         if depth_pngs and scene.depth is not None:
             _save_depth_pngs(tmp / "depth", scene.depth)
         write_video(tmp / "frames.mp4", scene.frames.permute(0, 2, 3, 1).clamp(0, 1).cpu(), fps)
@@ -204,14 +241,10 @@ def save_scene(
 
 
 def _save_points(scene: Scene, path: Path, keep_fraction: float) -> int:
-    """Fused coloured point cloud of the pointmaps (the ``keep_fraction`` most confident pixels, with their
-    confidence when the scene has one, for `vist3a view`); its size."""
-    colors = scene.frames.float().cpu()
-    if tuple(colors.shape[-2:]) != tuple(scene.points.shape[1:3]):
-        colors = torch.nn.functional.interpolate(colors, size=scene.points.shape[1:3], mode="area")
-    conf = scene.points_conf.float().cpu() if scene.points_conf is not None else None
-    xyz, rgb, kept_conf = fuse_point_maps(scene.points.float().cpu(), conf, colors, keep_fraction, return_conf=True)
-    save_point_ply(path, xyz, rgb, kept_conf if conf is not None else None)
+    """Fused coloured point cloud of the pointmaps (:meth:`Scene.fused_points`, with their confidence when the
+    scene has one, for `vist3a view`); its size."""
+    xyz, rgb, conf = scene.fused_points(keep_fraction)
+    save_point_ply(path, xyz, rgb, conf)
     return int(xyz.shape[0])
 
 

@@ -9,6 +9,7 @@ from vist3a.evaluation.relations import (
     LeftRightCase,
     colour_centroid_x,
     judge_left_right,
+    judge_left_right_points,
     left_right_cases,
     left_right_summary,
 )
@@ -53,3 +54,26 @@ def test_ground_truth_first_frames_are_judged_right(kind):
                                     scene_radius=scene.radius)
         frames, _ = render_clip(scene, w2c, K, 48, 48)
         assert judge_left_right(frames[0], case) is True, case.prompt
+
+
+@pytest.mark.parametrize("kind", ["orbit", "arc"])
+def test_ground_truth_point_clouds_are_judged_right(kind):
+    """The world's own geometry (every pixel of the first two frames unprojected with its true depth, coloured by
+    its pixel) puts each colour on its side in the first camera's frame; mirrored, on the other side."""
+    from vist3a.recon.gaussian_ops import unproject_depth
+    from vist3a.world import Composition, render_clip, sample_camera_path, scene_from_composition
+
+    for index, case in enumerate(left_right_cases(6, seed=2)):
+        words = case.prompt.split()
+        composition = Composition.of((case.subject_colour, words[2]), case.relation, (case.reference_colour, words[-1]))
+        scene = scene_from_composition(composition, index)
+        w2c, K = sample_camera_path(kind, 2, index, height=48, width=48, target=scene.centre,
+                                    scene_radius=scene.radius)
+        frames, depth = render_clip(scene, w2c, K, 48, 48)
+        valid = torch.isfinite(depth) & (depth > 0)
+        points = unproject_depth(torch.where(valid, depth, 1.0), w2c, K)[valid]
+        colors = frames.permute(0, 2, 3, 1)[valid]
+        assert judge_left_right_points(points, colors, w2c[0], case) is True, case.prompt
+        flip = torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0], dtype=w2c.dtype))  # x -> -x in the first camera frame
+        assert judge_left_right_points(points, colors, flip @ w2c[0], case) is False, case.prompt
+    assert judge_left_right_points(points, colors, w2c[0], LeftRightCase("x", "red", "purple", "left of")) is None

@@ -23,6 +23,13 @@ def tiny_anysplat_config() -> dict:
                                 voxel_size=0.05)
 
 
+def tiny_vggt_config() -> dict:
+    from vist3a.nano.configs import nano_vggt_config
+
+    # the trunk of tiny_anysplat_config with VGGT's heads: 28 px -> a 2x2 grid for the 2x2 latent of a 16 px clip
+    return nano_vggt_config(embed_dim=16, depth=4, num_heads=2, dino_depth=2, dpt_features=8, img_size=28)
+
+
 def tiny_transformer_config() -> dict:
     from vist3a.nano.configs import nano_transformer_config
 
@@ -37,6 +44,11 @@ def _tiny_vae_config() -> dict:
 @pytest.fixture(name="tiny_anysplat_config")
 def _tiny_anysplat_config() -> dict:
     return tiny_anysplat_config()
+
+
+@pytest.fixture(name="tiny_vggt_config")
+def _tiny_vggt_config() -> dict:
+    return tiny_vggt_config()
 
 
 @pytest.fixture(name="tiny_transformer_config")

@@ -34,6 +34,8 @@ def test_parse_set_nests_and_parses_json():
         (["nano", "train", "vae", "--set", "model.width=3"], "unknown keys"),
         (["nano", "train", "all", "--set", "stepz=3"], "not fields of any nano stage"),
         (["nano", "train", "vae", "--set", "save_dtype=int8"], "save_dtype"),
+        (["nano", "train", "vggt", "--set", "model.track_config=3"], "unknown keys"),
+        (["nano", "train", "stitch-vggt", "--set", "teacher=mvdust3r"], "`teacher` must be one of"),
         (["nano", "export-text-encoder", "x", "--dtype", "int8"], "--dtype"),
     ],
 )
@@ -65,6 +67,11 @@ def test_later_stages_find_earlier_runs(tmp_path):
     assert recipes.resolve_inputs("generator", {}, tmp_path) == {"vae": str(tmp_path / "vae")}
     assert recipes.resolve_inputs("stitch", {"vae": "mine"}, tmp_path) == {"vae": "mine"}  # no recon run yet
     assert recipes.resolve_inputs("vae", {}, tmp_path) == {}
+    (tmp_path / "vggt" / "model").mkdir(parents=True)
+    (tmp_path / "vggt" / "model" / "config.json").write_text(json.dumps({"_class_name": "VGGT"}))
+    assert recipes.resolve_inputs("stitch_vggt", {}, tmp_path) == {"vae": str(tmp_path / "vae"),
+                                                                    "recon": str(tmp_path / "vggt")}
+    assert recipes.get_stage("stitch-vggt").name == "stitch_vggt" and "vggt" not in recipes.STAGE_ORDER
 
 
 def test_train_all_splits_the_budget(monkeypatch, tmp_path):

@@ -49,3 +49,52 @@ def test_stitch_stage_end_to_end(tmp_path, tiny_caches, stage_defaults, tiny_vae
         latents = vae.encode(frames.permute(0, 2, 1, 3, 4) * 2 - 1).latent_dist.mean
         out = decoder(latents, frames)
     assert out.depth.shape == (1, 5, 28, 28)
+
+
+def test_teacher_comes_from_the_recon_folder(tmp_path, tiny_vggt_config):
+    from vist3a.errors import UserInputError
+    from vist3a.recon import VGGT
+
+    VGGT(**tiny_vggt_config).save_pretrained(tmp_path / "vggt" / "model")
+    assert ts.StitchStageConfig(recon=str(tmp_path / "vggt")).teacher_component() == "vggt"
+    assert ts.StitchStageConfig().teacher_component() == "recon"
+    assert ts.StitchVGGTStageConfig().teacher_component() == "vggt"
+    with pytest.raises(UserInputError, match="no trained AnySplat or VGGT"):
+        ts.StitchStageConfig(recon=str(tmp_path / "vggt" / "model" / "missing")).teacher_component()
+    with pytest.raises(ValueError, match="teacher"):
+        ts.StitchStageConfig(teacher="mvdust3r")
+
+
+def test_stitch_stage_with_a_vggt_teacher(tmp_path, tiny_caches, stage_defaults, tiny_vae_config, tiny_vggt_config):
+    """The stitch stage on a VGGT: search, fine-tuning and the pointmap evaluation against the world's ground truth."""
+    from diffusers import AutoencoderKLWan
+
+    from vist3a.nano.recipes import get_stage
+    from vist3a.nano.weights import load_component_from
+    from vist3a.recon import VGGT
+    from vist3a.stitching.decoder import StitchedDecoder
+
+    torch.manual_seed(0)
+    vae, recon = AutoencoderKLWan(**tiny_vae_config), VGGT(**tiny_vggt_config)
+    stage = get_stage("stitch-vggt")
+    cfg = stage.config_cls(**stage_defaults, steps=2, batch_size=1, search_clips=4, view_choices=(5,), lora_rank=2,
+                           eval_max_points=64, canonical_direction=True)
+    run = stage.train(cfg, tmp_path / "stitch_vggt", "cpu", caches=tiny_caches, models=(vae, recon))
+    record = json.loads((run / "train_config.json").read_text())
+    assert record["stage"] == "stitch_vggt" and record["steps_done"] == 2
+    evaluation = json.loads((run / "eval.json").read_text())
+    assert evaluation["teacher"] == "vggt" and evaluation["spec"] == "conv3d_k5x3x3_o16_s1x1x1_p2x1x1"
+    for name in ("stitched", "teacher"):
+        for key in ("depth_abs_rel", "points_acc", "points_comp", "points_nc", "rra@5", "auc@30",
+                    "rotation_error_median_deg"):
+            assert isinstance(evaluation[f"heldout_{name}_{key}"], float), (name, key)
+    assert "heldout_stitched_points_acc_fp16" in evaluation and evaluation["heldout_points_rel_diff"] >= 0
+    decoder = load_component_from(run, "stitch_vggt")
+    assert isinstance(decoder, StitchedDecoder) and decoder.config.recon_type == "vggt"
+    with pytest.raises(Exception, match="no trained StitchedDecoder"):
+        load_component_from(run, "stitch")  # an AnySplat slot never takes a stitched VGGT
+    frames = tiny_caches[1].batch([0]).frames
+    with torch.no_grad():
+        latents = vae.encode(frames.permute(0, 2, 1, 3, 4) * 2 - 1).latent_dist.mean
+        out = decoder(latents)  # a VGGT needs no frames
+    assert out.world_points.shape == (1, 5, 28, 28, 3) and out.cameras.w2c.shape == (1, 5, 3, 4)

@@ -25,7 +25,9 @@ HELP = """Generate 3D Gaussian-splat scenes from text.
 
 Writes into OUT: scene.ply (3DGS layout, opens in SuperSplat/Spark), scene.splat, flythrough.mp4 (a smooth path
 through the predicted cameras), frames.mp4 (the generated video), cameras.json and meta.json (prompt, preset,
-seed, settings, per-stage timings, versions). Output folders appear complete or not at all; an existing OUT is
+seed, settings, per-stage timings, versions). Pointmap presets (nano-vggt) write points.ply (the most confident
+half of the pointmap pixels, coloured from the frames) and depth/NNN.png instead of the splat files, and their
+fly-through renders the point cloud. Output folders appear complete or not at all; an existing OUT is
 replaced only if vist3a wrote it (or with --overwrite), and Ctrl-C / SIGTERM keep the old one.
 
 Examples:
@@ -225,7 +227,7 @@ def register(app: typer.Typer) -> None:
             raise UserInputError(f"--out '{out}' is a file; --prompts-file writes one folder per prompt into it")
         for target in targets.values():
             options.check_output_target(target, overwrite, SCENE_MARKERS)
-        if preset == "nano":
+        if preset in ("nano", "nano-vggt"):
             from vist3a.cli.nano import warn_outside_training
 
             warn_outside_training(prompts, height=height, width=width, num_frames=frames)
@@ -276,4 +278,6 @@ def _save(scene, target: Path, save: dict, lock: bool):
 def _report(done) -> None:
     scene, target = done
     total = sum(scene.timings.values())
-    typer.echo(f"wrote {target}/ ({len(scene.gaussians or [])} Gaussians, {total:.1f} s)")
+    what = f"{len(scene.gaussians)} Gaussians" if scene.gaussians is not None else (
+        f"pointmaps of {scene.points.shape[0]} views" if scene.points is not None else "no 3D output")
+    typer.echo(f"wrote {target}/ ({what}, {total:.1f} s)")

@@ -6,7 +6,8 @@ training run can record exactly what it built. Sizes are derived from a few knob
 - video: :data:`NANO_VIDEO` (13 frames of 64x64) through the Wan VAE's 4x temporal / 8x spatial compression
   gives latents ``[16, 4, 8, 8]``;
 - 3D model: AnySplat at ``recon_size`` 112 px with patch 14 -> an 8x8 token grid, so the stitching layer
-  maps the 8x8 latent onto the 8x8 token grid with stride 1 (:func:`nano_stitch_spec`);
+  maps the 8x8 latent onto the 8x8 token grid with stride 1 (:func:`nano_stitch_spec`); the pointmap model
+  (:func:`nano_vggt_config`) is VGGT on the same trunk;
 - text: all-MiniLM-L6-v2 token states (D = 384), ``text_max_length`` tokens;
 - generator: a tiny ``WanTransformer3DModel`` whose ``text_dim`` is the text encoder's width;
 - image-text models (reward ``clip``, evaluation ``clip_eval``): :class:`vist3a.nano.imagetext.NanoImageTextModel`
@@ -142,13 +143,53 @@ def nano_anysplat_config(
     }
 
 
+def nano_vggt_config(
+    embed_dim: int = 96,
+    depth: int = 8,
+    num_heads: int = 4,
+    dino_depth: int = 4,
+    dpt_features: int = 64,
+    img_size: int = NANO_VIDEO.recon_size,
+    patch_size: int = 14,
+) -> dict[str, Any]:
+    """``vist3a.recon.VGGT`` kwargs of the nano pointmap model: the trunk of :func:`nano_anysplat_config` (112 px,
+    patch 14 -> 8x8 tokens, embed 96, 8 alternating blocks, a 4-block DINO embedder whose blocks are the
+    stitching candidates) with VGGT's camera, depth and point heads (no track head).
+
+    The DPT heads read the :func:`evenly_spread_layers` of the trunk, widths scaled with ``embed_dim``.
+    """
+    if img_size % patch_size:
+        raise ValueError(f"`img_size` ({img_size}) must be a multiple of `patch_size` ({patch_size})")
+    layers = evenly_spread_layers(depth)
+    dpt = {
+        "features": dpt_features,
+        "out_channels": [embed_dim // 2, embed_dim, 2 * embed_dim, 2 * embed_dim],
+        "intermediate_layer_idx": list(layers),
+    }
+    return {
+        "aggregator_config": {
+            "img_size": img_size,
+            "patch_size": patch_size,
+            "embed_dim": embed_dim,
+            "depth": depth,
+            "num_heads": num_heads,
+            "patch_embed": {"kind": "dinov2", "depth": dino_depth, "num_heads": num_heads},
+        },
+        "camera_config": {"trunk_depth": 2, "num_heads": num_heads},
+        "depth_config": dict(dpt),
+        "point_config": dict(dpt),
+        "heads": ["camera", "depth", "point"],
+    }
+
+
 def anysplat_embed_dim(anysplat_config: dict[str, Any]) -> int:
-    """Token width of an AnySplat config dict (the stitching layer's output channels)."""
+    """Token width of an AnySplat (or VGGT) config dict (the stitching layer's output channels)."""
     return int(anysplat_config["aggregator_config"]["embed_dim"])
 
 
 def anysplat_token_grid(anysplat_config: dict[str, Any]) -> int:
-    """Side of the patch-token grid at the model's native input size (``img_size // patch_size``)."""
+    """Side of the patch-token grid at the model's native input size (``img_size // patch_size``); AnySplat and
+    VGGT configs alike (both hold an ``aggregator_config``)."""
     agg = anysplat_config["aggregator_config"]
     return int(agg["img_size"]) // int(agg["patch_size"])
 
@@ -244,6 +285,7 @@ def nano_clip_eval_config() -> dict[str, Any]:
 def nano_configs() -> dict[str, Any]:
     """Every nano config in one JSON-friendly dict (what ``docs/nano.md`` tabulates)."""
     anysplat = nano_anysplat_config()
+    vggt = nano_vggt_config()
     vae = nano_vae_config()
     return {
         "video": NANO_VIDEO.to_dict(),
@@ -252,6 +294,8 @@ def nano_configs() -> dict[str, Any]:
         "anysplat": anysplat,
         "stitch_spec": nano_stitch_spec(anysplat, vae),
         "stitch_candidates": stitch_candidates(anysplat),
+        "vggt": vggt,
+        "vggt_stitch_spec": nano_stitch_spec(vggt, vae),
         "transformer": nano_transformer_config(),
         "clip": nano_clip_config(),
         "clip_eval": nano_clip_eval_config(),

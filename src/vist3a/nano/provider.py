@@ -3,7 +3,9 @@
 
 Parts: the generator's four (shipped VAE + transformer, MiniLM, the nano scheduler), ``recon`` (nano AnySplat),
 ``stitched`` (the stitched nano AnySplat) and ``scorer`` (the reward image-text model ``clip`` as ``nano-clip`` and
-under every other reward name; the evaluation model ``clip_eval`` as ``nano-clip-eval``).
+under every other reward name; the evaluation model ``clip_eval`` as ``nano-clip-eval``). A preset whose
+``recon.model`` is ``"vggt"`` (``nano-vggt``) gets the nano VGGT (``vggt``) and its stitched decoder
+(``stitch_vggt``) instead: the same generator, pointmaps instead of Gaussians.
 With ``random_fallback`` (stitching and alignment smoke runs) missing weights become models of the nano sizes with
 random weights (a warning; ``sources["weights"] = "random-init"``); otherwise they are a ``UserInputError``.
 """
@@ -27,9 +29,18 @@ NOT_INSTALLED = (
     "the nano weights are not installed in this copy of vist3a (src/vist3a/nano/weights/); train and install them "
     "with `vist3a nano train all` + `vist3a nano install`, or use --preset tiny-random"
 )
+NOT_INSTALLED_VGGT = (
+    "the nano VGGT weights ({missing}) are not installed in '{root}'; make them with `vist3a nano train vggt`, "
+    "`vist3a nano train stitch-vggt` and `vist3a nano install OUT` (docs/nano.md, Nano VGGT), or use --preset nano"
+)
 #: Scorer name -> the nano component it loads.
 NANO_SCORER_COMPONENTS = {"nano-clip": "clip", "nano-clip-eval": "clip_eval"}
-_NEEDS = {"vae": "vae", "transformer": "generator", "recon": "recon", "stitched": "stitch"}
+_GENERATOR_NEEDS = {"vae": "vae", "transformer": "generator"}
+#: Per 3D model family (the preset's ``recon.model``): part -> the nano component it loads.
+RECON_NEEDS = {
+    "anysplat": {"recon": "recon", "stitched": "stitch"},
+    "vggt": {"recon": "vggt", "stitched": "stitch_vggt"},
+}
 
 
 def nano_clip_scorer(
@@ -70,8 +81,9 @@ def nano_reward_scorer(text_encoder: Any, device: torch.device | str, seed: int 
     return TinyImageTextScorer(seed=seed).to(device), "tiny-random"
 
 
-def _random_part(part: str, seed: int) -> Any:
-    """A model of the nano size with seeded random weights (the global RNG is left untouched)."""
+def _random_part(part: str, seed: int, kind: str = "anysplat") -> Any:
+    """A model of the nano size with seeded random weights (the global RNG is left untouched); ``kind``: the 3D
+    model family of ``recon`` / ``stitched``."""
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
 
     from vist3a.nano.configs import (
@@ -79,23 +91,26 @@ def _random_part(part: str, seed: int) -> Any:
         nano_stitch_spec,
         nano_transformer_config,
         nano_vae_config,
+        nano_vggt_config,
         stitch_candidates,
     )
-    from vist3a.recon import AnySplat
+    from vist3a.recon import VGGT, AnySplat
 
+    recon_classes = {"anysplat": (AnySplat, nano_anysplat_config), "vggt": (VGGT, nano_vggt_config)}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if part == "vae":
             return AutoencoderKLWan(**nano_vae_config())
         if part == "transformer":
             return WanTransformer3DModel(**nano_transformer_config())
-        config = nano_anysplat_config()
-        recon = AnySplat(**config)
+        cls, make_config = recon_classes[kind]
+        config = make_config()
+        recon = cls(**config)
         if part == "recon":
             return recon
     from vist3a.stitching.decoder import StitchedDecoder
 
-    return StitchedDecoder.from_recon(recon, stitch_candidates(config)[0], nano_stitch_spec())
+    return StitchedDecoder.from_recon(recon, stitch_candidates(config)[0], nano_stitch_spec(config))
 
 
 class NanoProvider:
@@ -104,13 +119,17 @@ class NanoProvider:
     def load(self, preset: dict[str, Any], parts: frozenset[str], options: LoadOptions, out: Components) -> None:
         device = options.device
         dtype = options.dtype or torch.float32
+        kind = options.recon_model or preset.get("recon", {}).get("model", "anysplat")
+        if kind not in RECON_NEEDS:
+            raise UserInputError(f"the nano models come with a 3D model of {sorted(RECON_NEEDS)}, not {kind!r}")
+        needs_of = {**_GENERATOR_NEEDS, **RECON_NEEDS[kind]}
         wanted = set(parts)
         if wanted & GENERATOR_PARTS:
             wanted |= {"vae", "transformer"}
-        needs = sorted(_NEEDS[p] for p in wanted if p in _NEEDS)
+        needs = sorted(needs_of[p] for p in wanted if p in needs_of)
         installed = nano_available(needs)
         if not installed and not options.random_fallback:
-            raise UserInputError(NOT_INSTALLED)
+            raise UserInputError(_not_installed(needs))
         if not installed:
             logger.warning("the nano weights are not installed: using nano-size models with RANDOM weights (the "
                            "results say nothing about the nano models)")
@@ -120,8 +139,8 @@ class NanoProvider:
 
         def part(name: str, part_dtype: torch.dtype = torch.float32) -> Any:
             if installed:
-                return load_nano_component(_NEEDS[name], device=device, dtype=part_dtype)
-            return _random_part(name, options.seed).to(device)
+                return load_nano_component(needs_of[name], device=device, dtype=part_dtype)
+            return _random_part(name, options.seed, kind).to(device)
 
         if wanted & (GENERATOR_PARTS - {"vae"}):
             from vist3a.video.generator import WanGenerator
@@ -147,6 +166,17 @@ class NanoProvider:
                 text = load_minilm_text_encoder(max_length=NANO_VIDEO.text_max_length, device=device)
             scorer, out.sources["scorer"] = nano_reward_scorer(text, device, options.seed)
             out.scorer = nano_scorer_for(single_scorer(scorer, out.sources["scorer"]), text, device)
+
+
+def _not_installed(needs: list[str]) -> str:
+    """The one-line error for missing nano ``needs``: how to make the nano VGGT's when they are the missing ones."""
+    from vist3a.nano.weights import weights_dir
+
+    missing = [name for name in needs if not nano_available([name])]
+    pointmap = [name for name in missing if name in RECON_NEEDS["vggt"].values()]
+    if pointmap and len(pointmap) == len(missing):
+        return NOT_INSTALLED_VGGT.format(missing=", ".join(pointmap), root=weights_dir())
+    return NOT_INSTALLED
 
 
 def nano_scorer_for(reward_for: Any, text_encoder: Any, device: torch.device) -> Any:

@@ -4,10 +4,13 @@ Output root layout (``OUT`` of ``vist3a nano train ... --out OUT``)::
 
     OUT/vae/  OUT/recon/  OUT/stitch/  OUT/generator/     one run folder per stage (see vist3a.nano.training)
     OUT/clip/  OUT/clip_eval/                              the image-text reward and evaluation models
+    OUT/vggt/  OUT/stitch_vggt/                            the nano pointmap model and its stitching (issue 21)
 
-Later stages find earlier ones there: ``stitch`` reads ``OUT/vae`` and ``OUT/recon``, ``generator`` reads
-``OUT/vae`` (when their ``vae`` / ``recon`` fields are not set and those folders exist; otherwise the
-installed nano weights are used). ``vist3a nano install OUT`` then ships every trained component.
+Later stages find earlier ones there: ``stitch`` reads ``OUT/vae`` and ``OUT/recon``, ``stitch_vggt`` reads
+``OUT/vae`` and ``OUT/vggt``, ``generator`` reads ``OUT/vae`` (when their ``vae`` / ``recon`` fields are not set
+and those folders exist; otherwise the installed nano weights are used). ``vist3a nano install OUT`` then ships
+every trained component. ``train_all`` runs :data:`STAGE_ORDER`; the pointmap stages (:data:`EXTRA_STAGES`) run
+on their own.
 """
 
 from __future__ import annotations
@@ -26,10 +29,13 @@ from vist3a.nano.training import MODEL_DIRNAME, StageConfig, config_from_overrid
 logger = logging.getLogger(__name__)
 
 STAGE_ORDER = ("vae", "recon", "stitch", "generator", "clip", "clip_eval")
+#: Stages outside ``train_all`` (the text-to-pointmap models of issue 21).
+EXTRA_STAGES = ("vggt", "stitch_vggt")
 #: Share of ``train_all``'s time budget per stage (vae and recon are the expensive ones); they sum to 1.
 BUDGET_SHARES = {"vae": 0.22, "recon": 0.33, "stitch": 0.14, "generator": 0.23, "clip": 0.04, "clip_eval": 0.04}
 #: Which earlier stage outputs a stage reads, as ``config field -> stage``.
-INPUTS = {"stitch": {"vae": "vae", "recon": "recon"}, "generator": {"vae": "vae"}}
+INPUTS = {"stitch": {"vae": "vae", "recon": "recon"}, "stitch_vggt": {"vae": "vae", "recon": "vggt"},
+          "generator": {"vae": "vae"}}
 
 
 @dataclass(frozen=True)
@@ -45,8 +51,9 @@ def _stages() -> dict[str, Stage]:
     from vist3a.nano.train_generator import GeneratorTrainConfig, train_generator
     from vist3a.nano.train_imagetext import ClipEvalTrainConfig, ImageTextTrainConfig, train_imagetext
     from vist3a.nano.train_recon import ReconTrainConfig, train_recon
-    from vist3a.nano.train_stitch import StitchStageConfig, train_stitch
+    from vist3a.nano.train_stitch import StitchStageConfig, StitchVGGTStageConfig, train_stitch
     from vist3a.nano.train_vae import VAETrainConfig, train_vae
+    from vist3a.nano.train_vggt import VGGTTrainConfig, train_vggt
 
     return {
         "vae": Stage("vae", VAETrainConfig, train_vae),
@@ -55,14 +62,16 @@ def _stages() -> dict[str, Stage]:
         "generator": Stage("generator", GeneratorTrainConfig, train_generator),
         "clip": Stage("clip", ImageTextTrainConfig, train_imagetext),
         "clip_eval": Stage("clip_eval", ClipEvalTrainConfig, train_imagetext),
+        "vggt": Stage("vggt", VGGTTrainConfig, train_vggt),
+        "stitch_vggt": Stage("stitch_vggt", StitchVGGTStageConfig, train_stitch),
     }
 
 
 def get_stage(name: str) -> Stage:
     """Stage ``name`` (``-`` and ``_`` are interchangeable: ``clip-eval`` is ``clip_eval``)."""
     name = name.replace("-", "_")
-    if name not in STAGE_ORDER:
-        raise ValueError(f"`stage` must be one of {list(STAGE_ORDER)} (or 'all'), got {name!r}")
+    if name not in STAGE_ORDER + EXTRA_STAGES:
+        raise ValueError(f"`stage` must be one of {list(STAGE_ORDER + EXTRA_STAGES)} (or 'all'), got {name!r}")
     return _stages()[name]
 
 

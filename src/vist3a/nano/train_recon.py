@@ -134,12 +134,7 @@ class ReconTrainConfig(StageConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.camera_patch_pool:
-            agg = self.model["aggregator_config"]
-            grid = int(agg["img_size"]) // int(agg["patch_size"])
-            self.model = {**self.model, "camera_config": {**self.model.get("camera_config", {}),
-                                                          "patch_pool_dim": int(self.camera_patch_pool),
-                                                          "patch_pool_tokens": grid * grid}}
+        self.model = with_camera_patch_pool(self.model, self.camera_patch_pool)
         if self.render_cameras not in RENDER_CAMERAS:
             raise ValueError(f"`render_cameras` must be one of {RENDER_CAMERAS}, got {self.render_cameras!r}")
         if self.camera_loss_kind not in CAMERA_LOSSES:
@@ -148,18 +143,36 @@ class ReconTrainConfig(StageConfig):
             raise ValueError(f"`target_views` must be in [0, {self.num_frames - 2}], got {self.target_views}")
         if not 0.0 <= self.curriculum_fraction <= 1.0:
             raise ValueError(f"`curriculum_fraction` must be in [0, 1], got {self.curriculum_fraction}")
-        if self.camera_kinds is not None:
-            from vist3a.world import CAMERA_PATH_KINDS
-
-            self.camera_kinds = tuple(self.camera_kinds)
-            unknown = [k for k in self.camera_kinds if k not in CAMERA_PATH_KINDS]
-            if unknown or not self.camera_kinds:
-                raise ValueError(f"`camera_kinds` must be a non-empty subset of {CAMERA_PATH_KINDS}, got "
-                                 f"{self.camera_kinds}")
+        self.camera_kinds = check_camera_kinds(self.camera_kinds)
 
     @property
     def image_size(self) -> int:
         return int(self.model["aggregator_config"]["img_size"])
+
+
+def with_camera_patch_pool(model: dict[str, Any], dim: int) -> dict[str, Any]:
+    """Model kwargs (AnySplat or VGGT) whose camera head also reads its frame's patch tokens, projected to ``dim``
+    channels each (``CameraHeadConfig.patch_pool_dim``; the token count follows from the aggregator's grid);
+    ``dim = 0`` returns ``model`` unchanged."""
+    if not dim:
+        return model
+    agg = model["aggregator_config"]
+    grid = int(agg["img_size"]) // int(agg["patch_size"])
+    return {**model, "camera_config": {**model.get("camera_config", {}), "patch_pool_dim": int(dim),
+                                       "patch_pool_tokens": grid * grid}}
+
+
+def check_camera_kinds(kinds: Any) -> tuple[str, ...] | None:
+    """``camera_kinds`` as a tuple of the world's camera-path kinds (None stays None: every kind)."""
+    if kinds is None:
+        return None
+    from vist3a.world import CAMERA_PATH_KINDS
+
+    kinds = tuple(kinds)
+    unknown = [k for k in kinds if k not in CAMERA_PATH_KINDS]
+    if unknown or not kinds:
+        raise ValueError(f"`camera_kinds` must be a non-empty subset of {CAMERA_PATH_KINDS}, got {kinds}")
+    return kinds
 
 
 # ----------------------------------------------------------------------------- targets
@@ -608,8 +621,8 @@ def curriculum_limit_deg(progress: float, fraction: float, start_deg: float) -> 
     return start_deg + (360.0 - start_deg) * progress / fraction
 
 
-def _world_caches(cfg: ReconTrainConfig, device: torch.device) -> tuple[ClipCache, ClipCache]:
-    """The world's clips restricted to ``cfg.camera_kinds``."""
+def world_caches(cfg: Any, device: torch.device) -> tuple[ClipCache, ClipCache]:
+    """The world's clips restricted to ``cfg.camera_kinds`` (any stage config with that field)."""
     from vist3a.data.cache import make_caches, world_dataset
 
     render_device = torch.device(cfg.render_device)
@@ -638,7 +651,7 @@ def train_recon(
     run = begin_stage(cfg, out_dir, STAGE, device)
     device = run.device
     if caches is None and cfg.camera_kinds is not None:
-        caches = _world_caches(cfg, device)
+        caches = world_caches(cfg, device)
     train, held = run.clips(caches)
     if cfg.canonical_direction:
         held = canonical_cache(held)

@@ -1,4 +1,5 @@
-"""Stage ``stitch``: stitch the nano AnySplat onto the nano VAE's latent space with vist3a's own stitching stage.
+"""Stages ``stitch`` and ``stitch_vggt``: stitch a nano 3D model (the nano AnySplat, or the nano VGGT of issue 21)
+onto the nano VAE's latent space with vist3a's own stitching stage.
 
 Thin on purpose: it renders the clips, loads the two trained nano models and runs
 
@@ -8,10 +9,17 @@ Thin on purpose: it renders the clips, loads the two trained nano models and run
 2. stitched fine-tuning (:func:`vist3a.stitching.train.train_stitched`): the best layer + LoRA on the model's
    tail learn to reproduce the frozen nano AnySplat (the teacher) from latents.
 
-The LoRA is merged and the :class:`~vist3a.stitching.decoder.StitchedDecoder` saved as the ``stitch``
-component. Evaluation on held-out clips: splats of the stitched decoder (from VAE latents) and of the teacher
-(from the frames) rendered at their own predicted cameras, PSNR / SSIM against the frames (the paper's claim
-to check: the stitched model is at least as good as the original), and their depth disagreement.
+The LoRA is merged and the :class:`~vist3a.stitching.decoder.StitchedDecoder` saved as the ``stitch`` (AnySplat)
+or ``stitch_vggt`` (VGGT) component. The teacher is whatever uncut model ``recon`` holds (``teacher`` names the
+installed one to use without it). Evaluation on held-out clips compares the stitched decoder (from VAE latents)
+with its teacher (from the frames), the paper's claim to check being that the stitched model is at least as good
+as the original:
+
+- AnySplat (:func:`evaluate_stitched`): both models' splats rendered at their own predicted cameras, PSNR / SSIM
+  against the frames, and their depth disagreement;
+- VGGT (:func:`evaluate_stitched_pointmaps`): both models against the ground truth of the world (Table 5 at nano
+  scale): depth AbsRel, pointmap Acc / Comp / NC, RRA@5 / AUC@30, rotation error
+  (:func:`vist3a.nano.train_vggt.pointmap_scene_metrics`), and their depth and pointmap disagreement.
 """
 
 from __future__ import annotations
@@ -33,6 +41,8 @@ from vist3a.nano.training import StageConfig, autocast, begin_stage, evaluate_wi
 logger = logging.getLogger(__name__)
 
 STAGE = "stitch"
+#: The uncut nano 3D models a stitch stage can cut (``teacher``).
+TEACHERS = ("recon", "vggt")
 
 
 @dataclass
@@ -50,13 +60,19 @@ class StitchStageConfig(StageConfig):
         color_jitter: brightness/contrast/saturation jitter strength of the fine-tuning inputs.
         gradient_checkpointing: per-block checkpointing (not needed at nano size).
         render_backend: ``vist3a.splats.render`` backend for the evaluation renders.
-        fp16_psnr_tolerance: dB of stitched PSNR that fp16 storage may cost under ``save_dtype="auto"``.
+        fp16_psnr_tolerance: dB of stitched PSNR that fp16 storage may cost under ``save_dtype="auto"`` (AnySplat).
+        teacher: the nano component to stitch, "recon" (AnySplat) or "vggt"; None = what ``recon`` holds, else
+            the installed "recon". With ``recon`` given, it must hold that kind of model.
         canonical_direction: distil (and evaluate) on clips mirrored to turn one way, as the teacher was trained
             with ``ReconTrainConfig.canonical_direction``: the student need not learn the teacher's outputs on
             the other direction, which the pipeline never uses (it picks the better of a clip and its mirror).
+        eval_max_points: pixels per held-out clip in the pointmap Acc / Comp search (VGGT).
+        fp16_acc_tolerance: pointmap accuracy that fp16 storage may cost under ``save_dtype="auto"`` (VGGT).
     """
 
     supports_init: ClassVar[bool] = False
+    #: The stage name recorded in ``train_config.json``.
+    stage: ClassVar[str] = STAGE
 
     steps: int = 1500
     batch_size: int = 8
@@ -78,13 +94,38 @@ class StitchStageConfig(StageConfig):
     gradient_checkpointing: bool = False
     render_backend: str = "auto"
     fp16_psnr_tolerance: float = 0.05
+    teacher: str | None = None
     canonical_direction: bool = False
+    eval_max_points: int = 4096
+    fp16_acc_tolerance: float = 0.002
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.view_choices = tuple(int(v) for v in self.view_choices)
         if any(v > self.num_frames for v in self.view_choices):
             raise ValueError(f"`view_choices` {self.view_choices} must not exceed `num_frames` ({self.num_frames})")
+        if self.teacher is not None and self.teacher not in TEACHERS:
+            raise ValueError(f"`teacher` must be one of {TEACHERS} (or None), got {self.teacher!r}")
+
+    def teacher_component(self) -> str:
+        """The nano component of the teacher (see ``teacher``)."""
+        if self.teacher is not None:
+            return self.teacher
+        if self.recon is None:
+            return "recon"
+        from vist3a.nano.weights import recon_component_in
+
+        return recon_component_in(self.recon)
+
+
+@dataclass
+class StitchVGGTStageConfig(StitchStageConfig):
+    """The ``stitch_vggt`` stage: :class:`StitchStageConfig` with the nano VGGT as the teacher (``recon``: a
+    ``vist3a nano train vggt`` run; left out, ``OUT/vggt`` or the installed ``vggt``)."""
+
+    stage: ClassVar[str] = "stitch_vggt"
+
+    teacher: str | None = "vggt"
 
 
 def load_stitched_decoder(path: str | Path, device: str | torch.device = "cpu",
@@ -129,6 +170,47 @@ def evaluate_stitched(decoder: Any, teacher: Any, vae: Any, cache: ClipCache, de
     return metrics
 
 
+@torch.no_grad()
+def evaluate_stitched_pointmaps(decoder: Any, teacher: Any, vae: Any, cache: ClipCache, device: torch.device,
+                                max_points: int = 4096) -> dict[str, float]:
+    """Held-out comparison of a stitched VGGT (latents) and its teacher (frames) with the world's ground truth, and
+    with each other (``depth_rel_diff``, ``points_rel_diff``: mean relative difference); see the module docstring.
+    Keys: ``stitched_<metric>`` and ``teacher_<metric>`` for every metric of
+    :func:`~vist3a.nano.train_vggt.pointmap_scene_metrics`."""
+    from vist3a.nano.train_vggt import pointmap_scene_metrics, pointmap_targets, summarise
+
+    decoder.eval()
+    teacher.eval()
+    recon_size = int(teacher.config.aggregator_config["img_size"])
+    rows: dict[str, list[dict[str, float]]] = {"stitched": [], "teacher": []}
+    rotations: dict[str, list[torch.Tensor]] = {"stitched": [], "teacher": []}
+    diffs = []
+    for i in range(len(cache)):
+        batch = cache.batch([i]).to(device)
+        latents = encode_mean(vae, batch.frames)
+        target = pointmap_targets(batch, recon_size)
+        with autocast(device):
+            outputs = {"stitched": decoder(latents, batch.frames),
+                       "teacher": teacher(to_model_input(batch.frames, recon_size))}
+        for name, out in outputs.items():
+            row, rot = pointmap_scene_metrics(out, target, 0, max_points, seed=i)
+            rows[name].append(row)
+            rotations[name].append(rot)
+        student, original = outputs["stitched"], outputs["teacher"]
+        depth_t = original.depth.float()
+        points_t = original.world_points.float()
+        diffs.append({
+            "depth_rel_diff": float(((student.depth.float() - depth_t).abs() / depth_t.clamp_min(1e-6)).mean()),
+            "points_rel_diff": float(((student.world_points.float() - points_t).norm(dim=-1)
+                                      / points_t.norm(dim=-1).clamp_min(1e-6)).mean()),
+        })
+    metrics = {f"{name}_{k}": v for name in rows for k, v in summarise(rows[name], rotations[name]).items()
+               if k != "num_clips"}
+    metrics.update({k: sum(d[k] for d in diffs) / len(diffs) for k in diffs[0]})
+    metrics["num_clips"] = len(cache)
+    return metrics
+
+
 def train_stitch(
     cfg: StitchStageConfig,
     out_dir: str | Path,
@@ -139,19 +221,20 @@ def train_stitch(
 ) -> Path:
     """Search + fine-tune the nano stitching; returns the run folder (``model/``: the stitched decoder).
 
-    ``models``: ``(vae, recon)`` instead of loading ``cfg.vae`` / ``cfg.recon``; ``caches``: ``(train, held_out)``
-    instead of rendering the world (tests). Sub-folders ``search/`` and ``finetune/`` hold the stitching
-    stage's own outputs (report, fitted layers, losses).
+    ``models``: ``(vae, recon)`` instead of loading ``cfg.vae`` / ``cfg.recon`` (``recon`` an AnySplat or a VGGT);
+    ``caches``: ``(train, held_out)`` instead of rendering the world (tests). Sub-folders ``search/`` and
+    ``finetune/`` hold the stitching stage's own outputs (report, fitted layers, losses).
     """
     from vist3a.nano.weights import load_component_from
     from vist3a.stitching.adapters import adapter_for_model
     from vist3a.stitching.search import SearchConfig, run_layer_search
     from vist3a.stitching.train import StitchTrainConfig, build_student, train_stitched
 
-    run = begin_stage(cfg, out_dir, STAGE, device)
+    run = begin_stage(cfg, out_dir, cfg.stage, device)
     device, clock = run.device, run.clock
     if models is None:
-        models = (load_component_from(cfg.vae, "vae", device), load_component_from(cfg.recon, "recon", device))
+        models = (load_component_from(cfg.vae, "vae", device),
+                  load_component_from(cfg.recon, cfg.teacher_component(), device))
     vae, teacher = models
     vae.to(device).eval().requires_grad_(False)
     teacher.to(device).eval().requires_grad_(False)
@@ -162,6 +245,8 @@ def train_stitch(
     video = NanoVideo(num_frames=cfg.num_frames, height=cfg.size, width=cfg.size, recon_size=recon_size)
     spec = cfg.spec or nano_stitch_spec(dict(teacher.config), dict(vae.config), video)
     adapter = adapter_for_model(teacher)
+    if adapter.name not in EVALUATIONS:
+        raise ValueError(f"the nano stitch stage evaluates {sorted(EVALUATIONS)} teachers, got a {adapter.name}")
     sources = {"vae": cfg.vae or "installed nano weights", "recon": cfg.recon or "installed nano weights"}
 
     # 1. layer search
@@ -205,12 +290,13 @@ def train_stitch(
 
     decoder.merge_lora()
     decoder.eval().requires_grad_(False)
-    metrics, metrics_fp16 = evaluate_with_fp16(
-        decoder, lambda: evaluate_stitched(decoder, teacher, vae, held, device, cfg.render_backend))
-    dtype = run.save(decoder, metrics["stitched_psnr"], metrics_fp16["stitched_psnr"], cfg.fp16_psnr_tolerance, True)
+    evaluate, key, higher_is_better, tolerance = EVALUATIONS[adapter.name]
+    metrics, metrics_fp16 = evaluate_with_fp16(decoder, lambda: evaluate(decoder, teacher, vae, held, device, cfg))
+    dtype = run.save(decoder, metrics[key], metrics_fp16[key], getattr(cfg, tolerance), higher_is_better)
     evaluation = {f"heldout_{k}": v for k, v in metrics.items()}
     evaluation.update({
-        "heldout_stitched_psnr_fp16": metrics_fp16["stitched_psnr"],
+        f"heldout_{key}_fp16": metrics_fp16[key],
+        "teacher": adapter.name,
         "spec": spec,
         "layer": layer,
         "search_best_layer": report.best_layer,
@@ -218,6 +304,18 @@ def train_stitch(
     })
     # train_stitched reports its steps and stop reason (no skipped-step count); sources name the two models
     run.finish(evaluation, {"steps_done": result.step, "stopped_by": result.stopped_by, "sources": sources})
-    logger.info("nano stitch: %s, held-out PSNR stitched %.2f dB vs teacher %.2f dB, saved as %s", layer,
-                metrics["stitched_psnr"], metrics["teacher_psnr"], dtype)
+    teacher_key = key.replace("stitched_", "teacher_", 1)
+    logger.info("nano stitch (%s): %s, held-out %s stitched %.4g vs teacher %.4g, saved as %s", adapter.name, layer,
+                key.removeprefix("stitched_"), metrics[key], metrics[teacher_key], dtype)
     return run.run_dir
+
+
+#: Per teacher kind (adapter name): the held-out evaluation ``(decoder, teacher, vae, cache, device, cfg) ->
+#: metrics``, the metric that decides the save dtype, whether higher is better, and the config field of its
+#: fp16 tolerance.
+EVALUATIONS: dict[str, tuple[Any, str, bool, str]] = {
+    "anysplat": (lambda d, t, v, c, dev, cfg: evaluate_stitched(d, t, v, c, dev, cfg.render_backend),
+                 "stitched_psnr", True, "fp16_psnr_tolerance"),
+    "vggt": (lambda d, t, v, c, dev, cfg: evaluate_stitched_pointmaps(d, t, v, c, dev, cfg.eval_max_points),
+             "stitched_points_acc", False, "fp16_acc_tolerance"),
+}

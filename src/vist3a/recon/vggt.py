@@ -158,7 +158,7 @@ class VGGT(ModelMixin, ConfigMixin):
         prefix = agg.num_prefix_tokens
         with context:
             if self.camera_head is not None:
-                pose_list = self.camera_head(tokens[-1])
+                pose_list = self.camera_head(tokens[-1], num_prefix_tokens=prefix)
                 w2c, K = pose_encoding_to_w2c_K(pose_list[-1], image_hw, fov_eps=self.config.fov_eps)
                 out.cameras = CameraPrediction(pose_list[-1], pose_list, w2c, K)
             if self.depth_head is not None:

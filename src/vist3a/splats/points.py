@@ -1,9 +1,12 @@
 """Point clouds from per-pixel pointmaps (VGGT / MV-DUSt3R): the one fusion rule behind ``points.ply`` and every
-export of a pointmap scene, so a file and its exports hold the same points."""
+export of a pointmap scene, so a file and its exports hold the same points; and the splats that render such a
+point cloud (:func:`points_to_gaussians`, the fly-through of a pointmap scene)."""
 
 from __future__ import annotations
 
 import torch
+
+from vist3a.splats.gaussians import Gaussians, rgb_to_sh_dc
 
 
 def fuse_point_maps(
@@ -27,3 +30,22 @@ def fuse_point_maps(
     keep = max(1, round(keep_fraction * xyz.shape[0]))
     order = torch.argsort(c, descending=True, stable=True)[:keep]
     return (xyz[order], rgb[order], c[order]) if return_conf else (xyz[order], rgb[order])
+
+
+def points_to_gaussians(xyz: torch.Tensor, rgb: torch.Tensor, radius: torch.Tensor, opacity: float = 1.0
+                        ) -> Gaussians:
+    """Round, view-independent splats for a coloured point cloud (to render it with :func:`vist3a.splats.render`).
+
+    ``xyz [M, 3]`` world points, ``rgb [M, 3]`` uint8 (as :func:`fuse_point_maps` gives) or float in [0, 1],
+    ``radius [M]`` (or a scalar) the splats' standard deviation in world units, ``opacity`` in [0, 1]. SH degree 0.
+    """
+    if xyz.ndim != 2 or xyz.shape[-1] != 3 or rgb.shape != xyz.shape:
+        raise ValueError(f"`xyz` and `rgb` must both be [M, 3], got {list(xyz.shape)} and {list(rgb.shape)}")
+    xyz = xyz.float()
+    colour = rgb.float() / 255.0 if rgb.dtype == torch.uint8 else rgb.float()
+    radius = torch.as_tensor(radius, dtype=torch.float32, device=xyz.device).expand(xyz.shape[0])
+    quats = torch.zeros(xyz.shape[0], 4, device=xyz.device)
+    quats[:, 0] = 1.0  # wxyz identity
+    return Gaussians(means=xyz, quats=quats, scales=radius[:, None].expand(-1, 3).clone(),
+                     opacities=torch.full((xyz.shape[0],), float(opacity), device=xyz.device),
+                     sh=rgb_to_sh_dc(colour)[:, None, :])

@@ -1,0 +1,112 @@
+"""The ``nano-vggt`` preset (issue 21): nano generator + VAE + the stitched nano VGGT from the nano weights folder,
+end to end through ``vist3a generate`` with tiny random weights installed into a temporary weights folder."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from vist3a.cli.main import main
+from vist3a.errors import UserInputError
+from vist3a.nano.weights import nano_available
+
+PROMPT = "a red cube left of a blue sphere"
+
+
+def _install(tmp_path, components, tiny_vae_config, tiny_transformer_config, tiny_vggt_config):
+    """Tiny random nano components saved as training runs and installed into ``tmp_path/weights``."""
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+
+    from vist3a.nano.configs import nano_stitch_spec, stitch_candidates
+    from vist3a.nano.training import save_component
+    from vist3a.nano.weights import install_components
+    from vist3a.recon import VGGT
+    from vist3a.stitching.decoder import StitchedDecoder
+
+    torch.manual_seed(0)
+    runs = tmp_path / "runs"
+    vggt_config = {**tiny_vggt_config,
+                   "aggregator_config": {**tiny_vggt_config["aggregator_config"], "img_size": 112}}  # 8x8 tokens
+    vggt = VGGT(**vggt_config)
+    models = {
+        "vae": lambda: AutoencoderKLWan(**tiny_vae_config),
+        "generator": lambda: WanTransformer3DModel(**tiny_transformer_config),
+        "vggt": lambda: vggt,
+        "stitch_vggt": lambda: StitchedDecoder.from_recon(vggt, stitch_candidates(vggt_config)[0],
+                                                          nano_stitch_spec(vggt_config, tiny_vae_config)),
+    }
+    for name in components:
+        save_component(models[name](), runs / name, torch.float16)
+    install_components(runs, root=tmp_path / "weights")
+    return tmp_path / "weights"
+
+
+def test_missing_vggt_weights_name_the_stages_that_make_them(monkeypatch, tmp_path, tiny_vae_config,
+                                                             tiny_transformer_config, tiny_vggt_config):
+    from vist3a.components import load_components
+
+    root = _install(tmp_path, ("vae", "generator"), tiny_vae_config, tiny_transformer_config, tiny_vggt_config)
+    monkeypatch.setenv("VIST3A_NANO_WEIGHTS", str(root))
+    with pytest.raises(UserInputError) as err:
+        load_components("nano-vggt", {"stitched"})
+    message = str(err.value)
+    assert "\n" not in message and "stitch_vggt" in message
+    assert "vist3a nano train vggt" in message and "vist3a nano train stitch-vggt" in message
+    # the AnySplat preset's own message is unchanged
+    with pytest.raises(UserInputError, match="vist3a nano train all"):
+        load_components("nano", {"stitched"})
+
+
+def test_random_fallback_builds_a_nano_size_vggt(monkeypatch, tmp_path):
+    from vist3a.components import load_components
+    from vist3a.recon import VGGT
+
+    monkeypatch.setenv("VIST3A_NANO_WEIGHTS", str(tmp_path / "empty"))
+    parts = load_components("nano-vggt", {"recon", "stitched"}, random_fallback=True)
+    assert isinstance(parts.recon, VGGT) and parts.stitched.config.recon_type == "vggt"
+    assert parts.sources["weights"] == "random-init"
+
+
+def test_generate_writes_a_pointmap_scene(monkeypatch, tmp_path, capsys, tiny_vae_config, tiny_transformer_config,
+                                          tiny_vggt_config):
+    import imageio.v3 as iio
+    from plyfile import PlyData
+
+    root = _install(tmp_path, ("vae", "generator", "stitch_vggt"), tiny_vae_config, tiny_transformer_config,
+                    tiny_vggt_config)
+    monkeypatch.setenv("VIST3A_NANO_WEIGHTS", str(root))
+    out = tmp_path / "p"
+    with pytest.raises(SystemExit) as info:
+        main(["generate", PROMPT, "--preset", "nano-vggt", "--out", str(out), "--steps", "2", "--device", "cpu",
+              "--flythrough-frames", "3"])
+    captured = capsys.readouterr()
+    assert info.value.code in (0, None), captured.err
+    assert "pointmaps of 13 views" in captured.out
+    names = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert {"points.ply", "cameras.json", "flythrough.mp4", "frames.mp4", "meta.json"} <= names
+    assert {f"depth/{i:03d}.png" for i in range(13)} <= names and "scene.ply" not in names
+    vertices = PlyData.read(str(out / "points.ply"))["vertex"]
+    assert vertices.count == 13 * 112 * 112 // 2  # the confidence filter keeps the most confident half
+    assert {"red", "green", "blue", "confidence"} <= set(vertices.data.dtype.names)
+    cameras = json.loads((out / "cameras.json").read_text())
+    assert len(cameras["frames"] if isinstance(cameras, dict) else cameras) == 13
+    assert iio.imread(out / "flythrough.mp4").shape[0] == 3
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["settings"]["preset"] == "nano-vggt" and meta["num_points"] == vertices.count
+
+
+@pytest.mark.skipif(not nano_available(("vae", "generator", "stitch_vggt")),
+                    reason="the nano VGGT weights are not installed in this checkout yet")
+def test_shipped_nano_vggt_puts_the_red_points_left_of_the_blue_ones():
+    """Issue 21's check on the shipped weights: in the generated point cloud (what points.ply holds), seen from the
+    first predicted camera, the red points lie left of the blue ones."""
+    from vist3a.evaluation.relations import LeftRightCase, judge_left_right_points
+    from vist3a.pipeline import Text2ScenePipeline
+
+    pipe = Text2ScenePipeline.from_pretrained("nano-vggt", device="cpu")
+    scene = pipe(PROMPT, generator=torch.Generator().manual_seed(0), progress=False)[0]
+    xyz, rgb, _ = scene.fused_points()
+    case = LeftRightCase(PROMPT, "red", "blue", "left of")
+    assert judge_left_right_points(xyz, rgb, scene.w2c[0], case) is True
