@@ -268,6 +268,8 @@ def evaluate_text3d(cfg: Text3DConfig, out_dir: str | os.PathLike, device: str |
     lazy = _Lazy(cfg, device, pipeline, metrics, names or (), dpg_items)
     folders = [out / "scenes" / f"{i:04d}_{slugify(p)}" for i, p in enumerate(prompts)]
     mine = [i for i in range(len(prompts)) if i % world == rank and not (folders[i] / "eval.json").is_file()]
+    if mine and names:
+        check_judges(names, cfg.metric_sources)
     bar = tqdm(total=len(mine), desc=f"eval text3d ({suite})", unit="prompt", disable=not cfg.progress or rank > 0)
     for i in mine:
         _evaluate_prompt(i, prompts[i], folders[i], out, cfg, lazy)
@@ -293,12 +295,17 @@ def resolve_metric_names(cfg: Text3DConfig, suite: str) -> tuple[str, ...]:
                              "$VIST3A_DPG_QUESTIONS")
     if questions is not None and "dpg" in names and not Path(questions).expanduser().is_file():
         raise UserInputError(f"--dpg-questions '{questions}' is not a file")
+    return tuple(names)
+
+
+def check_judges(names: tuple[str, ...], sources: dict[str, str]) -> None:
+    """Stop before anything is generated when a judge metric's model is sure to be missing
+    (:func:`~vist3a.benchmark.qwen_judge.check_judge`)."""
     from vist3a.benchmark.metric_models import JUDGE_METRICS, judge_source
     from vist3a.benchmark.qwen_judge import check_judge
 
-    for source in dict.fromkeys(judge_source(n, cfg.metric_sources) for n in names if n in JUDGE_METRICS):
-        check_judge(source)  # a judge sure to be missing stops the run before anything is generated
-    return tuple(names)
+    for source in dict.fromkeys(judge_source(n, sources) for n in names if n in JUDGE_METRICS):
+        check_judge(source)
 
 
 def _check_config(path: Path, cfg: Text3DConfig, suite: str, all_prompts: list[str],
