@@ -112,8 +112,16 @@ def test_question_file_is_read_grouped_and_matched_on_whitespace_normalised_prom
     ([], "no questions"),
 ])
 def test_bad_question_files_are_refused(tmp_path, rows, match):
+    """Unreadable rows when the file is read; a broken question graph when a run's prompt uses it."""
     with pytest.raises(UserInputError, match=match):
-        read_dpg_questions(write_csv(tmp_path / "q.csv", rows))
+        items_for_prompts(read_dpg_questions(write_csv(tmp_path / "q.csv", rows)), ["t"])
+
+
+def test_a_repeated_prompt_keeps_the_later_item(tmp_path):
+    path = write_csv(tmp_path / "q.csv", [["a", "t", "", "1", "0", "e", "w", "entity - whole (x)", "Q1?"],
+                                          ["b", "t", "", "1", "0", "e", "w", "entity - whole (y)", "Q2?"]])
+    (item,) = items_for_prompts(read_dpg_questions(path), ["t"])
+    assert item.item_id == "b"
 
 
 def test_missing_file_or_columns_are_refused(tmp_path):

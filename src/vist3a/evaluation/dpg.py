@@ -20,6 +20,7 @@ prompts, reported x 100. Category scores (L2: the tuple's text before ``(``, e.g
 from __future__ import annotations
 
 import csv
+import logging
 import os
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -27,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vist3a.errors import UserInputError
+
+logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("item_id", "text", "proposition_id", "dependency", "tuple", "question_natural_language")
 
@@ -75,13 +78,13 @@ def _int(value: str, what: str) -> int:
 
 
 def check_item(item: DPGItem) -> None:
-    """Ids unique and >= 1, every parent a question of the same prompt, not itself."""
+    """Ids unique and >= 1, every parent another question of the same prompt."""
     ids = [q.qid for q in item.questions]
     if len(set(ids)) != len(ids) or min(ids) < 1:
         raise UserInputError(f"DPG question file: item '{item.item_id}' has repeated or non-positive question ids "
                              f"{sorted(ids)}")
     for q in item.questions:
-        bad = [p for p in q.parents if p not in ids or p == q.qid]
+        bad = [p for p in q.parents if p not in ids or p == q.qid]  # a self-parent would be a no-op: a typo
         if bad:
             raise UserInputError(f"DPG question file: question {q.qid} of item '{item.item_id}' depends on {bad}, "
                                  f"which are not other questions of that item (its ids: {sorted(ids)})")
@@ -89,8 +92,9 @@ def check_item(item: DPGItem) -> None:
 
 def read_dpg_questions(path: str | os.PathLike) -> dict[str, DPGItem]:
     """The question file (module docstring) as ``{normalize_prompt(text): DPGItem}``; rows of one ``item_id`` are
-    gathered in file order. Raises :class:`~vist3a.errors.UserInputError` for a missing file, missing columns,
-    non-integer ids or parents that are not questions of the same prompt."""
+    gathered in file order, and of two items with the same prompt the later one is kept (as the release's script
+    does), with a warning. Raises :class:`~vist3a.errors.UserInputError` for a missing file, missing columns or
+    non-integer ids; an item's graph is checked when a run uses it (:func:`items_for_prompts`)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise UserInputError(f"DPG question file '{path}' does not exist (ELLA's dpg_bench/dpg_bench.csv or the VIST3A "
@@ -113,11 +117,10 @@ def read_dpg_questions(path: str | os.PathLike) -> dict[str, DPGItem]:
             questions.append(DPGQuestion(qid, row["question_natural_language"].strip(), parents,
                                          row["tuple"].split("(")[0].strip()))
         item = DPGItem(item_id, group[0]["text"], tuple(questions))
-        check_item(item)
         key = normalize_prompt(item.prompt)
         if key in items:
-            raise UserInputError(f"DPG question file '{path}': items '{items[key].item_id}' and '{item_id}' have the "
-                                 "same prompt")
+            logger.warning("DPG question file '%s': items '%s' and '%s' have the same prompt; the later one is used",
+                           path, items[key].item_id, item_id)
         items[key] = item
     if not items:
         raise UserInputError(f"DPG question file '{path}' has no questions")
@@ -125,12 +128,15 @@ def read_dpg_questions(path: str | os.PathLike) -> dict[str, DPGItem]:
 
 
 def items_for_prompts(items: Mapping[str, DPGItem], prompts: Sequence[str]) -> list[DPGItem]:
-    """The item of each prompt; one :class:`~vist3a.errors.UserInputError` says how many prompts have none."""
+    """The item of each prompt, its question graph checked (:func:`check_item`); one
+    :class:`~vist3a.errors.UserInputError` says how many prompts have none."""
     found = [items.get(normalize_prompt(p)) for p in prompts]
     missing = [p for p, item in zip(prompts, found, strict=True) if item is None]
     if missing:
         raise UserInputError(f"the DPG question file has no questions for {len(missing)} of the {len(prompts)} "
                              f"prompts (first: {missing[0][:80]!r}); DPG-Bench's score needs the suite's own file")
+    for item in dict.fromkeys(found):
+        check_item(item)
     return [item for item in found if item is not None]
 
 
