@@ -149,7 +149,8 @@ def test_unified_reward_means_over_the_views_whose_ratings_were_read():
     assert out.values == pytest.approx({"ur_alignment": 3.0, "ur_coherence": 4.0, "ur_style": 4.5})
     assert out.details["views_counted"] == 2 and list(out.details["unread_answers"]) == ["2"]
     assert [v for v, _ in judge.asked] == [0, 1, 2]
-    assert all(q.endswith("Text Caption: [a red cube]\nASSISTANT:\n") for _, q in judge.asked)
+    assert all(q.endswith("Caption: a red cube\n") for _, q in judge.asked)
+    assert out.details["wording"] == "builtin"
 
 
 def test_dpg_score_applies_the_dependency_rule_per_view_and_averages():
@@ -165,11 +166,12 @@ def test_dpg_score_applies_the_dependency_rule_per_view_and_averages():
     table, lamp, on = "Is there a table?", "Is there a lamp?", "Is the lamp on the table?"
     script = {(0, table): "Yes", (0, lamp): "Yes", (0, on): "Yes",
               (1, table): "No", (1, lamp): " Yes\n", (1, on): "Yes"}
-    judge = ScriptedJudge(lambda view, q: script[view, q.split(": ", 1)[1].removesuffix("\nASSISTANT:\n")])
+    judge = ScriptedJudge(lambda view, q: script[view, q.split("\n", 1)[0]])  # the default asks the question first
     out = dpg_metric(judge, {"a lamp on a table": item}).evaluate(indexed_views(2), "a lamp on a table", None)
     assert out.values["dpg"] == pytest.approx(100 * (1 + 1 / 3) / 2)
     assert out.details["answers"] == [[1, 1, 1], [0, 1, 1]] and out.details["view_scores"] == pytest.approx([1, 1 / 3])
-    assert len(judge.asked) == 6 and all("only one word 'Yes' or 'No'" in q for _, q in judge.asked)
+    assert len(judge.asked) == 6 and all(q.endswith("Yes or No.\n") for _, q in judge.asked)
+    assert out.details["wording"] == "builtin"
 
 
 def test_missing_judge_model_is_one_error_naming_it(tmp_path, monkeypatch):
@@ -281,9 +283,9 @@ def test_text3d_scores_judge_columns_and_dpg_categories(tmp_path, monkeypatch):
         writer.writerow(["i2", "a cube", "1", "0", "entity - whole (cube)", "Is there a cube?"])
         writer.writerow(["i2", "a cube", "2", "1", "attribute - color (cube, red)", "Is the cube red?"])
     def answer(view, q):
-        if "Text Caption: [a lamp]" in q:
+        if "Caption: a lamp" in q:
             return "Alignment Score: 4\nCoherence Score: 4\nStyle Score: 2"
-        if "Text Caption" in q:
+        if "Caption:" in q:
             return "I cannot rate this."
         return "Yes" if "lamp" in q or "there a cube" in q else "No"
 
@@ -310,3 +312,59 @@ def test_text3d_scores_judge_columns_and_dpg_categories(tmp_path, monkeypatch):
         evaluate_text3d(Text3DConfig(suite=str(prompts), preset="fake", metrics=("dpg",), progress=False),
                         tmp_path / "run3")
 
+
+
+def test_text3d_judge_wording_files_are_used_recorded_and_part_of_the_resume_check(tmp_path, monkeypatch):
+    """--judge-prompt / $VIST3A_DPG_PROMPT reach the judge; results.json and config.json record their sha256; a
+    resume with another wording is refused; a file without its placeholder stops the run before generation."""
+    import hashlib
+    import json
+
+    from test_text3d import FakePipeline
+
+    from vist3a.benchmark.text3d import Text3DConfig, evaluate_text3d
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a lamp\n")
+    questions = tmp_path / "questions.csv"
+    questions.write_text("item_id,text,proposition_id,dependency,tuple,question_natural_language\n"
+                         "i1,a lamp,1,0,entity - whole (lamp),Is there a lamp?\n")
+    judge_file, dpg_file = tmp_path / "judge.txt", tmp_path / "dpg.txt"
+    judge_file.write_text("RATE <<{caption}>>\n")
+    dpg_file.write_text("ASK <<{question}>>\n")
+    sha = {p: "sha256:" + hashlib.sha256(p.read_bytes()).hexdigest() for p in (judge_file, dpg_file)}
+
+    def answer(view, q):
+        if q.startswith("RATE"):
+            return "Alignment Score (1-5): 5\nCoherence Score (1-5): 4\nStyle Score (1-5): 3"
+        return "Yes" if q == "ASK <<Is there a lamp?>>\n" else "No"
+
+    judge = ScriptedJudge(answer)
+    monkeypatch.setattr("vist3a.benchmark.qwen_judge.load_qwen_judge", lambda *a, **k: judge)
+    monkeypatch.setattr("vist3a.benchmark.qwen_judge.check_judge", lambda *a, **k: None)
+    monkeypatch.setenv("VIST3A_DPG_PROMPT", str(dpg_file))
+    common = dict(suite=str(prompts), preset="fake", metrics=("unifiedreward", "dpg"), num_views=2,
+                  dpg_questions=str(questions), progress=False, render_backend="torch")
+    out = tmp_path / "run"
+    summary = evaluate_text3d(Text3DConfig(judge_prompt=str(judge_file), **common), out, pipeline=FakePipeline())
+    assert {q for _, q in judge.asked} == {"RATE <<a lamp>>\n", "ASK <<Is there a lamp?>>\n"}
+    assert summary["means"]["ur_alignment"] == 5.0 and summary["means"]["dpg"] == 100.0
+    wording = {"unifiedreward": sha[judge_file], "dpg": sha[dpg_file]}
+    assert json.loads((out / "results.json").read_text())["judge_wording"] == wording
+    identity = json.loads((out / "config.json").read_text())["identity"]
+    assert identity["judge_prompt"] == sha[judge_file] and identity["dpg_prompt"] == sha[dpg_file]
+    assert sha[judge_file] in (out / "results.md").read_text()
+    # the same wording resumes (nothing left to do); vist3a's default wording is another setting
+    assert evaluate_text3d(Text3DConfig(judge_prompt=str(judge_file), **common), out)["num_prompts"] == 1
+    with pytest.raises(UserInputError, match=r"judge_prompt differ.*builtin"):
+        evaluate_text3d(Text3DConfig(**common), out)
+    # a file without its placeholder stops the run before anything is generated or written
+    dpg_file.write_text("ASK about the lamp\n")
+    pipe = FakePipeline()
+    with pytest.raises(UserInputError, match=r"^\$VIST3A_DPG_PROMPT .* has no \{question\} placeholder"):
+        evaluate_text3d(Text3DConfig(judge_prompt=str(judge_file), **common), tmp_path / "run2", pipeline=pipe)
+    assert pipe.calls == [] and not (tmp_path / "run2").exists()
+    monkeypatch.delenv("VIST3A_DPG_PROMPT")
+    # the default wording is recorded as builtin
+    summary = evaluate_text3d(Text3DConfig(**common), tmp_path / "run3", pipeline=FakePipeline())
+    assert summary["judge_wording"] == {"unifiedreward": "builtin", "dpg": "builtin"}

@@ -14,7 +14,8 @@ a local folder (``--metric-model NAME=PATH``):
 - ``longclip`` (optional): the same formula with LongCLIP-L (``zer0int/LongCLIP-L-Diffusers``, a transformers
   ``CLIPModel`` with 248 text positions, the release's ``longclip_score``); prompts are cut at its text length.
 - ``unifiedreward``: UnifiedReward-Qwen-7B's 1-5 ratings, three columns ``ur_alignment``, ``ur_coherence``,
-  ``ur_style`` (:mod:`vist3a.evaluation.vqa_protocols`, judge :mod:`vist3a.benchmark.qwen_judge`).
+  ``ur_style`` (:mod:`vist3a.evaluation.vqa_protocols`, judge :mod:`vist3a.benchmark.qwen_judge`), asked in
+  vist3a's own wording (not the VIST3A release's) unless a template file gives another.
 - ``dpg``: DPG-Bench's score (0-100) with the same model as VQA judge; needs the suite's question file
   (:mod:`vist3a.evaluation.dpg`).
 
@@ -252,16 +253,25 @@ def load_musiq(source: str | None, device: torch.device) -> Callable[[torch.Tens
 
 
 # ----------------------------------------------------------------------------- VQA judges
-def unified_reward_metric(judge: Any, max_new_tokens: int = UNIFIED_REWARD_MAX_TOKENS) -> JudgeMetric:
+def unified_reward_metric(judge: Any, max_new_tokens: int = UNIFIED_REWARD_MAX_TOKENS,
+                          template: Any = None) -> JudgeMetric:
     """``unifiedreward``: the judge rates each view against the prompt; a view counts when all three ratings were
-    read, each column is the mean over the views that count (``None`` when none does). Details: the ratings of
-    each view and the raw answers of the views that did not count."""
-    from vist3a.evaluation.vqa_protocols import UNIFIED_REWARD_CRITERIA, parse_unified_reward, unified_reward_question
+    read, each column is the mean over the views that count (``None`` when none does). ``template``: the question's
+    wording (:class:`~vist3a.evaluation.vqa_protocols.PromptTemplate`; None: vist3a's default). Details: the
+    wording's source, the ratings of each view and the raw answers of the views that did not count."""
+    from vist3a.evaluation.vqa_protocols import (
+        UNIFIED_REWARD_CRITERIA,
+        UNIFIED_REWARD_TEMPLATE,
+        parse_unified_reward,
+        unified_reward_question,
+    )
+
+    template = template or UNIFIED_REWARD_TEMPLATE
 
     columns = {f"ur_{c}": f"UnifiedReward {c}" for c in UNIFIED_REWARD_CRITERIA}
 
     def fn(views: torch.Tensor, prompt: str, scene: Any) -> MetricOutput:
-        question = unified_reward_question(prompt)
+        question = unified_reward_question(prompt, template)
         per_view: list[dict[str, float | None]] = []
         unread: dict[str, str] = {}
         for v, view in enumerate(views):
@@ -276,32 +286,38 @@ def unified_reward_metric(judge: Any, max_new_tokens: int = UNIFIED_REWARD_MAX_T
                            len(per_view), prompt[:60])
         values = {f"ur_{c}": (sum(r[c] for r in counted) / len(counted) if counted else None)
                   for c in UNIFIED_REWARD_CRITERIA}
-        return MetricOutput(values, {"judge": judge.name, "views_counted": len(counted), "ratings": per_view,
-                                     "unread_answers": unread})
+        return MetricOutput(values, {"judge": judge.name, "wording": template.source, "views_counted": len(counted),
+                                     "ratings": per_view, "unread_answers": unread})
 
     return JudgeMetric("unifiedreward", columns, fn)
 
 
-def dpg_metric(judge: Any, items: Mapping[str, Any], max_new_tokens: int = DPG_MAX_TOKENS) -> JudgeMetric:
+def dpg_metric(judge: Any, items: Mapping[str, Any], max_new_tokens: int = DPG_MAX_TOKENS,
+               template: Any = None) -> JudgeMetric:
     """``dpg``: DPG-Bench's score x 100 (:mod:`vist3a.evaluation.dpg`): every question of the prompt's item asked
     about every view, the dependency rule per view, the mean over views. ``items``: the question file
-    (:func:`~vist3a.evaluation.dpg.read_dpg_questions`). Details: the item, each question's L2 category, and per
-    view the answers as yes (1) / not yes (0), with the answers that were neither a yes nor a no."""
+    (:func:`~vist3a.evaluation.dpg.read_dpg_questions`); ``template``: the question's wording
+    (:class:`~vist3a.evaluation.vqa_protocols.PromptTemplate`; None: vist3a's default). Details: the wording's
+    source, the item, each question's L2 category, and per view the answers as yes (1) / not yes (0), with the
+    answers that were neither a yes nor a no."""
     from vist3a.evaluation.dpg import image_score, items_for_prompts
-    from vist3a.evaluation.vqa_protocols import dpg_question_prompt, is_yes, yes_no
+    from vist3a.evaluation.vqa_protocols import DPG_TEMPLATE, dpg_question_prompt, is_yes, yes_no
+
+    template = template or DPG_TEMPLATE
 
     def fn(views: torch.Tensor, prompt: str, scene: Any) -> MetricOutput:
         (item,) = items_for_prompts(items, [prompt])
         view_scores, answers, unread = [], [], {}
         for v, view in enumerate(views):
-            raw = {q.qid: judge.ask(view, dpg_question_prompt(q.question), max_new_tokens) for q in item.questions}
+            raw = {q.qid: judge.ask(view, dpg_question_prompt(q.question, template), max_new_tokens)
+                   for q in item.questions}
             yes = {qid: is_yes(a) for qid, a in raw.items()}
             view_scores.append(image_score(item, yes))
             answers.append([int(yes[q.qid]) for q in item.questions])
             unread.update({f"{v}:{qid}": a for qid, a in raw.items() if yes_no(a) is None})
-        details = {"judge": judge.name, "item_id": item.item_id, "qids": [q.qid for q in item.questions],
-                   "categories": [q.category for q in item.questions], "answers": answers,
-                   "view_scores": view_scores, "unread_answers": unread}
+        details = {"judge": judge.name, "wording": template.source, "item_id": item.item_id,
+                   "qids": [q.qid for q in item.questions], "categories": [q.category for q in item.questions],
+                   "answers": answers, "view_scores": view_scores, "unread_answers": unread}
         return MetricOutput({"dpg": 100.0 * sum(view_scores) / len(view_scores)}, details)
 
     return JudgeMetric("dpg", {"dpg": "DPG-Bench"}, fn)
@@ -362,15 +378,16 @@ def registry_scorer(preset: str, name: str, device: torch.device) -> Any:
 
 def build_metrics(names: tuple[str, ...], device: torch.device, sources: Mapping[str, str] | None = None,
                   num_views: int = 8, backend: str = "auto", dpg_items: Mapping[str, Any] | None = None,
-                  ) -> list[ViewMetric | JudgeMetric]:
+                  templates: Mapping[str, Any] | None = None) -> list[ViewMetric | JudgeMetric]:
     """Load the metrics ``names`` (see the module docstring); ``sources``: name -> hub id / local path of a real
     metric model. The stand-ins come from the registry: ``clip_nano`` is the ``nano`` preset's scorer
     ``"nano-clip-eval"``, ``clip_tiny`` the ``tiny-random`` preset's scorer. ``dpg`` needs ``dpg_items``, the
     question file (:func:`vist3a.evaluation.dpg.read_dpg_questions`); ``unifiedreward`` and ``dpg`` share one judge
-    when their sources agree."""
+    when their sources agree. ``templates``: ``unifiedreward`` / ``dpg`` -> the judge's question wording
+    (:class:`~vist3a.evaluation.vqa_protocols.PromptTemplate`; a missing one: vist3a's default)."""
     from vist3a.benchmark.qwen_judge import load_qwen_judge
 
-    sources = dict(sources or {})
+    sources, templates = dict(sources or {}), dict(templates or {})
     unknown = sorted(set(names) - set(KNOWN_METRICS)) + sorted(set(sources) - set(KNOWN_METRICS))
     if unknown:
         raise UserInputError(f"unknown metrics {unknown}; known: {', '.join(KNOWN_METRICS)}")
@@ -410,7 +427,7 @@ def build_metrics(names: tuple[str, ...], device: torch.device, sources: Mapping
             out.append(ViewMetric(name, "Imaging quality",
                                   lambda v, p, s, f=musiq: float(f(v.to(device)).float().mean())))
         elif name == "unifiedreward":
-            out.append(unified_reward_metric(judge(name)))
+            out.append(unified_reward_metric(judge(name), template=templates.get(name)))
         elif name == "dpg":
-            out.append(dpg_metric(judge(name), dpg_items))
+            out.append(dpg_metric(judge(name), dpg_items, template=templates.get(name)))
     return out

@@ -18,6 +18,12 @@ Metric set: ``--metrics``, else the preset's default (:func:`~vist3a.benchmark.m
 preset adds the UnifiedReward ratings when the judge is at hand, and on DPG-Bench the DPG score when its question
 file is given too). The resolved set is part of the run's identity, so a resumed run scores like the first one.
 
+Judge wording: the VQA judges are asked in vist3a's own words by default (:mod:`vist3a.evaluation.vqa_protocols`),
+which differ from the VIST3A release's; ``judge_prompt`` / ``dpg_prompt`` (``--judge-prompt`` / ``--dpg-prompt``,
+``$VIST3A_JUDGE_PROMPT`` / ``$VIST3A_DPG_PROMPT``) are template files with another wording (the release's, for
+numbers comparable with the paper). Ratings depend on the wording, so which one was used (``builtin`` or the
+file's sha256) is part of the run's identity and is recorded in ``results.json`` (``judge_wording``).
+
 Output folder::
 
     DIR/config.json              the settings; a rerun with other settings is refused (use a new DIR)
@@ -84,6 +90,11 @@ class Text3DConfig:
         metric_sources: metric name -> hub id or local path of its model.
         dpg_questions: DPG-Bench's question file (CSV, :mod:`vist3a.evaluation.dpg`) for the ``dpg`` metric; None:
             ``$VIST3A_DPG_QUESTIONS`` when set.
+        judge_prompt: a template file with the UnifiedReward question's wording (``{caption}`` where the prompt
+            goes, :func:`~vist3a.evaluation.vqa_protocols.read_template`); None: ``$VIST3A_JUDGE_PROMPT`` when set,
+            else vist3a's default wording.
+        dpg_prompt: the same for the DPG-Bench question (``{question}``); None: ``$VIST3A_DPG_PROMPT`` when set,
+            else vist3a's default wording.
         render_backend: :func:`vist3a.splats.render` backend.
         sheet_rows: prompts shown in the contact sheet.
         progress: show a progress bar (rank 0 only).
@@ -102,6 +113,8 @@ class Text3DConfig:
     metrics: tuple[str, ...] | None = None
     metric_sources: dict[str, str] = dataclasses.field(default_factory=dict)
     dpg_questions: str | None = None
+    judge_prompt: str | None = None
+    dpg_prompt: str | None = None
     render_backend: str = "auto"
     sheet_rows: int = 24
     progress: bool = True
@@ -134,11 +147,46 @@ class Text3DConfig:
         if names and "dpg" in names:
             questions = Path(self.dpg_questions_file() or "").expanduser()
             data["dpg_questions_sha256"] = hashlib.sha256(questions.read_bytes()).hexdigest()
+        templates = self.prompt_templates() if names and set(names) & set(PROMPT_SETTINGS) else {}
+        for name, template in templates.items():
+            if name in names:
+                data[PROMPT_SETTINGS[name][0]] = template.source
         return data
 
     def dpg_questions_file(self) -> str | None:
         """``dpg_questions``, else ``$VIST3A_DPG_QUESTIONS``, else None."""
         return self.dpg_questions or os.environ.get("VIST3A_DPG_QUESTIONS") or None
+
+    def prompt_files(self) -> dict[str, str]:
+        """Judge metric -> its template file (``judge_prompt`` / ``dpg_prompt``, else their environment
+        variables); a metric without one is left out (vist3a's default wording)."""
+        out = {}
+        for metric, (attr, env, _, _) in PROMPT_SETTINGS.items():
+            path = getattr(self, attr) or os.environ.get(env) or None
+            if path:
+                out[metric] = path
+        return out
+
+    def prompt_templates(self) -> dict[str, Any]:
+        """Judge metric -> :class:`~vist3a.evaluation.vqa_protocols.PromptTemplate`: the files of
+        :meth:`prompt_files`, read and checked (a missing file or placeholder is a :class:`UserInputError`),
+        else vist3a's default wording."""
+        from vist3a.evaluation import vqa_protocols as vqa
+
+        files = self.prompt_files()
+        out = {}
+        for metric, (attr, env, option, placeholder) in PROMPT_SETTINGS.items():
+            if metric in files:
+                setting = option if getattr(self, attr) else f"${env}"
+                out[metric] = vqa.read_template(files[metric], placeholder, setting)
+            else:
+                out[metric] = vqa.UNIFIED_REWARD_TEMPLATE if metric == "unifiedreward" else vqa.DPG_TEMPLATE
+        return out
+
+
+#: Judge metric -> (Text3DConfig field, environment variable, CLI option, placeholder) of its wording template.
+PROMPT_SETTINGS = {"unifiedreward": ("judge_prompt", "VIST3A_JUDGE_PROMPT", "--judge-prompt", "{caption}"),
+                   "dpg": ("dpg_prompt", "VIST3A_DPG_PROMPT", "--dpg-prompt", "{question}")}
 
 
 def read_prompts(path: Path) -> list[str]:
@@ -222,9 +270,9 @@ class _Lazy:
     """The pipeline and metrics, loaded on first need (a fully resumed run loads nothing)."""
 
     def __init__(self, cfg: Text3DConfig, device: str | torch.device | None, pipeline: Any, metrics: Any,
-                 names: tuple[str, ...] = (), dpg_items: Any = None) -> None:
+                 names: tuple[str, ...] = (), dpg_items: Any = None, templates: Any = None) -> None:
         self.cfg, self.device, self._pipeline, self._metrics = cfg, device, pipeline, metrics
-        self.names, self.dpg_items = names, dpg_items
+        self.names, self.dpg_items, self.templates = names, dpg_items, templates
 
     @property
     def pipeline(self) -> Any:
@@ -242,7 +290,8 @@ class _Lazy:
             device = torch.device(self.device) if self.device else torch.device(
                 "cuda" if torch.cuda.is_available() else "cpu")
             self._metrics = build_metrics(self.names, device, self.cfg.metric_sources, self.cfg.num_views,
-                                          self.cfg.render_backend, dpg_items=self.dpg_items)
+                                          self.cfg.render_backend, dpg_items=self.dpg_items,
+                                          templates=self.templates)
         return self._metrics
 
 
@@ -251,6 +300,7 @@ def evaluate_text3d(cfg: Text3DConfig, out_dir: str | os.PathLike, device: str |
     """Run the protocol of the module docstring into ``out_dir``. Returns the summary (means), or None when other
     ranks still have prompts to finish (the last rank to finish writes the results)."""
     out = Path(out_dir)
+    templates = cfg.prompt_templates()  # a wording file without its placeholder stops the run here
     suite, prompts = suite_prompts(cfg.suite)
     names = resolve_metric_names(cfg, suite) if metrics is None else None
     _check_config(out / "config.json", cfg, suite, prompts, names)
@@ -265,7 +315,7 @@ def evaluate_text3d(cfg: Text3DConfig, out_dir: str | os.PathLike, device: str |
     if world > 1 and torch.cuda.is_available():
         torch.cuda.set_device(local_rank)  # renders and metrics on "cuda" use this rank's GPU
         device = device or f"cuda:{local_rank}"
-    lazy = _Lazy(cfg, device, pipeline, metrics, names or (), dpg_items)
+    lazy = _Lazy(cfg, device, pipeline, metrics, names or (), dpg_items, templates)
     folders = [out / "scenes" / f"{i:04d}_{slugify(p)}" for i, p in enumerate(prompts)]
     mine = [i for i in range(len(prompts)) if i % world == rank and not (folders[i] / "eval.json").is_file()]
     if mine and names:
@@ -318,6 +368,12 @@ def _check_config(path: Path, cfg: Text3DConfig, suite: str, all_prompts: list[s
         if diff:
             hint = (f" (it scored {old.get('metrics')}; the default set depends on the judge models available, "
                     "--metrics fixes it)" if "metrics" in diff and cfg.metrics is None else "")
+            wording = [k for k in diff if k in ("judge_prompt", "dpg_prompt")]
+            if wording:
+                used = ", ".join(f"{k}: it used {old[k]!r}" if k in old else f"{k}: not recorded (an earlier vist3a, "
+                                 "asked in the release's words)" for k in wording)
+                hint += (f" ({used}; 'builtin' is vist3a's default wording, else the sha256 of the --judge-prompt / "
+                         "--dpg-prompt file)")
             raise UserInputError(f"'{path.parent}' holds an evaluation with other settings ({', '.join(diff)} "
                                  f"differ{hint}); resume it with the same options or use a new --out")
     _write_json(path, {"identity": identity, "config": dataclasses.asdict(cfg)})
@@ -380,14 +436,28 @@ def write_results(out: Path, suite: str, rows: list[dict[str, Any]], cfg: Text3D
                "mean_generate_seconds": sum(gen) / len(gen) if gen else None}
     if unread:
         summary["prompts_without_score"] = unread
+    wording = judge_wording(rows)
+    if wording:
+        summary["judge_wording"] = wording
     categories = dpg_categories(rows)
     if categories:
         summary["dpg_categories"] = categories
     _write_json(out / "results.json", {**summary, "config": dataclasses.asdict(cfg), "per_prompt": rows})
     with atomic_path(out / "results.md") as tmp:
-        tmp.write_text(results_markdown(suite, cfg, means, len(rows), unread, categories))
+        tmp.write_text(results_markdown(suite, cfg, means, len(rows), unread, categories, wording))
     contact_sheet(out, rows[: cfg.sheet_rows])
     return summary
+
+
+def judge_wording(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """Judge metric -> the wording its questions used (``"builtin"`` or ``"sha256:<hex>"`` of the template file),
+    from the rows' details; several values (rows of other runs) are joined with ``", "``."""
+    out: dict[str, str] = {}
+    for name in PROMPT_SETTINGS:
+        used = sorted({d.get("wording", "unknown") for r in rows if (d := r.get("details", {}).get(name))})
+        if used:
+            out[name] = ", ".join(used)
+    return out
 
 
 def dpg_categories(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]] | None:
@@ -407,7 +477,8 @@ LABELS = {"imaging": "Imaging ↑", "aesthetic": "Aesthetic ↑", "clip": "CLIP 
 
 def results_markdown(suite: str, cfg: Text3DConfig, means: dict[str, float | None], count: int,
                      unread: dict[str, int] | None = None,
-                     categories: dict[str, dict[str, float]] | None = None) -> str:
+                     categories: dict[str, dict[str, float]] | None = None,
+                     wording: dict[str, str] | None = None) -> str:
     """The paper's table layout: one row per method, the paper's reference rows first where they exist; then how
     many prompts a judge column skipped, and DPG-Bench's category scores."""
     paper = PAPER_ROWS.get(suite, [])
@@ -428,6 +499,10 @@ def results_markdown(suite: str, cfg: Text3DConfig, means: dict[str, float | Non
     for name, n in (unread or {}).items():
         lines.append(f"{LABELS.get(name, name)}: the judge's answers were unreadable on every view of {n} of {count} "
                      "prompts; the mean skips them.")
+    for name, used in (wording or {}).items():
+        what = "vist3a's default, not the VIST3A release's" if used == "builtin" else "a template file"
+        lines.append(f"{name} question wording: {used} ({what}); judge scores compare only across runs with the "
+                     "same wording.")
     if categories:
         lines += ["", "## DPG-Bench categories (answers before the dependency rule, %)", "",
                   "| Level | Category | Score |", "|---|---|---:|"]

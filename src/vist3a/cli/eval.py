@@ -20,6 +20,11 @@ Real presets score imaging, aesthetic, CLIP and consistency, plus UnifiedReward-
 style ratings when that judge is at hand (in the Hugging Face cache, or --metric-model unifiedreward=FOLDER), and on
 --suite dpg the DPG-Bench score when --dpg-questions names the question file too.
 
+The judge is asked in vist3a's own words, which differ from the VIST3A release's; judge ratings depend on the
+wording, so for numbers comparable with the paper pass the release's question texts as template files with
+--judge-prompt ({caption} where the prompt goes) and --dpg-prompt ({question} where the question goes). The wording
+used (builtin or the file's sha256) is recorded in results.json.
+
 Examples:
 
 \b
@@ -95,6 +100,14 @@ def register(app: typer.Typer) -> None:
             None, "--dpg-questions", help="DPG-Bench's question CSV for the dpg metric (default: "
             "$VIST3A_DPG_QUESTIONS)"
         ),
+        judge_prompt: Path | None = typer.Option(
+            None, "--judge-prompt", help="text file with the UnifiedReward question's wording, {caption} where the "
+            "prompt goes (default: $VIST3A_JUDGE_PROMPT, else vist3a's own wording)"
+        ),
+        dpg_prompt: Path | None = typer.Option(
+            None, "--dpg-prompt", help="text file with the DPG-Bench question's wording, {question} where the "
+            "question goes (default: $VIST3A_DPG_PROMPT, else vist3a's own wording)"
+        ),
         device: str = options.device_option(),
         quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
     ) -> None:
@@ -114,7 +127,9 @@ def register(app: typer.Typer) -> None:
         cfg = Text3DConfig(suite=suite, preset=preset, lora=str(lora) if lora else None, limit=limit, seed=seed,
                            num_steps=steps, guidance_scale=cfg_scale, num_views=num_views, refine_steps=refine,
                            metrics=names, metric_sources=_parse_sources(metric_model),
-                           dpg_questions=str(dpg_questions) if dpg_questions else None, progress=not quiet)
+                           dpg_questions=str(dpg_questions) if dpg_questions else None,
+                           judge_prompt=str(judge_prompt) if judge_prompt else None,
+                           dpg_prompt=str(dpg_prompt) if dpg_prompt else None, progress=not quiet)
         summary = evaluate_text3d(cfg, out, dev)
         if summary is None:
             typer.echo("this rank's prompts are done; the last rank to finish writes the results")
