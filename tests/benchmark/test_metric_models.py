@@ -9,11 +9,11 @@ import torch
 from vist3a.errors import UserInputError
 
 
-def tiny_clip(tmp_path):
+def tiny_clip(tmp_path, text_positions=77):
     transformers = pytest.importorskip("transformers")
     config = transformers.CLIPConfig(
         text_config={"vocab_size": 99, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
-                     "num_attention_heads": 2, "max_position_embeddings": 77},
+                     "num_attention_heads": 2, "max_position_embeddings": text_positions},
         vision_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
                        "image_size": 32, "patch_size": 8},
         projection_dim=8,
@@ -49,6 +49,26 @@ def test_clip_score_is_100_times_the_clamped_cosine(tmp_path):
         out = model(pixel_values=clip_preprocess(views, 32, crop=True), **HashTokenizer()(["a red cube"]))
         cos = torch.nn.functional.cosine_similarity(out.image_embeds, out.text_embeds.expand(3, -1), dim=-1)
     assert got == pytest.approx(float((100 * cos.clamp_min(0)).mean()), abs=1e-4)
+
+
+def test_longclip_keeps_prompts_up_to_its_text_length(tmp_path):
+    """LongCLIP is a CLIPModel with 248 text positions: prompts are cut there, not at CLIP's 77 tokens."""
+    from vist3a.benchmark.metric_models import TransformersClipScorer, clip_score_from_scorer
+
+    seen = []
+
+    class Spy(HashTokenizer):
+        def __call__(self, prompts, **kwargs):
+            out = super().__call__(prompts, **kwargs)
+            seen.append((kwargs["max_length"], out["input_ids"].shape[1]))
+            return out
+
+    long_prompt = " ".join(f"w{i}" for i in range(150))
+    views = torch.rand(1, 3, 32, 32)
+    for positions in (77, 248):
+        scorer = TransformersClipScorer(tiny_clip(tmp_path, positions), Spy())
+        assert 0.0 <= clip_score_from_scorer(scorer)(views, long_prompt, None) <= 100.0
+    assert seen == [(77, 77), (248, 152)]
 
 
 def test_aesthetic_head_has_the_laion_layout_and_scores_unit_embeddings(tmp_path):
@@ -101,5 +121,5 @@ def test_nano_stand_in_is_the_registrys_evaluation_model():
 def test_stand_in_metrics_take_no_model_source():
     from vist3a.benchmark.metric_models import build_metrics
 
-    with pytest.raises(UserInputError, match="--metric-model takes imaging, aesthetic or clip"):
+    with pytest.raises(UserInputError, match="--metric-model takes imaging, aesthetic, clip"):
         build_metrics(("clip_nano",), torch.device("cpu"), {"clip_nano": "/somewhere"})

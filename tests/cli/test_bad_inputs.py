@@ -161,6 +161,8 @@ CASES = [
     (["eval", "text3d", "--out", "{w}/notes.txt"], "--out"),
     (["eval", "text3d", "--out", "{w}/e", "--seed", "-1"], "--seed"),
     (["eval", "text3d", "--out", "{w}/e", "--guidance-scale", "nan"], "--cfg"),
+    (["eval", "text3d", "--out", "{w}/e", "--judge-prompt", "{w}/notes.txt"], "--judge-prompt"),
+    (["eval", "text3d", "--out", "{w}/e", "--dpg-prompt", "{w}/missing.txt"], "--dpg-prompt"),
     (["eval", "nvs", "--device", "tpu9"], "--device"),
     (["eval", "geometry", "--num-frames", "14"], "--num-frames"),
     (["eval", "geometry", "--out", "{w}/notes.txt"], "--out"),

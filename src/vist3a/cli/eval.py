@@ -16,12 +16,22 @@ Generates one scene per prompt (seed SEED + index), renders 8 views evenly space
 scores them; writes OUT/results.json, OUT/results.md (the paper's table layout and reference rows) and
 OUT/contact_sheet.png. Resumable: rerun the same command after an interruption and finished prompts are kept.
 
+Real presets score imaging, aesthetic, CLIP and consistency, plus UnifiedReward-Qwen-7B's alignment / coherence /
+style ratings when that judge is at hand (in the Hugging Face cache, or --metric-model unifiedreward=FOLDER), and on
+--suite dpg the DPG-Bench score when --dpg-questions names the question file too.
+
+The judge is asked in vist3a's own words, which differ from the VIST3A release's; judge ratings depend on the
+wording, so for numbers comparable with the paper pass the release's question texts as template files with
+--judge-prompt ({caption} where the prompt goes) and --dpg-prompt ({question} where the question goes). The wording
+used (builtin or the file's sha256) is recorded in results.json.
+
 Examples:
 
 \b
   vist3a eval text3d --suite scenebench --preset nano --limit 8 --out runs/eval/scenebench-nano
   vist3a eval text3d --suite t3bench --preset vist3a-1.3b --out runs/eval/t3 --device cuda
   accelerate launch --num_processes 8 $(which vist3a) eval text3d --suite t3bench --preset vist3a-14b --out runs/t3
+  vist3a eval text3d --suite dpg --preset vist3a-1.3b --dpg-questions dpg_bench_sampled_answers.csv --out runs/dpg
 """
 
 
@@ -79,11 +89,24 @@ def register(app: typer.Typer) -> None:
         num_views: int = typer.Option(8, "--num-views", help="scored views per scene"),
         refine: int = typer.Option(0, "--refine", help="per-scene refinement steps before scoring (0: none)"),
         metrics: str | None = typer.Option(
-            None, "--metrics", help="comma-separated: imaging, aesthetic, clip, consistency (real presets), "
-            "clip_nano (nano), clip_tiny (tiny-random); default: the preset's set"
+            None, "--metrics", help="comma-separated: imaging, aesthetic, clip, longclip, unifiedreward, dpg, "
+            "consistency (real presets), clip_nano (nano), clip_tiny (tiny-random); default: the preset's set"
         ),
         metric_model: list[str] = typer.Option(
-            [], "--metric-model", help="NAME=PATH: a local folder or hub id for a metric model (repeatable)"
+            [], "--metric-model", help="NAME=PATH: a local folder or hub id for a metric model (repeatable; NAME: "
+            "imaging, aesthetic, clip, longclip, unifiedreward, dpg)"
+        ),
+        dpg_questions: Path | None = typer.Option(
+            None, "--dpg-questions", help="DPG-Bench's question CSV for the dpg metric (default: "
+            "$VIST3A_DPG_QUESTIONS)"
+        ),
+        judge_prompt: Path | None = typer.Option(
+            None, "--judge-prompt", help="text file with the UnifiedReward question's wording, {caption} where the "
+            "prompt goes (default: $VIST3A_JUDGE_PROMPT, else vist3a's own wording)"
+        ),
+        dpg_prompt: Path | None = typer.Option(
+            None, "--dpg-prompt", help="text file with the DPG-Bench question's wording, {question} where the "
+            "question goes (default: $VIST3A_DPG_PROMPT, else vist3a's own wording)"
         ),
         device: str = options.device_option(),
         quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
@@ -103,7 +126,10 @@ def register(app: typer.Typer) -> None:
         names = tuple(m.strip() for m in metrics.split(",") if m.strip()) if metrics else None
         cfg = Text3DConfig(suite=suite, preset=preset, lora=str(lora) if lora else None, limit=limit, seed=seed,
                            num_steps=steps, guidance_scale=cfg_scale, num_views=num_views, refine_steps=refine,
-                           metrics=names, metric_sources=_parse_sources(metric_model), progress=not quiet)
+                           metrics=names, metric_sources=_parse_sources(metric_model),
+                           dpg_questions=str(dpg_questions) if dpg_questions else None,
+                           judge_prompt=str(judge_prompt) if judge_prompt else None,
+                           dpg_prompt=str(dpg_prompt) if dpg_prompt else None, progress=not quiet)
         summary = evaluate_text3d(cfg, out, dev)
         if summary is None:
             typer.echo("this rank's prompts are done; the last rank to finish writes the results")
