@@ -41,8 +41,19 @@ def _lora(trainer):
     return {n: p.detach().clone() for n, p in trainer.lora_params.items()}
 
 
+@pytest.fixture
+def one_thread():
+    """Bitwise comparisons run on one CPU thread: with two, torch's CPU kernels may split reductions differently
+    for tensors loaded from a checkpoint than for the live ones (seen: 1.7e-7 apart after one resumed step with
+    torch 2.13 / peft 0.21), which says nothing about the resume logic under test."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("steps", [2, pytest.param(4, marks=pytest.mark.slow)])
-def test_resume_equals_uninterrupted_training(make_components, tmp_path, steps):
+def test_resume_equals_uninterrupted_training(make_components, tmp_path, steps, one_thread):
     half = steps // 2
     straight = _trainer(make_components, tmp_path / "straight", max_steps=steps, checkpoint_every=half)
     straight.train()
