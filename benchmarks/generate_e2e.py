@@ -18,12 +18,16 @@ Release settings: 13 frames, 512², 50 UniPC steps, flow shift 5, CFG 7.5. Per-s
 (synchronised), median over ``--repeats`` after ``--warmup`` runs, and peak GPU memory; a table is printed
 and JSON written to ``--out``. ``--tiny`` runs the same code on tiny models (CPU smoke test).
 
+The transformer and the text encoder are created in bf16 on the GPU (never in float32 there), so that
+``--generator 14b`` fits an 80 GB card: ~45 GB of weights, the reference's float16 copies replacing them.
+
     python benchmarks/generate_e2e.py --out e2e.json
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import platform
@@ -69,7 +73,26 @@ def word_tokenizer(vocab_size: int):
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>")
 
 
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype):
+    """Parameters and buffers created inside are ``dtype`` (``torch.set_default_dtype``, restored on exit)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
 def build(tiny: bool, device: torch.device, dtype: torch.dtype, generator: str = "1.3b") -> dict[str, Any]:
+    """The benchmark's random-weight models on ``device``: the transformer and the text encoder created directly
+    in ``dtype``, the VAE and the stitched decoder in float32 (vist3a decodes the VAE in float32; the reference
+    runs the decoder under autocast over float32 weights).
+
+    Creating the big two in ``dtype`` is what lets the 14B generator run on an 80 GB card: in bf16 the
+    transformer (14.3 B params) holds 28.6 GB and UMT5-XXL's encoder (5.7 B) 11.4 GB, ~45 GB with the VAE and the
+    float32 AnySplat (1.2 B, 4.8 GB); created in float32 and cast afterwards they would first need 57 + 23 GB.
+    """
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
@@ -80,17 +103,18 @@ def build(tiny: bool, device: torch.device, dtype: torch.dtype, generator: str =
 
     torch.manual_seed(0)
     with torch.device(device):
+        with default_dtype(dtype):
+            transformer = WanTransformer3DModel(**(tiny_transformer_config(32) if tiny
+                                                   else wan_transformer_config(generator)))
+        vae = AutoencoderKLWan(**tiny_vae_config()) if tiny else AutoencoderKLWan()
         if tiny:
-            transformer = WanTransformer3DModel(**tiny_transformer_config(32))
-            vae = AutoencoderKLWan(**tiny_vae_config())
             text_cfg = UMT5Config(**tiny_text_encoder_config(32))
             recon, layer, spec = random_tiny_model("anysplat"), TINY_LAYER, TINY_SPEC
         else:
-            transformer = WanTransformer3DModel(**wan_transformer_config(generator))
-            vae = AutoencoderKLWan()
             text_cfg = UMT5Config(**UMT5_XXL, feed_forward_proj="gated-gelu", dropout_rate=0.0)
             recon, layer, spec = AnySplat(), RELEASE_LAYER, RELEASE_SPEC
-        text_model = UMT5EncoderModel(text_cfg)
+        with default_dtype(dtype):
+            text_model = UMT5EncoderModel(text_cfg)
     recon = recon.to(device)
     decoder = StitchedDecoder.from_recon(recon, layer, spec).eval().requires_grad_(False)
     del recon
@@ -308,7 +332,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     device = torch.device("cuda" if torch.cuda.is_available() and not args.tiny else "cpu")
     settings = release_settings(args.tiny, args.steps, args.num_gaussians)
     backend = "gsplat" if device.type == "cuda" else "torch"
-    parts = build(args.tiny, device, torch.bfloat16, args.generator)
+    half = torch.bfloat16 if device.type == "cuda" else torch.float32  # vist3a's precision: bf16 on the GPU
+    parts = build(args.tiny, device, half, args.generator)
     results: dict[str, Any] = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                                "torch": torch.__version__, "python": platform.python_version(),
                                "generator": args.generator, "settings": settings}
@@ -335,7 +360,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if args.reference_lora_rank:  # vist3a merges LoRA when it loads one: its path runs the plain transformer
             merge_lora(parts["transformer"])
         set_attention(parts["text_model"], "sdpa")
-    half = torch.bfloat16 if device.type == "cuda" else torch.float32
     for key in ("transformer", "text_model", "decoder"):
         cast(parts[key], half)
     pipe = make_pipeline(parts, settings, device)

@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     device = state.device if not args.tiny else torch.device("cpu")
     settings = e2e.release_settings(args.tiny, args.steps, args.num_gaussians)
     backend = "gsplat" if device.type == "cuda" else "torch"
-    parts = e2e.build(args.tiny, device, torch.bfloat16, args.generator)
     half = torch.bfloat16 if device.type == "cuda" else torch.float32
+    parts = e2e.build(args.tiny, device, half, args.generator)  # transformer + text encoder created in `half`
     for key in ("transformer", "text_model", "decoder"):
         e2e.cast(parts[key], half)
     pipe = e2e.make_pipeline(parts, settings, device)
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         start = time.perf_counter()
         one_scene(warmup[state.process_index], 0, Path(tmp) / "warmup", writer).result()
         warmup_s = time.perf_counter() - start
-        if device.type == "cuda":  # the build holds fp32 copies: peak memory of generating starts here
+        if device.type == "cuda":  # peak memory of generating starts here, after the warm-up scene
             torch.cuda.reset_peak_memory_stats(device)
         state.wait_for_everyone()
         start = time.perf_counter()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 from vist3a.cli.main import main
@@ -19,7 +21,7 @@ def run_cli(args: list[str]) -> int:
 def test_generate_writes_scene(tmp_path, capsys):
     out = tmp_path / "scene"
     code = run_cli(["generate", "a red cube", "--preset", "tiny-random", "--out", str(out), "--flythrough-frames", "2"])
-    assert code == 0
+    assert code == 0 and gc.isenabled()
     assert (out / "scene.ply").is_file() and (out / "meta.json").is_file()
     assert "wrote" in capsys.readouterr().out
     # cameras.json: pixel centres at integer coordinates, so the principal point the model puts at the image
@@ -52,7 +54,7 @@ def test_generate_writes_scene(tmp_path, capsys):
 def test_generate_bad_input_is_one_line(tmp_path, capsys, args, message):
     code = run_cli([*args, "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
-    assert code == 2
+    assert code == 2 and gc.isenabled()  # the start-up's collector pause ends with the error
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
 
@@ -74,3 +76,35 @@ def test_prompts_file_sharding_matches_single_process(tmp_path, monkeypatch):
         a = load_ply(tmp_path / "single" / name / "scene.ply")
         b = load_ply(tmp_path / "sharded" / name / "scene.ply")
         assert (a.means == b.means).all()
+
+
+@pytest.mark.slow
+def test_prompts_file_loads_the_pipeline_once_and_encodes_each_text_once(tmp_path, monkeypatch):
+    """One process, one pipeline for the whole file; the negative prompt and a repeated prompt are encoded once
+    (the text encoder's cache), not once per scene."""
+    from vist3a.pipeline import Text2ScenePipeline
+    from vist3a.video.text import HFTextEncoder
+
+    loads, encoded = [], []
+    load = Text2ScenePipeline.from_pretrained.__func__
+    encode = HFTextEncoder._run
+
+    def counting_load(cls, *args, **kwargs):
+        loads.append(args)
+        return load(cls, *args, **kwargs)
+
+    def recording_encode(self, prompts):
+        encoded.extend(prompts)
+        return encode(self, prompts)
+
+    monkeypatch.setattr(Text2ScenePipeline, "from_pretrained", classmethod(counting_load))
+    monkeypatch.setattr(HFTextEncoder, "_run", recording_encode)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red cube\na blue sphere\na red cube\n")
+    args = ["generate", "--preset", "tiny-random", "--prompts-file", str(prompts), "--cfg", "5",
+            "--negative-prompt", "blurry", "--flythrough-frames", "0", "--out", str(tmp_path / "batch")]
+    assert run_cli(args) == 0
+    assert len(list((tmp_path / "batch").iterdir())) == 3
+    assert len(loads) == 1
+    assert len(encoded) == len(set(encoded)) == 3  # "a red cube", "a blue sphere" (templated), "blurry"
+    assert "blurry" in encoded

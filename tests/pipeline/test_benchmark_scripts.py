@@ -54,3 +54,11 @@ def test_e2e_fidelity_probe_is_repeatable_and_compared_analytically():
     measured = e2e.compare_outputs(first, shifted)
     assert measured["velocity_rel_l2"] == pytest.approx(0.1, rel=1e-4)
     assert measured["frames_psnr_db"] == pytest.approx(40.0, abs=1e-3)
+
+
+@pytest.mark.slow
+def test_quickstart_cpu_times_the_cli_in_fresh_processes(tmp_path):
+    out = tmp_path / "quickstart.json"
+    result = _load("quickstart_cpu").main(["--runs", "1", "--out", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    assert result["this"]["median_wall_s"] > 0 and result["this"]["repeatable_outputs"]

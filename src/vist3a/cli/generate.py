@@ -14,7 +14,7 @@ from pathlib import Path
 
 import typer
 
-from vist3a.cli import options
+from vist3a.cli import options, startup
 from vist3a.cli.options import read_prompts_file  # noqa: F401  (re-exported: earlier home of the function)
 from vist3a.errors import UserInputError
 from vist3a.io_utils import output_lock
@@ -195,42 +195,44 @@ def register(app: typer.Typer) -> None:
             "(comma-separated or repeated; see `vist3a export`)."
         ),
     ) -> None:
-        # 1. every input, before any model loads
-        from vist3a.exports import parse_formats
+        # 1. every input, before any model loads; then the model libraries, with the garbage collector paused
+        with startup.collector_paused():
+            from vist3a.exports import parse_formats
 
-        formats = parse_formats(formats or [])
-        if not 0 <= sh_degree <= 4:
-            raise UserInputError(f"--sh-degree must be 0, 1, 2, 3 or 4, got {sh_degree}")
-        if (prompt is None) == (prompts_file is None):
-            raise UserInputError("give exactly one of a PROMPT argument or --prompts-file")
-        prompts = options.read_prompts_file(prompts_file) if prompts_file else [prompt]
-        if prompts_file is None and not prompt.strip():
-            raise UserInputError("the prompt is empty")
-        check_settings(frames=frames, steps=steps, cfg=cfg, seed=seed, height=height, width=width,
-                       flow_shift=flow_shift, scheduler=scheduler, template=template, dtype=dtype, offload=offload,
-                       flythrough_frames=flythrough_frames, round_frames=round_frames, num_prompts=len(prompts))
-        if direction is not None:
-            from vist3a.recon.direction import DIRECTIONS
+            formats = parse_formats(formats or [])
+            if not 0 <= sh_degree <= 4:
+                raise UserInputError(f"--sh-degree must be 0, 1, 2, 3 or 4, got {sh_degree}")
+            if (prompt is None) == (prompts_file is None):
+                raise UserInputError("give exactly one of a PROMPT argument or --prompts-file")
+            prompts = options.read_prompts_file(prompts_file) if prompts_file else [prompt]
+            if prompts_file is None and not prompt.strip():
+                raise UserInputError("the prompt is empty")
+            check_settings(frames=frames, steps=steps, cfg=cfg, seed=seed, height=height, width=width,
+                           flow_shift=flow_shift, scheduler=scheduler, template=template, dtype=dtype, offload=offload,
+                           flythrough_frames=flythrough_frames, round_frames=round_frames, num_prompts=len(prompts))
+            if direction is not None:
+                from vist3a.recon.direction import DIRECTIONS
 
-            options.check_choice(direction, DIRECTIONS, "--direction")
-        rank, world, local_rank = _rank_and_world()
-        dev = options.parse_device(device)
-        if device in (None, "auto") and world > 1 and dev.type == "cuda":
-            dev = options.parse_device(f"cuda:{local_rank}")
-        check_lora(lora)
-        if out is None:
-            out = default_out(prompts[0]) if prompts_file is None else Path("outputs") / "batch"
-        jobs = list(enumerate(prompts))[rank::world]
-        targets = {index: out if prompts_file is None else out / f"{index:04d}_{slugify(text)}"
-                   for index, text in jobs}
-        if prompts_file is not None and out.exists() and not out.is_dir():
-            raise UserInputError(f"--out '{out}' is a file; --prompts-file writes one folder per prompt into it")
-        for target in targets.values():
-            options.check_output_target(target, overwrite, SCENE_MARKERS)
-        if preset in ("nano", "nano-vggt"):
-            from vist3a.cli.nano import warn_outside_training
+                options.check_choice(direction, DIRECTIONS, "--direction")
+            rank, world, local_rank = _rank_and_world()
+            dev = options.parse_device(device)
+            if device in (None, "auto") and world > 1 and dev.type == "cuda":
+                dev = options.parse_device(f"cuda:{local_rank}")
+            check_lora(lora)
+            if out is None:
+                out = default_out(prompts[0]) if prompts_file is None else Path("outputs") / "batch"
+            jobs = list(enumerate(prompts))[rank::world]
+            targets = {index: out if prompts_file is None else out / f"{index:04d}_{slugify(text)}"
+                       for index, text in jobs}
+            if prompts_file is not None and out.exists() and not out.is_dir():
+                raise UserInputError(f"--out '{out}' is a file; --prompts-file writes one folder per prompt into it")
+            for target in targets.values():
+                options.check_output_target(target, overwrite, SCENE_MARKERS)
+            if preset in ("nano", "nano-vggt"):
+                from vist3a.cli.nano import warn_outside_training
 
-            warn_outside_training(prompts, height=height, width=width, num_frames=frames)
+                warn_outside_training(prompts, height=height, width=width, num_frames=frames)
+            startup.import_model_libraries()
 
         # 2. models, then one scene after another; two processes never write one OUT
         load = dict(device=dev, dtype=dtype, lora=lora, local_files_only=True if offline else None,
