@@ -135,6 +135,19 @@ def check_settings(*, frames, steps, cfg, seed, height, width, flow_shift, sched
         options.check_choice(offload, OFFLOAD_MODES, "--offload")
 
 
+def check_direction(direction: str, preset: str) -> None:
+    """mirror-select scores Gaussians of an AnySplat decoder: refuse it for pointmap presets before loading."""
+    from vist3a.presets import load_preset
+
+    try:
+        model = load_preset(preset).get("recon", {}).get("model")
+    except Exception:  # an unknown preset is reported where presets are resolved
+        return
+    if direction == "mirror-select" and model not in (None, "anysplat"):
+        raise UserInputError(f"--direction mirror-select needs a Gaussian (AnySplat) decoder; preset {preset!r} "
+                             f"decodes with {model}: use --direction as-is")
+
+
 def register(app: typer.Typer) -> None:
     @app.command("generate", help=HELP, no_args_is_help=False)
     def generate(
@@ -214,6 +227,7 @@ def register(app: typer.Typer) -> None:
                 from vist3a.recon.direction import DIRECTIONS
 
                 options.check_choice(direction, DIRECTIONS, "--direction")
+                check_direction(direction, preset)
             rank, world, local_rank = _rank_and_world()
             dev = options.parse_device(device)
             if device in (None, "auto") and world > 1 and dev.type == "cuda":
