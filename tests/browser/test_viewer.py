@@ -92,6 +92,8 @@ def test_viewer_serves_its_page_on_localhost(tmp_path, points):
 def test_browser_shows_splats(tmp_path):
     """Headless Chromium opens the viewer and its WebGL canvas shows the splats (not a blank page)."""
     from browser_helpers import canvas_pixels, chromium_driver
+
+    pytest.importorskip("selenium", reason="selenium is not installed (pip install selenium)")
     from selenium.common.exceptions import TimeoutException
 
     n = 400
