@@ -382,7 +382,7 @@ class Text2ScenePipeline:
         with timer("stitched_decode"):
             out = self._decode(raw, frames)
         mirror = None
-        if settings.direction == "mirror-select":
+        if settings.direction == "mirror-select" and frames.shape[1] >= 3:  # fewer views: nothing to hold out
             with timer("direction"):
                 mirror = self._mirror_pass(out, frames)
         scenes = []

@@ -57,10 +57,10 @@ def intrinsics_for(K_edge: torch.Tensor, model_hw: tuple[int, int], image_hw: tu
 def heldout_consistency(model: Any, out: Any, frames: torch.Tensor, num_targets: int = 4,
                         backend: str = "auto") -> torch.Tensor:
     """Self-consistency PSNR ``[B]`` (dB, mean over the held-out views) of an AnySplat pass ``out`` on ``frames``
-    ``[B, V, 3, H, W]``: the Gaussians of the context views rendered at the held-out views' predicted cameras,
-    against those views."""
+    ``[B, V, 3, H, W]`` (``V >= 3``): the Gaussians of the context views rendered at the held-out views'
+    predicted cameras, against those views (at most ``num_targets`` and a third of the views held out)."""
     batch, views, _, height, width = frames.shape
-    context, targets = heldout_views(views, num_targets)
+    context, targets = heldout_views(views, max(1, min(num_targets, views // 3)))  # 13 -> 4, 9 -> 3, 5 -> 1
     gaussians = gaussians_of_views(model, out, torch.tensor(context, device=out.points.device))
     w2c = to_homogeneous(out.cameras.w2c.float())
     K = intrinsics_for(out.cameras.K, tuple(out.depth.shape[-2:]), (height, width))
