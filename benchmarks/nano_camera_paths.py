@@ -7,6 +7,10 @@ objects (the judge of ``tests/nano/test_nano_3d.py``: each colour on >= 0.5 % of
 view keeping >= 50 % of the first view's colour pixels). This is how docs/nano.md § Round 5 chose the nano template.
 
     python benchmarks/nano_camera_paths.py --seeds 8 --out camera_paths.json
+
+``--left-right 32``: the preset's own template on two-object prompts instead (the 24 left/right cases of
+:func:`vist3a.evaluation.relations.left_right_cases`, repeated with new seeds past 24): camera span, the share of
+turntable views from -60° to +60° (5 views) that show both named colours, and left/right judged on the first frame.
 """
 
 from __future__ import annotations
@@ -42,13 +46,45 @@ def measure(prompt: str, templates, seeds: int, colours=("red", "blue")) -> list
     return rows
 
 
+def measure_left_right(num: int) -> list[dict]:
+    from vist3a.evaluation.relations import judge_left_right, left_right_cases
+    from vist3a.nano.scene3d import colour_pixel_fraction, rotation_span_deg, turntable_views
+    from vist3a.pipeline import Text2ScenePipeline
+
+    pipe = Text2ScenePipeline.from_pretrained("nano", device="cpu")
+    cases = left_right_cases(24, 2026)
+    rows = []
+    for i in range(num):
+        case = cases[i % len(cases)]
+        scene = pipe(case.prompt, generator=torch.Generator().manual_seed(i if i < 24 else 1000 + i), progress=False)[0]
+        colours = (case.subject_colour, case.reference_colour)
+        views = turntable_views(scene, colours, (0.0, -60.0, -30.0, 30.0, 60.0), backend="torch")
+        both = [all(colour_pixel_fraction(v, c) >= 0.005 for c in colours) for v in views] if views is not None else []
+        rows.append({"prompt": case.prompt, "span_deg": rotation_span_deg(scene.w2c),
+                     "both_visible_share": sum(both) / 5, "left_right": judge_left_right(scene.frames[0].float(), case),
+                     "decoded": scene.settings.get("direction_choice", {}).get("decoded")})
+        print(json.dumps(rows[-1]), flush=True)
+    spans = sorted(r["span_deg"] for r in rows)
+    whole = sum(r["both_visible_share"] == 1 for r in rows)
+    right, wrong = sum(r["left_right"] is True for r in rows), sum(r["left_right"] is False for r in rows)
+    print(f"span median {spans[len(spans) // 2]:.0f} deg, >= 30 deg {sum(s >= 30 for s in spans)}/{num}; "
+          f"both colours in all 5 turntable views {whole}/{num}; left/right right {right}, wrong {wrong}")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompt", default="a red cube left of a blue sphere")
     parser.add_argument("--templates", nargs="*", default=list(TEMPLATES))
     parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--left-right", type=int, default=0, help="measure N two-object prompts instead")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.left_right:
+        rows = measure_left_right(args.left_right)
+        if args.out:
+            args.out.write_text(json.dumps(rows, indent=1) + "\n")
+        return
     rows = measure(args.prompt, args.templates, args.seeds)
     for template in args.templates:
         mine = [r for r in rows if r["template"] == template]
