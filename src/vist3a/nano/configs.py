@@ -117,15 +117,23 @@ def nano_anysplat_config(
     their per-layer widths scale with ``embed_dim``. ``voxel_size`` is in units of the normalised scene
     (mean point distance 1, see :mod:`vist3a.nano.train_recon`).
     """
+    trunk, dpt = _nano_trunk(embed_dim, depth, num_heads, dino_depth, dpt_features, img_size, patch_size)
+    return {**trunk, "depth_config": dict(dpt), "gaussian_config": dict(dpt),
+            "intermediate_layer_idx": list(dpt["intermediate_layer_idx"]), "sh_degree": sh_degree,
+            "voxel_size": voxel_size}
+
+
+def _nano_trunk(embed_dim: int, depth: int, num_heads: int, dino_depth: int, dpt_features: int, img_size: int,
+                patch_size: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The nano 3D models' shared trunk (aggregator + camera head kwargs) and their DPT head kwargs."""
     if img_size % patch_size:
         raise ValueError(f"`img_size` ({img_size}) must be a multiple of `patch_size` ({patch_size})")
-    layers = evenly_spread_layers(depth)
     dpt = {
         "features": dpt_features,
         "out_channels": [embed_dim // 2, embed_dim, 2 * embed_dim, 2 * embed_dim],
-        "intermediate_layer_idx": list(layers),
+        "intermediate_layer_idx": list(evenly_spread_layers(depth)),
     }
-    return {
+    trunk = {
         "aggregator_config": {
             "img_size": img_size,
             "patch_size": patch_size,
@@ -135,12 +143,8 @@ def nano_anysplat_config(
             "patch_embed": {"kind": "dinov2", "depth": dino_depth, "num_heads": num_heads},
         },
         "camera_config": {"trunk_depth": 2, "num_heads": num_heads},
-        "depth_config": dict(dpt),
-        "gaussian_config": dict(dpt),
-        "intermediate_layer_idx": list(layers),
-        "sh_degree": sh_degree,
-        "voxel_size": voxel_size,
     }
+    return trunk, dpt
 
 
 def nano_vggt_config(
@@ -158,28 +162,8 @@ def nano_vggt_config(
 
     The DPT heads read the :func:`evenly_spread_layers` of the trunk, widths scaled with ``embed_dim``.
     """
-    if img_size % patch_size:
-        raise ValueError(f"`img_size` ({img_size}) must be a multiple of `patch_size` ({patch_size})")
-    layers = evenly_spread_layers(depth)
-    dpt = {
-        "features": dpt_features,
-        "out_channels": [embed_dim // 2, embed_dim, 2 * embed_dim, 2 * embed_dim],
-        "intermediate_layer_idx": list(layers),
-    }
-    return {
-        "aggregator_config": {
-            "img_size": img_size,
-            "patch_size": patch_size,
-            "embed_dim": embed_dim,
-            "depth": depth,
-            "num_heads": num_heads,
-            "patch_embed": {"kind": "dinov2", "depth": dino_depth, "num_heads": num_heads},
-        },
-        "camera_config": {"trunk_depth": 2, "num_heads": num_heads},
-        "depth_config": dict(dpt),
-        "point_config": dict(dpt),
-        "heads": ["camera", "depth", "point"],
-    }
+    trunk, dpt = _nano_trunk(embed_dim, depth, num_heads, dino_depth, dpt_features, img_size, patch_size)
+    return {**trunk, "depth_config": dict(dpt), "point_config": dict(dpt), "heads": ["camera", "depth", "point"]}
 
 
 def anysplat_embed_dim(anysplat_config: dict[str, Any]) -> int:

@@ -635,6 +635,22 @@ def world_caches(cfg: Any, device: torch.device) -> tuple[ClipCache, ClipCache]:
                        progress=cfg.progress)
 
 
+def geometry_clips(run: Any, cfg: Any, caches: tuple[ClipCache, ClipCache] | None, stage: str
+                   ) -> tuple[ClipCache, ClipCache]:
+    """``(train, held_out)`` clips of a 3D-model stage: the world restricted to ``cfg.camera_kinds``, the held-out
+    ones mirrored to turn one way under ``cfg.canonical_direction`` (training batches are mirrored per step), and a
+    check that they carry cameras and depth; records the data time."""
+    if caches is None and cfg.camera_kinds is not None:
+        caches = world_caches(cfg, run.device)
+    train, held = run.clips(caches)
+    if train.depth is None or train.w2c is None:
+        raise ValueError(f"the {stage} stage needs clips with cameras and depth (synthetic clips have both)")
+    if cfg.canonical_direction:
+        held = canonical_cache(held)
+    run.data_ready()
+    return train, held
+
+
 def train_recon(
     cfg: ReconTrainConfig,
     out_dir: str | Path,
@@ -650,14 +666,7 @@ def train_recon(
 
     run = begin_stage(cfg, out_dir, STAGE, device)
     device = run.device
-    if caches is None and cfg.camera_kinds is not None:
-        caches = world_caches(cfg, device)
-    train, held = run.clips(caches)
-    if cfg.canonical_direction:
-        held = canonical_cache(held)
-    if train.depth is None or train.w2c is None:
-        raise ValueError("the recon stage needs clips with cameras and depth (synthetic clips have both)")
-    run.data_ready()
+    train, held = geometry_clips(run, cfg, caches, STAGE)
 
     model = AnySplat(**cfg.model)
     init_splat_scales(model)

@@ -42,17 +42,16 @@ from vist3a.nano.configs import nano_vggt_config
 from vist3a.nano.train_recon import (
     NormalizedCameras,
     camera_errors,
-    canonical_cache,
     canonicalise_direction,
     check_camera_kinds,
     geodesic_camera_loss,
+    geometry_clips,
     normalize_clip_cameras,
     resize_depth,
     scale_intrinsics,
     to_model_input,
     unproject,
     with_camera_patch_pool,
-    world_caches,
 )
 from vist3a.nano.training import (
     StageConfig,
@@ -313,14 +312,7 @@ def train_vggt(
 
     run = begin_stage(cfg, out_dir, STAGE, device)
     device = run.device
-    if caches is None and cfg.camera_kinds is not None:
-        caches = world_caches(cfg, device)
-    train, held = run.clips(caches)
-    if train.depth is None or train.w2c is None:
-        raise ValueError("the vggt stage needs clips with cameras and depth (synthetic clips have both)")
-    if cfg.canonical_direction:
-        held = canonical_cache(held)
-    run.data_ready()
+    train, held = geometry_clips(run, cfg, caches, STAGE)
 
     model = VGGT(**cfg.model)
     model = run.start_from(model, "vggt", ("camera_head.patch_pool",)).to(device).train()
