@@ -36,9 +36,9 @@ from vist3a.nano.train_recon import (
     normalize_clip_cameras,
     render_intrinsics,
     signed_yaw,
-    split_views,
     to_model_input,
 )
+from vist3a.recon.direction import heldout_consistency
 
 DIRECTIONS = ("as-is", "canonical", "mirror-select")
 _FLIP = torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0]))
@@ -66,15 +66,13 @@ def predict_w2c(model: Any, frames: torch.Tensor, cfg: ReconTrainConfig, num_tar
     size, clip_size = cfg.image_size, frames.shape[-1]
     out = model(to_model_input(frames, size))
     w2c = to_homogeneous(out.cameras.w2c.float())
-    context, targets = split_views(frames.shape[1], num_targets)
-    held = gaussians_of_views(model, out, torch.tensor(context))
     every = gaussians_of_views(model, out, torch.arange(frames.shape[1]))
     K = render_intrinsics(out.cameras.K.float(), size, clip_size)
-    scores: dict[str, list[float]] = {"heldout": [], "own": []}
+    scores: dict[str, list[float]] = {"own": []}
     for b in range(frames.shape[0]):
-        scores["heldout"].append(_render_metrics([held[b]], w2c[b : b + 1, targets], K[b : b + 1, targets],
-                                                 frames[b : b + 1, targets], cfg)[0])
         scores["own"].append(_render_metrics([every[b]], w2c[b : b + 1], K[b : b + 1], frames[b : b + 1], cfg)[0])
+    # "heldout" is exactly what the pipeline's --direction mirror-select computes
+    scores["heldout"] = heldout_consistency(model, out, frames, num_targets, backend=cfg.render_backend).tolist()
     return w2c, {key: torch.tensor(value) for key, value in scores.items()}
 
 
