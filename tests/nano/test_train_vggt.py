@@ -110,3 +110,39 @@ def test_vggt_loss_decreases_on_a_fixed_batch(tiny_caches, tiny_vggt_config):
         opt.step()
         losses.append(float(loss.detach()))
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
+
+
+def test_trunk_init_takes_the_anysplat_trunk(tmp_path, tiny_caches, stage_defaults, tiny_vggt_config):
+    """A VGGT started from a nano AnySplat's trunk computes the same aggregator tokens as that model."""
+    from vist3a.nano.configs import nano_anysplat_config
+    from vist3a.nano.training import save_component
+    from vist3a.recon import VGGT, AnySplat
+
+    torch.manual_seed(0)
+    trunk = tiny_vggt_config["aggregator_config"]
+    recon = AnySplat(**nano_anysplat_config(embed_dim=trunk["embed_dim"], depth=trunk["depth"], num_heads=2,
+                                            dino_depth=2, dpt_features=8, img_size=28, voxel_size=0.05)).eval()
+    vggt = VGGT(**tiny_vggt_config).eval()
+    state = tv.trunk_state_from_recon(vggt, recon)
+    vggt.load_state_dict(state, strict=False)
+    # AnySplat's normalisation constants are bf16-rounded like the release's (not weights): copy them to compare
+    vggt.aggregator.image_mean.copy_(recon.aggregator.image_mean)
+    vggt.aggregator.image_std.copy_(recon.aggregator.image_std)
+    frames = torch.rand(1, 3, 3, 28, 28)
+    with torch.no_grad():
+        ours = vggt.aggregator(frames).tokens
+        theirs = recon.aggregator(frames).tokens
+    assert torch.equal(ours[-1], theirs[-1])
+    # every tensor but the point head's output layer (4 channels vs the depth head's 2) comes from the recon
+    left = [k for k in vggt.state_dict() if k not in state]
+    assert left and all(k.startswith("point_head.") for k in left)
+    ours, theirs = vggt.state_dict(), recon.state_dict()
+    assert torch.equal(ours["point_head.projects.0.weight"], theirs["depth_head.projects.0.weight"])
+
+    folder = tmp_path / "recon"
+    save_component(recon, folder, torch.float32)
+    cfg = tv.VGGTTrainConfig(**stage_defaults, steps=1, batch_size=1, model=tiny_vggt_config, trunk_init=str(folder),
+                             eval_max_points=64)
+    tv.train_vggt(cfg, tmp_path / "vggt", "cpu", caches=tiny_caches)
+    with pytest.raises(ValueError, match="trunk_init"):
+        tv.VGGTTrainConfig(model=tiny_vggt_config, trunk_init=str(folder), init=str(folder))

@@ -90,6 +90,10 @@ class VGGTTrainConfig(StageConfig):
         canonical_direction: mirror every clip (training and held-out) that turns clockwise into its mirror
             image, so that all paths turn one way (docs/nano.md § Round 5: the turning direction is what a small
             camera head could not learn).
+        trunk_init: a nano AnySplat (recon run folder, component folder or "installed") whose trunk starts this
+            VGGT: every tensor with the same name and shape (aggregator, camera head, depth head; the two models
+            share the trunk config) and the point head's layers from the depth head's, except the output layer
+            whose channel count differs (:func:`trunk_state_from_recon`). Exclusive with ``init``.
         eval_max_points: pixels per held-out clip in the Acc / Comp / NC nearest-neighbour search.
         fp16_acc_tolerance: pointmap accuracy (normalised scene units) that fp16 storage may cost under
             ``save_dtype="auto"``.
@@ -114,6 +118,7 @@ class VGGTTrainConfig(StageConfig):
     camera_kinds: tuple[str, ...] | None = None
     camera_patch_pool: int = 0
     canonical_direction: bool = False
+    trunk_init: str | None = None
     eval_max_points: int = 4096
     fp16_acc_tolerance: float = 0.002
 
@@ -126,6 +131,9 @@ class VGGTTrainConfig(StageConfig):
                 raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}")
         if self.eval_max_points < 16:
             raise ValueError(f"`eval_max_points` must be >= 16, got {self.eval_max_points}")
+        if self.trunk_init is not None and self.init is not None:
+            raise ValueError("`trunk_init` and `init` both set: `init` continues a VGGT run, `trunk_init` starts one "
+                             "from a nano AnySplat's trunk; set one")
 
     @property
     def image_size(self) -> int:
@@ -297,6 +305,25 @@ def evaluate_vggt(model: Any, cache: ClipCache, cfg: VGGTTrainConfig, device: to
 
 
 # ----------------------------------------------------------------------------- the stage
+def trunk_state_from_recon(vggt: torch.nn.Module, recon: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The tensors of a nano AnySplat that fit ``vggt``: same name and shape (aggregator, camera head, depth head:
+    the two models share the trunk config), and for the point head the depth head's tensors of the same suffix and
+    shape (both are DPT heads reading the same layers; only their output layers differ in channels).
+
+    Why: training the trunk is most of the nano AnySplat's GPU time, and its camera head is what round 5 fixed;
+    a VGGT that starts from it only has to learn the point head's last layers and the pointmap losses.
+    """
+    mine = vggt.state_dict()
+    theirs = recon.state_dict()
+    state = {k: v for k, v in theirs.items() if k in mine and mine[k].shape == v.shape}
+    for key, value in mine.items():
+        if key.startswith("point_head.") and key not in state:
+            source = theirs.get("depth_head." + key[len("point_head."):])
+            if source is not None and source.shape == value.shape:
+                state[key] = source
+    return state
+
+
 def train_vggt(
     cfg: VGGTTrainConfig,
     out_dir: str | Path,
@@ -315,7 +342,17 @@ def train_vggt(
     train, held = geometry_clips(run, cfg, caches, STAGE)
 
     model = VGGT(**cfg.model)
-    model = run.start_from(model, "vggt", ("camera_head.patch_pool",)).to(device).train()
+    model = run.start_from(model, "vggt", ("camera_head.patch_pool",))
+    if cfg.trunk_init is not None:
+        from vist3a.nano.weights import load_component_from
+
+        recon = load_component_from(None if cfg.trunk_init == "installed" else cfg.trunk_init, "recon", "cpu",
+                                    torch.float32)
+        state = trunk_state_from_recon(model, recon)
+        model.load_state_dict(state, strict=False)
+        logger.info("nano VGGT: %d of %d tensors from the trunk of %s", len(state), len(model.state_dict()),
+                    cfg.trunk_init)
+    model = model.to(device).train()
     logger.info("nano VGGT: %.2f M parameters", module_num_params(model) / 1e6)
     optimizer = make_optimizer(model.parameters(), cfg.lr, cfg.weight_decay)
     batch_gen = torch.Generator().manual_seed(cfg.seed)
