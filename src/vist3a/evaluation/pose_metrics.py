@@ -66,7 +66,7 @@ def accuracy_below(errors: torch.Tensor, threshold: float) -> float:
 def pose_auc(rot_err: torch.Tensor, trans_err: torch.Tensor, max_threshold: int = 30) -> float:
     """AUC@``max_threshold``: mean over thresholds ``1 .. max_threshold`` of the fraction of pairs with
     ``max(rot_err, trans_err)`` below it (see the module docstring)."""
-    worst = torch.maximum(rot_err, trans_err).double()
+    worst = torch.maximum(rot_err, trans_err).double().cpu()
     thresholds = torch.arange(1, max_threshold + 1, dtype=torch.float64)
     return float((worst[:, None] < thresholds[None]).double().mean(0).mean())
 

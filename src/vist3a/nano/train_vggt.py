@@ -257,19 +257,20 @@ def pointmap_scene_metrics(out: Any, target: PointmapTargets, b: int, max_points
     from vist3a.evaluation.pointmap_metrics import pointmap_metrics
     from vist3a.evaluation.pose_metrics import relative_pose_metrics
 
-    valid = target.valid[b]
-    depth, depth_t = out.depth[b].float(), target.depth[b]
+    # on the CPU: small tensors, and the metric helpers build their thresholds and samplers there
+    valid = target.valid[b].cpu()
+    depth, depth_t = out.depth[b].float().cpu(), target.depth[b].cpu()
     ratio = (depth / depth_t).clamp_min(1e-6)
     metrics = {
         "depth_abs_rel": float(((depth - depth_t).abs() / depth_t)[valid].mean()),
         "depth_delta1": float((torch.maximum(ratio, 1.0 / ratio) < 1.25)[valid].float().mean()),
     }
-    points = pointmap_metrics(out.world_points[b].float(), target.points[b], valid, align=True,
+    points = pointmap_metrics(out.world_points[b].float().cpu(), target.points[b].cpu(), valid, align=True,
                               max_points=max_points, seed=seed)
     metrics.update({f"points_{k}": v for k, v in points.items()})
-    w2c = to_homogeneous(out.cameras.w2c[b].float())
-    metrics.update(relative_pose_metrics(w2c, target.w2c[b]))
-    errors = camera_errors(w2c[None], target.w2c[b][None])
+    w2c, w2c_t = to_homogeneous(out.cameras.w2c[b].float().cpu()), target.w2c[b].cpu()
+    metrics.update(relative_pose_metrics(w2c, w2c_t))
+    errors = camera_errors(w2c[None], w2c_t[None])
     metrics["rotation_span_pred_deg"] = float(errors["span_pred_deg"][0])
     metrics["rotation_span_gt_deg"] = float(errors["span_gt_deg"][0])
     return metrics, errors["rotation_deg"][0]
