@@ -366,3 +366,41 @@ def test_scannet_export_skips_lost_poses_and_lands_on_the_plane(tmp_path):
     assert np.abs(clip.frames[0].permute(1, 2, 0).numpy() - image / 255.0).mean() < 0.03
     with pytest.raises(UserInputError, match=r"no scene with 5 posed keyframes; expected SCENE/color/N\.jpg"):
         scannet_clips(tmp_path, num_clips=1, num_frames=5, size=24)  # the protocol window: 0, 6, 9 (3 is lost)
+
+
+# ----------------------------------------------------------------------------------------------- vist3a eval
+def test_eval_geometry_reads_the_release_folders(tmp_path, monkeypatch, capsys):
+    from vist3a.benchmark import decoders as decoder_module
+    from vist3a.cli.main import main
+
+    write_seven_scenes(tmp_path / "7scenes", registered=True)
+
+    class Fixed(Decoder):
+        name = "stitched"
+
+        def __call__(self, frames):
+            views, _, height, width = frames.shape
+            gen = torch.Generator().manual_seed(0)
+            w2c = torch.eye(4).repeat(views, 1, 1)
+            w2c[:, :3, 3] = torch.randn(views, 3, generator=gen)
+            K = torch.tensor([[30.0, 0, 31.5], [0, 30.0, 31.5], [0, 0, 1]]).repeat(views, 1, 1)
+            return Prediction(w2c, K, torch.randn(views, height, width, 3, generator=gen))
+
+    monkeypatch.setattr(decoder_module, "load_decoders", lambda preset, names, device: [Fixed()])
+
+    def run(args: list[str]) -> int:
+        try:
+            main(args)
+        except SystemExit as exc:
+            return int(exc.code or 0)
+        return 0
+
+    assert run(["eval", "geometry", "--data", f"7scenes:{tmp_path / '7scenes'}", "--num-clips", "1", "--frames", "5",
+                "--compare", "none", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert f"Geometry on 7scenes:{tmp_path / '7scenes'} (1 clips)" in out and "Acc ↓" in out and "RRA@5" in out
+    assert run(["eval", "geometry", "--data", f"scannet:{tmp_path / '7scenes'}", "--compare", "none"]) == 2
+    err = capsys.readouterr().err
+    assert "expected SCENE/color/N.jpg" in err and len(err.strip().splitlines()) == 1
+    assert run(["eval", "geometry", "--data", "nano", "--keyframe-every", "3"]) == 2
+    assert "--keyframe-every applies to" in capsys.readouterr().err
