@@ -289,10 +289,11 @@ def test_colmap_text_model_conventions(tmp_path):
     theta = math.atan(0.5)
     scale = theta * (1 + 0.1 * theta**2) / 0.5
     expected = [50.0 * 0.3 * scale + 49.5, 40.0 * 0.4 * scale + 49.5]
-    torch.testing.assert_close(project(cam, torch.tensor([0.3, 0.4])), torch.tensor(expected, dtype=torch.float64))
+    xy = torch.tensor([0.3, 0.4], dtype=torch.float64)
+    torch.testing.assert_close(project(cam, xy), torch.tensor(expected, dtype=torch.float64))
     prism = ColmapCamera("THIN_PRISM_FISHEYE", 100, 100, (50.0, 40.0, 50.0, 50.0, *[0.0] * 6, 0.2, 0.0))
     u, v = 0.3 * theta / 0.5, 0.4 * theta / 0.5  # sx1 shifts x by sx1 * r^2 (r^2 = theta^2 here)
-    torch.testing.assert_close(project(prism, torch.tensor([0.3, 0.4])),
+    torch.testing.assert_close(project(prism, xy),
                                torch.tensor([50.0 * (u + 0.2 * theta**2) + 49.5, 40.0 * v + 49.5], dtype=torch.float64))
 
 

@@ -138,8 +138,9 @@ def project(camera: ColmapCamera, xy: Tensor) -> Tensor:
     (``x / z``, ``y / z``) through ``camera``. ``THIN_PRISM_FISHEYE`` is COLMAP's: ``theta = atan(r)`` scales the
     ray to ``(u, v)``, then with ``r2 = u^2 + v^2``, ``radial = k1 r2 + k2 r2^2 + k3 r2^3 + k4 r2^4``:
     ``u' = u + u radial + 2 p1 u v + p2 (r2 + 2 u^2) + sx1 r2`` (``v'`` with p1 / p2 swapped and sy1), pixel
-    ``fx u' + cx`` (params ``fx fy cx cy k1 k2 p1 p2 k3 k4 sx1 sy1``)."""
-    x, y = xy[..., 0].double(), xy[..., 1].double()
+    ``fx u' + cx`` (params ``fx fy cx cy k1 k2 p1 p2 k3 k4 sx1 sy1``). Computed in ``xy``'s floating dtype."""
+    xy = xy if xy.is_floating_point() else xy.double()
+    x, y = xy[..., 0], xy[..., 1]
     p = camera.params
     if camera.model == "THIN_PRISM_FISHEYE":
         fx, fy, cx, cy, k1, k2, p1, p2, k3, k4, sx1, sy1 = p
@@ -169,36 +170,36 @@ def read_depth(path: Path, camera: ColmapCamera) -> Tensor:
 
 
 def sample_depth(depth: Tensor, camera: ColmapCamera, K: Tensor, out_hw: tuple[int, int],
-                 supersample: int | None = None, rows_per_chunk: int = 16) -> Tensor:
+                 supersample: int | None = None, rows_per_chunk: int = 32) -> Tensor:
     """Depth ``[H, W]`` for a pinhole camera ``K`` (same pose as ``camera``) from ``depth`` taken by ``camera``.
 
     Each output pixel shoots ``supersample^2`` rays over its footprint (default: about one per source pixel,
     ``ceil(f_source / f_out)``), projects them through ``camera`` and keeps the median of the valid depths they hit
-    (nearest source pixel); pixels with none are 0.
+    (nearest source pixel); pixels with none are 0. Rays are computed in float32 (a hundredth of a pixel at 6000 px).
     """
+    K = K.double()
+    if float(K[0, 1]) != 0.0:
+        raise ValueError(f"`K` must have no skew, got {K.tolist()}")
     if supersample is None:
         ratio = float(camera.params[0]) / float(K[0, 0])
         supersample = int(min(MAX_SUPERSAMPLE, max(1, np.ceil(ratio - 1e-6))))
     s = supersample
     height, width = out_hw
-    K_inv = torch.linalg.inv(K.double())
     offsets = (torch.arange(s, dtype=torch.float64) + 0.5) / s - 0.5
-    cols = (torch.arange(width, dtype=torch.float64)[:, None] + offsets).reshape(-1)  # [W s]
+    xs = (((torch.arange(width, dtype=torch.float64)[:, None] + offsets).reshape(-1) - K[0, 2]) / K[0, 0]).float()
+    flat = depth.float().reshape(-1)
     out = torch.zeros(height, width)
-    src = depth.float()
     for start in range(0, height, rows_per_chunk):
         stop = min(start + rows_per_chunk, height)
-        rows = (torch.arange(start, stop, dtype=torch.float64)[:, None] + offsets).reshape(-1)  # [R s]
-        v, u = torch.meshgrid(rows, cols, indexing="ij")
-        rays = torch.stack([u, v, torch.ones_like(u)], -1) @ K_inv.T
-        pix = project(camera, rays[..., :2] / rays[..., 2:]).round().long()
-        inside = (pix[..., 0] >= 0) & (pix[..., 0] < camera.width) & (pix[..., 1] >= 0) & (pix[..., 1] < camera.height)
-        values = torch.full(u.shape, float("nan"))
-        hit = src[pix[..., 1][inside], pix[..., 0][inside]]
-        values[inside] = torch.where(torch.isfinite(hit) & (hit > 0), hit, torch.full_like(hit, float("nan")))
+        rows = (torch.arange(start, stop, dtype=torch.float64)[:, None] + offsets).reshape(-1)
+        ys = ((rows - K[1, 2]) / K[1, 1]).float()
+        pix = project(camera, torch.stack(torch.broadcast_tensors(xs[None, :], ys[:, None]), -1)).round().long()
+        col, row = pix[..., 0], pix[..., 1]
+        inside = (col >= 0) & (col < camera.width) & (row >= 0) & (row < camera.height)
+        values = flat[row.clamp(0, camera.height - 1) * camera.width + col.clamp(0, camera.width - 1)]
+        values = torch.where(inside & torch.isfinite(values) & (values > 0), values, float("nan"))
         blocks = values.reshape(stop - start, s, width, s).permute(0, 2, 1, 3).reshape(stop - start, width, s * s)
-        median = torch.nanmedian(blocks, dim=-1).values
-        out[start:stop] = torch.nan_to_num(median, nan=0.0).float()
+        out[start:stop] = torch.nan_to_num(torch.nanmedian(blocks, dim=-1).values, nan=0.0)
     return out
 
 
