@@ -85,7 +85,9 @@ def evaluate_geometry(cfg: GeometryConfig, device: str | torch.device | None = N
         if clip.depth is not None:
             depth = clip.depth.float().cpu()
             mask = valid_depth(depth)
-            gt_points = unproject_depth(torch.where(mask, depth, torch.zeros_like(depth)), gt_w2c, clip.K.cpu())
+            # NaN where there is no depth: normals next to holes are undefined (left out of NC), not garbage
+            gt_points = unproject_depth(torch.where(mask, depth, torch.full_like(depth, float("nan"))), gt_w2c,
+                                        clip.K.cpu())
         row: dict[str, Any] = {"clip": index}
         for dec in decoders:
             pred = dec(clip.frames.float().cpu())
