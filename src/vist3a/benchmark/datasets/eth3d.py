@@ -21,9 +21,9 @@ pixel's footprint is supersampled (about one sample per original pixel) and the 
 (the scan is sparse at full resolution). Undistortion keeps each camera's pose, so the z values carry over.
 Without the depth archive the clips have cameras only (pose columns).
 
-Frames: the images of a scene in name order (capture order); the Pi3 protocol takes every 5th (VGGT's ETH3D point
+Frames: the images of a scene in name order (DSC numbers); the Pi3 protocol takes every 5th (VGGT's ETH3D point
 maps: a random subset per scene); vist3a takes ``num_frames`` evenly over a scene's keyframes (every ``stride``-th
-image, default all). ETH3D's 13 training scenes (the ones with ground truth) have 14 to 76 images.
+image, default all). Only ETH3D's 13 training scenes have ground truth.
 """
 
 from __future__ import annotations
