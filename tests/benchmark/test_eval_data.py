@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from vist3a.benchmark.eval_data import eval_clips, parse_data, re10k_cameras
+from vist3a.benchmark.eval_data import check_data, eval_clips, parse_data, re10k_cameras
 from vist3a.cameras import look_at_w2c
 from vist3a.errors import UserInputError
 
@@ -64,10 +64,15 @@ def test_re10k_clips_follow_the_evaluation_index(tmp_path):
 
 def test_data_specs_are_checked():
     assert parse_data("nano") == ("nano", None) and parse_data("re10k:/x") == ("re10k", "/x")
-    for bad, message in (("7scenes:/x", "no native 7scenes loader"), ("re10k", "needs a folder"),
+    assert parse_data("7scenes:/x") == ("7scenes", "/x")
+    for bad, message in (("scannet", "needs a folder"), ("re10k", "needs a folder"),
                          ("nano:/x", "takes no folder"), ("foo", "must be nano")):
         with pytest.raises(UserInputError, match=message):
             parse_data(bad)
+    # the benchmark folders are looked into before any model loads
+    for kind in ("7scenes", "eth3d", "scannet"):
+        with pytest.raises(UserInputError, match=f"--data {kind}:/nonexistent: not a folder; expected SCENE/"):
+            check_data(f"{kind}:/nonexistent")
 
 
 def test_nano_clips_are_heldout_posed_and_deterministic():

@@ -185,3 +185,15 @@ def test_pointmap_metrics_align_a_similar_prediction_to_zero_error():
     assert out["acc"] < 1e-4 and out["comp"] < 1e-4 and out["nc"] > 0.9999
     unaligned = pointmap_metrics(pred, gt, mask, align=False)
     assert unaligned["acc"] > 0.5
+
+
+def test_nc_leaves_out_normals_next_to_missing_geometry():
+    pred = torch.stack([plane_grid(16, 0.4) @ axis_angle([1, 0, 0], 30.0).float().T])
+    mask = torch.ones(pred.shape[:-1], dtype=torch.bool)
+    mask[0, 5:9, 6:10] = False  # no ground truth there
+    gt = torch.where(mask[..., None], pred, torch.full_like(pred, float("nan")))
+    out = pointmap_metrics(pred, gt, mask, align=False, max_points=None)
+    assert out["acc"] < 1e-6 and out["comp"] < 1e-6 and out["nc"] > 0.9999 and out["nc_med"] > 0.9999
+    # holes filled with some point instead (here the origin) give the pixels around them wrong normals
+    filled = torch.where(mask[..., None], pred, torch.zeros_like(pred))
+    assert pointmap_metrics(pred, filled, mask, align=False, max_points=None)["nc"] < 0.99

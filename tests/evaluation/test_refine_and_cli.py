@@ -64,7 +64,7 @@ def test_refine_command_writes_beside_the_original(tmp_path, capsys):
     [
         (["refine", "/nonexistent/scene"], "not a vist3a scene folder"),
         (["eval", "text3d", "--suite", "nope", "--out", "OUT"], "neither a suite name"),
-        (["eval", "nvs", "--data", "eth3d:/x"], "no native eth3d loader"),
+        (["eval", "nvs", "--data", "eth3d:/x"], "--data eth3d:/x: not a folder; expected SCENE/images/"),
         (["eval", "nvs", "--data", "nano", "--context", "8"], "4k+1"),
         (["eval", "geometry", "--frames", "12"], "4k+1"),
         (["eval", "text3d", "--suite", "t3bench", "--metrics", "fid", "--preset", "nano", "--limit", "1",

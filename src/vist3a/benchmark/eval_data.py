@@ -5,8 +5,9 @@
 - ``dl3dv:DIR``: DL3DV / any nerfstudio-format scenes (``transforms.json``; :class:`~vist3a.data.dl3dv.DL3DVClips`),
   cameras only (NVS, poses).
 - ``re10k:DIR``: RealEstate10K in the pixelSplat / MVSplat chunk layout (:func:`re10k_clips`), cameras only.
-
-7-Scenes, ETH3D and ScanNet have no native loader yet: convert them to the nerfstudio layout.
+- ``7scenes:DIR``, ``eth3d:DIR``, ``scannet:DIR``: the pointmap / pose benchmarks in their release layouts, with
+  depth (:mod:`vist3a.benchmark.datasets`: layouts, conventions and frame selection per dataset). ``keyframe_every``
+  sets their keyframe stride (default: 7-Scenes and ETH3D every frame, ScanNet every 3rd of the first 270).
 """
 
 from __future__ import annotations
@@ -19,18 +20,16 @@ import torch
 
 from vist3a.errors import UserInputError
 
-KINDS = ("nano", "dl3dv", "re10k")
-PLANNED = ("7scenes", "eth3d", "scannet")
+BENCHMARKS = ("7scenes", "eth3d", "scannet")  # native loaders in vist3a.benchmark.datasets (depth included)
+KINDS = ("nano", "dl3dv", "re10k", *BENCHMARKS)
 
 
 def parse_data(spec: str) -> tuple[str, str | None]:
     """``"dl3dv:/data/x"`` -> ``("dl3dv", "/data/x")``; ``"nano"`` -> ``("nano", None)``."""
     kind, _, folder = spec.partition(":")
-    if kind in PLANNED:
-        raise UserInputError(f"--data {kind}: no native {kind} loader yet; convert the scenes to the nerfstudio layout "
-                             "(transforms.json + images/) and pass --data dl3dv:DIR")
     if kind not in KINDS:
-        raise UserInputError(f"--data must be nano, dl3dv:DIR or re10k:DIR, got {spec!r}")
+        raise UserInputError(f"--data must be nano or one of {', '.join(k + ':DIR' for k in KINDS[1:])}, "
+                             f"got {spec!r}")
     if kind == "nano" and folder:
         raise UserInputError("--data nano takes no folder")
     if kind != "nano" and not folder:
@@ -38,9 +37,29 @@ def parse_data(spec: str) -> tuple[str, str | None]:
     return kind, folder or None
 
 
-def eval_clips(spec: str, num_clips: int, num_frames: int, size: int, seed: int = 0) -> list[Any]:
-    """``num_clips`` :class:`~vist3a.data.clip.MultiViewClip` of ``num_frames`` square ``size`` px frames."""
+def check_data(spec: str, keyframe_every: int | None = None) -> tuple[str, str | None]:
+    """:func:`parse_data`, and for the benchmark kinds a look into the folder: a wrong ``--data`` fails in one line
+    (naming the expected layout) before any model loads."""
     kind, folder = parse_data(spec)
+    if keyframe_every is not None and kind not in BENCHMARKS:
+        raise UserInputError(f"--keyframe-every applies to --data {', '.join(BENCHMARKS)}, not {kind}")
+    if kind in BENCHMARKS:
+        from vist3a.benchmark.datasets import check_folder
+
+        check_folder(kind, Path(folder))
+    return kind, folder
+
+
+def eval_clips(spec: str, num_clips: int, num_frames: int, size: int, seed: int = 0,
+               keyframe_every: int | None = None) -> list[Any]:
+    """``num_clips`` :class:`~vist3a.data.clip.MultiViewClip` of ``num_frames`` square ``size`` px frames
+    (``keyframe_every``: the keyframe stride of the 7scenes / eth3d / scannet loaders, None = theirs)."""
+    kind, folder = check_data(spec, keyframe_every)
+    if kind in BENCHMARKS:
+        from vist3a.benchmark.datasets import LOADERS
+
+        stride = {} if keyframe_every is None else {"stride": keyframe_every}
+        return LOADERS[kind](Path(folder), num_clips, num_frames, size, **stride)
     if kind == "nano":
         from vist3a.data.synthetic import SyntheticClips
 

@@ -41,7 +41,8 @@ def unproject_depth(depth: torch.Tensor, w2c: torch.Tensor, K: torch.Tensor) -> 
 @dataclass
 class GeometryConfig:
     """Settings of ``vist3a eval geometry`` (fields as the CLI options; ``size``: square frame size, None = the
-    preset's ``stitching.vae_size``)."""
+    preset's ``stitching.vae_size``; ``keyframe_every``: keyframe stride of the 7scenes / eth3d / scannet loaders,
+    None = each loader's default)."""
 
     data: str = "nano"
     preset: str = "nano"
@@ -51,6 +52,7 @@ class GeometryConfig:
     size: int | None = None
     seed: int = 0
     max_points: int = 10_000
+    keyframe_every: int | None = None
     progress: bool = True
 
 
@@ -59,14 +61,14 @@ def evaluate_geometry(cfg: GeometryConfig, device: str | torch.device | None = N
     """Table 5: ``{"rows": {decoder: {metric: mean}}, "per_clip": [...]}`` (pointmap metrics where the clips have
     depth and the decoder gives pointmaps)."""
     from vist3a.benchmark.decoders import StitchedLatentDecoder, check_view_count, load_decoders, preset_sizes
-    from vist3a.benchmark.eval_data import eval_clips, parse_data
+    from vist3a.benchmark.eval_data import check_data, eval_clips
     from vist3a.data.clip import valid_depth
     from vist3a.evaluation.pointmap_metrics import pointmap_metrics
     from vist3a.evaluation.pose_metrics import relative_pose_metrics, trajectory_metrics
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if clips is None:
-        parse_data(cfg.data)  # a bad --data fails before any model loads
+        check_data(cfg.data, cfg.keyframe_every)  # a bad --data fails before any model loads
     if decoders is None:
         if "stitched" in cfg.decoders:  # fail before loading anything (Wan VAEs: 4k+1 frames)
             check_view_count("stitched", StitchedLatentDecoder.frame_step, cfg.num_frames, "each clip")
@@ -74,7 +76,8 @@ def evaluate_geometry(cfg: GeometryConfig, device: str | torch.device | None = N
     for dec in decoders:
         dec.check_views(cfg.num_frames, "each clip")
     if clips is None:
-        clips = eval_clips(cfg.data, cfg.num_clips, cfg.num_frames, cfg.size or preset_sizes(cfg.preset)[0], cfg.seed)
+        clips = eval_clips(cfg.data, cfg.num_clips, cfg.num_frames, cfg.size or preset_sizes(cfg.preset)[0], cfg.seed,
+                           keyframe_every=cfg.keyframe_every)
     per_clip: list[dict[str, Any]] = []
     for index, clip in enumerate(tqdm(clips, desc="eval geometry", unit="clip", disable=not cfg.progress)):
         gt_w2c = clip.w2c.double().cpu()
@@ -82,7 +85,9 @@ def evaluate_geometry(cfg: GeometryConfig, device: str | torch.device | None = N
         if clip.depth is not None:
             depth = clip.depth.float().cpu()
             mask = valid_depth(depth)
-            gt_points = unproject_depth(torch.where(mask, depth, torch.zeros_like(depth)), gt_w2c, clip.K.cpu())
+            # NaN where there is no depth: normals next to holes are undefined (left out of NC), not garbage
+            gt_points = unproject_depth(torch.where(mask, depth, torch.full_like(depth, float("nan"))), gt_w2c,
+                                        clip.K.cpu())
         row: dict[str, Any] = {"clip": index}
         for dec in decoders:
             pred = dec(clip.frames.float().cpu())

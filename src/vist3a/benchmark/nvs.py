@@ -83,7 +83,7 @@ def evaluate_nvs(cfg: NVSConfig, device: str | torch.device | None = None, *, de
                  clips: list[Any] | None = None) -> dict[str, Any]:
     """Table 3: ``{"rows": {decoder: {"psnr", "ssim"[, "lpips"]}}, "per_clip": [...], "views": ...}``."""
     from vist3a.benchmark.decoders import StitchedLatentDecoder, check_view_count, load_decoders, preset_sizes
-    from vist3a.benchmark.eval_data import eval_clips, parse_data
+    from vist3a.benchmark.eval_data import check_data, eval_clips
     from vist3a.evaluation.image_metrics import image_metrics, load_lpips
     from vist3a.splats import render
 
@@ -92,7 +92,7 @@ def evaluate_nvs(cfg: NVSConfig, device: str | torch.device | None = None, *, de
     joint = sorted(context + targets)
     context_pos, target_pos = [joint.index(i) for i in context], [joint.index(i) for i in targets]
     if clips is None:
-        parse_data(cfg.data)  # a bad --data fails before any model loads
+        check_data(cfg.data)  # a bad --data fails before any model loads
     if decoders is None:
         if "stitched" in cfg.decoders:  # fail before loading anything (Wan VAEs: 4k+1 frames)
             check_view_count("stitched", StitchedLatentDecoder.frame_step, len(context), "the context")

@@ -139,7 +139,8 @@ def register(app: typer.Typer) -> None:
 
     @eval_app.command("nvs")
     def nvs_cmd(
-        data: str = typer.Option("nano", "--data", help="nano | re10k:DIR (pixelSplat chunks) | dl3dv:DIR"),
+        data: str = typer.Option("nano", "--data", help="nano | re10k:DIR (pixelSplat chunks) | dl3dv:DIR | "
+                                 "7scenes:DIR | eth3d:DIR | scannet:DIR (release layouts, docs/evaluation.md)"),
         preset: str = options.preset_option(help="preset whose decoders are compared"),
         compare: str = typer.Option(
             "original", "--compare", help="decoders beside the stitched one: 'original' or 'none'"
@@ -167,13 +168,18 @@ def register(app: typer.Typer) -> None:
 
     @eval_app.command("geometry")
     def geometry_cmd(
-        data: str = typer.Option("nano", "--data", help="nano | re10k:DIR | dl3dv:DIR (the last two: cameras only)"),
+        data: str = typer.Option("nano", "--data", help="nano | 7scenes:DIR | eth3d:DIR | scannet:DIR (release "
+                                 "layouts, with depth) | re10k:DIR | dl3dv:DIR (cameras only)"),
         preset: str = options.preset_option(help="preset whose decoders are compared"),
         compare: str = typer.Option("original", "--compare", help="decoders beside the stitched one: original|none"),
         num_clips: int = typer.Option(8, "--num-clips", help="clips evaluated"),
         frames: int = typer.Option(13, "--num-frames", "--frames",
                                    help="views per clip (4k+1 for the stitched decoder)"),
         seed: int = typer.Option(0, "--seed", help="seeds the nano clips / the frame windows"),
+        keyframe_every: int | None = typer.Option(
+            None, "--keyframe-every", help="7scenes / eth3d / scannet: spread the views over every N-th frame "
+            "(default: 7scenes and eth3d every frame, scannet every 3rd of the first 270)"
+        ),
         out: Path | None = options.out_option("also write geometry.json and geometry.md here", required=False),
         device: str = options.device_option(),
         quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
@@ -184,9 +190,10 @@ def register(app: typer.Typer) -> None:
         dev = _device(device)
         options.check_frames(frames, "--num-frames")
         options.check_seed(seed)
+        options.check_int_range(keyframe_every, "--keyframe-every", 1)
         _out_folder(out)
         cfg = GeometryConfig(data=data, preset=preset, decoders=_decoders(compare), num_clips=_positive(num_clips),
-                             num_frames=frames, seed=seed, progress=not quiet)
+                             num_frames=frames, seed=seed, keyframe_every=keyframe_every, progress=not quiet)
         result = evaluate_geometry(cfg, dev)
         _report(result, geometry_markdown(result), out, "geometry")
 

@@ -3,7 +3,8 @@
 - Accuracy: distance of each **predicted** point to its nearest true point; completeness: distance of each
   **true** point to its nearest predicted point (both in scene units, lower is better; mean and median).
 - Normal consistency: ``|n_pred . n_gt|`` over the same nearest-neighbour pairs, both directions, the two
-  directions averaged (higher is better; mean and median).
+  directions averaged (higher is better; mean and median). A pixel's normal comes from its pointmap neighbours, so it
+  is undefined (NaN) next to pixels without geometry (give those NaN points); such pairs are left out of NC only.
 
 Predictions are first aligned onto the ground truth (:func:`align_pointmaps`: Sim(3) on corresponding pixels),
 because feed-forward models predict up to a similarity. Nearest neighbours are exact (chunked ``torch.cdist``:
@@ -42,7 +43,8 @@ def pointmap_normals(points: torch.Tensor) -> torch.Tensor:
 
 def acc_comp_nc(pred: torch.Tensor, gt: torch.Tensor, pred_normals: torch.Tensor | None = None,
                 gt_normals: torch.Tensor | None = None) -> dict[str, float]:
-    """Acc / Comp (mean, median) and, with normals, NC (mean, median) of two point sets ``[N, 3]``, ``[M, 3]``."""
+    """Acc / Comp (mean, median) and, with normals, NC (mean, median) of two point sets ``[N, 3]``, ``[M, 3]``;
+    pairs with an undefined (non-finite) normal are left out of NC."""
     acc, idx_pred = nearest_neighbors(pred, gt)
     comp, idx_gt = nearest_neighbors(gt, pred)
     out = {"acc": float(acc.mean()), "acc_med": float(acc.median()),
@@ -50,6 +52,7 @@ def acc_comp_nc(pred: torch.Tensor, gt: torch.Tensor, pred_normals: torch.Tensor
     if pred_normals is not None and gt_normals is not None:
         nc_pred = (pred_normals * gt_normals[idx_pred]).sum(-1).abs()
         nc_gt = (gt_normals * pred_normals[idx_gt]).sum(-1).abs()
+        nc_pred, nc_gt = nc_pred[torch.isfinite(nc_pred)], nc_gt[torch.isfinite(nc_gt)]
         out["nc"] = float((nc_pred.mean() + nc_gt.mean()) / 2)
         out["nc_med"] = float((nc_pred.median() + nc_gt.median()) / 2)
     return out
@@ -72,7 +75,8 @@ def pointmap_metrics(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, a
     """Table 5's Acc / Comp / NC of one scene's pointmaps (see the module docstring).
 
     Args:
-        pred, gt: ``[V, H, W, 3]`` world pointmaps in pixel correspondence (predicted, true).
+        pred, gt: ``[V, H, W, 3]`` world pointmaps in pixel correspondence (predicted, true); NaN where there is
+            no geometry, so that the neighbours' normals are undefined rather than wrong.
         mask: ``[V, H, W]`` pixels with true geometry.
         align: fit :func:`align_pointmaps` first (else the prediction is taken to be in the true frame).
         max_points: evaluate a seeded random subset of at most this many pixels (None: all).
@@ -83,7 +87,6 @@ def pointmap_metrics(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, a
         pred = sim.apply(pred.float())
         normals_pred = normals_pred @ sim.rotation.T.float()
     ok = mask & torch.isfinite(pred).all(-1) & torch.isfinite(gt).all(-1)
-    ok &= torch.isfinite(normals_pred).all(-1) & torch.isfinite(normals_gt).all(-1)
     index = ok.reshape(-1).nonzero().squeeze(1)
     if max_points is not None and index.numel() > max_points:
         gen = torch.Generator().manual_seed(seed)
