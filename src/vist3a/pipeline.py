@@ -249,9 +249,9 @@ class Text2ScenePipeline:
         if settings.direction not in DIRECTIONS:
             raise UserInputError(f"--direction must be one of {', '.join(DIRECTIONS)}, got {settings.direction!r}")
         recon_type = getattr(getattr(self.decoder, "config", None), "recon_type", None)
-        if settings.direction == "mirror-select" and recon_type != "anysplat":
-            raise UserInputError(f"--direction mirror-select scores Gaussians of AnySplat decoders; this preset's "
-                                 f"decoder is {recon_type or 'not a stitched decoder'}: use --direction as-is")
+        if settings.direction == "mirror-select" and recon_type is None:
+            raise UserInputError("--direction mirror-select scores the passes with a stitched decoder's 3D model; "
+                                 "this decoder is not a stitched decoder: use --direction as-is")
         limits = self.max_sizes()
         for name, option, value in (("num_frames", "--num-frames", settings.num_frames),
                                     ("height", "--height", settings.height), ("width", "--width", settings.width)):
@@ -409,7 +409,7 @@ class Text2ScenePipeline:
 
     def _mirror_pass(self, out: Any, frames: torch.Tensor) -> dict[str, Any]:
         """Decode the mirror image of the video too (re-encoded by the VAE) and say per scene which pass to keep
-        (:mod:`vist3a.recon.direction`: the better held-out self-consistency)."""
+        (:mod:`vist3a.recon.direction`: the better held-out self-consistency of its Gaussians or pointmaps)."""
         from vist3a.recon.direction import heldout_consistency
 
         mirrored = frames.flip(-1)

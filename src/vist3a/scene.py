@@ -20,13 +20,10 @@ import torch
 from vist3a.cameras import interpolate_poses, invert_rigid, save_cameras_json, to_homogeneous
 from vist3a.io_utils import atomic_dir
 from vist3a.splats import DEFAULT_SH_DEGREE, Gaussians, save_ply, save_point_ply, save_splat, sh_truncation_report
-from vist3a.splats.points import fuse_point_maps
+from vist3a.splats.points import POINT_SPLAT_FOOTPRINT, fuse_point_maps, point_cloud_splats
 from vist3a.splats.sh import resolve_sh_degree
 
 logger = logging.getLogger(__name__)
-
-#: Standard deviation of a point's splat in a pointmap scene's fly-through, in pointmap pixels at its depth.
-POINT_SPLAT_FOOTPRINT = 0.6
 
 
 @dataclass
@@ -103,24 +100,17 @@ class Scene:
         ``(xyz [M, 3], rgb [M, 3] uint8, conf [M] or None)`` on the CPU; what ``points.ply`` holds."""
         if self.points is None:
             raise ValueError("this scene has no pointmaps (the decoder gives Gaussians)")
-        colors = self.frames.float().cpu()
-        if tuple(colors.shape[-2:]) != tuple(self.points.shape[1:3]):
-            colors = torch.nn.functional.interpolate(colors, size=self.points.shape[1:3], mode="area")
         conf = self.points_conf.float().cpu() if self.points_conf is not None else None
-        xyz, rgb, kept = fuse_point_maps(self.points.float().cpu(), conf, colors, keep_fraction, return_conf=True)
+        xyz, rgb, kept = fuse_point_maps(self.points.float().cpu(), conf, self.frames.float().cpu(), keep_fraction,
+                                         return_conf=True)
         return xyz, rgb, kept if conf is not None else None
 
     def point_splats(self, keep_fraction: float = 0.5, footprint: float = POINT_SPLAT_FOOTPRINT) -> Gaussians:
         """Splats of :meth:`fused_points` for rendering the point cloud: each point a round splat whose standard
         deviation is ``footprint`` x the size of one pointmap pixel at its distance from the nearest predicted
-        camera (``distance / focal length``)."""
-        from vist3a.splats.points import points_to_gaussians
-
+        camera (:func:`~vist3a.splats.points.point_cloud_splats`)."""
         xyz, rgb, _ = self.fused_points(keep_fraction)
-        centres = invert_rigid(self.w2c[:, :3].float().cpu())[:, :3, 3]  # [V, 3]
-        distance = torch.cdist(xyz, centres).amin(1)
-        focal = self.K[:, 0, 0].float().cpu().mean().clamp_min(1e-6)
-        return points_to_gaussians(xyz, rgb, footprint * distance / focal)
+        return point_cloud_splats(xyz, rgb, self.w2c.cpu(), self.K.cpu(), footprint)
 
     def render_flythrough(
         self,

@@ -116,7 +116,6 @@ CASES = [
     (GEN + ["--scheduler", "dpm"], "--scheduler"),
     (GEN + ["--template", "typo"], "--template"),
     (GEN + ["--direction", "sideways"], "--direction"),
-    (GEN + ["--preset", "nano-vggt", "--direction", "mirror-select"], "--direction"),
     (GEN + ["--dtype", "float8"], "--dtype"),
     (GEN + ["--flythrough-frames", "-1"], "--flythrough-frames"),
     (GEN + ["--lora", "{w}/no-such-lora"], "--lora"),

@@ -97,6 +97,45 @@ def test_generate_writes_a_pointmap_scene(monkeypatch, tmp_path, capsys, tiny_va
     assert meta["settings"]["preset"] == "nano-vggt" and meta["num_points"] == vertices.count
 
 
+def test_mirror_select_decodes_pointmaps_in_the_video_frame(monkeypatch, tmp_path, tiny_vae_config,
+                                                           tiny_transformer_config, tiny_vggt_config):
+    """The preset's ``--direction mirror-select`` on a pointmap decoder: the real score runs end to end; a forced
+    mirror pass comes back in the decoded video's frame (frames as decoded, depth, confidences and pointmaps the
+    mirror pass's flipped back left-right, points mirrored across x = 0, cameras ``S w2c S``)."""
+    import vist3a.recon.direction as direction
+    from vist3a.cameras import to_homogeneous
+    from vist3a.pipeline import Text2ScenePipeline
+
+    root = _install(tmp_path, ("vae", "generator", "stitch_vggt"), tiny_vae_config, tiny_transformer_config,
+                    tiny_vggt_config)
+    monkeypatch.setenv("VIST3A_NANO_WEIGHTS", str(root))
+    pipe = Text2ScenePipeline.from_pretrained("nano-vggt", device="cpu")
+    assert pipe.settings().direction == "mirror-select"
+    run = lambda: pipe(PROMPT, generator=torch.Generator().manual_seed(0), num_inference_steps=2, num_frames=5,
+                       progress=False)[0]
+    scene = run()
+    choice = scene.settings["direction_choice"]
+    assert torch.isfinite(torch.tensor([choice["heldout_psnr"], choice["heldout_psnr_mirror"]])).all()
+
+    passes = []
+
+    def mirror_wins(model, out, frames, *args, **kwargs):  # decide the choice; the decoding stays real
+        passes.append((out, frames))
+        return torch.full((frames.shape[0],), 2.0 if len(passes) == 2 else 1.0)
+
+    monkeypatch.setattr(direction, "heldout_consistency", mirror_wins)
+    mirror = run()
+    (out, frames), (out_m, frames_m) = passes
+    assert mirror.settings["direction_choice"]["decoded"] == "mirror image" and torch.equal(frames_m, frames.flip(-1))
+    assert torch.equal(mirror.frames, frames[0]) and torch.equal(mirror.frames, scene.frames)
+    assert torch.equal(mirror.depth, out_m.depth[0].flip(-1))
+    assert torch.equal(mirror.points_conf, out_m.world_points_conf[0].flip(-1))
+    assert torch.equal(mirror.points, out_m.world_points[0].flip(-2) * torch.tensor([-1.0, 1.0, 1.0]))
+    flip = torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0]))
+    torch.testing.assert_close(mirror.w2c, flip @ to_homogeneous(out_m.cameras.w2c[0]) @ flip)
+    assert not torch.equal(mirror.points, out.world_points[0])  # the other pass: the test tells them apart
+
+
 @pytest.mark.skipif(not nano_available(("vae", "generator", "stitch_vggt")),
                     reason="the nano VGGT weights are not installed in this checkout yet")
 def test_shipped_nano_vggt_puts_the_red_points_left_of_the_blue_ones():

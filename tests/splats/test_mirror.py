@@ -84,3 +84,33 @@ def test_mirrored_scene_views_are_the_flipped_views():
     back = mirror.mirrored()
     assert torch.equal(back.w2c, scene.w2c) and torch.allclose(back.K, scene.K)
     assert torch.equal(back.points, points)
+
+
+def test_mirrored_pointmap_scene_keeps_points_depth_and_pixels_together():
+    """A pointmap scene (points = its depth unprojected through its cameras), mirrored: every mirrored point,
+    projected through the mirrored camera of its view, lands on the pixel it is stored at, at the stored depth;
+    so pixel (u, v) of the mirror holds the point of the original's flipped pixel (W - 1 - u, v)."""
+    from vist3a.cameras import invert_rigid
+
+    g = torch.Generator().manual_seed(1)
+    w2c, K = _camera()
+    second = look_at_w2c(torch.tensor([-1.1, -0.6, -1.8]), torch.zeros(3), torch.tensor([0.0, -1.0, 0.0]))
+    w2c = torch.cat([w2c, second[None]])
+    K = K.expand(2, 3, 3).clone()
+    height, width = SIZE - 4, SIZE  # not square: a swapped axis would show
+    v, u = torch.meshgrid(torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32),
+                          indexing="ij")
+    depth = 1.0 + torch.rand(2, height, width, generator=g)
+    pixels = torch.stack((u, v, torch.ones_like(u)), -1)  # [H, W, 3]
+    cam = depth[..., None] * torch.einsum("vij,hwj->vhwi", torch.linalg.inv(K), pixels)  # [V, H, W, 3]
+    c2w = invert_rigid(w2c[:, :3])
+    points = torch.einsum("vij,vhwj->vhwi", c2w[:, :, :3], cam) + c2w[:, None, None, :, 3]
+    scene = Scene(prompt="p", frames=torch.rand(2, 3, height, width, generator=g), w2c=w2c, K=K,
+                  image_size=(height, width), depth=depth, points=points, points_conf=depth.clone())
+    mirror = scene.mirrored()
+    cam_m = torch.einsum("vij,vhwj->vhwi", mirror.w2c[:, :3, :3], mirror.points) + mirror.w2c[:, None, None, :3, 3]
+    uvw = torch.einsum("vij,vhwj->vhwi", mirror.K, cam_m)
+    torch.testing.assert_close(uvw[..., :2] / uvw[..., 2:], pixels[..., :2].expand(2, -1, -1, -1),
+                               atol=1e-4, rtol=0)
+    torch.testing.assert_close(cam_m[..., 2], mirror.depth, atol=1e-5, rtol=0)
+    assert torch.equal(mirror.points_conf, depth.flip(-1)) and torch.equal(mirror.frames, scene.frames.flip(-1))

@@ -135,19 +135,6 @@ def check_settings(*, frames, steps, cfg, seed, height, width, flow_shift, sched
         options.check_choice(offload, OFFLOAD_MODES, "--offload")
 
 
-def check_direction(direction: str, preset: str) -> None:
-    """mirror-select scores Gaussians of an AnySplat decoder: refuse it for pointmap presets before loading."""
-    from vist3a.presets import load_preset
-
-    try:
-        model = load_preset(preset).get("recon", {}).get("model")
-    except Exception:  # an unknown preset is reported where presets are resolved
-        return
-    if direction == "mirror-select" and model not in (None, "anysplat"):
-        raise UserInputError(f"--direction mirror-select needs a Gaussian (AnySplat) decoder; preset {preset!r} "
-                             f"decodes with {model}: use --direction as-is")
-
-
 def register(app: typer.Typer) -> None:
     @app.command("generate", help=HELP, no_args_is_help=False)
     def generate(
@@ -177,8 +164,8 @@ def register(app: typer.Typer) -> None:
         round_frames: bool = typer.Option(False, "--round-frames", help="Round --num-frames up to 4k+1 (warns)."),
         direction: str = typer.Option(
             None, "--direction", help="as-is | mirror-select: also decode the video's mirror image and keep the pass "
-            "whose Gaussians render held-out frames better (for decoders trained on one turning direction, like "
-            "the nano one; default: the preset's)."
+            "whose splats (Gaussians, or a pointmap decoder's points) render held-out frames better (for decoders "
+            "trained on one turning direction, like the nano ones; default: the preset's)."
         ),
         device: str = options.device_option(),
         dtype: str = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16 (default: the preset's)."),
@@ -227,7 +214,6 @@ def register(app: typer.Typer) -> None:
                 from vist3a.recon.direction import DIRECTIONS
 
                 options.check_choice(direction, DIRECTIONS, "--direction")
-                check_direction(direction, preset)
             rank, world, local_rank = _rank_and_world()
             dev = options.parse_device(device)
             if device in (None, "auto") and world > 1 and dev.type == "cuda":

@@ -100,10 +100,9 @@ def scene_data_from_scene(scene) -> SceneData:
     points = colors = confidence = None
     if scene.points is not None:  # the points of points.ply (same fusion, same share kept)
         conf = scene.points_conf.float().cpu() if scene.points_conf is not None else None
-        size = scene.points.shape[1:3]
-        rgb = torch.nn.functional.interpolate(scene.frames.float().cpu(), size=size, mode="area")
         keep_fraction = float(scene.settings.get("keep_fraction", 0.5))
-        xyz, cols, kept_conf = fuse_point_maps(scene.points.float().cpu(), conf, rgb, keep_fraction, return_conf=True)
+        xyz, cols, kept_conf = fuse_point_maps(scene.points.float().cpu(), conf, scene.frames.float().cpu(),
+                                               keep_fraction, return_conf=True)
         points, colors = xyz.numpy(), cols.numpy()
         confidence = kept_conf.numpy() if conf is not None else None
     height, width = scene.image_size

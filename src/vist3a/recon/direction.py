@@ -4,9 +4,11 @@ Why: a small feed-forward camera head cannot tell a clip that turns left from it
 right until it has learned a great deal; under a symmetric loss it settles on "no rotation" and the scenes
 become flat sheets (docs/nano.md § Round 5). The nano AnySplat is therefore trained on clips mirrored to turn
 counter-clockwise seen from above (``canonical_direction``). A generated video may turn either way, so the
-model runs on the video and on its mirror image and keeps the pass whose Gaussians explain *held-out* views
-better (the context views' Gaussians rendered at the held-out views' predicted cameras; no ground truth
+model runs on the video and on its mirror image and keeps the pass whose splats explain *held-out* views
+better (the context views' splats rendered at the held-out views' predicted cameras; no ground truth
 involved); a scene decoded from the mirror image is mirrored back with :meth:`vist3a.scene.Scene.mirrored`.
+The nano VGGT is trained the same way; a pointmap decoder's splats are its context views' points as a pointmap
+scene's fly-through draws them (:func:`gaussians_of_views`), so both decoder kinds are scored by one function.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 
 from vist3a.cameras import K_from_edge_convention, to_homogeneous
 from vist3a.splats import Gaussians, render
+from vist3a.splats.points import fuse_point_maps, point_cloud_splats
 
 #: "as-is": one pass; "mirror-select": the better of the video and its mirror image (module docstring).
 DIRECTIONS = ("as-is", "mirror-select")
@@ -30,15 +33,38 @@ def heldout_views(num_views: int, num_targets: int) -> tuple[list[int], list[int
     return [v for v in range(num_views) if v not in targets], targets
 
 
-def gaussians_of_views(model: Any, out: Any, views: torch.Tensor) -> list[Gaussians]:
-    """The Gaussians that only ``views`` (indices into V) of an AnySplat forward pass ``out`` make: their
-    per-pixel points and raw parameters fused as the model does (for renders of the other views)."""
-    from vist3a.recon.gaussian_ops import official_to_gaussians
+def gaussians_of_views(model: Any, out: Any, views: torch.Tensor, frames: torch.Tensor | None = None,
+                       keep_fraction: float = 0.5) -> list[Gaussians]:
+    """The splats that only ``views`` (indices into V) of a forward pass ``out`` make, one per batch element (for
+    renders of the other views).
 
-    official, counts = model.gaussians_from_pixels(
-        out.points[:, views].float(), out.gaussian_raw[:, views].float(), out.gaussian_conf[:, views].float(),
-        out.conf_valid_mask[:, views])
-    return [official_to_gaussians({k: v[b, :n] for k, v in official.items()}) for b, n in enumerate(counts)]
+    AnySplat (``out.gaussian_raw``): the views' per-pixel points and raw parameters fused as the model does.
+    Pointmap decoders (VGGT, MV-DUSt3R: ``out.world_points``, no Gaussian head): the views' ``keep_fraction`` most
+    confident points coloured from ``frames [B, V, 3, H, W]`` in [0, 1], as round splats sized by the predicted
+    cameras: what a pointmap scene's ``points.ply`` and fly-through hold
+    (:func:`~vist3a.splats.points.point_cloud_splats`).
+    """
+    if getattr(out, "gaussian_raw", None) is not None:
+        from vist3a.recon.gaussian_ops import official_to_gaussians
+
+        official, counts = model.gaussians_from_pixels(
+            out.points[:, views].float(), out.gaussian_raw[:, views].float(), out.gaussian_conf[:, views].float(),
+            out.conf_valid_mask[:, views])
+        return [official_to_gaussians({k: v[b, :n] for k, v in official.items()}) for b, n in enumerate(counts)]
+    points, conf = getattr(out, "world_points", None), getattr(out, "world_points_conf", None)
+    if points is None or getattr(out, "cameras", None) is None:
+        raise ValueError(f"{type(out).__name__} has neither AnySplat Gaussians nor pointmaps with cameras to render "
+                         "held-out views from")
+    if frames is None:
+        raise ValueError("`frames` [B, V, 3, H, W] are needed to colour the points of a pointmap decoder")
+    K = K_from_edge_convention(out.cameras.K.float())  # pixel intrinsics of the pointmaps: the splats' size
+    index = views.tolist()
+    splats = []
+    for b in range(points.shape[0]):
+        xyz, rgb = fuse_point_maps(points[b, index].float(), None if conf is None else conf[b, index].float(),
+                                   frames[b, index].float().to(points.device), keep_fraction)
+        splats.append(point_cloud_splats(xyz, rgb, out.cameras.w2c[b, index], K[b, index]))
+    return splats
 
 
 def intrinsics_for(K_edge: torch.Tensor, model_hw: tuple[int, int], image_hw: tuple[int, int]) -> torch.Tensor:
@@ -56,14 +82,16 @@ def intrinsics_for(K_edge: torch.Tensor, model_hw: tuple[int, int], image_hw: tu
 @torch.no_grad()
 def heldout_consistency(model: Any, out: Any, frames: torch.Tensor, num_targets: int = 4,
                         backend: str = "auto") -> torch.Tensor:
-    """Self-consistency PSNR ``[B]`` (dB, mean over the held-out views) of an AnySplat pass ``out`` on ``frames``
-    ``[B, V, 3, H, W]`` (``V >= 3``): the Gaussians of the context views rendered at the held-out views'
-    predicted cameras, against those views (at most ``num_targets`` and a third of the views held out)."""
+    """Self-consistency PSNR ``[B]`` (dB, mean over the held-out views) of a pass ``out`` on ``frames``
+    ``[B, V, 3, H, W]`` (``V >= 3``) of AnySplat or a pointmap decoder: the splats of the context views
+    (:func:`gaussians_of_views`) rendered at the held-out views' predicted cameras, against those views (at most
+    ``num_targets`` and a third of the views held out)."""
     batch, views, _, height, width = frames.shape
     context, targets = heldout_views(views, max(1, min(num_targets, views // 3)))  # 13 -> 4, 9 -> 3, 5 -> 1
-    gaussians = gaussians_of_views(model, out, torch.tensor(context, device=out.points.device))
+    gaussians = gaussians_of_views(model, out, torch.tensor(context, device=out.cameras.w2c.device), frames)
     w2c = to_homogeneous(out.cameras.w2c.float())
-    K = intrinsics_for(out.cameras.K, tuple(out.depth.shape[-2:]), (height, width))
+    model_hw = tuple(out.depth.shape[-2:]) if out.depth is not None else tuple(out.world_points.shape[2:4])
+    K = intrinsics_for(out.cameras.K, model_hw, (height, width))
     scores = []
     for b in range(batch):
         g = gaussians[b].to(torch.float32)

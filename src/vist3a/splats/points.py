@@ -1,12 +1,17 @@
 """Point clouds from per-pixel pointmaps (VGGT / MV-DUSt3R): the one fusion rule behind ``points.ply`` and every
 export of a pointmap scene, so a file and its exports hold the same points; and the splats that render such a
-point cloud (:func:`points_to_gaussians`, the fly-through of a pointmap scene)."""
+point cloud (:func:`points_to_gaussians`, :func:`point_cloud_splats`: the fly-through of a pointmap scene and the
+held-out score of ``--direction mirror-select`` for pointmap decoders)."""
 
 from __future__ import annotations
 
 import torch
 
+from vist3a.cameras import invert_rigid
 from vist3a.splats.gaussians import Gaussians, rgb_to_sh_dc
+
+#: Standard deviation of a point's splat in a pointmap scene's fly-through, in pointmap pixels at its depth.
+POINT_SPLAT_FOOTPRINT = 0.6
 
 
 def fuse_point_maps(
@@ -15,11 +20,14 @@ def fuse_point_maps(
 ) -> tuple[torch.Tensor, ...]:
     """Keep the ``keep_fraction`` most confident finite pixels of point maps (all finite ones without ``conf``).
 
-    ``points [V, H, W, 3]``, ``conf [V, H, W]``, ``colors [V, 3, H, W]`` in [0, 1] ->
-    ``(xyz [M, 3], rgb [M, 3] uint8)``, most confident first; with ``return_conf`` also ``conf [M]``.
+    ``points [V, H, W, 3]``, ``conf [V, H, W]``, ``colors [V, 3, h, w]`` in [0, 1] (e.g. the decoded frames; area-
+    resized to ``H x W`` when their size differs) -> ``(xyz [M, 3], rgb [M, 3] uint8)``, most confident first; with
+    ``return_conf`` also ``conf [M]``.
     """
     if not 0.0 < keep_fraction <= 1.0:
         raise ValueError(f"`keep_fraction` must be in (0, 1], got {keep_fraction}")
+    if tuple(colors.shape[-2:]) != tuple(points.shape[1:3]):
+        colors = torch.nn.functional.interpolate(colors.float(), size=tuple(points.shape[1:3]), mode="area")
     xyz = points.reshape(-1, 3).float()
     c = conf.reshape(-1).float() if conf is not None else torch.ones(xyz.shape[0])
     rgb = (colors.permute(0, 2, 3, 1).reshape(-1, 3).clamp(0, 1) * 255).round().to(torch.uint8)
@@ -49,3 +57,18 @@ def points_to_gaussians(xyz: torch.Tensor, rgb: torch.Tensor, radius: torch.Tens
     return Gaussians(means=xyz, quats=quats, scales=radius[:, None].expand(-1, 3).clone(),
                      opacities=torch.full((xyz.shape[0],), float(opacity), device=xyz.device),
                      sh=rgb_to_sh_dc(colour)[:, None, :])
+
+
+def point_cloud_splats(xyz: torch.Tensor, rgb: torch.Tensor, w2c: torch.Tensor, K: torch.Tensor,
+                       footprint: float = POINT_SPLAT_FOOTPRINT) -> Gaussians:
+    """Splats that render a pointmap's point cloud as a surface: each point a round splat whose standard deviation
+    is ``footprint`` x the size of one pointmap pixel at its distance from the nearest camera (``distance /
+    focal``), so neighbouring pixels' points close the gaps between them without blurring edges.
+
+    ``xyz [M, 3]`` and ``rgb [M, 3]`` as :func:`fuse_point_maps` gives; ``w2c [V, 3 or 4, 4]`` world-to-camera
+    (OpenCV) and ``K [V, 3, 3]`` pixel intrinsics *of the pointmaps* (their pixel size sets the splats').
+    """
+    centres = invert_rigid(w2c[:, :3].float().to(xyz.device))[:, :3, 3]  # [V, 3]
+    distance = torch.cdist(xyz.float(), centres).amin(1)
+    focal = K[:, 0, 0].float().to(xyz.device).mean().clamp_min(1e-6)
+    return points_to_gaussians(xyz, rgb, footprint * distance / focal)
