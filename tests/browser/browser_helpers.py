@@ -55,3 +55,61 @@ def capture(driver, selector: str = "canvas") -> tuple[bytes, np.ndarray]:
 def canvas_pixels(driver, selector: str = "canvas") -> np.ndarray:
     """``[H, W, 3]`` uint8 screenshot of the largest element matching ``selector``."""
     return capture(driver, selector)[1]
+
+
+# Reads a WebGL canvas inside an animation frame, after the page's own render of that frame: its drawing buffer
+# is valid until the frame is composited, even without preserveDrawingBuffer. Only the canvas: labels and buttons
+# drawn over it by the page are not in it.
+_READ_CANVAS_JS = """
+const [selector, done] = arguments;
+requestAnimationFrame(() => requestAnimationFrame(() => {
+  const canvases = [...document.querySelectorAll(selector)].filter(c => c.width * c.height > 0);
+  if (!canvases.length) { done(null); return; }
+  const canvas = canvases.reduce((a, b) => (a.width * a.height >= b.width * b.height ? a : b));
+  done(canvas.toDataURL("image/png"));
+}));
+"""
+
+
+def read_canvas(driver, selector: str = "canvas") -> np.ndarray | None:
+    """``[H, W, 3]`` uint8 pixels of the largest canvas matching ``selector``, composited onto black (cleared
+    pixels are black), at the canvas's own resolution; ``None`` while there is no such canvas."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    url = driver.execute_async_script(_READ_CANVAS_JS, selector)
+    if not url:
+        return None
+    rgba = np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGBA"), np.float32)
+    return (rgba[..., :3] * (rgba[..., 3:] / 255.0)).round().astype(np.uint8)
+
+
+def colour_mask(pixels: np.ndarray, colour: str) -> np.ndarray:
+    """``[H, W]`` bool: pixels that are clearly ``"red"``, ``"green"`` or ``"blue"`` (dominant channel, not dark)."""
+    r, g, b = (pixels[..., i].astype(np.float32) for i in range(3))
+    if colour == "red":
+        return (r > 90) & (r > 1.6 * g) & (r > 1.6 * b)
+    if colour == "green":
+        return (g > 90) & (g > 1.6 * r) & (g > 1.6 * b)
+    if colour == "blue":
+        return (b > 70) & (b > 1.3 * r) & (b > 1.1 * g)
+    raise ValueError(f"colour must be 'red', 'green' or 'blue', got {colour!r}")
+
+
+def centre(mask: np.ndarray, min_pixels: int = 50) -> tuple[float, float] | None:
+    """Mean ``(column, row)`` of the ``True`` pixels as fractions of width and height, ``None`` below
+    ``min_pixels`` of them."""
+    rows, cols = np.nonzero(mask)
+    if len(cols) < min_pixels:
+        return None
+    return float(cols.mean() / mask.shape[1]), float(rows.mean() / mask.shape[0])
+
+
+def drag(driver, element, dx: int) -> None:
+    """Press the left button on ``element`` ``dx / 2`` CSS pixels left of its centre and move it ``dx`` right."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    ActionChains(driver).move_to_element_with_offset(element, -dx // 2, 0).click_and_hold().move_by_offset(
+        dx // 2, 0).move_by_offset(dx - dx // 2, 0).release().perform()
