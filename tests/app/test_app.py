@@ -47,16 +47,6 @@ def _until(read, done, timeout: float):
     return result
 
 
-def _save_docs_png(path: Path, image) -> None:
-    """Save a screenshot (PNG bytes or ``[H, W, 3]`` uint8) for the docs as a 256-colour PNG (a few 100 KB)."""
-    import io
-
-    from PIL import Image
-
-    image = Image.open(io.BytesIO(image)) if isinstance(image, bytes) else Image.fromarray(image)
-    image.convert("RGB").quantize(256).save(path, optimize=True)
-
-
 def _reference_camera() -> tuple[torch.Tensor, torch.Tensor]:
     """An off-origin camera with some roll, and its intrinsics (80 x 60 px)."""
     from vist3a.cameras import look_at_w2c
@@ -255,7 +245,7 @@ def test_browser_generates_a_scene_that_shows_and_turns(running_app):
     view must turn the scene: the red splats move by more than 4% of the width (and 3x more than between two reads
     before the drag). With VIST3A_DOCS_SCREENSHOTS=1, once gsplat.js has faded all splats in, the page is saved to
     docs/img/app.png and the view before and after the drag to docs/img/app_turned.png."""
-    from browser_helpers import capture, centre, chromium_driver, colour_mask, drag, read_canvas
+    from browser_helpers import capture, centre, chromium_driver, colour_mask, drag, read_canvas, save_docs_png
     from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
 
@@ -295,7 +285,7 @@ def test_browser_generates_a_scene_that_shows_and_turns(running_app):
         assert seen["red"] < seen["blue"], f"the view does not open on the decoded view (red left of blue): {seen}"
         if docs:  # let the fade-in finish (the lit fraction stops growing), then save the page
             seen = settle("lit", 0.003, 400)
-            _save_docs_png(DOCS_SHOT, _until(lambda: capture(driver, "#scene3d canvas")[0], bool, 120))
+            save_docs_png(DOCS_SHOT, _until(lambda: capture(driver, "#scene3d canvas")[0], bool, 120))
         first, before = (_until(look, lambda v: v["red"] is not None, 120) for _ in range(2))
         drift = abs(before["red"] - first["red"])
         assert drift < 0.015, f"the view moves without a drag: red at {first['red']:.3f}, then {before['red']:.3f}"
@@ -307,7 +297,7 @@ def test_browser_generates_a_scene_that_shows_and_turns(running_app):
         if docs:
             after = settle("red", 0.003, 300)
             gap = np.full((before["pixels"].shape[0], 8, 3), 255, np.uint8)
-            _save_docs_png(DOCS_TURNED, np.concatenate([before["pixels"], gap, after["pixels"]], 1))
+            save_docs_png(DOCS_TURNED, np.concatenate([before["pixels"], gap, after["pixels"]], 1))
     except TimeoutException as exc:
         pytest.fail(f"the browser did not answer: {exc}")
     finally:

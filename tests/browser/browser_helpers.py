@@ -52,11 +52,6 @@ def capture(driver, selector: str = "canvas") -> tuple[bytes, np.ndarray]:
     return png, page[y0 : y0 + round(rect["height"] * ratio_css), x0 : x0 + round(rect["width"] * ratio_css)]
 
 
-def canvas_pixels(driver, selector: str = "canvas") -> np.ndarray:
-    """``[H, W, 3]`` uint8 screenshot of the largest element matching ``selector``."""
-    return capture(driver, selector)[1]
-
-
 # Reads a WebGL canvas inside an animation frame, after the page's own render of that frame: its drawing buffer
 # is valid until the frame is composited, even without preserveDrawingBuffer. Only the canvas: labels and buttons
 # drawn over it by the page are not in it.
@@ -113,3 +108,13 @@ def drag(driver, element, dx: int) -> None:
 
     ActionChains(driver).move_to_element_with_offset(element, -dx // 2, 0).click_and_hold().move_by_offset(
         dx // 2, 0).move_by_offset(dx - dx // 2, 0).release().perform()
+
+
+def save_docs_png(path, image) -> None:
+    """Save a screenshot (PNG bytes or ``[H, W, 3]`` uint8) for the docs as a 256-colour PNG (100-300 KB)."""
+    import io
+
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(image)) if isinstance(image, bytes) else Image.fromarray(image)
+    image.convert("RGB").quantize(256).save(path, optimize=True)
