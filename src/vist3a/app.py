@@ -185,21 +185,19 @@ def preview_transform(w2c: torch.Tensor, fy: float, height: int, means: torch.Te
     Args:
         w2c: ``[4, 4]`` world-to-camera (OpenCV) of the reference camera (the first decoded frame).
         fy, height: its vertical focal length and image height in pixels.
-        means: ``[N, 3]`` splat centres (world); their median depth in the reference camera sets the orbit target
-            ``T`` on the camera's optical axis (points behind the camera are ignored; all behind: the median distance).
+        means: ``[N, 3]`` splat centres (world); the orbit target ``T`` is the point on the camera's optical axis at
+            their median depth (:func:`~vist3a.viewer.orbit_target`, as in ``vist3a view``).
 
     ``M`` turns the reference camera's axes into those of :func:`splat_view_c2w` and ``s`` scales the scene so that
     it fills the view's height as it filled the frame's at the target depth. Dragging turns the scene about ``T``.
     """
     import torch
 
-    w2c = w2c.to(torch.float64)
-    cam = means.to(torch.float64) @ w2c[:3, :3].T + w2c[:3, 3]
-    depth = cam[:, 2][cam[:, 2] > 0]
-    target_depth = float(depth.median()) if len(depth) else float(cam.norm(dim=1).median())
-    target_depth = target_depth if target_depth > 0 else 1.0
-    c2w = torch.linalg.inv(w2c)
-    target = c2w[:3, :3] @ torch.tensor([0.0, 0.0, target_depth], dtype=torch.float64) + c2w[:3, 3]
+    from vist3a.viewer import orbit_target
+
+    w2c = w2c.detach().cpu().to(torch.float64)
+    target, target_depth = orbit_target(w2c.numpy(), means.detach().cpu().double().numpy())
+    target = torch.from_numpy(target)
     rotation = splat_view_c2w()[:3, :3] @ w2c[:3, :3]
     view_half_height = SPLAT_VIEW_ORBIT[2] * (SPLAT_VIEW_HEIGHT / 2) / SPLAT_VIEW_FOCAL  # at the target, view units
     frame_half_height = target_depth * (height / 2) / fy  # at the target, scene units
