@@ -7,7 +7,6 @@ import json
 import os
 import socket
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,23 +27,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _until(read, done, timeout: float):
-    """Call ``read()`` until ``done(result)`` or ``timeout`` seconds; returns the last result."""
-    from selenium.common.exceptions import NoSuchElementException, TimeoutException
-
-    result, end = None, time.time() + timeout
-    while time.time() < end:
-        try:
-            result = read()
-        except (TimeoutException, NoSuchElementException):  # the renderer is busy or the page not there yet
-            time.sleep(1)
-            continue
-        if result is not None and done(result):
-            break
-        time.sleep(2)
-    return result
 
 
 def _reference_camera() -> tuple[torch.Tensor, torch.Tensor]:
@@ -172,7 +154,7 @@ def test_browser_splat_view_opens_on_the_first_camera_view(tmp_path):
     """gradio's splat view (gsplat.js in headless Chromium) shows the preview as the first camera saw it: red left
     of blue and level with it, green above both. The camera is off the origin and rolled by 17 degrees."""
     gr = pytest.importorskip("gradio", reason="vist3a app needs gradio (pip install -e '.[app]')")
-    from browser_helpers import centre, chromium_driver, colour_mask, read_canvas
+    from browser_helpers import centre, chromium_driver, colour_mask, poll, read_canvas
 
     from vist3a.app import SPLAT_VIEW_HEIGHT, preview_splat
 
@@ -182,12 +164,12 @@ def test_browser_splat_view_opens_on_the_first_camera_view(tmp_path):
            + 0.06 * torch.randn(900, 3, generator=gen, dtype=torch.float64))
     rgb = torch.eye(3)[[0, 2, 1]].repeat_interleave(300, 0)  # red, blue, green
     preview = preview_splat(_scene_folder(tmp_path, cam, rgb, 0.02))
+    driver = chromium_driver(1000, 700, scale=0.5)  # skips without selenium / Chromium
+    driver.set_script_timeout(60)
     with gr.Blocks() as demo:
         gr.Model3D(value=str(preview), height=SPLAT_VIEW_HEIGHT, elem_id="scene3d")
     port = _free_port()
     demo.launch(server_port=port, prevent_thread_lock=True, quiet=True, allowed_paths=[str(tmp_path)])
-    driver = chromium_driver(1000, 700, scale=0.5)
-    driver.set_script_timeout(60)
     try:
         driver.get(f"http://127.0.0.1:{port}/")
 
@@ -195,7 +177,7 @@ def test_browser_splat_view_opens_on_the_first_camera_view(tmp_path):
             pixels = read_canvas(driver, "#scene3d canvas")
             return None if pixels is None else {c: centre(colour_mask(pixels, c)) for c in ("red", "green", "blue")}
 
-        seen = _until(look, lambda v: all(v.values()), 120)
+        seen = poll(look, lambda v: all(v.values()), 120)
     finally:
         driver.quit()
         demo.close()
@@ -245,13 +227,14 @@ def test_browser_generates_a_scene_that_shows_and_turns(running_app):
     view must turn the scene: the red splats move by more than 4% of the width (and 3x more than between two reads
     before the drag). With VIST3A_DOCS_SCREENSHOTS=1, once gsplat.js has faded all splats in, the page is saved to
     docs/img/app.png and the view before and after the drag to docs/img/app_turned.png."""
-    from browser_helpers import capture, centre, chromium_driver, colour_mask, drag, read_canvas, save_docs_png
-    from selenium.common.exceptions import TimeoutException
-    from selenium.webdriver.common.by import By
+    from browser_helpers import capture, centre, chromium_driver, colour_mask, drag, poll, read_canvas, save_docs_png
 
     url, _ = running_app
     docs = bool(os.environ.get("VIST3A_DOCS_SCREENSHOTS"))
-    driver = chromium_driver(1200, 900, scale=1.0 if docs else 0.5)
+    driver = chromium_driver(1200, 900, scale=1.0 if docs else 0.5)  # skips without selenium / Chromium
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.by import By
+
     driver.set_page_load_timeout(180)
     driver.set_script_timeout(120)
 
@@ -271,27 +254,27 @@ def test_browser_generates_a_scene_that_shows_and_turns(running_app):
             history.append(view[key])
             return len(history) > 1 and None not in history[-2:] and abs(history[-1] - history[-2]) < tolerance
 
-        return _until(look, settled, timeout)
+        return poll(look, settled, timeout)
 
     try:
         driver.get(url)
-        box = _until(lambda: driver.find_element(By.CSS_SELECTOR, "#prompt textarea"), bool, 60)
+        box = poll(lambda: driver.find_element(By.CSS_SELECTOR, "#prompt textarea"), bool, 60)
         box.clear()
         box.send_keys(PROMPT)
         driver.find_element(By.CSS_SELECTOR, "#generate").click()
-        seen = _until(look, lambda v: v["lit"] > 0.1 and v["red"] is not None and v["blue"] is not None, 420)
+        seen = poll(look, lambda v: v["lit"] > 0.1 and v["red"] is not None and v["blue"] is not None, 420)
         assert seen and seen["red"] is not None and seen["blue"] is not None, "the 3D view shows no scene"
         assert seen["lit"] > 0.1, f"the 3D view is mostly blank (lit fraction {seen['lit']:.3f})"
         assert seen["red"] < seen["blue"], f"the view does not open on the decoded view (red left of blue): {seen}"
         if docs:  # let the fade-in finish (the lit fraction stops growing), then save the page
             seen = settle("lit", 0.003, 400)
-            save_docs_png(DOCS_SHOT, _until(lambda: capture(driver, "#scene3d canvas")[0], bool, 120))
-        first, before = (_until(look, lambda v: v["red"] is not None, 120) for _ in range(2))
+            save_docs_png(DOCS_SHOT, poll(lambda: capture(driver, "#scene3d canvas")[0], bool, 120))
+        first, before = (poll(look, lambda v: v["red"] is not None, 120) for _ in range(2))
         drift = abs(before["red"] - first["red"])
         assert drift < 0.015, f"the view moves without a drag: red at {first['red']:.3f}, then {before['red']:.3f}"
         drag(driver, driver.find_element(By.CSS_SELECTOR, "#scene3d canvas"), 350)  # ~60 degrees
         moved = max(0.04, 3 * drift)
-        after = _until(look, lambda v: v["red"] is not None and abs(v["red"] - before["red"]) > moved, 300)
+        after = poll(look, lambda v: v["red"] is not None and abs(v["red"] - before["red"]) > moved, 300)
         assert after and after["red"] is not None and abs(after["red"] - before["red"]) > moved, (
             f"a drag did not turn the scene: red at {before['red']:.3f}, then {after and after['red']}")
         if docs:

@@ -11,16 +11,22 @@ CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 DRIVER_NAMES = ("chromedriver",)
 
 
-def chromium_driver(width: int = 1280, height: int = 800, scale: float = 1.0):
-    """A headless Chromium webdriver with software WebGL (SwiftShader); ``pytest.skip`` when unavailable.
-
-    ``scale`` is the device pixel ratio: below 1 the page renders fewer pixels (faster software WebGL).
-    """
+def require_chromium():
+    """``(selenium.webdriver, chromium path, chromedriver path)``; ``pytest.skip`` with the reason when missing."""
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
     browser = next((shutil.which(name) for name in CHROMIUM_NAMES if shutil.which(name)), None)
     driver_path = next((shutil.which(name) for name in DRIVER_NAMES if shutil.which(name)), None)
     if browser is None or driver_path is None:
         pytest.skip("no Chromium + chromedriver installed (apt-get install chromium chromium-driver)")
+    return webdriver, browser, driver_path
+
+
+def chromium_driver(width: int = 1280, height: int = 800, scale: float = 1.0):
+    """A headless Chromium webdriver with software WebGL (SwiftShader); ``pytest.skip`` when unavailable.
+
+    ``scale`` is the device pixel ratio: below 1 the page renders fewer pixels (faster software WebGL).
+    """
+    webdriver, browser, driver_path = require_chromium()
     options = webdriver.ChromeOptions()
     options.binary_location = browser
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", f"--window-size={width},{height}",
@@ -29,6 +35,26 @@ def chromium_driver(width: int = 1280, height: int = 800, scale: float = 1.0):
         options.add_argument(arg)
     service = webdriver.ChromeService(executable_path=driver_path)
     return webdriver.Chrome(options=options, service=service)
+
+
+def poll(read, done, timeout: float):
+    """Call ``read()`` until ``done(result)`` holds or ``timeout`` seconds pass; returns the last result (``None``
+    if no call answered). A renderer too busy to answer, or an element not there yet, is asked again."""
+    import time
+
+    from selenium.common.exceptions import NoSuchElementException, TimeoutException
+
+    result, end = None, time.time() + timeout
+    while time.time() < end:
+        try:
+            result = read()
+        except (TimeoutException, NoSuchElementException):
+            time.sleep(1)
+            continue
+        if result is not None and done(result):
+            break
+        time.sleep(2)
+    return result
 
 
 def capture(driver, selector: str = "canvas") -> tuple[bytes, np.ndarray]:

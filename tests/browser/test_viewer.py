@@ -101,19 +101,9 @@ def test_viewer_serves_its_page_on_localhost(tmp_path, points):
 
 def _read_until(driver, done, timeout: float = 180.0):
     """Read the viewer's canvas until ``done(pixels)`` (software WebGL can keep the renderer busy for a while)."""
-    from browser_helpers import read_canvas
-    from selenium.common.exceptions import TimeoutException
+    from browser_helpers import poll, read_canvas
 
-    pixels, end = None, time.time() + timeout
-    while time.time() < end:
-        try:
-            pixels = read_canvas(driver)
-        except TimeoutException:
-            continue
-        if pixels is not None and done(pixels):
-            break
-        time.sleep(2)
-    return pixels
+    return poll(lambda: read_canvas(driver), done, timeout)
 
 
 def _lit(pixels: np.ndarray) -> float:
@@ -135,8 +125,8 @@ def test_browser_shows_splats(tmp_path):
     gen = torch.Generator().manual_seed(0)
     g = Gaussians.from_rgb(torch.randn(n, 3, generator=gen), torch.rand(n, 3, generator=gen),
                            torch.full((n, 3), 0.15), torch.full((n,), 0.9))
+    driver = chromium_driver(800, 500, scale=0.5)  # skips without selenium / Chromium
     server = build_viewer(load_view_data(save_ply(g, tmp_path / "s.ply")), port=8190)
-    driver = chromium_driver(800, 500, scale=0.5)
     driver.set_script_timeout(60)
     try:
         driver.get(f"http://127.0.0.1:{server.get_port()}/")
@@ -152,8 +142,13 @@ def test_browser_shows_splats(tmp_path):
 
 @pytest.fixture(scope="module")
 def nano_scene(tmp_path_factory) -> Path:
-    """A nano scene folder of the quickstart prompt (seed 0), as ``vist3a generate`` writes it."""
+    """A nano scene folder of the quickstart prompt (seed 0), as ``vist3a generate`` writes it (only made when a
+    browser test can use it)."""
+    from browser_helpers import require_chromium
+
     from vist3a.pipeline import Text2ScenePipeline
+
+    require_chromium()
 
     pipe = Text2ScenePipeline.from_pretrained("nano", device="cpu")
     scene = pipe("a red cube left of a blue sphere", generator=torch.Generator("cpu").manual_seed(0))[0]
@@ -167,10 +162,10 @@ def test_browser_shows_a_generated_scene_with_its_cameras(nano_scene):
     With VIST3A_DOCS_SCREENSHOTS=1 the page is saved to docs/img/viewer.png."""
     from browser_helpers import chromium_driver, colour_mask, save_docs_png
 
-    data = load_view_data(nano_scene)
-    server = build_viewer(data, port=8191)
     docs = bool(os.environ.get("VIST3A_DOCS_SCREENSHOTS"))
     driver = chromium_driver(1200, 700, scale=1.0 if docs else 0.5)
+    data = load_view_data(nano_scene)
+    server = build_viewer(data, port=8191)
     driver.set_script_timeout(120)
 
     def shown(pixels) -> bool:
