@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ NANO_EXAMPLES = (
     "a shiny orange pyramid behind a black sphere",
 )
 PRESET_DEFAULT = "preset default"
+GENERATE_STAGES = ("loading models", "denoising", "decoding the video and the 3D scene", "writing the files")
 # The glTF view (point clouds; babylon.js, y up): start looking along the first camera's axis, 15 degrees above it;
 # (alpha, beta) in degrees, no radius: the viewer's own framing of the file.
 GLB_CAMERA = (90, 75, None)
@@ -99,8 +101,13 @@ class SceneService:
         seed: int = 0,
         template: str | None = None,
         flythrough_frames: int | None = None,
+        progress: Callable[[float, str], None] | None = None,
     ) -> SceneResult:
-        """Generate one scene and write it (with ``scene.spz`` and ``scene.glb``) into a new folder."""
+        """Generate one scene and write it (with ``scene.spz`` and ``scene.glb``) into a new folder.
+
+        ``progress(fraction, stage)`` is called as the stages go (the strings of :data:`GENERATE_STAGES`; the
+        denoising stage once per step, as ``"denoising i/n"``).
+        """
         import torch
 
         from vist3a.errors import UserInputError
@@ -109,11 +116,24 @@ class SceneService:
         if not prompt or not prompt.strip():
             raise UserInputError("the prompt is empty")
         template = None if template in (None, "", PRESET_DEFAULT) else template
+        report = progress or (lambda fraction, stage: None)
         with self._lock:
+            report(0.0, GENERATE_STAGES[0])
             pipe = self.pipeline(preset)
+            num_steps = pipe.settings(num_steps=steps).num_steps
+
+            def on_step(_pipe, i, _t, tensors):
+                if i + 1 < num_steps:
+                    report(0.05 + 0.75 * (i + 1) / num_steps, f"{GENERATE_STAGES[1]} {i + 1}/{num_steps}")
+                else:  # the last step: the decoders run next
+                    report(0.8, GENERATE_STAGES[2])
+                return tensors
+
+            report(0.05, f"{GENERATE_STAGES[1]} 0/{num_steps}")
             generator = torch.Generator("cpu").manual_seed(int(seed))  # as `vist3a generate --seed`
             scene = pipe(prompt.strip(), num_inference_steps=steps, guidance_scale=guidance, generator=generator,
-                         template=template)[0]
+                         template=template, callback_on_step_end=on_step)[0]
+            report(0.9, GENERATE_STAGES[3])
             folder = save_scene(scene, self._next_folder(prompt), flythrough_frames=flythrough_frames,
                                 formats=["spz", "glb"])
         total = sum(scene.timings.values())
@@ -249,10 +269,10 @@ def build_app(service: SceneService, default_preset: str = "nano"):
         return (str(result.view_file), _str(result.frames_video), _str(result.flythrough_video),
                 [str(p) for p in result.files], result.summary)
 
-    def on_generate(prompt, preset, steps, guidance, seed, template, progress=gr.Progress(track_tqdm=True)):
-        progress(0, desc="loading models (first request only)")
+    def on_generate(prompt, preset, steps, guidance, seed, template, progress=gr.Progress()):
         try:
-            result = service.generate(prompt, preset, int(steps), float(guidance), int(seed), template)
+            result = service.generate(prompt, preset, int(steps), float(guidance), int(seed), template,
+                                      progress=lambda fraction, stage: progress(fraction, desc=stage))
         except UserInputError as exc:
             raise gr.Error(str(exc)) from None
         return outputs(result)

@@ -119,7 +119,11 @@ def test_service_generates_and_keeps_the_pipeline(tmp_path):
     from vist3a.app import SceneService
 
     service = SceneService(tmp_path / "out")
-    first = service.generate(PROMPT, steps=2, flythrough_frames=2)
+    stages = []
+    first = service.generate(PROMPT, steps=2, flythrough_frames=2, progress=lambda f, stage: stages.append((f, stage)))
+    assert [stage for _, stage in stages] == ["loading models", "denoising 0/2", "denoising 1/2",
+                                              "decoding the video and the 3D scene", "writing the files"]
+    assert [f for f, _ in stages] == sorted(f for f, _ in stages) and stages[-1][0] < 1
     pipe = service.pipeline("nano")
     second = service.generate(PROMPT, steps=2, seed=1, flythrough_frames=2)
     assert service.pipeline("nano") is pipe and first.folder != second.folder  # models stay loaded
