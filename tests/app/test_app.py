@@ -191,6 +191,46 @@ def test_browser_splat_view_opens_on_the_first_camera_view(tmp_path):
     assert abs(ry - by) < 0.03, f"the view is rolled: {seen}"
 
 
+@pytest.mark.slow
+def test_browser_glb_view_opens_upright_on_the_first_camera_view(tmp_path):
+    """The point-cloud view (scene.glb in gradio's babylon.js viewer, GLB_CAMERA) shows the points as the first
+    camera saw them: red left of blue, green above both (read from a page screenshot: babylon's canvas reads back
+    blank)."""
+    gr = pytest.importorskip("gradio", reason="vist3a app needs gradio (pip install -e '.[app]')")
+    pytest.importorskip("trimesh", reason="scene.glb needs trimesh (pip install -e '.[export]')")
+    from browser_helpers import capture, centre, chromium_driver, colour_mask, poll
+
+    from vist3a.app import GLB_CAMERA, SPLAT_VIEW_HEIGHT
+    from vist3a.exports.glb import save_glb
+    from vist3a.exports.source import SceneData
+
+    rng = np.random.default_rng(0)
+    offsets = np.array([[-0.5, 0.0, 2.0], [0.5, 0.0, 2.0], [0.0, -0.4, 2.0]])  # camera frame, y down
+    points = np.concatenate([o + 0.06 * rng.standard_normal((3000, 3)) for o in offsets]).astype(np.float32)
+    colors = np.repeat(np.array([[255, 0, 0], [0, 0, 255], [0, 255, 0]], np.uint8), 3000, 0)
+    K = np.array([[[80.0, 0.0, 39.5], [0.0, 80.0, 29.5], [0.0, 0.0, 1.0]]])
+    glb = save_glb(SceneData(None, points, colors, np.eye(4)[None], K, 80, 60), tmp_path / "scene.glb")
+    driver = chromium_driver(1000, 700, scale=0.5)  # skips without selenium / Chromium
+    with gr.Blocks() as demo:
+        gr.Model3D(value=str(glb), height=SPLAT_VIEW_HEIGHT, elem_id="scene3d", camera_position=GLB_CAMERA)
+    port = _free_port()
+    demo.launch(server_port=port, prevent_thread_lock=True, quiet=True, allowed_paths=[str(tmp_path)])
+    try:
+        driver.get(f"http://127.0.0.1:{port}/")
+
+        def look():
+            pixels = capture(driver, "#scene3d canvas")[1]
+            return {c: centre(colour_mask(pixels, c)) for c in ("red", "green", "blue")}
+
+        seen = poll(look, lambda v: all(v.values()), 120)
+    finally:
+        driver.quit()
+        demo.close()
+    assert seen and all(seen.values()), f"not every cluster shows: {seen}"
+    (rx, ry), (gx, gy), (bx, by) = seen["red"], seen["green"], seen["blue"]
+    assert rx < gx < bx and gy < min(ry, by) - 0.05, seen
+
+
 @pytest.fixture(scope="module")
 def running_app(tmp_path_factory):
     pytest.importorskip("gradio", reason="vist3a app needs gradio (pip install -e '.[app]')")
