@@ -9,15 +9,20 @@ a public gradio link only with ``share=True``. Needs ``pip install -e ".[app]"``
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +33,17 @@ NANO_EXAMPLES = (
     "a shiny orange pyramid behind a black sphere",
 )
 PRESET_DEFAULT = "preset default"
-CAMERA = (90, 75, 2.5)  # the 3D view's start: degrees around y, degrees from the y axis, distance (unit-radius scene)
+GENERATE_STAGES = ("loading models", "denoising", "decoding the video and the 3D scene", "writing the files")
+# The glTF view (point clouds; babylon.js, y up): start looking along the first camera's axis, 15 degrees above it;
+# (alpha, beta) in degrees, no radius: the viewer's own framing of the file.
+GLB_CAMERA = (90, 75, None)
+# gradio's Model3D draws .splat files with gsplat.js, whose orbit camera starts at the same pose for every file and
+# ignores `camera_position`: alpha = beta = 0.5 rad (to the right of and above the target), radius 5, looking at
+# the origin, with a focal length of 1132 CSS pixels. The preview scene is moved to suit that camera instead.
+SPLAT_VIEW_ORBIT = (0.5, 0.5, 5.0)
+SPLAT_VIEW_FOCAL = 1132.0
+SPLAT_VIEW_HEIGHT = 420  # the 3D view's height in CSS pixels
+SPLAT_VIEW_MIN_PIXELS = 1.5  # the preview's median splat size (one sigma) at the start view, at least
 
 
 def available_presets() -> list[str]:
@@ -86,8 +101,13 @@ class SceneService:
         seed: int = 0,
         template: str | None = None,
         flythrough_frames: int | None = None,
+        progress: Callable[[float, str], None] | None = None,
     ) -> SceneResult:
-        """Generate one scene and write it (with ``scene.spz`` and ``scene.glb``) into a new folder."""
+        """Generate one scene and write it (with ``scene.spz`` and ``scene.glb``) into a new folder.
+
+        ``progress(fraction, stage)`` is called as the stages go (the strings of :data:`GENERATE_STAGES`; the
+        denoising stage once per step, as ``"denoising i/n"``).
+        """
         import torch
 
         from vist3a.errors import UserInputError
@@ -96,11 +116,24 @@ class SceneService:
         if not prompt or not prompt.strip():
             raise UserInputError("the prompt is empty")
         template = None if template in (None, "", PRESET_DEFAULT) else template
+        report = progress or (lambda fraction, stage: None)
         with self._lock:
+            report(0.0, GENERATE_STAGES[0])
             pipe = self.pipeline(preset)
+            num_steps = pipe.settings(num_steps=steps).num_steps
+
+            def on_step(_pipe, i, _t, tensors):
+                if i + 1 < num_steps:
+                    report(0.05 + 0.75 * (i + 1) / num_steps, f"{GENERATE_STAGES[1]} {i + 1}/{num_steps}")
+                else:  # the last step: the decoders run next
+                    report(0.8, GENERATE_STAGES[2])
+                return tensors
+
+            report(0.05, f"{GENERATE_STAGES[1]} 0/{num_steps}")
             generator = torch.Generator("cpu").manual_seed(int(seed))  # as `vist3a generate --seed`
             scene = pipe(prompt.strip(), num_inference_steps=steps, guidance_scale=guidance, generator=generator,
-                         template=template)[0]
+                         template=template, callback_on_step_end=on_step)[0]
+            report(0.9, GENERATE_STAGES[3])
             folder = save_scene(scene, self._next_folder(prompt), flythrough_frames=flythrough_frames,
                                 formats=["spz", "glb"])
         total = sum(scene.timings.values())
@@ -151,25 +184,74 @@ class SceneService:
         return SceneResult(folder, view, videos[0], videos[1], files, summary)
 
 
-def preview_splat(folder: Path) -> Path:
-    """``folder/.preview/scene.splat``: the splats centred on their median, scaled to a unit radius and turned to
-    y up (glTF/babylon axes: ``(x, -y, -z)``), so the 3D view's default camera frames them upright, and enlarged
-    like ``vist3a view`` does (:func:`~vist3a.viewer.default_size_factor`: browser renderers drop sub-pixel
-    splats). The files offered for download stay in vist3a's frame, at their true size."""
+def splat_view_c2w() -> torch.Tensor:
+    """``[4, 4]`` float64 camera-to-world pose (OpenCV axes) of the camera that gradio's splat view starts from."""
     import torch
 
+    from vist3a.cameras import invert_rigid, look_at_w2c
+
+    alpha, beta, radius = SPLAT_VIEW_ORBIT
+    eye = radius * torch.tensor([math.sin(alpha) * math.cos(beta), -math.sin(beta), -math.cos(alpha) * math.cos(beta)],
+                                dtype=torch.float64)
+    up = torch.tensor([0.0, -1.0, 0.0], dtype=torch.float64)  # gsplat.js's world, like vist3a's, has y down
+    return invert_rigid(look_at_w2c(eye, torch.zeros(3, dtype=torch.float64), up))
+
+
+def preview_transform(w2c: torch.Tensor, fy: float, height: int, means: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """The similarity ``x' = s M (x - T)`` that puts a scene in front of gradio's splat-view camera as the reference
+    camera saw it -> ``(M [3, 3], T [3], s)``, float64.
+
+    Args:
+        w2c: ``[4, 4]`` world-to-camera (OpenCV) of the reference camera (the first decoded frame).
+        fy, height: its vertical focal length and image height in pixels.
+        means: ``[N, 3]`` splat centres (world); the orbit target ``T`` is the point on the camera's optical axis at
+            their median depth (:func:`~vist3a.viewer.orbit_target`, as in ``vist3a view``).
+
+    ``M`` turns the reference camera's axes into those of :func:`splat_view_c2w` and ``s`` scales the scene so that
+    it fills the view's height as it filled the frame's at the target depth. Dragging turns the scene about ``T``.
+    """
+    import torch
+
+    from vist3a.viewer import orbit_target
+
+    w2c = w2c.detach().cpu().to(torch.float64)
+    target, target_depth = orbit_target(w2c.numpy(), means.detach().cpu().double().numpy())
+    target = torch.from_numpy(target)
+    rotation = splat_view_c2w()[:3, :3] @ w2c[:3, :3]
+    view_half_height = SPLAT_VIEW_ORBIT[2] * (SPLAT_VIEW_HEIGHT / 2) / SPLAT_VIEW_FOCAL  # at the target, view units
+    frame_half_height = target_depth * (height / 2) / fy  # at the target, scene units
+    return rotation, target, view_half_height / frame_half_height
+
+
+def preview_splat(folder: Path) -> Path:
+    """``folder/.preview/scene.splat``: the splats moved, turned and scaled by :func:`preview_transform` so that
+    gradio's splat view (whose camera cannot be placed) opens on the first decoded frame's view of the scene and
+    turns about the scene's centre. Without ``cameras.json`` the reference camera is the identity (vist3a's first
+    camera is close to it). Splats whose median footprint at the start view is below
+    :data:`SPLAT_VIEW_MIN_PIXELS` are enlarged to it (at most 20x; browser renderers drop sub-pixel splats). DC
+    colour only, as in any ``.splat``. The files offered for download stay in vist3a's frame, at their true size."""
+    import torch
+
+    from vist3a.cameras import load_cameras_json, quat_to_rotmat, rotmat_to_quat
     from vist3a.splats import Gaussians, load_ply, save_splat
-    from vist3a.viewer import default_size_factor
 
     g = load_ply(folder / "scene.ply", dtype=torch.float64)
-    centre = g.means.median(0).values
-    radius = float((g.means - centre).norm(dim=1).quantile(0.9)) or 1.0
-    flip = torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64)
-    w, x, y, z = g.quats.unbind(-1)
+    if (folder / "cameras.json").is_file():
+        w2c, K, _, height = load_cameras_json(folder / "cameras.json")
+        w2c, fy = w2c[0], float(K[0, 1, 1])
+    else:
+        w2c, fy, height = torch.eye(4, dtype=torch.float64), 1.0, 1
+    rotation, target, scale = preview_transform(w2c, fy, height, g.means)
+    means = scale * (g.means - target) @ rotation.T
+    view = torch.linalg.inv(splat_view_c2w())
+    depth = (means @ view[2, :3] + view[2, 3]).clamp_min(1e-6)
+    footprint = float((SPLAT_VIEW_FOCAL * scale * g.scales.amax(1) / depth).median())  # CSS pixels (one sigma)
+    enlarge = min(max(1.0, SPLAT_VIEW_MIN_PIXELS / max(footprint, 1e-12)), 20.0)
     turned = Gaussians(
-        means=(g.means - centre) * flip / radius,
-        quats=torch.stack([-x, w, -z, y], -1),  # (0, 1, 0, 0) * q: a half turn about x, applied after q
-        scales=g.scales / radius * default_size_factor(g),
+        means=means,
+        quats=rotmat_to_quat(rotation @ quat_to_rotmat(g.quats)),
+        scales=g.scales * scale * enlarge,
         opacities=g.opacities,
         sh=g.sh[:, :1],
     )
@@ -187,10 +269,10 @@ def build_app(service: SceneService, default_preset: str = "nano"):
         return (str(result.view_file), _str(result.frames_video), _str(result.flythrough_video),
                 [str(p) for p in result.files], result.summary)
 
-    def on_generate(prompt, preset, steps, guidance, seed, template, progress=gr.Progress(track_tqdm=True)):
-        progress(0, desc="loading models (first request only)")
+    def on_generate(prompt, preset, steps, guidance, seed, template, progress=gr.Progress()):
         try:
-            result = service.generate(prompt, preset, int(steps), float(guidance), int(seed), template)
+            result = service.generate(prompt, preset, int(steps), float(guidance), int(seed), template,
+                                      progress=lambda fraction, stage: progress(fraction, desc=stage))
         except UserInputError as exc:
             raise gr.Error(str(exc)) from None
         return outputs(result)
@@ -219,7 +301,8 @@ def build_app(service: SceneService, default_preset: str = "nano"):
                     run = gr.Button("Generate", variant="primary", elem_id="generate")
                     gr.Examples([[p] for p in NANO_EXAMPLES], inputs=[prompt], label="Prompts the nano preset knows")
                 with gr.Column(scale=2):
-                    view = gr.Model3D(label="3D scene", height=420, elem_id="scene3d", camera_position=CAMERA)
+                    view = gr.Model3D(label="3D scene", height=SPLAT_VIEW_HEIGHT, elem_id="scene3d",
+                                      camera_position=GLB_CAMERA)
                     info = gr.Markdown()
                     with gr.Row():
                         frames = gr.Video(label="Generated video", height=220)
@@ -235,7 +318,7 @@ def build_app(service: SceneService, default_preset: str = "nano"):
                     weights = gr.Textbox(label="Weights (Hub id or folder; empty: the official release)")
                     recon = gr.Button("Reconstruct", variant="primary")
                 with gr.Column(scale=2):
-                    recon_view = gr.Model3D(label="3D scene", height=420, camera_position=CAMERA)
+                    recon_view = gr.Model3D(label="3D scene", height=SPLAT_VIEW_HEIGHT, camera_position=GLB_CAMERA)
                     recon_info = gr.Markdown()
                     recon_files = gr.File(label="Files", file_count="multiple")
             recon.click(on_reconstruct, [uploads, model, weights], [recon_view, recon_files, recon_info],

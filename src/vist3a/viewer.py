@@ -24,6 +24,8 @@ from vist3a.exports.source import SceneData
 logger = logging.getLogger(__name__)
 
 SPLAT_FILE_SUFFIXES = (".ply", ".splat", ".spz")
+VIEW_FOV = 1.309  # viser's default vertical field of view (75 degrees), which the viewer keeps
+VIEW_HEIGHT_PX = 720  # a nominal browser canvas height, for the splat size factor
 
 
 def load_view_data(path: str | os.PathLike) -> SceneData:
@@ -73,18 +75,23 @@ def splat_covariances(quats: torch.Tensor, scales: torch.Tensor) -> np.ndarray:
     return (rot * scales.double()[:, None, :] ** 2 @ rot.transpose(1, 2)).numpy()
 
 
-def default_size_factor(gaussians, target_fraction: float = 0.006, max_factor: float = 20.0) -> float:
-    """A display enlargement so that the median splat is ``target_fraction`` of the scene's extent (at least 1).
+def default_size_factor(gaussians, eye: np.ndarray, fov: float = VIEW_FOV, height_px: int = VIEW_HEIGHT_PX,
+                        min_pixels: float = 1.5, max_factor: float = 20.0) -> float:
+    """A display enlargement so that the median splat (largest axis, one sigma) covers at least ``min_pixels``
+    seen from ``eye [3]`` with a vertical field of view ``fov`` (radians) on a canvas ``height_px`` pixels tall;
+    1 when it already does, at most ``max_factor``.
 
-    Feed-forward models (nano ones above all, trained at 64 px) predict many splats far below a pixel of a browser
-    window; the web renderer drops those, so the scene would look empty at its true splat size.
+    Feed-forward models predict many splats below a pixel of a browser window at the distance a viewer starts
+    from (real AnySplat scenes above all: per-pixel splats of 448-px frames); the web renderer drops those, so the
+    scene would look empty at its true splat size.
     """
-    extent = float(torch.quantile(gaussians.means[:20_000].float(), 0.95, dim=0).sub(
-        torch.quantile(gaussians.means[:20_000].float(), 0.05, dim=0)).norm())
-    median = float(gaussians.scales.float().amax(1).median())
-    if extent <= 0 or median <= 0:
+    focal = height_px / 2 / math.tan(fov / 2)
+    g = gaussians[: 200_000]
+    distance = (g.means.double() - torch.as_tensor(np.asarray(eye), dtype=torch.float64)).norm(dim=1).clamp_min(1e-9)
+    footprint = float((focal * g.scales.double().amax(1) / distance).median())
+    if footprint <= 0:
         return 1.0
-    return float(min(max(1.0, target_fraction * extent / median), max_factor))
+    return float(min(max(1.0, min_pixels / footprint), max_factor))
 
 
 def flythrough_path(w2c: np.ndarray, num_frames: int) -> np.ndarray:
@@ -110,6 +117,10 @@ def build_viewer(data: SceneData, *, host: str = "127.0.0.1", port: int = 8080, 
 
     server = viser.ViserServer(host=host, port=port, verbose=False)
     server.scene.set_up_direction("-y")  # OpenCV world: y points down
+    eye, look_at, up = initial_view(data)
+    server.initial_camera.position, server.initial_camera.look_at, server.initial_camera.up = eye, look_at, up
+    server.initial_camera.fov = VIEW_FOV
+    server.scene.set_background_image(np.zeros((1, 1, 3), np.uint8))  # black, as the app's 3D view
     gui = server.gui
     gui.add_markdown("**vist3a** scene viewer")
     if data.gaussians is not None:
@@ -118,7 +129,7 @@ def build_viewer(data: SceneData, *, host: str = "127.0.0.1", port: int = 8080, 
             g = g[torch.argsort(g.opacities, descending=True)[:max_splats]]
             logger.warning("showing the %d most opaque of %d splats", max_splats, len(data.gaussians))
         covariances = splat_covariances(g.quats, g.scales).astype(np.float32)
-        factor = default_size_factor(g)
+        factor = default_size_factor(g, eye)
         splats = server.scene.add_gaussian_splats(
             "/gaussians",
             centers=g.means.numpy(),
@@ -138,7 +149,6 @@ def build_viewer(data: SceneData, *, host: str = "127.0.0.1", port: int = 8080, 
     num_cams = len(data.w2c)
     if num_cams:
         _add_cameras(server, data, frustum_depth(data))
-    _set_initial_camera(server, data)
     return server
 
 
@@ -182,6 +192,8 @@ def _add_cameras(server, data: SceneData, depth: float) -> None:
                 wxyz=_wxyz(c2w[i, :3, :3]),
                 position=c2w[i, :3, 3],
                 color=(255, 120, 0),
+                thickness=2.0,
+                thickness_units="screen",
             )
         )
     gui = server.gui
@@ -216,24 +228,36 @@ def _add_cameras(server, data: SceneData, depth: float) -> None:
     play.on_click(run)
 
 
-def _set_initial_camera(server, data: SceneData) -> None:
-    """Start above, beside and behind the first predicted camera, looking at the scene centre, so that the frustums
-    and their frames show without hiding the scene; without cameras look at the content from -z (y down)."""
+def orbit_target(w2c: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, float]:
+    """``(target [3], depth)``: the point on the optical axis of the camera ``w2c [4, 4]`` (OpenCV) at the median
+    depth of ``points [N, 3]`` in front of it (all behind: their median distance; none: 1). The viewer and the
+    app's 3D view turn the scene about it: the centre of the first decoded frame, at the scene's depth."""
+    w2c = np.asarray(w2c, dtype=np.float64)
+    cam = np.asarray(points, dtype=np.float64) @ w2c[:3, :3].T + w2c[:3, 3]
+    ahead = cam[cam[:, 2] > 0, 2]
+    if len(ahead):
+        depth = float(np.median(ahead))
+    else:
+        depth = float(np.median(np.linalg.norm(cam, axis=1))) if len(cam) else 1.0
+    depth = depth if depth > 0 else 1.0
+    c2w = np.linalg.inv(w2c)
+    return c2w[:3, 3] + depth * c2w[:3, 2], depth
+
+
+def initial_view(data: SceneData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(eye, look_at, up)`` of the viewer's first view: behind, beside and above the first predicted camera,
+    looking at :func:`orbit_target`, so that the frustums and their frames show beside the scene; without cameras,
+    the content's median point seen from -z (y down)."""
     xyz, _ = data.point_cloud(max_points=20_000)
-    centre = np.median(xyz, axis=0)
-    cam = server.initial_camera
     if len(data.w2c):
         c2w = np.linalg.inv(data.w2c[0])
+        target, depth = orbit_target(data.w2c[0], xyz)
         up = -c2w[:3, 1]
-        dist = float(np.linalg.norm(centre - c2w[:3, 3])) or 1.0
-        offset = -c2w[:3, 2] * 0.5 + c2w[:3, 0] * 0.6 + up * 0.5  # back, right, up (camera axes)
-        cam.position = tuple(c2w[:3, 3] + offset * dist)
-        cam.up = tuple(up)
-    else:
-        radius = float(np.linalg.norm(np.percentile(xyz, 95, axis=0) - np.percentile(xyz, 5, axis=0))) or 1.0
-        cam.position = tuple(centre + np.array([0.0, -0.3, -1.2]) * radius)
-        cam.up = (0.0, -1.0, 0.0)
-    cam.look_at = tuple(centre)
+        offset = -c2w[:3, 2] * 0.25 + c2w[:3, 0] * 0.7 + up * 0.4  # back, right, up (camera axes)
+        return c2w[:3, 3] + offset * depth, target, up
+    centre = np.median(xyz, axis=0)
+    radius = float(np.linalg.norm(np.percentile(xyz, 95, axis=0) - np.percentile(xyz, 5, axis=0))) or 1.0
+    return centre + np.array([0.0, -0.3, -1.2]) * radius, centre, np.array([0.0, -1.0, 0.0])
 
 
 def serve(path: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 8080) -> None:  # pragma: no cover

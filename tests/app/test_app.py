@@ -7,7 +7,6 @@ import json
 import os
 import socket
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))
 
 PROMPT = "a red cube left of a blue sphere"
 DOCS_SHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "app.png"
+DOCS_TURNED = DOCS_SHOT.with_name("app_turned.png")
 
 
 def _free_port() -> int:
@@ -29,30 +29,82 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_preview_is_a_half_turn_about_x_of_the_centred_scene(tmp_path):
-    from vist3a.app import preview_splat
-    from vist3a.splats import Gaussians, load_splat, save_ply
+def _reference_camera() -> tuple[torch.Tensor, torch.Tensor]:
+    """An off-origin camera with some roll, and its intrinsics (80 x 60 px)."""
+    from vist3a.cameras import look_at_w2c
 
+    w2c = look_at_w2c(torch.tensor([1.0, -0.5, -3.0], dtype=torch.float64), torch.tensor([0.2, 0.0, 0.5]),
+                      torch.tensor([0.3, -1.0, 0.0]))
+    K = torch.tensor([[85.0, 0.0, 39.5], [0.0, 80.0, 29.5], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    return w2c, K
+
+
+def _scene_folder(folder: Path, cam_points: torch.Tensor, rgb: torch.Tensor, scale: float) -> Path:
+    """``scene.ply`` of splats at ``cam_points [N, 3]`` (reference camera coordinates) and ``cameras.json``."""
+    from vist3a.cameras import save_cameras_json
+    from vist3a.splats import Gaussians, save_ply
+
+    w2c, K = _reference_camera()
+    c2w = torch.linalg.inv(w2c)
+    n = len(cam_points)
     gen = torch.Generator().manual_seed(0)
-    n = 64
-    g = Gaussians(
-        means=torch.randn(n, 3, generator=gen, dtype=torch.float64) + torch.tensor([0.0, -4.0, 12.0]),
-        quats=torch.nn.functional.normalize(torch.randn(n, 4, generator=gen, dtype=torch.float64), dim=-1),
-        scales=torch.full((n, 3), 0.1, dtype=torch.float64),
-        opacities=torch.full((n,), 0.8, dtype=torch.float64),
-        sh=torch.zeros(n, 4, 3, dtype=torch.float64),
-    )
-    save_ply(g, tmp_path / "scene.ply")
-    back = load_splat(preview_splat(tmp_path), dtype=torch.float64)
-    order = torch.argsort(back.means[:, 0])
-    flip = torch.diag(torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64))
-    centre, radius = g.means.median(0).values, float((g.means - g.means.median(0).values).norm(dim=1).quantile(0.9))
-    expected = (g.means - centre) @ flip / radius
-    ref = torch.argsort(expected[:, 0])
-    torch.testing.assert_close(back.means[order], expected[ref], atol=1e-5, rtol=0)
-    # rotations: R' = F R (the .splat quantisation of quaternions is ~1/128)
-    rot = quat_to_rotmat(back.quats[order])
-    torch.testing.assert_close(rot, flip @ quat_to_rotmat(g.quats[ref]), atol=0.05, rtol=0)
+    g = Gaussians.from_rgb(cam_points @ c2w[:3, :3].T + c2w[:3, 3], rgb, torch.full((n, 3), scale),
+                           torch.full((n,), 0.9)).to(dtype=torch.float64)
+    g = Gaussians(g.means, torch.nn.functional.normalize(torch.randn(n, 4, generator=gen, dtype=torch.float64), dim=-1),
+                  g.scales, g.opacities, g.sh)
+    save_ply(g, folder / "scene.ply")
+    save_cameras_json(folder / "cameras.json", torch.stack([w2c, torch.eye(4, dtype=torch.float64)]), K, 80, 60)
+    return folder
+
+
+def test_preview_shows_the_first_camera_view_from_the_splat_view_camera(tmp_path):
+    """Splats on the plane at the median depth of the first camera land where that camera saw them (directions
+    scaled by focal length over half the image height), turned as it saw them, with the same footprint; other
+    cameras are ignored."""
+    from vist3a.app import SPLAT_VIEW_FOCAL, SPLAT_VIEW_HEIGHT, preview_splat, splat_view_c2w
+    from vist3a.splats import load_ply, load_splat
+
+    gen = torch.Generator().manual_seed(1)
+    n, depth = 64, 2.0
+    uv = torch.rand(n, 2, generator=gen, dtype=torch.float64) * torch.tensor([80.0, 60.0]) - 0.5  # pixels
+    w2c, K = _reference_camera()
+    xy = (uv - K[:2, 2]) / K.diagonal()[:2] * depth
+    cam = torch.cat([xy, torch.full((n, 1), depth, dtype=torch.float64)], 1)
+    folder = _scene_folder(tmp_path, cam, torch.rand(n, 3, generator=gen), scale=0.05)
+    g = load_ply(folder / "scene.ply", dtype=torch.float64)
+    back = load_splat(preview_splat(folder), dtype=torch.float64)
+    view = torch.linalg.inv(splat_view_c2w())
+    seen = back.means @ view[:3, :3].T + view[:3, 3]
+    seen_uv = seen[:, :2] / seen[:, 2:] * SPLAT_VIEW_FOCAL / (SPLAT_VIEW_HEIGHT / 2)
+    ref = g.means @ w2c[:3, :3].T + w2c[:3, 3]
+    ref_uv = ref[:, :2] / ref[:, 2:] * K[1, 1] / (60 / 2)  # square view pixels: the frame's height sets the scale
+    # match through the reference view itself: the splat seen at the same image point
+    idx = torch.cdist(seen_uv, ref_uv).argmin(1)
+    assert len(set(idx.tolist())) == n
+    torch.testing.assert_close(seen_uv, ref_uv[idx], atol=1e-4, rtol=0)
+    torch.testing.assert_close(seen[:, 2], torch.full((n,), 5.0, dtype=torch.float64), atol=1e-5, rtol=0)
+    # orientation in the camera's frame (the .splat quantisation of quaternions is ~1/128)
+    torch.testing.assert_close(view[:3, :3] @ quat_to_rotmat(back.quats), w2c[:3, :3] @ quat_to_rotmat(g.quats[idx]),
+                               atol=0.05, rtol=0)
+    footprint = back.scales[:, 0] / seen[:, 2] * SPLAT_VIEW_FOCAL / (SPLAT_VIEW_HEIGHT / 2)
+    torch.testing.assert_close(footprint, g.scales[idx, 0] / ref[idx, 2] * K[1, 1] / 30, rtol=1e-3, atol=0)
+
+
+def test_preview_enlarges_splats_below_the_minimum_footprint(tmp_path):
+    from vist3a.app import SPLAT_VIEW_FOCAL, SPLAT_VIEW_MIN_PIXELS, preview_splat, splat_view_c2w
+    from vist3a.splats import load_splat
+
+    gen = torch.Generator().manual_seed(2)
+    cam = torch.randn(200, 3, generator=gen, dtype=torch.float64) * 0.3 + torch.tensor([0.0, 0.0, 2.0])
+    for scale, expected in ((1e-3, SPLAT_VIEW_MIN_PIXELS), (1e-6, None)):
+        back = load_splat(preview_splat(_scene_folder(tmp_path, cam, torch.rand(200, 3), scale)), dtype=torch.float64)
+        view = torch.linalg.inv(splat_view_c2w())
+        depth = back.means @ view[2, :3] + view[2, 3]
+        footprint = float((SPLAT_VIEW_FOCAL * back.scales.amax(1) / depth).median())
+        if expected is None:  # at most 20x: these stay below
+            assert footprint < SPLAT_VIEW_MIN_PIXELS / 2
+        else:
+            assert footprint == pytest.approx(expected, rel=0.02)
 
 
 def test_available_presets_start_with_nano():
@@ -67,7 +119,11 @@ def test_service_generates_and_keeps_the_pipeline(tmp_path):
     from vist3a.app import SceneService
 
     service = SceneService(tmp_path / "out")
-    first = service.generate(PROMPT, steps=2, flythrough_frames=2)
+    stages = []
+    first = service.generate(PROMPT, steps=2, flythrough_frames=2, progress=lambda f, stage: stages.append((f, stage)))
+    assert [stage for _, stage in stages] == ["loading models", "denoising 0/2", "denoising 1/2",
+                                              "decoding the video and the 3D scene", "writing the files"]
+    assert [f for f, _ in stages] == sorted(f for f, _ in stages) and stages[-1][0] < 1
     pipe = service.pipeline("nano")
     second = service.generate(PROMPT, steps=2, seed=1, flythrough_frames=2)
     assert service.pipeline("nano") is pipe and first.folder != second.folder  # models stay loaded
@@ -95,6 +151,84 @@ def test_reconstruct_tab_service_with_a_random_tiny_model(tmp_path):
     assert (result.folder / "scene.spz").exists() and result.view_file.suffix == ".splat"
     with pytest.raises(UserInputError, match="upload"):
         service.reconstruct([], "anysplat", "random-tiny")
+
+
+@pytest.mark.slow
+def test_browser_splat_view_opens_on_the_first_camera_view(tmp_path):
+    """gradio's splat view (gsplat.js in headless Chromium) shows the preview as the first camera saw it: red left
+    of blue and level with it, green above both. The camera is off the origin and rolled by 17 degrees."""
+    gr = pytest.importorskip("gradio", reason="vist3a app needs gradio (pip install -e '.[app]')")
+    from browser_helpers import centre, chromium_driver, colour_mask, poll, read_canvas
+
+    from vist3a.app import SPLAT_VIEW_HEIGHT, preview_splat
+
+    gen = torch.Generator().manual_seed(3)
+    offsets = torch.tensor([[-0.5, 0.0, 0.0], [0.5, 0.0, 0.0], [0.0, -0.4, 0.0]], dtype=torch.float64)  # y down
+    cam = (offsets.repeat_interleave(300, 0) + torch.tensor([0.0, 0.0, 2.0])
+           + 0.06 * torch.randn(900, 3, generator=gen, dtype=torch.float64))
+    rgb = torch.eye(3)[[0, 2, 1]].repeat_interleave(300, 0)  # red, blue, green
+    preview = preview_splat(_scene_folder(tmp_path, cam, rgb, 0.02))
+    driver = chromium_driver(1000, 700, scale=0.5)  # skips without selenium / Chromium
+    driver.set_script_timeout(60)
+    with gr.Blocks() as demo:
+        gr.Model3D(value=str(preview), height=SPLAT_VIEW_HEIGHT, elem_id="scene3d")
+    port = _free_port()
+    demo.launch(server_port=port, prevent_thread_lock=True, quiet=True, allowed_paths=[str(tmp_path)])
+    try:
+        driver.get(f"http://127.0.0.1:{port}/")
+
+        def look():
+            pixels = read_canvas(driver, "#scene3d canvas")
+            return None if pixels is None else {c: centre(colour_mask(pixels, c)) for c in ("red", "green", "blue")}
+
+        seen = poll(look, lambda v: all(v.values()), 120)
+    finally:
+        driver.quit()
+        demo.close()
+    assert seen and all(seen.values()), f"not every cluster shows: {seen}"
+    (rx, ry), (gx, gy), (bx, by) = seen["red"], seen["green"], seen["blue"]
+    assert rx < gx < bx and gy < min(ry, by) - 0.1, seen
+    assert abs(ry - by) < 0.03, f"the view is rolled: {seen}"
+
+
+@pytest.mark.slow
+def test_browser_glb_view_opens_upright_on_the_first_camera_view(tmp_path):
+    """The point-cloud view (scene.glb in gradio's babylon.js viewer, GLB_CAMERA) shows the points as the first
+    camera saw them: red left of blue, green above both (read from a page screenshot: babylon's canvas reads back
+    blank)."""
+    gr = pytest.importorskip("gradio", reason="vist3a app needs gradio (pip install -e '.[app]')")
+    pytest.importorskip("trimesh", reason="scene.glb needs trimesh (pip install -e '.[export]')")
+    from browser_helpers import capture, centre, chromium_driver, colour_mask, poll
+
+    from vist3a.app import GLB_CAMERA, SPLAT_VIEW_HEIGHT
+    from vist3a.exports.glb import save_glb
+    from vist3a.exports.source import SceneData
+
+    rng = np.random.default_rng(0)
+    offsets = np.array([[-0.5, 0.0, 2.0], [0.5, 0.0, 2.0], [0.0, -0.4, 2.0]])  # camera frame, y down
+    points = np.concatenate([o + 0.06 * rng.standard_normal((3000, 3)) for o in offsets]).astype(np.float32)
+    colors = np.repeat(np.array([[255, 0, 0], [0, 0, 255], [0, 255, 0]], np.uint8), 3000, 0)
+    K = np.array([[[80.0, 0.0, 39.5], [0.0, 80.0, 29.5], [0.0, 0.0, 1.0]]])
+    glb = save_glb(SceneData(None, points, colors, np.eye(4)[None], K, 80, 60), tmp_path / "scene.glb")
+    driver = chromium_driver(1000, 700, scale=0.5)  # skips without selenium / Chromium
+    with gr.Blocks() as demo:
+        gr.Model3D(value=str(glb), height=SPLAT_VIEW_HEIGHT, elem_id="scene3d", camera_position=GLB_CAMERA)
+    port = _free_port()
+    demo.launch(server_port=port, prevent_thread_lock=True, quiet=True, allowed_paths=[str(tmp_path)])
+    try:
+        driver.get(f"http://127.0.0.1:{port}/")
+
+        def look():
+            pixels = capture(driver, "#scene3d canvas")[1]
+            return {c: centre(colour_mask(pixels, c)) for c in ("red", "green", "blue")}
+
+        seen = poll(look, lambda v: all(v.values()), 120)
+    finally:
+        driver.quit()
+        demo.close()
+    assert seen and all(seen.values()), f"not every cluster shows: {seen}"
+    (rx, ry), (gx, gy), (bx, by) = seen["red"], seen["green"], seen["blue"]
+    assert rx < gx < bx and gy < min(ry, by) - 0.05, seen
 
 
 @pytest.fixture(scope="module")
@@ -130,35 +264,68 @@ def test_gradio_client_round_trip(running_app, tmp_path):
 
 
 @pytest.mark.slow
-def test_browser_types_a_prompt_and_the_3d_view_is_not_blank(running_app):
-    """Chromium (headless, software WebGL) types a prompt, clicks Generate and waits for the splats to render.
-    With VIST3A_DOCS_SCREENSHOTS=1 the page is saved to docs/img/app.png."""
-    from browser_helpers import capture, chromium_driver
+def test_browser_generates_a_scene_that_shows_and_turns(running_app):
+    """Chromium (headless, software WebGL, seconds a frame for the nano scene's 90k splats) types the prompt, clicks
+    Generate and reads the 3D view's canvas (the canvas alone, not the labels over it). The view must open on the
+    first decoded frame's view: the red cube and the blue sphere both show, red left of blue. A drag across the
+    view must turn the scene: the red splats move by more than 4% of the width (and 3x more than between two reads
+    before the drag). With VIST3A_DOCS_SCREENSHOTS=1, once gsplat.js has faded all splats in, the page is saved to
+    docs/img/app.png and the view before and after the drag to docs/img/app_turned.png."""
+    from browser_helpers import capture, centre, chromium_driver, colour_mask, drag, poll, read_canvas, save_docs_png
+
+    url, _ = running_app
+    docs = bool(os.environ.get("VIST3A_DOCS_SCREENSHOTS"))
+    driver = chromium_driver(1200, 900, scale=1.0 if docs else 0.5)  # skips without selenium / Chromium
     from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
 
-    url, _ = running_app
-    driver = chromium_driver(1200, 860, scale=0.5)
     driver.set_page_load_timeout(180)
+    driver.set_script_timeout(120)
+
+    def look():
+        pixels = read_canvas(driver, "#scene3d canvas")
+        if pixels is None:
+            return None
+        red, blue = centre(colour_mask(pixels, "red")), centre(colour_mask(pixels, "blue"))
+        return {"lit": float((pixels.max(-1) > 40).mean()), "red": red and red[0], "blue": blue and blue[0],
+                "pixels": pixels}
+
+    def settle(key: str, tolerance: float, timeout: float):
+        """Read until ``key`` changes by less than ``tolerance`` between two reads."""
+        history = []
+
+        def settled(view) -> bool:
+            history.append(view[key])
+            return len(history) > 1 and None not in history[-2:] and abs(history[-1] - history[-2]) < tolerance
+
+        return poll(look, settled, timeout)
+
     try:
         driver.get(url)
-        time.sleep(5)
-        box = driver.find_element(By.CSS_SELECTOR, "#prompt textarea")
+        box = poll(lambda: driver.find_element(By.CSS_SELECTOR, "#prompt textarea"), bool, 60)
         box.clear()
-        box.send_keys("a green torus on top of a white cube")
+        box.send_keys(PROMPT)
         driver.find_element(By.CSS_SELECTOR, "#generate").click()
-        std, png = 0.0, b""
-        for _ in range(150):
-            time.sleep(3)
-            try:
-                png, pixels = capture(driver, "#scene3d canvas")
-            except TimeoutException:  # the software renderer is busy; ask again
-                continue
-            std = float(pixels.std())
-            if std > 8:
-                break
-        assert std > 8, f"the 3D view stayed blank (pixel std {std:.2f})"
-        if os.environ.get("VIST3A_DOCS_SCREENSHOTS"):
-            DOCS_SHOT.write_bytes(png)
+        seen = poll(look, lambda v: v["lit"] > 0.1 and v["red"] is not None and v["blue"] is not None, 420)
+        assert seen and seen["red"] is not None and seen["blue"] is not None, "the 3D view shows no scene"
+        assert seen["lit"] > 0.1, f"the 3D view is mostly blank (lit fraction {seen['lit']:.3f})"
+        assert seen["red"] < seen["blue"], f"the view does not open on the decoded view (red left of blue): {seen}"
+        if docs:  # let the fade-in finish (the lit fraction stops growing), then save the page
+            seen = settle("lit", 0.003, 400)
+            save_docs_png(DOCS_SHOT, poll(lambda: capture(driver, "#scene3d canvas")[0], bool, 120))
+        first, before = (poll(look, lambda v: v["red"] is not None, 120) for _ in range(2))
+        drift = abs(before["red"] - first["red"])
+        assert drift < 0.015, f"the view moves without a drag: red at {first['red']:.3f}, then {before['red']:.3f}"
+        drag(driver, driver.find_element(By.CSS_SELECTOR, "#scene3d canvas"), 350)  # ~60 degrees
+        moved = max(0.04, 3 * drift)
+        after = poll(look, lambda v: v["red"] is not None and abs(v["red"] - before["red"]) > moved, 300)
+        assert after and after["red"] is not None and abs(after["red"] - before["red"]) > moved, (
+            f"a drag did not turn the scene: red at {before['red']:.3f}, then {after and after['red']}")
+        if docs:
+            after = settle("red", 0.003, 300)
+            gap = np.full((before["pixels"].shape[0], 8, 3), 255, np.uint8)
+            save_docs_png(DOCS_TURNED, np.concatenate([before["pixels"], gap, after["pixels"]], 1))
+    except TimeoutException as exc:
+        pytest.fail(f"the browser did not answer: {exc}")
     finally:
         driver.quit()
