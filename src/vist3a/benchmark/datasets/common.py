@@ -12,6 +12,7 @@ exactly ``num_frames = 4k + 1`` views, so a clip shows ``num_frames`` keyframes 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +125,22 @@ def reproject_depth(depth: Tensor, K_from: Tensor, K_to: Tensor, out_hw: tuple[i
     flat = torch.full((out_hw[0] * out_hw[1],), float("inf"), dtype=torch.float64)
     flat.scatter_reduce_(0, row[inside] * out_hw[1] + col[inside], z[inside], reduce="amin")
     return torch.where(torch.isfinite(flat), flat, torch.zeros_like(flat)).reshape(out_hw).float()
+
+
+def first_clips(items: list[Path], pick: Callable[[Path], list[int] | None],
+                load: Callable[[Path, list[int]], MultiViewClip], num_clips: int) -> list[MultiViewClip]:
+    """Up to ``num_clips`` clips, one per item in order: ``load(item, pick(item))``; an item whose ``pick`` is None
+    (too few keyframes) is skipped and logged. The one loop of the three dataset loaders."""
+    clips: list[MultiViewClip] = []
+    for item in items:
+        picks = pick(item)
+        if picks is None:
+            logger.info("skipping %s: too few keyframes for the clip", item)
+            continue
+        clips.append(load(item, picks))
+        if len(clips) == num_clips:
+            break
+    return clips
 
 
 def no_sequences(kind: str, root: Path, layout: str, detail: str = "") -> UserInputError:

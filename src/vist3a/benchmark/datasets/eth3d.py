@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vist3a.benchmark.datasets.common import intrinsics, make_clip, no_sequences, pick_frames
+from vist3a.benchmark.datasets.common import first_clips, intrinsics, make_clip, no_sequences, pick_frames
 from vist3a.cameras import invert_rigid, quat_to_rotmat, to_homogeneous
 from vist3a.data.clip import MultiViewClip, resize_and_crop
 from vist3a.data.media import natural_key, read_image
@@ -272,16 +272,10 @@ def eth3d_clips(root: str | Path, num_clips: int, num_frames: int, size: int | N
     if not root.is_dir():
         raise no_sequences("eth3d", root, LAYOUT, "not a folder")
     scenes = find_scenes(root)
-    clips = []
-    for scene in scenes:
-        total = len(read_colmap_images(scene / UNDISTORTED / "images.txt"))
-        picks = pick_frames(total, num_frames, stride)
-        if picks is None:
-            logger.info("skipping %s: %d images, stride %d gives fewer than %d", scene, total, stride, num_frames)
-            continue
-        clips.append(load_scene(scene, picks, size))
-        if len(clips) == num_clips:
-            break
+    clips = first_clips(
+        scenes, lambda scene: pick_frames(len(read_colmap_images(scene / UNDISTORTED / "images.txt")), num_frames,
+                                          stride),
+        lambda scene, picks: load_scene(scene, picks, size), num_clips)
     if not clips:
         raise no_sequences("eth3d", root, LAYOUT, "no scene found" if not scenes else
                            f"no scene with {num_frames} keyframes")

@@ -27,7 +27,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from vist3a.benchmark.datasets.common import make_clip, no_sequences, read_depth_png, read_matrix, rigid_c2w
+from vist3a.benchmark.datasets.common import (
+    first_clips,
+    make_clip,
+    no_sequences,
+    read_depth_png,
+    read_matrix,
+    rigid_c2w,
+)
 from vist3a.data.clip import MultiViewClip
 from vist3a.data.media import natural_key, read_image
 from vist3a.errors import UserInputError
@@ -105,15 +112,8 @@ def scannet_clips(root: str | Path, num_clips: int, num_frames: int, size: int |
     if stride < 1:
         raise UserInputError(f"the keyframe stride must be >= 1, got {stride}")
     scenes = find_scenes(root)
-    clips = []
-    for scene in scenes:
-        picked = pick_valid_frames(scene, frame_ids(scene), num_frames, stride, span)
-        if picked is None:
-            logger.info("skipping %s: fewer than %d posed keyframes", scene, num_frames)
-            continue
-        clips.append(load_scene(scene, picked, size))
-        if len(clips) == num_clips:
-            break
+    clips = first_clips(scenes, lambda scene: pick_valid_frames(scene, frame_ids(scene), num_frames, stride, span),
+                        lambda scene, picks: load_scene(scene, picks, size), num_clips)
     if not clips:
         raise no_sequences("scannet", root, LAYOUT, "no scene found" if not scenes else
                            f"no scene with {num_frames} posed keyframes")

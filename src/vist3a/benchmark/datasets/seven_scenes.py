@@ -39,6 +39,7 @@ from pathlib import Path
 import torch
 
 from vist3a.benchmark.datasets.common import (
+    first_clips,
     intrinsics,
     make_clip,
     no_sequences,
@@ -134,17 +135,10 @@ def seven_scenes_clips(root: str | Path, num_clips: int, num_frames: int, size: 
     root = Path(root)
     if not root.is_dir():
         raise no_sequences("7scenes", root, LAYOUT, "not a folder")
-    clips = []
     sequences = find_sequences(root, split)
-    for folder in sequences:
-        total = len(list(folder.glob("frame-*.color.png")))
-        picks = pick_frames(total, num_frames, stride)
-        if picks is None:
-            logger.info("skipping %s: %d frames, stride %d gives fewer than %d", folder, total, stride, num_frames)
-            continue
-        clips.append(load_sequence(folder, picks, size))
-        if len(clips) == num_clips:
-            break
+    clips = first_clips(sequences, lambda folder: pick_frames(len(list(folder.glob("frame-*.color.png"))), num_frames,
+                                                              stride),
+                        lambda folder, picks: load_sequence(folder, picks, size), num_clips)
     if not clips:
         detail = f"no {split}-split sequence" if not sequences else f"no sequence with {num_frames} keyframes"
         raise no_sequences("7scenes", root, LAYOUT, detail)
