@@ -6,6 +6,8 @@ Runs, each as its own ``vist3a`` process (so model loading is included, as a use
 
     python benchmarks/eval_nano.py --out eval_nano.json
     python benchmarks/eval_nano.py --out quick.json --limit 2 --clips 2 --refine-steps 5 --device cpu
+
+nvs and geometry decode with the nano preset's ``--direction`` (mirror-select) unless ``--direction`` says otherwise.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=8, help="nano clips of nvs and geometry")
     parser.add_argument("--refine-steps", type=int, default=20)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--direction", default=None, choices=("as-is", "mirror-select"),
+                        help="--direction of eval nvs / geometry (default: the preset's)")
     args = parser.parse_args()
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     report: dict = {"platform": platform.platform(), "cpu_count": os.cpu_count(), "device": args.device, "runs": {}}
@@ -54,10 +58,12 @@ def main() -> None:
                                     "means": json.loads((work / "t3d" / "results.json").read_text())["means"]}
         for name in ("nvs", "geometry"):
             extra = ["--compare", "original"] if name == "nvs" else []
+            extra += ["--direction", args.direction] if args.direction else []
             seconds, _ = run(["eval", name, "--data", "nano", "--num-clips", str(args.clips), *extra,
                               "--out", str(work / name), *common], env)
-            report["runs"][name] = {"seconds": seconds,
-                                    "rows": json.loads((work / name / f"{name}.json").read_text())["rows"]}
+            result = json.loads((work / name / f"{name}.json").read_text())
+            report["runs"][name] = {"seconds": seconds, "direction": result["direction"], "rows": result["rows"],
+                                    "mirror_taken": result.get("mirror_taken")}
         scene = sorted((work / "t3d" / "scenes").iterdir())[0]
         seconds, _ = run(["refine", str(scene), "--steps", str(args.refine_steps), "--device", args.device], env)
         report["runs"]["refine"] = {"seconds": seconds, "steps": args.refine_steps,

@@ -410,13 +410,11 @@ class Text2ScenePipeline:
     def _mirror_pass(self, out: Any, frames: torch.Tensor) -> dict[str, Any]:
         """Decode the mirror image of the video too (re-encoded by the VAE) and say per scene which pass to keep
         (:mod:`vist3a.recon.direction`: the better held-out self-consistency of its Gaussians or pointmaps)."""
-        from vist3a.recon.direction import heldout_consistency
+        from vist3a.recon.direction import mirror_choice
 
         mirrored = frames.flip(-1)
         out_m = self._decode(self.generator.encode(mirrored), mirrored)
-        score = heldout_consistency(self.decoder.recon, out, frames)
-        score_m = heldout_consistency(self.decoder.recon, out_m, mirrored)
-        return {"out": out_m, "take": (score_m > score).tolist(), "score": score, "score_m": score_m}
+        return {"out": out_m, **mirror_choice(self.decoder.recon, out, out_m, frames)}
 
     @staticmethod
     def _prompts(prompt: str | Sequence[str] | None, prompt_embeds: torch.Tensor | None) -> list[str]:

@@ -176,7 +176,7 @@ def test_seven_scenes_registered_depth_and_frames_match_the_analytic_plane(tmp_p
     for v, w2c_v in zip(range(5), w2c[[0, 2, 4, 6, 8]], strict=True):  # frames line up with the cameras
         image, _ = render(w2c_v, K, 24, 24)
         assert np.abs(clip.frames[v].permute(1, 2, 0).numpy() - image / 255.0).max() < 1e-6
-    result = evaluate_geometry(GeometryConfig(num_clips=1, progress=False), "cpu",
+    result = evaluate_geometry(GeometryConfig(num_clips=1, direction="as-is", progress=False), "cpu",
                                decoders=[AnalyticDecoder(w2c[[0, 2, 4, 6, 8]], clip.K.double())], clips=clips)
     row = result["rows"]["analytic"]
     assert row["rra@5"] == 1.0 and row["rta@5"] == 1.0 and row["auc@30"] > 0.99 and row["ate"] < 1e-4
@@ -196,7 +196,7 @@ def test_seven_scenes_raw_depth_is_registered_to_the_colour_camera(tmp_path):
     assert float(registered.max()) < 0.04 and float(unregistered.mean()) > 8 * float(registered.mean())
     assert float(plane_error(clip).max()) < 0.02
     # the border without depth leaves the normals next to it undefined, not wrong: NC stays ~1
-    result = evaluate_geometry(GeometryConfig(num_clips=1, progress=False), "cpu", clips=[clip],
+    result = evaluate_geometry(GeometryConfig(num_clips=1, direction="as-is", progress=False), "cpu", clips=[clip],
                                decoders=[AnalyticDecoder(w2c[[0, 2, 4, 6, 8]], clip.K.double())])
     assert result["rows"]["analytic"]["nc"] > 0.995
 
@@ -323,7 +323,7 @@ def test_eth3d_depth_through_the_distorted_camera_lands_on_the_plane(tmp_path):
                                                              "dslr_images" / name, DIST), pinhole, K, (30, 30))
                                for name, K in zip(clip.meta["frames"], clip.K, strict=True)])
     assert float(plane_error(wrong).max()) > 3 * float(error.max())
-    result = evaluate_geometry(GeometryConfig(num_clips=1, progress=False), "cpu",
+    result = evaluate_geometry(GeometryConfig(num_clips=1, direction="as-is", progress=False), "cpu",
                                decoders=[AnalyticDecoder(w2c[picks], clip.K.double())], clips=clips)
     row = result["rows"]["analytic"]
     assert row["rra@5"] == 1.0 and row["acc"] < 0.01 and row["comp"] < 0.01
@@ -402,7 +402,7 @@ def test_eval_geometry_reads_the_release_folders(tmp_path, monkeypatch, capsys):
         return 0
 
     assert run(["eval", "geometry", "--data", f"7scenes:{tmp_path / '7scenes'}", "--num-clips", "1", "--frames", "5",
-                "--compare", "none", "--quiet"]) == 0
+                "--compare", "none", "--direction", "as-is", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert f"Geometry on 7scenes:{tmp_path / '7scenes'} (1 clips)" in out and "Acc ↓" in out and "RRA@5" in out
     assert run(["eval", "geometry", "--data", f"scannet:{tmp_path / '7scenes'}", "--compare", "none"]) == 2

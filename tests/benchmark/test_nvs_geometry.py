@@ -100,7 +100,8 @@ class OracleDecoder(Decoder):
 
 def test_nvs_protocol_renders_targets_exactly_with_an_oracle_and_needs_the_rescaling():
     clip, gaussians = orbit_clip()
-    cfg = NVSConfig(num_clips=1, num_context=9, num_targets=4, progress=False, render_backend="torch")
+    cfg = NVSConfig(num_clips=1, num_context=9, num_targets=4, direction="as-is", progress=False,
+                    render_backend="torch")
     result = evaluate_nvs(cfg, "cpu", decoders=[OracleDecoder(clip, gaussians)], clips=[clip])
     assert result["rows"]["oracle"]["psnr"] > 40 and result["rows"]["oracle"]["ssim"] > 0.99
     # Without the rescaling the targets are seen from cameras at the wrong distance.
@@ -117,7 +118,7 @@ def test_nvs_protocol_renders_targets_exactly_with_an_oracle_and_needs_the_resca
 
 def test_geometry_is_perfect_for_an_oracle_and_sees_bad_rotations():
     clip, gaussians = orbit_clip()
-    cfg = GeometryConfig(num_clips=1, progress=False)
+    cfg = GeometryConfig(num_clips=1, direction="as-is", progress=False)
     perfect = evaluate_geometry(cfg, "cpu", decoders=[OracleDecoder(clip, gaussians)], clips=[clip])["rows"]["oracle"]
     assert perfect["rra@5"] == 1.0 and perfect["rta@5"] == 1.0 and perfect["auc@30"] == 1.0
     assert perfect["ate"] < 1e-4 and perfect["rpe_r"] < 1e-3

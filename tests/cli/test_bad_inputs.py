@@ -165,6 +165,8 @@ CASES = [
     (["eval", "text3d", "--out", "{w}/e", "--judge-prompt", "{w}/notes.txt"], "--judge-prompt"),
     (["eval", "text3d", "--out", "{w}/e", "--dpg-prompt", "{w}/missing.txt"], "--dpg-prompt"),
     (["eval", "nvs", "--device", "tpu9"], "--device"),
+    (["eval", "nvs", "--direction", "sideways", "--out", "{w}/n"], "--direction"),
+    (["eval", "geometry", "--direction", "mirror", "--out", "{w}/g"], "--direction"),
     (["eval", "geometry", "--num-frames", "14"], "--num-frames"),
     (["eval", "geometry", "--out", "{w}/notes.txt"], "--out"),
     (["refine", "{w}/user", "--device", "tpu9"], "--device"),

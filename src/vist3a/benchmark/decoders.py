@@ -7,6 +7,11 @@
 Predictions are expressed at the **frames'** size: cameras ``w2c [V, 4, 4]`` (OpenCV) and pixel intrinsics
 ``K [V, 3, 3]`` with pixel centres at integer coordinates (rescaled from the model's input size), world pointmaps
 ``[V, H, W, 3]`` resized to the frames (nearest), and the Gaussians (AnySplat decoders).
+
+``--direction mirror-select`` (:func:`decode`): decoders trained on clips that turn one way (the nano ones,
+``canonical_direction``) also run on the mirror image of the frames; the pass whose splats explain held-out views
+better is kept (:func:`vist3a.recon.direction.mirror_choice`, the rule ``vist3a generate`` uses), and a mirror pass
+is mapped back to the frames' own world (:meth:`Prediction.mirrored`, i.e. :meth:`vist3a.scene.Scene.mirrored`).
 """
 
 from __future__ import annotations
@@ -28,6 +33,18 @@ class Prediction:
     K: torch.Tensor
     points: torch.Tensor | None
     gaussians: Any = None
+
+    def mirrored(self, image_size: tuple[int, int]) -> Prediction:
+        """The prediction's mirror image across the world plane ``x = 0`` for frames of ``image_size`` ``(H, W)``:
+        a prediction made on mirrored frames comes back in the frame of the frames themselves. The map is
+        :meth:`vist3a.scene.Scene.mirrored` (cameras ``S w2c S``, ``cx -> W - 1 - cx``, pointmaps flipped
+        left-right with ``x -> -x``, Gaussians mirrored); applying it twice gives the prediction back."""
+        from vist3a.scene import Scene
+
+        blank = torch.empty(0, 3, *image_size)  # Scene.mirrored flips frames too; a prediction has none
+        scene = Scene(prompt="", frames=blank, w2c=self.w2c, K=self.K, image_size=tuple(image_size),
+                      gaussians=self.gaussians, points=self.points).mirrored()
+        return Prediction(scene.w2c, scene.K, scene.points, scene.gaussians)
 
 
 def _prediction(out: Any, frames_hw: tuple[int, int]) -> Prediction:
@@ -59,16 +76,26 @@ def check_view_count(name: str, frame_step: int, count: int, what: str) -> None:
 
 
 class Decoder:
-    """``decoder(frames [V, 3, H, W] in [0, 1]) -> Prediction``; ``frame_step``: V must be ``1 + k * step``."""
+    """``decoder(frames [V, 3, H, W] in [0, 1]) -> Prediction``; ``frame_step``: V must be ``1 + k * step``.
+
+    Subclasses implement :meth:`run` (the model's raw output, which :meth:`__call__` turns into a
+    :class:`Prediction` and :meth:`score` rates for ``--direction mirror-select``) and name the 3D model of that
+    output in ``recon`` (its Gaussian head renders held-out views; ``None`` for pointmap outputs, which need none).
+    """
 
     name: str = "decoder"
     frame_step: int = 1
+    recon: Any = None
 
     def check_views(self, count: int, what: str) -> None:
         check_view_count(self.name, self.frame_step, count, what)
 
+    def run(self, frames: torch.Tensor) -> Any:
+        """The model's output (batch of one) for ``frames [V, 3, H, W]``: an AnySplat / VGGT output."""
+        raise NotImplementedError(f"{type(self).__name__} gives no raw output (needed by --direction mirror-select)")
+
     def __call__(self, frames: torch.Tensor) -> Prediction:
-        raise NotImplementedError
+        return _prediction(self.run(frames), tuple(frames.shape[-2:]))
 
 
 class OriginalDecoder(Decoder):
@@ -78,14 +105,14 @@ class OriginalDecoder(Decoder):
 
     def __init__(self, model: torch.nn.Module, size: int) -> None:
         self.model, self.size = model.eval(), size
+        self.recon = self.model
 
     @torch.no_grad()
-    def __call__(self, frames: torch.Tensor) -> Prediction:
+    def run(self, frames: torch.Tensor) -> Any:
         param = next(self.model.parameters())
         x = F.interpolate(frames.float(), size=(self.size, self.size), mode="bilinear", align_corners=False,
                           antialias=self.size < min(frames.shape[-2:])).clamp(0, 1)
-        out = self.model(x[None].to(param.device, param.dtype))
-        return _prediction(out, tuple(frames.shape[-2:]))
+        return self.model(x[None].to(param.device, param.dtype))
 
 
 class StitchedLatentDecoder(Decoder):
@@ -96,14 +123,89 @@ class StitchedLatentDecoder(Decoder):
 
     def __init__(self, decoder: torch.nn.Module, encode: Any, frame_step: int = 4) -> None:
         self.decoder, self.encode, self.frame_step = decoder.eval(), encode, frame_step
+        self.recon = getattr(self.decoder, "recon", None)  # the cut 3D model behind the stitching layer
 
     @torch.no_grad()
-    def __call__(self, frames: torch.Tensor) -> Prediction:
+    def run(self, frames: torch.Tensor) -> Any:
         self.check_views(frames.shape[0], "the clip")
         param = next(self.decoder.parameters())
         latents = self.encode(frames[None].float())
-        out = self.decoder(latents.to(param.device, param.dtype), frames[None].to(param.device, param.dtype))
-        return _prediction(out, tuple(frames.shape[-2:]))
+        return self.decoder(latents.to(param.device, param.dtype), frames[None].to(param.device, param.dtype))
+
+
+def resolve_direction(direction: str | None, preset: str | dict[str, Any]) -> str:
+    """``--direction``: as given, else the preset's ``defaults.direction`` (what ``vist3a generate`` uses: the nano
+    presets say "mirror-select"), else "as-is"; one of :data:`vist3a.recon.direction.DIRECTIONS`."""
+    from vist3a.recon.direction import DIRECTIONS
+
+    if direction is None:
+        from vist3a.components import resolve_preset
+
+        direction = resolve_preset(preset).get("defaults", {}).get("direction", "as-is")
+    if direction not in DIRECTIONS:
+        raise UserInputError(f"--direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+    return direction
+
+
+def check_direction_views(direction: str, count: int, what: str) -> None:
+    """mirror-select scores each pass on held-out views, so every decoded view set needs at least 3 views."""
+    if direction == "mirror-select" and count < 3:
+        raise UserInputError(f"--direction mirror-select holds out views of each pass and needs at least 3 views, "
+                             f"but {what} has {count}; use more views or --direction as-is")
+
+
+def decode(decoder: Decoder, frames: torch.Tensor, direction: str = "as-is", backend: str = "auto"
+           ) -> tuple[Prediction, dict[str, Any] | None]:
+    """``decoder`` on ``frames [V, 3, H, W]`` with the turning-direction rule ``direction``:
+    ``(prediction in the frames' own world, choice)``.
+
+    "as-is": one pass, ``choice`` is ``None``. "mirror-select": a pass on the frames and one on their mirror image,
+    scored by :func:`vist3a.recon.direction.mirror_choice` (held-out self-consistency, no ground truth); the
+    better is kept, a mirror pass mapped back with :meth:`Prediction.mirrored`. ``choice``: ``{"decoded": "as is" |
+    "mirror image", "heldout_psnr", "heldout_psnr_mirror"}`` (as ``vist3a generate`` records it in meta.json).
+    """
+    from vist3a.recon.direction import DIRECTIONS, mirror_choice
+
+    if direction not in DIRECTIONS:
+        raise ValueError(f"`direction` must be one of {DIRECTIONS}, got {direction!r}")
+    if direction == "as-is":
+        return decoder(frames), None
+    size = tuple(frames.shape[-2:])
+    mirrored = frames.flip(-1)
+    out, out_m = decoder.run(frames), decoder.run(mirrored)
+    picked = mirror_choice(decoder.recon, out, out_m, frames[None].float(), backend=backend)
+    take = bool(picked["take"][0])
+    pred = _prediction(out_m, size).mirrored(size) if take else _prediction(out, size)
+    return pred, {"decoded": "mirror image" if take else "as is", "heldout_psnr": float(picked["score"][0]),
+                  "heldout_psnr_mirror": float(picked["score_m"][0])}
+
+
+def decode_as(decoder: Decoder, frames: torch.Tensor, choice: dict[str, Any] | None) -> Prediction:
+    """``decoder`` on ``frames`` through the pass an earlier :func:`decode` kept (``choice``; ``None``: as is),
+    in the frames' own world: for a second run on the same clip (NVS' context + targets run)."""
+    if choice is None or choice["decoded"] == "as is":
+        return decoder(frames)
+    return decoder(frames.flip(-1)).mirrored(tuple(frames.shape[-2:]))
+
+
+def mirror_summary(result: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """``result`` with ``"mirror_taken"``: per decoder, the fraction of clips decoded from the mirror image
+    (mirror-select only)."""
+    if result["direction"] == "mirror-select":
+        per_clip = result["per_clip"]
+        result["mirror_taken"] = {n: sum(r["direction_choice"][n]["decoded"] == "mirror image" for r in per_clip)
+                                  / len(per_clip) for n in names}
+    return result
+
+
+def direction_line(result: dict[str, Any]) -> str:
+    """The markdown tables' note on the turning direction: the rule, and how often the mirror pass was kept."""
+    direction = result.get("direction", "as-is")
+    if direction != "mirror-select":
+        return f"Direction: {direction} (each clip decoded as it comes)"
+    taken = ", ".join(f"{name} {round(share * result['num_clips'])}/{result['num_clips']}"
+                      for name, share in result["mirror_taken"].items())
+    return f"Direction: mirror-select (clips decoded from their mirror image: {taken})"
 
 
 def preset_sizes(preset: str | dict[str, Any]) -> tuple[int, int]:

@@ -4,6 +4,11 @@ Per clip, the decoder sees all its views; its cameras are scored against the tru
 AUC@30 (pairwise, :mod:`~vist3a.evaluation.pose_metrics`) and ATE / RPE-T / RPE-R (trajectory, after Sim(3)
 alignment), its world pointmap against the true depth unprojected with the true cameras with Acc / Comp / NC
 (:mod:`~vist3a.evaluation.pointmap_metrics`, after Sim(3) alignment on corresponding pixels). Means over clips.
+
+``direction="mirror-select"`` (decoders trained on one turning direction, the nano presets' default): each decoder
+also runs on the mirror image of the clip and keeps the pass that explains held-out views better, without ground
+truth (:func:`vist3a.benchmark.decoders.decode`); a mirror pass's cameras and pointmaps are mapped back to the
+clip's own world, so the metrics always compare against the ground truth as the clip has it.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ def unproject_depth(depth: torch.Tensor, w2c: torch.Tensor, K: torch.Tensor) -> 
 class GeometryConfig:
     """Settings of ``vist3a eval geometry`` (fields as the CLI options; ``size``: square frame size, None = the
     preset's ``stitching.vae_size``; ``keyframe_every``: keyframe stride of the 7scenes / eth3d / scannet loaders,
-    None = each loader's default)."""
+    None = each loader's default; ``direction``: "as-is" | "mirror-select", None = the preset's default)."""
 
     data: str = "nano"
     preset: str = "nano"
@@ -53,20 +58,33 @@ class GeometryConfig:
     seed: int = 0
     max_points: int = 10_000
     keyframe_every: int | None = None
+    direction: str | None = None
     progress: bool = True
 
 
 def evaluate_geometry(cfg: GeometryConfig, device: str | torch.device | None = None, *,
                       decoders: list[Any] | None = None, clips: list[Any] | None = None) -> dict[str, Any]:
     """Table 5: ``{"rows": {decoder: {metric: mean}}, "per_clip": [...]}`` (pointmap metrics where the clips have
-    depth and the decoder gives pointmaps)."""
-    from vist3a.benchmark.decoders import StitchedLatentDecoder, check_view_count, load_decoders, preset_sizes
+    depth and the decoder gives pointmaps; with mirror-select, per clip the pass each decoder kept and
+    ``"mirror_taken"``, as :func:`~vist3a.benchmark.nvs.evaluate_nvs`)."""
+    from vist3a.benchmark.decoders import (
+        StitchedLatentDecoder,
+        check_direction_views,
+        check_view_count,
+        decode,
+        load_decoders,
+        mirror_summary,
+        preset_sizes,
+        resolve_direction,
+    )
     from vist3a.benchmark.eval_data import check_data, eval_clips
     from vist3a.data.clip import valid_depth
     from vist3a.evaluation.pointmap_metrics import pointmap_metrics
     from vist3a.evaluation.pose_metrics import relative_pose_metrics, trajectory_metrics
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    direction = resolve_direction(cfg.direction, cfg.preset)
+    check_direction_views(direction, cfg.num_frames, "each clip")
     if clips is None:
         check_data(cfg.data, cfg.keyframe_every)  # a bad --data fails before any model loads
     if decoders is None:
@@ -90,7 +108,9 @@ def evaluate_geometry(cfg: GeometryConfig, device: str | torch.device | None = N
                                         clip.K.cpu())
         row: dict[str, Any] = {"clip": index}
         for dec in decoders:
-            pred = dec(clip.frames.float().cpu())
+            pred, choice = decode(dec, clip.frames.float().cpu(), direction)  # in the clip's world either way
+            if choice is not None:
+                row.setdefault("direction_choice", {})[dec.name] = choice
             values = {**relative_pose_metrics(pred.w2c, gt_w2c), **trajectory_metrics(pred.w2c, gt_w2c)}
             if gt_points is not None and pred.points is not None:
                 values.update(pointmap_metrics(pred.points, gt_points, mask, max_points=cfg.max_points, seed=index))
@@ -98,14 +118,19 @@ def evaluate_geometry(cfg: GeometryConfig, device: str | torch.device | None = N
         per_clip.append(row)
     names = [d.name for d in decoders]
     rows = {n: {k: sum(r[n][k] for r in per_clip) / len(per_clip) for k in per_clip[0][n]} for n in names}
-    return {"rows": rows, "per_clip": per_clip, "num_clips": len(per_clip), "data": cfg.data, "preset": cfg.preset}
+    result = {"rows": rows, "per_clip": per_clip, "num_clips": len(per_clip), "data": cfg.data, "preset": cfg.preset,
+              "direction": direction}
+    return mirror_summary(result, names)
 
 
 def geometry_markdown(result: dict[str, Any]) -> str:
     """Table 5's layout: one row per decoder; pose columns, then pointmap columns."""
     present = next(iter(result["rows"].values()))
     cols = [(k, label) for k, label in COLUMNS if k in present]
-    lines = [f"Geometry on {result['data']} ({result['num_clips']} clips), preset {result['preset']}", "",
+    from vist3a.benchmark.decoders import direction_line
+
+    lines = [f"Geometry on {result['data']} ({result['num_clips']} clips), preset {result['preset']}",
+             direction_line(result), "",
              "| Decoder | " + " | ".join(label for _, label in cols) + " |", "|---|" + "---:|" * len(cols)]
     for name, row in result["rows"].items():
         lines.append(f"| {name} | " + " | ".join(f"{row[k]:.4f}" for k, _ in cols) + " |")

@@ -14,6 +14,12 @@ The views: context evenly spaced over the clip (first and last included), target
 (:func:`context_target_split`). A video-latent decoder needs ``4k + 1`` views in both runs, so the default is 9
 context and 4 targets (13 frames, the nano and release clip length), the nearest to AnySplat's 8 -> 4 that a
 Wan VAE accepts; the original decoder runs on the same views.
+
+``direction="mirror-select"`` (decoders trained on one turning direction, the nano presets' default): step 1 runs
+on the context views and on their mirror image and keeps the pass whose splats explain held-out context views
+better (:func:`vist3a.benchmark.decoders.decode`; the targets play no part in the choice); step 2 goes through the
+same pass, so the Gaussians and every camera come from one direction, mapped back to the clip's own world before
+steps 3 and 4.
 """
 
 from __future__ import annotations
@@ -63,7 +69,7 @@ def rescale_target_poses(context_w2c: torch.Tensor, joint_w2c: torch.Tensor, con
 @dataclass
 class NVSConfig:
     """Settings of ``vist3a eval nvs`` (fields as the CLI options; ``size``: square frame size, None = the
-    preset's ``stitching.vae_size``)."""
+    preset's ``stitching.vae_size``; ``direction``: "as-is" | "mirror-select", None = the preset's default)."""
 
     data: str = "nano"
     preset: str = "nano"
@@ -75,14 +81,27 @@ class NVSConfig:
     num_targets: int = 4
     lpips: bool = False
     seed: int = 0
+    direction: str | None = None
     render_backend: str = "auto"
     progress: bool = True
 
 
 def evaluate_nvs(cfg: NVSConfig, device: str | torch.device | None = None, *, decoders: list[Any] | None = None,
                  clips: list[Any] | None = None) -> dict[str, Any]:
-    """Table 3: ``{"rows": {decoder: {"psnr", "ssim"[, "lpips"]}}, "per_clip": [...], "views": ...}``."""
-    from vist3a.benchmark.decoders import StitchedLatentDecoder, check_view_count, load_decoders, preset_sizes
+    """Table 3: ``{"rows": {decoder: {"psnr", "ssim"[, "lpips"]}}, "per_clip": [...], "context", "targets",
+    "direction", ...}``; with mirror-select each clip also records which pass each decoder kept
+    (``per_clip[i]["direction_choice"][decoder]``) and ``"mirror_taken"`` the fraction of clips per decoder."""
+    from vist3a.benchmark.decoders import (
+        StitchedLatentDecoder,
+        check_direction_views,
+        check_view_count,
+        decode,
+        decode_as,
+        load_decoders,
+        mirror_summary,
+        preset_sizes,
+        resolve_direction,
+    )
     from vist3a.benchmark.eval_data import check_data, eval_clips
     from vist3a.evaluation.image_metrics import image_metrics, load_lpips
     from vist3a.splats import render
@@ -91,6 +110,8 @@ def evaluate_nvs(cfg: NVSConfig, device: str | torch.device | None = None, *, de
     context, targets = context_target_split(cfg.num_frames, cfg.num_context, cfg.num_targets)
     joint = sorted(context + targets)
     context_pos, target_pos = [joint.index(i) for i in context], [joint.index(i) for i in targets]
+    direction = resolve_direction(cfg.direction, cfg.preset)
+    check_direction_views(direction, len(context), "the context")
     if clips is None:
         check_data(cfg.data)  # a bad --data fails before any model loads
     if decoders is None:
@@ -110,11 +131,13 @@ def evaluate_nvs(cfg: NVSConfig, device: str | torch.device | None = None, *, de
         height, width = frames.shape[-2:]
         row: dict[str, Any] = {"clip": index, "meta": {k: clip.meta.get(k) for k in ("composition", "camera_kind")}}
         for dec in decoders:
-            ctx = dec(frames[context])
+            ctx, choice = decode(dec, frames[context], direction, backend=cfg.render_backend)
             if ctx.gaussians is None:
                 raise UserInputError(f"the {dec.name} decoder gives no Gaussians to render: NVS needs an AnySplat-type "
                                      "decoder (use `vist3a eval geometry` for pointmap decoders)")
-            both = dec(frames[joint])
+            both = decode_as(dec, frames[joint], choice)  # the context run's pass: one direction for all cameras
+            if choice is not None:
+                row.setdefault("direction_choice", {})[dec.name] = choice
             w2c = rescale_target_poses(ctx.w2c, both.w2c, context_pos, target_pos)
             pred = render(ctx.gaussians.to(device), w2c.to(device), both.K[target_pos].to(device), width, height,
                           backend=cfg.render_backend).colors.permute(0, 3, 1, 2).clamp(0, 1).cpu()
@@ -123,16 +146,19 @@ def evaluate_nvs(cfg: NVSConfig, device: str | torch.device | None = None, *, de
         per_clip.append(row)
     names = [d.name for d in decoders]
     rows = {n: {k: sum(r[n][k] for r in per_clip) / len(per_clip) for k in per_clip[0][n]} for n in names}
-    return {"rows": rows, "per_clip": per_clip, "context": context, "targets": targets, "num_clips": len(per_clip),
-            "data": cfg.data, "preset": cfg.preset}
+    result = {"rows": rows, "per_clip": per_clip, "context": context, "targets": targets,
+              "num_clips": len(per_clip), "data": cfg.data, "preset": cfg.preset, "direction": direction}
+    return mirror_summary(result, names)
 
 
 def nvs_markdown(result: dict[str, Any]) -> str:
     """Table 3's layout: one row per decoder, PSNR ↑ SSIM ↑ LPIPS ↓."""
+    from vist3a.benchmark.decoders import direction_line
+
     cols = [c for c in ("psnr", "ssim", "lpips") if c in next(iter(result["rows"].values()))]
     head = {"psnr": "PSNR ↑", "ssim": "SSIM ↑", "lpips": "LPIPS ↓"}
     lines = [f"NVS on {result['data']} ({result['num_clips']} clips, {len(result['context'])} context -> "
-             f"{len(result['targets'])} targets), preset {result['preset']}", "",
+             f"{len(result['targets'])} targets), preset {result['preset']}", direction_line(result), "",
              "| Decoder | " + " | ".join(head[c] for c in cols) + " |", "|---|" + "---:|" * len(cols)]
     for name, row in result["rows"].items():
         lines.append(f"| {name} | " + " | ".join(f"{row[c]:.4f}" if c != "psnr" else f"{row[c]:.2f}" for c in cols)

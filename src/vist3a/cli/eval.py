@@ -70,6 +70,22 @@ def _echo_summary(summary: dict) -> None:
             typer.echo(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}")
 
 
+def direction_option() -> str | None:
+    """``--direction`` of ``eval nvs`` / ``eval geometry`` (``None``: the preset's default, as generate has it)."""
+    return typer.Option(
+        None, "--direction", help="as-is | mirror-select: also decode each clip's mirror image and keep the pass "
+        "whose splats render held-out views better (no ground truth), mapped back to the clip's frame; for "
+        "decoders trained on one turning direction. Applies to every compared decoder. Default: the preset's, "
+        "as for vist3a generate (mirror-select for nano and nano-vggt, as-is for the others)."
+    )
+
+
+def _direction(direction: str | None) -> str | None:
+    from vist3a.recon.direction import DIRECTIONS
+
+    return options.check_choice(direction, DIRECTIONS, "--direction")
+
+
 def register(app: typer.Typer) -> None:
     eval_app = typer.Typer(help="The paper's benchmarks: text3d (Tables 1, 2, 6), nvs (Table 3), geometry (Table 5).",
                            no_args_is_help=True, rich_markup_mode=None)
@@ -150,6 +166,7 @@ def register(app: typer.Typer) -> None:
         targets: int = typer.Option(4, "--targets", help="target views per clip"),
         lpips: bool = typer.Option(False, "--lpips", help="also LPIPS (VGG; needs torchmetrics and its weights)"),
         seed: int = typer.Option(0, "--seed", help="seeds the nano clips / the frame windows"),
+        direction: str | None = direction_option(),
         out: Path | None = options.out_option("also write nvs.json and nvs.md here", required=False),
         device: str = options.device_option(),
         quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
@@ -159,10 +176,11 @@ def register(app: typer.Typer) -> None:
 
         dev = _device(device)
         options.check_seed(seed)
+        _direction(direction)
         _out_folder(out)
         cfg = NVSConfig(data=data, preset=preset, decoders=_decoders(compare), num_clips=_positive(num_clips),
                         num_frames=max(13, context + targets), num_context=context, num_targets=targets, lpips=lpips,
-                        seed=seed, progress=not quiet)
+                        seed=seed, direction=direction, progress=not quiet)
         result = evaluate_nvs(cfg, dev)
         _report(result, nvs_markdown(result), out, "nvs")
 
@@ -180,6 +198,7 @@ def register(app: typer.Typer) -> None:
             None, "--keyframe-every", help="7scenes / eth3d / scannet: spread the views over every N-th frame "
             "(default: 7scenes and eth3d every frame, scannet every 3rd of the first 270)"
         ),
+        direction: str | None = direction_option(),
         out: Path | None = options.out_option("also write geometry.json and geometry.md here", required=False),
         device: str = options.device_option(),
         quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
@@ -191,9 +210,11 @@ def register(app: typer.Typer) -> None:
         options.check_frames(frames, "--num-frames")
         options.check_seed(seed)
         options.check_int_range(keyframe_every, "--keyframe-every", 1)
+        _direction(direction)
         _out_folder(out)
         cfg = GeometryConfig(data=data, preset=preset, decoders=_decoders(compare), num_clips=_positive(num_clips),
-                             num_frames=frames, seed=seed, keyframe_every=keyframe_every, progress=not quiet)
+                             num_frames=frames, seed=seed, keyframe_every=keyframe_every, direction=direction,
+                             progress=not quiet)
         result = evaluate_geometry(cfg, dev)
         _report(result, geometry_markdown(result), out, "geometry")
 

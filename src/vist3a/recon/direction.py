@@ -9,6 +9,7 @@ better (the context views' splats rendered at the held-out views' predicted came
 involved); a scene decoded from the mirror image is mirrored back with :meth:`vist3a.scene.Scene.mirrored`.
 The nano VGGT is trained the same way; a pointmap decoder's splats are its context views' points as a pointmap
 scene's fly-through draws them (:func:`gaussians_of_views`), so both decoder kinds are scored by one function.
+:func:`mirror_choice` is the rule that ``vist3a generate`` and ``vist3a eval nvs|geometry`` share.
 """
 
 from __future__ import annotations
@@ -100,3 +101,15 @@ def heldout_consistency(model: Any, out: Any, frames: torch.Tensor, num_targets:
         mse = (pred.clamp(0, 1) - target).square().mean(dim=(1, 2, 3)).clamp_min(1e-10)
         scores.append((-10.0 * torch.log10(mse)).mean())
     return torch.stack(scores).cpu()
+
+
+def mirror_choice(model: Any, out: Any, out_mirror: Any, frames: torch.Tensor, num_targets: int = 4,
+                  backend: str = "auto") -> dict[str, Any]:
+    """Which of two passes to keep: ``out`` on ``frames [B, V, 3, H, W]`` (``V >= 3``) or ``out_mirror`` on their
+    mirror image ``frames.flip(-1)``. Each is scored by :func:`heldout_consistency` (no ground truth involved);
+    the mirror pass is kept where it scores higher. Returns ``{"take": [B] list of bool (True: keep the mirror
+    pass, which the caller maps back with :meth:`vist3a.scene.Scene.mirrored`), "score": [B], "score_m": [B]}``
+    (held-out PSNRs in dB of the pass on the frames and of the mirror pass)."""
+    score = heldout_consistency(model, out, frames, num_targets, backend=backend)
+    score_m = heldout_consistency(model, out_mirror, frames.flip(-1), num_targets, backend=backend)
+    return {"take": (score_m > score).tolist(), "score": score, "score_m": score_m}
