@@ -57,6 +57,29 @@ def _scene_folder(folder: Path, cam_points: torch.Tensor, rgb: torch.Tensor, sca
     return folder
 
 
+def _cluster_centres(demo, driver, folder: Path, read) -> dict[str, tuple[float, float]]:
+    """Launch ``demo`` (serving ``folder``) on 127.0.0.1, open it in ``driver`` and poll ``read()`` (the 3D view's
+    pixels ``[H, W, 3]``, or ``None`` while it cannot be read) until the red, green and blue clusters all show ->
+    their centres (fractions of the width and height). Quits the driver and closes the app; fails when a cluster
+    never shows."""
+    from browser_helpers import centre, colour_mask, poll
+
+    def look():
+        pixels = read()
+        return None if pixels is None else {c: centre(colour_mask(pixels, c)) for c in ("red", "green", "blue")}
+
+    port = _free_port()
+    demo.launch(server_port=port, prevent_thread_lock=True, quiet=True, allowed_paths=[str(folder)])
+    try:
+        driver.get(f"http://127.0.0.1:{port}/")
+        seen = poll(look, lambda v: all(v.values()), 120)
+    finally:
+        driver.quit()
+        demo.close()
+    assert seen and all(seen.values()), f"not every cluster shows: {seen}"
+    return seen
+
+
 def test_preview_shows_the_first_camera_view_from_the_splat_view_camera(tmp_path):
     """Splats on the plane at the median depth of the first camera land where that camera saw them (directions
     scaled by focal length over half the image height), turned as it saw them, with the same footprint; other
@@ -158,7 +181,7 @@ def test_browser_splat_view_opens_on_the_first_camera_view(tmp_path):
     """gradio's splat view (gsplat.js in headless Chromium) shows the preview as the first camera saw it: red left
     of blue and level with it, green above both. The camera is off the origin and rolled by 17 degrees."""
     gr = pytest.importorskip("gradio", reason="vist3a app needs gradio (pip install -e '.[app]')")
-    from browser_helpers import centre, chromium_driver, colour_mask, poll, read_canvas
+    from browser_helpers import chromium_driver, read_canvas
 
     from vist3a.app import SPLAT_VIEW_HEIGHT, preview_splat
 
@@ -172,20 +195,7 @@ def test_browser_splat_view_opens_on_the_first_camera_view(tmp_path):
     driver.set_script_timeout(60)
     with gr.Blocks() as demo:
         gr.Model3D(value=str(preview), height=SPLAT_VIEW_HEIGHT, elem_id="scene3d")
-    port = _free_port()
-    demo.launch(server_port=port, prevent_thread_lock=True, quiet=True, allowed_paths=[str(tmp_path)])
-    try:
-        driver.get(f"http://127.0.0.1:{port}/")
-
-        def look():
-            pixels = read_canvas(driver, "#scene3d canvas")
-            return None if pixels is None else {c: centre(colour_mask(pixels, c)) for c in ("red", "green", "blue")}
-
-        seen = poll(look, lambda v: all(v.values()), 120)
-    finally:
-        driver.quit()
-        demo.close()
-    assert seen and all(seen.values()), f"not every cluster shows: {seen}"
+    seen = _cluster_centres(demo, driver, tmp_path, lambda: read_canvas(driver, "#scene3d canvas"))
     (rx, ry), (gx, gy), (bx, by) = seen["red"], seen["green"], seen["blue"]
     assert rx < gx < bx and gy < min(ry, by) - 0.1, seen
     assert abs(ry - by) < 0.03, f"the view is rolled: {seen}"
@@ -198,7 +208,7 @@ def test_browser_glb_view_opens_upright_on_the_first_camera_view(tmp_path):
     blank)."""
     gr = pytest.importorskip("gradio", reason="vist3a app needs gradio (pip install -e '.[app]')")
     pytest.importorskip("trimesh", reason="scene.glb needs trimesh (pip install -e '.[export]')")
-    from browser_helpers import capture, centre, chromium_driver, colour_mask, poll
+    from browser_helpers import capture, chromium_driver
 
     from vist3a.app import GLB_CAMERA, SPLAT_VIEW_HEIGHT
     from vist3a.exports.glb import save_glb
@@ -213,20 +223,7 @@ def test_browser_glb_view_opens_upright_on_the_first_camera_view(tmp_path):
     driver = chromium_driver(1000, 700, scale=0.5)  # skips without selenium / Chromium
     with gr.Blocks() as demo:
         gr.Model3D(value=str(glb), height=SPLAT_VIEW_HEIGHT, elem_id="scene3d", camera_position=GLB_CAMERA)
-    port = _free_port()
-    demo.launch(server_port=port, prevent_thread_lock=True, quiet=True, allowed_paths=[str(tmp_path)])
-    try:
-        driver.get(f"http://127.0.0.1:{port}/")
-
-        def look():
-            pixels = capture(driver, "#scene3d canvas")[1]
-            return {c: centre(colour_mask(pixels, c)) for c in ("red", "green", "blue")}
-
-        seen = poll(look, lambda v: all(v.values()), 120)
-    finally:
-        driver.quit()
-        demo.close()
-    assert seen and all(seen.values()), f"not every cluster shows: {seen}"
+    seen = _cluster_centres(demo, driver, tmp_path, lambda: capture(driver, "#scene3d canvas")[1])
     (rx, ry), (gx, gy), (bx, by) = seen["red"], seen["green"], seen["blue"]
     assert rx < gx < bx and gy < min(ry, by) - 0.05, seen
 
