@@ -1,22 +1,26 @@
 """``vist3a app``: a gradio demo. Type a prompt, get a 3D scene you can turn in the browser, its videos and files.
 
 The app is a thin layer over :class:`SceneService`, which keeps one pipeline per preset (and one reconstruction
-model per kind) loaded between requests and writes every result with :func:`~vist3a.scene.save_scene`. Requests
-run one at a time (a queue with one worker: one GPU, or the CPU). The server binds 127.0.0.1 unless told otherwise;
-a public gradio link only with ``share=True``. Needs ``pip install -e ".[app]"`` (gradio).
+model per kind) loaded on each of its devices between requests and writes every result with
+:func:`~vist3a.scene.save_scene`. gradio's queue runs as many requests at a time as the service has devices (one
+worker per visible GPU; one on a CPU). The server binds 127.0.0.1 unless told otherwise; a public gradio link only
+with ``share=True``. Needs ``pip install -e ".[app]"`` (gradio).
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import math
 import os
+import queue
 import re
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,6 +57,24 @@ def available_presets() -> list[str]:
     return sorted(names, key=lambda name: name != "nano")
 
 
+def worker_devices(device: str | torch.device | None = None) -> list[torch.device]:
+    """The devices :class:`SceneService` runs requests on, one request at a time each.
+
+    ``None``, ``"auto"`` or ``"cuda"`` (no index): every visible CUDA device (``CUDA_VISIBLE_DEVICES`` picks them),
+    or the CPU when there is none. Any other device (``"cuda:1"``, ``"cpu"``, ``"mps"``): that one alone.
+    """
+    import torch
+
+    if device is None or str(device) in ("auto", "cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count:
+            return [torch.device("cuda", i) for i in range(count)]
+        if str(device) == "cuda":
+            raise ValueError("`device` is 'cuda' but no CUDA device is visible")
+        return [torch.device("cpu")]
+    return [torch.device(device)]
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "scene"
 
@@ -70,27 +92,66 @@ class SceneResult:
 
 
 class SceneService:
-    """Generation and reconstruction with models kept loaded between calls (thread-safe, one call at a time)."""
+    """Generation and reconstruction with models kept loaded between calls; thread-safe.
 
-    def __init__(self, out_root: str | os.PathLike = "outputs/app", device: str | None = None) -> None:
+    Each device of :func:`worker_devices` (``device``) runs one request at a time with its own models: one pipeline
+    per preset and one reconstruction model per (kind, weights), loaded there on first use and kept. A request
+    takes a free device (the one used last first, so that a second device loads its models only when requests
+    overlap) and waits while none is free; :attr:`num_workers` is the number of requests that run at once.
+    """
+
+    def __init__(self, out_root: str | os.PathLike = "outputs/app", device: str | torch.device | None = None) -> None:
         self.out_root = Path(out_root)
-        self.device = device
-        self._pipelines: dict[str, Any] = {}
-        self._recon_models: dict[tuple[str, str | None], Any] = {}
-        self._lock = threading.Lock()
-        self._count = 0
+        self.devices = worker_devices(device)
+        self._free: queue.LifoQueue = queue.LifoQueue()
+        for dev in reversed(self.devices):  # the first device on top
+            self._free.put(dev)
+        self._models: dict[tuple, Any] = {}
+        self._models_lock = threading.Lock()
+        self._count = itertools.count(1)  # next() is atomic under the GIL
+
+    @property
+    def num_workers(self) -> int:
+        """How many requests run at the same time: one per device."""
+        return len(self.devices)
+
+    @contextlib.contextmanager
+    def worker(self) -> Iterator[torch.device]:
+        """Hold a free device for one request (waits until one is free) and make it the thread's current CUDA
+        device; it is free again on exit, also after an error."""
+        import torch
+
+        device = self._free.get()
+        try:
+            with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
+                yield device
+        finally:
+            self._free.put(device)
 
     def _next_folder(self, name: str) -> Path:
-        self._count += 1
-        return self.out_root / f"{time.strftime('%Y%m%d-%H%M%S')}_{self._count:03d}_{_slug(name)}"
+        return self.out_root / f"{time.strftime('%Y%m%d-%H%M%S')}_{next(self._count):03d}_{_slug(name)}"
 
-    def pipeline(self, preset: str):
-        """The loaded pipeline of ``preset`` (loaded on first use)."""
+    def _loaded(self, key: tuple, load: Callable[[], Any]) -> Any:
+        """The model stored under ``key`` (whose last item is its device), loaded by ``load()`` on first use. Only
+        the request holding that device loads it, so the lock guards the dict alone, not the (long) loading."""
+        with self._models_lock:
+            model = self._models.get(key)
+        if model is None:
+            model = load()
+            with self._models_lock:
+                self._models[key] = model
+        return model
+
+    def pipeline(self, preset: str, device: str | torch.device | None = None):
+        """The pipeline of ``preset`` on ``device`` (default: the first device), loaded there on first use. Call it
+        while holding that device (:meth:`worker`) or while no request runs."""
+        import torch
+
         from vist3a.pipeline import Text2ScenePipeline
 
-        if preset not in self._pipelines:
-            self._pipelines[preset] = Text2ScenePipeline.from_pretrained(preset, device=self.device)
-        return self._pipelines[preset]
+        device = torch.device(device) if device is not None else self.devices[0]
+        return self._loaded(("pipeline", preset, device),
+                            lambda: Text2ScenePipeline.from_pretrained(preset, device=device))
 
     def generate(
         self,
@@ -117,9 +178,9 @@ class SceneService:
             raise UserInputError("the prompt is empty")
         template = None if template in (None, "", PRESET_DEFAULT) else template
         report = progress or (lambda fraction, stage: None)
-        with self._lock:
+        with self.worker() as device:
             report(0.0, GENERATE_STAGES[0])
-            pipe = self.pipeline(preset)
+            pipe = self.pipeline(preset, device)
             num_steps = pipe.settings(num_steps=steps).num_steps
 
             def on_step(_pipe, i, _t, tensors):
@@ -143,8 +204,6 @@ class SceneService:
     def reconstruct(self, sources: list[str | os.PathLike], model: str = "anysplat", weights: str | None = None,
                     size: int | None = None) -> SceneResult:
         """Reconstruct uploaded images (or one video) with AnySplat / VGGT into a new folder."""
-        import torch
-
         from vist3a.components import load_components, recon_preset
         from vist3a.errors import UserInputError
         from vist3a.recon.reconstruct import preprocess_for_model, read_frames, reconstruct
@@ -161,15 +220,11 @@ class SceneService:
                 for i, p in enumerate(paths):
                     shutil.copy(p, source / f"{i:04d}{p.suffix.lower()}")
             views = preprocess_for_model(model, read_frames(source, 32), size)
-        device = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        with self._lock:
-            key = (model, weights or None)
-            if key not in self._recon_models:
-                parts = load_components(recon_preset(model, weights or None), {"recon"}, device=device,
-                                        recon_model=model)
-                self._recon_models[key] = parts.recon.to(device)
+        with self.worker() as device:
+            recon = self._loaded(("recon", model, weights or None, device), lambda: load_components(
+                recon_preset(model, weights or None), {"recon"}, device=device, recon_model=model).recon.to(device))
             folder = self._next_folder(f"recon-{model}")
-            summary = reconstruct(self._recon_models[key], views, folder, extra_meta={"source": "app upload"})
+            summary = reconstruct(recon, views, folder, extra_meta={"source": "app upload"})
             from vist3a.exports import export_scene
 
             export_scene(folder, ["glb"] + (["spz", "splat"] if model == "anysplat" else []))
@@ -286,6 +341,9 @@ def build_app(service: SceneService, default_preset: str = "nano"):
             raise gr.Error(str(exc)) from None
         return (str(result.view_file), [str(p) for p in result.files], result.summary)
 
+    # both tabs share one concurrency group with a worker per device: gradio's queue never runs more requests than
+    # the service has devices, so none waits inside the service
+    workers = dict(concurrency_limit=service.num_workers, concurrency_id="scene-service")
     with gr.Blocks(title="vist3a: text to 3D") as demo:
         gr.Markdown("## vist3a: text -> 3D Gaussian splats\nDrag to turn the scene; the files are below it.")
         with gr.Tab("generate"):
@@ -309,7 +367,7 @@ def build_app(service: SceneService, default_preset: str = "nano"):
                         flythrough = gr.Video(label="Fly-through", height=220)
                     files = gr.File(label="Files", file_count="multiple")
             run.click(on_generate, [prompt, preset, steps, guidance, seed, template],
-                      [view, frames, flythrough, files, info], api_name="generate")
+                      [view, frames, flythrough, files, info], api_name="generate", **workers)
         with gr.Tab("reconstruct"):
             with gr.Row():
                 with gr.Column(scale=1):
@@ -322,8 +380,8 @@ def build_app(service: SceneService, default_preset: str = "nano"):
                     recon_info = gr.Markdown()
                     recon_files = gr.File(label="Files", file_count="multiple")
             recon.click(on_reconstruct, [uploads, model, weights], [recon_view, recon_files, recon_info],
-                        api_name="reconstruct")
-    demo.queue(default_concurrency_limit=1)
+                        api_name="reconstruct", **workers)
+    demo.queue()
     return demo
 
 

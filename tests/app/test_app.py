@@ -3,11 +3,15 @@ headless-Chromium test that types a prompt and waits for the 3D view (skipped wi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import sys
+import threading
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -135,6 +139,109 @@ def test_available_presets_start_with_nano():
 
     presets = available_presets()
     assert presets[0] == "nano" and "tiny-random" in presets
+
+
+def _fake_cuda(monkeypatch, count: int) -> None:
+    """Pretend ``count`` CUDA devices are visible (none: no CUDA); switching the current device does nothing."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    monkeypatch.setattr(torch.cuda, "device", lambda device: contextlib.nullcontext())
+
+
+def test_worker_devices(monkeypatch):
+    from vist3a.app import worker_devices
+
+    _fake_cuda(monkeypatch, 3)
+    assert worker_devices() == worker_devices("auto") == worker_devices("cuda") == [
+        torch.device("cuda", i) for i in range(3)]
+    assert worker_devices("cuda:1") == [torch.device("cuda", 1)] and worker_devices("cpu") == [torch.device("cpu")]
+    _fake_cuda(monkeypatch, 0)
+    assert worker_devices() == worker_devices("auto") == [torch.device("cpu")]
+    with pytest.raises(ValueError, match="no CUDA device"):
+        worker_devices("cuda")
+
+
+class _Stop(Exception):
+    """Ends a fake pipeline call (there is no scene to write)."""
+
+
+@pytest.mark.parametrize("num_cuda", [2, 1, 0])
+def test_service_runs_one_request_per_device_with_its_own_pipeline(tmp_path, monkeypatch, num_cuda):
+    """Two requests at once: on two devices both run at the same time, each with a pipeline loaded on its own
+    device; on one device (one GPU, or the CPU) the second waits for the first and reuses its pipeline. The
+    devices are free again after the requests fail, and a later request loads nothing."""
+    from vist3a.app import SceneService
+    from vist3a.pipeline import Text2ScenePipeline
+
+    _fake_cuda(monkeypatch, num_cuda)
+    lock, running, calls, loads = threading.Lock(), [], [], []
+    together = threading.Barrier(2, timeout=30)
+
+    class FakePipeline:
+        def __init__(self, device):
+            self.device = device
+
+        def settings(self, num_steps=None):
+            return SimpleNamespace(num_steps=num_steps)
+
+        def __call__(self, prompt, **kwargs):
+            with lock:
+                running.append(self)
+                calls.append((self, len(running)))
+            try:
+                if num_cuda == 2 and len(calls) <= 2:
+                    together.wait()  # both requests inside their pipelines at the same time, or a timeout
+                else:
+                    time.sleep(0.5)  # a second request that does not wait would start meanwhile
+            finally:
+                with lock:
+                    running.remove(self)
+            raise _Stop
+
+    def from_pretrained(preset, device=None):
+        loads.append(torch.device(device))
+        return FakePipeline(torch.device(device))
+
+    monkeypatch.setattr(Text2ScenePipeline, "from_pretrained", staticmethod(from_pretrained))
+    service = SceneService(tmp_path, device="auto")
+    assert service.num_workers == max(num_cuda, 1)
+    errors = []
+
+    def request(seed: int) -> None:
+        try:
+            service.generate(PROMPT, steps=2, seed=seed)
+        except Exception as exc:  # checked below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=request, args=(seed,)) for seed in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(errors) == 2 and all(isinstance(exc, _Stop) for exc in errors), errors
+    pipes = [pipe for pipe, _ in calls]
+    if num_cuda == 2:
+        assert pipes[0] is not pipes[1] and {p.device for p in pipes} == {torch.device("cuda", i) for i in range(2)}
+        assert max(at_once for _, at_once in calls) == 2
+    else:
+        assert pipes[0] is pipes[1] and pipes[0].device == service.devices[0]
+        assert max(at_once for _, at_once in calls) == 1
+    assert sorted(map(str, loads)) == sorted(map(str, service.devices))  # one load per device
+    with pytest.raises(_Stop):
+        service.generate(PROMPT, steps=2)  # all devices free again; nothing new to load
+    assert len(loads) == service.num_workers and calls[-1][0] in pipes
+
+
+def test_app_queue_has_one_worker_per_device(tmp_path, monkeypatch):
+    """gradio's queue runs as many requests as the service has devices, generate and reconstruct together."""
+    pytest.importorskip("gradio", reason="vist3a app needs gradio (pip install -e '.[app]')")
+    from vist3a.app import SceneService, build_app
+
+    for num_cuda, workers in ((2, 2), (0, 1)):
+        _fake_cuda(monkeypatch, num_cuda)
+        fns = {fn.api_name: fn for fn in build_app(SceneService(tmp_path)).fns.values()}
+        assert fns["generate"].concurrency_limit == fns["reconstruct"].concurrency_limit == workers
+        assert fns["generate"].concurrency_id == fns["reconstruct"].concurrency_id
 
 
 @pytest.mark.slow
