@@ -43,11 +43,13 @@ GENERATE_STAGES = ("loading models", "denoising", "decoding the video and the 3D
 GLB_CAMERA = (90, 75, None)
 # gradio's Model3D draws .splat files with gsplat.js, whose orbit camera starts at the same pose for every file and
 # ignores `camera_position`: alpha = beta = 0.5 rad (to the right of and above the target), radius 5, looking at
-# the origin, with a focal length of 1132 CSS pixels. The preview scene is moved to suit that camera instead.
+# the origin, with a focal length of 1132 CSS pixels. A sideways drag changes alpha (a turn about the world's y
+# axis), an upward one beta. The preview scene is moved to suit that camera instead.
 SPLAT_VIEW_ORBIT = (0.5, 0.5, 5.0)
 SPLAT_VIEW_FOCAL = 1132.0
 SPLAT_VIEW_HEIGHT = 420  # the 3D view's height in CSS pixels
 SPLAT_VIEW_MIN_PIXELS = 1.5  # the preview's median splat size (one sigma) at the start view, at least
+SCENE_DOWN = (0.0, 1.0, 0.0)  # vist3a's world (OpenCV, as gsplat.js's): y points down; the scene's up is -y
 
 
 def available_presets() -> list[str]:
@@ -239,23 +241,25 @@ class SceneService:
         return SceneResult(folder, view, videos[0], videos[1], files, summary)
 
 
-def splat_view_c2w() -> torch.Tensor:
-    """``[4, 4]`` float64 camera-to-world pose (OpenCV axes) of the camera that gradio's splat view starts from."""
+def splat_view_c2w(alpha: float | None = None) -> torch.Tensor:
+    """``[4, 4]`` float64 camera-to-world pose (OpenCV axes) of the camera that gradio's splat view starts from, or,
+    given ``alpha`` (radians), where gsplat.js's orbit puts it after a sideways drag (a turn about the y axis)."""
     import torch
 
     from vist3a.cameras import invert_rigid, look_at_w2c
 
-    alpha, beta, radius = SPLAT_VIEW_ORBIT
+    start_alpha, beta, radius = SPLAT_VIEW_ORBIT
+    alpha = start_alpha if alpha is None else alpha
     eye = radius * torch.tensor([math.sin(alpha) * math.cos(beta), -math.sin(beta), -math.cos(alpha) * math.cos(beta)],
                                 dtype=torch.float64)
-    up = torch.tensor([0.0, -1.0, 0.0], dtype=torch.float64)  # gsplat.js's world, like vist3a's, has y down
+    up = -torch.tensor(SCENE_DOWN, dtype=torch.float64)  # gsplat.js's world, like vist3a's, has y down
     return invert_rigid(look_at_w2c(eye, torch.zeros(3, dtype=torch.float64), up))
 
 
 def preview_transform(w2c: torch.Tensor, fy: float, height: int, means: torch.Tensor
                       ) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """The similarity ``x' = s M (x - T)`` that puts a scene in front of gradio's splat-view camera as the reference
-    camera saw it -> ``(M [3, 3], T [3], s)``, float64.
+    """The similarity ``x' = s M (x - T)`` that puts a scene in front of gradio's splat-view camera as seen from the
+    reference camera's side, level -> ``(M [3, 3], T [3], s)``, float64.
 
     Args:
         w2c: ``[4, 4]`` world-to-camera (OpenCV) of the reference camera (the first decoded frame).
@@ -263,29 +267,52 @@ def preview_transform(w2c: torch.Tensor, fy: float, height: int, means: torch.Te
         means: ``[N, 3]`` splat centres (world); the orbit target ``T`` is the point on the camera's optical axis at
             their median depth (:func:`~vist3a.viewer.orbit_target`, as in ``vist3a view``).
 
-    ``M`` turns the reference camera's axes into those of :func:`splat_view_c2w` and ``s`` scales the scene so that
-    it fills the view's height as it filled the frame's at the target depth. Dragging turns the scene about ``T``.
+    gsplat.js turns its camera about the y axis of the file, and its start camera looks down on the target from
+    :data:`SPLAT_VIEW_ORBIT`'s elevation (29 degrees). ``M`` is a turn about the y axis alone, so that a drag turns
+    the scene about ``T`` and the scene's own up (-y, vist3a's world), not about an axis tilted by that elevation
+    or by the reference camera's roll and pitch. It turns the reference camera's heading (its optical axis,
+    made horizontal) into the start camera's: the view opens on the scene from the first frame's side, from that
+    elevation above the scene's horizontal, with no roll. ``s`` scales the scene so that it fills the view's height
+    as it filled the frame's at the target depth.
     """
     import torch
 
+    from vist3a.cameras import look_at_w2c
     from vist3a.viewer import orbit_target
 
     w2c = w2c.detach().cpu().to(torch.float64)
     target, target_depth = orbit_target(w2c.numpy(), means.detach().cpu().double().numpy())
     target = torch.from_numpy(target)
-    rotation = splat_view_c2w()[:3, :3] @ w2c[:3, :3]
+    up = -torch.tensor(SCENE_DOWN, dtype=torch.float64)
+    rotation = splat_view_c2w()[:3, :3] @ look_at_w2c(target - _level_view_direction(w2c), target, up)[:3, :3]
     view_half_height = SPLAT_VIEW_ORBIT[2] * (SPLAT_VIEW_HEIGHT / 2) / SPLAT_VIEW_FOCAL  # at the target, view units
     frame_half_height = target_depth * (height / 2) / fy  # at the target, scene units
     return rotation, target, view_half_height / frame_half_height
 
 
+def _level_view_direction(w2c: torch.Tensor, elevation: float = SPLAT_VIEW_ORBIT[1]) -> torch.Tensor:
+    """``[3]`` unit viewing direction of a camera on the heading of ``w2c [4, 4]`` (its optical axis made horizontal;
+    a camera looking straight down or up: the top of its image) looking down by ``elevation`` radians (vist3a's
+    world: y down)."""
+    import torch
+
+    down = torch.tensor(SCENE_DOWN, dtype=torch.float64)
+    axes = w2c[:3, :3].to(torch.float64)  # rows: the camera's x, y, z axes in the world
+    heading = axes[2] - (axes[2] @ down) * down
+    if float(heading.norm()) < 1e-6:
+        heading = -axes[1] - (-axes[1] @ down) * down
+    heading = heading / heading.norm()
+    return math.cos(elevation) * heading + math.sin(elevation) * down
+
+
 def preview_splat(folder: Path) -> Path:
     """``folder/.preview/scene.splat``: the splats moved, turned and scaled by :func:`preview_transform` so that
-    gradio's splat view (whose camera cannot be placed) opens on the first decoded frame's view of the scene and
-    turns about the scene's centre. Without ``cameras.json`` the reference camera is the identity (vist3a's first
-    camera is close to it). Splats whose median footprint at the start view is below
-    :data:`SPLAT_VIEW_MIN_PIXELS` are enlarged to it (at most 20x; browser renderers drop sub-pixel splats). DC
-    colour only, as in any ``.splat``. The files offered for download stay in vist3a's frame, at their true size."""
+    gradio's splat view (whose camera cannot be placed) opens on the scene from the first decoded frame's side,
+    looking down on it at 29 degrees, and turns about the scene's centre and its up axis. Without ``cameras.json``
+    the reference camera is the identity (vist3a's first camera is close to it). Splats whose median footprint at
+    the start view is below :data:`SPLAT_VIEW_MIN_PIXELS` are enlarged to it (at most 20x; browser renderers drop
+    sub-pixel splats). DC colour only, as in any ``.splat``. The files offered for download stay in vist3a's frame,
+    at their true size."""
     import torch
 
     from vist3a.cameras import load_cameras_json, quat_to_rotmat, rotmat_to_quat

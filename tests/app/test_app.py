@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import socket
 import sys
@@ -33,22 +34,31 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _reference_camera() -> tuple[torch.Tensor, torch.Tensor]:
-    """An off-origin camera with some roll, and its intrinsics (80 x 60 px)."""
+def _reference_camera(level: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """An off-origin camera rolled by 17 degrees and looking down a little, and its intrinsics (80 x 60 px). With
+    ``level``: upright (no roll) and looking down at the elevation of gradio's splat-view start camera instead."""
+    from vist3a.app import SPLAT_VIEW_ORBIT
     from vist3a.cameras import look_at_w2c
 
-    w2c = look_at_w2c(torch.tensor([1.0, -0.5, -3.0], dtype=torch.float64), torch.tensor([0.2, 0.0, 0.5]),
-                      torch.tensor([0.3, -1.0, 0.0]))
+    eye = torch.tensor([1.0, -0.5, -3.0], dtype=torch.float64)
+    if level:
+        heading = torch.nn.functional.normalize(torch.tensor([-0.8, 0.0, 3.5], dtype=torch.float64), dim=0)
+        beta = SPLAT_VIEW_ORBIT[1]
+        target = eye + math.cos(beta) * heading + math.sin(beta) * torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)
+        w2c = look_at_w2c(eye, target, torch.tensor([0.0, -1.0, 0.0]))
+    else:
+        w2c = look_at_w2c(eye, torch.tensor([0.2, 0.0, 0.5]), torch.tensor([0.3, -1.0, 0.0]))
     K = torch.tensor([[85.0, 0.0, 39.5], [0.0, 80.0, 29.5], [0.0, 0.0, 1.0]], dtype=torch.float64)
     return w2c, K
 
 
-def _scene_folder(folder: Path, cam_points: torch.Tensor, rgb: torch.Tensor, scale: float) -> Path:
+def _scene_folder(folder: Path, cam_points: torch.Tensor, rgb: torch.Tensor, scale: float, level: bool = False
+                  ) -> Path:
     """``scene.ply`` of splats at ``cam_points [N, 3]`` (reference camera coordinates) and ``cameras.json``."""
     from vist3a.cameras import save_cameras_json
     from vist3a.splats import Gaussians, save_ply
 
-    w2c, K = _reference_camera()
+    w2c, K = _reference_camera(level)
     c2w = torch.linalg.inv(w2c)
     n = len(cam_points)
     gen = torch.Generator().manual_seed(0)
@@ -85,19 +95,19 @@ def _cluster_centres(demo, driver, folder: Path, read) -> dict[str, tuple[float,
 
 
 def test_preview_shows_the_first_camera_view_from_the_splat_view_camera(tmp_path):
-    """Splats on the plane at the median depth of the first camera land where that camera saw them (directions
-    scaled by focal length over half the image height), turned as it saw them, with the same footprint; other
-    cameras are ignored."""
+    """A first camera that is upright and looks down at the splat view's start elevation: splats on the plane at
+    its median depth land where that camera saw them (directions scaled by focal length over half the image
+    height), turned as it saw them, with the same footprint; other cameras are ignored."""
     from vist3a.app import SPLAT_VIEW_FOCAL, SPLAT_VIEW_HEIGHT, preview_splat, splat_view_c2w
     from vist3a.splats import load_ply, load_splat
 
     gen = torch.Generator().manual_seed(1)
     n, depth = 64, 2.0
     uv = torch.rand(n, 2, generator=gen, dtype=torch.float64) * torch.tensor([80.0, 60.0]) - 0.5  # pixels
-    w2c, K = _reference_camera()
+    w2c, K = _reference_camera(level=True)
     xy = (uv - K[:2, 2]) / K.diagonal()[:2] * depth
     cam = torch.cat([xy, torch.full((n, 1), depth, dtype=torch.float64)], 1)
-    folder = _scene_folder(tmp_path, cam, torch.rand(n, 3, generator=gen), scale=0.05)
+    folder = _scene_folder(tmp_path, cam, torch.rand(n, 3, generator=gen), scale=0.05, level=True)
     g = load_ply(folder / "scene.ply", dtype=torch.float64)
     back = load_splat(preview_splat(folder), dtype=torch.float64)
     view = torch.linalg.inv(splat_view_c2w())
@@ -115,6 +125,43 @@ def test_preview_shows_the_first_camera_view_from_the_splat_view_camera(tmp_path
                                atol=0.05, rtol=0)
     footprint = back.scales[:, 0] / seen[:, 2] * SPLAT_VIEW_FOCAL / (SPLAT_VIEW_HEIGHT / 2)
     torch.testing.assert_close(footprint, g.scales[idx, 0] / ref[idx, 2] * K[1, 1] / 30, rtol=1e-3, atol=0)
+
+
+def test_preview_turns_about_the_scene_up():
+    """gsplat.js turns its camera about the preview's y axis when the view is dragged sideways. Whatever the first
+    camera's roll and pitch, that axis must be the scene's up (-y in vist3a's world), so that the scene's vertical
+    stays vertical in the view however far it is turned; the start view looks at the target from the first camera's
+    side (its azimuth), at gsplat.js's start elevation above the scene's horizontal."""
+    from vist3a.app import SPLAT_VIEW_ORBIT, preview_transform, splat_view_c2w
+
+    w2c, K = _reference_camera()  # rolled by 17 degrees, looking down a little
+    gen = torch.Generator().manual_seed(4)
+    c2w = torch.linalg.inv(w2c)
+    means = (torch.randn(100, 3, generator=gen, dtype=torch.float64) * 0.3 + torch.tensor([0.0, 0.0, 2.0])
+             ) @ c2w[:3, :3].T + c2w[:3, 3]
+    rotation, target, scale = preview_transform(w2c, float(K[1, 1]), 60, means)
+    up = torch.tensor([0.0, -1.0, 0.0], dtype=torch.float64)
+    torch.testing.assert_close(rotation @ up, up, atol=1e-12, rtol=0)
+    for turn in range(0, 360, 30):  # degrees dragged sideways
+        view = torch.linalg.inv(splat_view_c2w(SPLAT_VIEW_ORBIT[0] + math.radians(turn)))
+        image_up = view[:3, :3] @ (rotation @ up)
+        assert abs(float(image_up[0])) < 1e-9, f"the scene's up leans in the view after a {turn}-degree turn"
+
+    def azimuth(v: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(v[[0, 2]], dim=0)
+
+    first_camera = scale * rotation @ (c2w[:3, 3] - target)  # its centre, in the preview (target at the origin)
+    torch.testing.assert_close(azimuth(first_camera), azimuth(splat_view_c2w()[:3, 3]), atol=1e-9, rtol=0)
+    # a camera looking straight down has no heading: the top of its image gives it
+    from vist3a.cameras import look_at_w2c
+
+    down_w2c = look_at_w2c(torch.tensor([0.0, -3.0, 0.0], dtype=torch.float64), torch.zeros(3, dtype=torch.float64),
+                           torch.tensor([0.0, 0.0, 1.0]))
+    rotation, target, _ = preview_transform(down_w2c, 80.0, 60, means)
+    torch.testing.assert_close(rotation @ up, up, atol=1e-12, rtol=0)
+    top = scale * rotation @ torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)  # world +z: the image's top
+    eye = splat_view_c2w()[:3, 3]
+    assert float(top[[0, 2]] @ eye[[0, 2]]) < 0  # ahead of the start camera, beyond the target
 
 
 def test_preview_enlarges_splats_below_the_minimum_footprint(tmp_path):
@@ -284,18 +331,25 @@ def test_reconstruct_tab_service_with_a_random_tiny_model(tmp_path):
 
 
 @pytest.mark.slow
-def test_browser_splat_view_opens_on_the_first_camera_view(tmp_path):
-    """gradio's splat view (gsplat.js in headless Chromium) shows the preview as the first camera saw it: red left
-    of blue and level with it, green above both. The camera is off the origin and rolled by 17 degrees."""
+def test_browser_splat_view_opens_level_on_the_first_camera_side(tmp_path):
+    """gradio's splat view (gsplat.js in headless Chromium) shows the preview from the first camera's side with the
+    scene's up kept up: clusters level in the world, 2 units ahead of a camera off the origin and rolled by 17
+    degrees, show red left of blue and level with it, green above both (the camera's roll is not shown)."""
     gr = pytest.importorskip("gradio", reason="vist3a app needs gradio (pip install -e '.[app]')")
     from browser_helpers import chromium_driver, read_canvas
 
     from vist3a.app import SPLAT_VIEW_HEIGHT, preview_splat
 
     gen = torch.Generator().manual_seed(3)
-    offsets = torch.tensor([[-0.5, 0.0, 0.0], [0.5, 0.0, 0.0], [0.0, -0.4, 0.0]], dtype=torch.float64)  # y down
-    cam = (offsets.repeat_interleave(300, 0) + torch.tensor([0.0, 0.0, 2.0])
-           + 0.06 * torch.randn(900, 3, generator=gen, dtype=torch.float64))
+    w2c, _ = _reference_camera()
+    c2w = torch.linalg.inv(w2c)
+    down = torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)
+    heading = torch.nn.functional.normalize(c2w[:3, 2] - (c2w[:3, 2] @ down) * down, dim=0)
+    right = torch.linalg.cross(down, heading)  # level, to the camera's right
+    offsets = torch.stack([-0.5 * right, 0.5 * right, -0.4 * down])  # red, blue, green (above)
+    world = (offsets.repeat_interleave(300, 0) + c2w[:3, 3] + 2.0 * c2w[:3, 2]
+             + 0.06 * torch.randn(900, 3, generator=gen, dtype=torch.float64))
+    cam = world @ w2c[:3, :3].T + w2c[:3, 3]
     rgb = torch.eye(3)[[0, 2, 1]].repeat_interleave(300, 0)  # red, blue, green
     preview = preview_splat(_scene_folder(tmp_path, cam, rgb, 0.02))
     driver = chromium_driver(1000, 700, scale=0.5)  # skips without selenium / Chromium
