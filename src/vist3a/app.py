@@ -1,22 +1,26 @@
 """``vist3a app``: a gradio demo. Type a prompt, get a 3D scene you can turn in the browser, its videos and files.
 
 The app is a thin layer over :class:`SceneService`, which keeps one pipeline per preset (and one reconstruction
-model per kind) loaded between requests and writes every result with :func:`~vist3a.scene.save_scene`. Requests
-run one at a time (a queue with one worker: one GPU, or the CPU). The server binds 127.0.0.1 unless told otherwise;
-a public gradio link only with ``share=True``. Needs ``pip install -e ".[app]"`` (gradio).
+model per kind) loaded on each of its devices between requests and writes every result with
+:func:`~vist3a.scene.save_scene`. gradio's queue runs as many requests at a time as the service has devices (one
+worker per visible GPU; one on a CPU). The server binds 127.0.0.1 unless told otherwise; a public gradio link only
+with ``share=True``. Needs ``pip install -e ".[app]"`` (gradio).
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import math
 import os
+import queue
 import re
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,11 +43,13 @@ GENERATE_STAGES = ("loading models", "denoising", "decoding the video and the 3D
 GLB_CAMERA = (90, 75, None)
 # gradio's Model3D draws .splat files with gsplat.js, whose orbit camera starts at the same pose for every file and
 # ignores `camera_position`: alpha = beta = 0.5 rad (to the right of and above the target), radius 5, looking at
-# the origin, with a focal length of 1132 CSS pixels. The preview scene is moved to suit that camera instead.
+# the origin, with a focal length of 1132 CSS pixels. A sideways drag changes alpha (a turn about the world's y
+# axis), an upward one beta. The preview scene is moved to suit that camera instead.
 SPLAT_VIEW_ORBIT = (0.5, 0.5, 5.0)
 SPLAT_VIEW_FOCAL = 1132.0
 SPLAT_VIEW_HEIGHT = 420  # the 3D view's height in CSS pixels
 SPLAT_VIEW_MIN_PIXELS = 1.5  # the preview's median splat size (one sigma) at the start view, at least
+SCENE_DOWN = (0.0, 1.0, 0.0)  # vist3a's world (OpenCV, as gsplat.js's): y points down; the scene's up is -y
 
 
 def available_presets() -> list[str]:
@@ -51,6 +57,24 @@ def available_presets() -> list[str]:
     folder = Path(__file__).parent / "presets"
     names = sorted(p.stem for p in folder.glob("*.json"))
     return sorted(names, key=lambda name: name != "nano")
+
+
+def worker_devices(device: str | torch.device | None = None) -> list[torch.device]:
+    """The devices :class:`SceneService` runs requests on, one request at a time each.
+
+    ``None``, ``"auto"`` or ``"cuda"`` (no index): every visible CUDA device (``CUDA_VISIBLE_DEVICES`` picks them),
+    or the CPU when there is none. Any other device (``"cuda:1"``, ``"cpu"``, ``"mps"``): that one alone.
+    """
+    import torch
+
+    if device is None or str(device) in ("auto", "cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count:
+            return [torch.device("cuda", i) for i in range(count)]
+        if str(device) == "cuda":
+            raise ValueError("`device` is 'cuda' but no CUDA device is visible")
+        return [torch.device("cpu")]
+    return [torch.device(device)]
 
 
 def _slug(text: str) -> str:
@@ -70,27 +94,66 @@ class SceneResult:
 
 
 class SceneService:
-    """Generation and reconstruction with models kept loaded between calls (thread-safe, one call at a time)."""
+    """Generation and reconstruction with models kept loaded between calls; thread-safe.
 
-    def __init__(self, out_root: str | os.PathLike = "outputs/app", device: str | None = None) -> None:
+    Each device of :func:`worker_devices` (``device``) runs one request at a time with its own models: one pipeline
+    per preset and one reconstruction model per (kind, weights), loaded there on first use and kept. A request
+    takes a free device (the one used last first, so that a second device loads its models only when requests
+    overlap) and waits while none is free; :attr:`num_workers` is the number of requests that run at once.
+    """
+
+    def __init__(self, out_root: str | os.PathLike = "outputs/app", device: str | torch.device | None = None) -> None:
         self.out_root = Path(out_root)
-        self.device = device
-        self._pipelines: dict[str, Any] = {}
-        self._recon_models: dict[tuple[str, str | None], Any] = {}
-        self._lock = threading.Lock()
-        self._count = 0
+        self.devices = worker_devices(device)
+        self._free: queue.LifoQueue = queue.LifoQueue()
+        for dev in reversed(self.devices):  # the first device on top
+            self._free.put(dev)
+        self._models: dict[tuple, Any] = {}
+        self._models_lock = threading.Lock()
+        self._count = itertools.count(1)  # next() is atomic under the GIL
+
+    @property
+    def num_workers(self) -> int:
+        """How many requests run at the same time: one per device."""
+        return len(self.devices)
+
+    @contextlib.contextmanager
+    def worker(self) -> Iterator[torch.device]:
+        """Hold a free device for one request (waits until one is free) and make it the thread's current CUDA
+        device; it is free again on exit, also after an error."""
+        import torch
+
+        device = self._free.get()
+        try:
+            with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
+                yield device
+        finally:
+            self._free.put(device)
 
     def _next_folder(self, name: str) -> Path:
-        self._count += 1
-        return self.out_root / f"{time.strftime('%Y%m%d-%H%M%S')}_{self._count:03d}_{_slug(name)}"
+        return self.out_root / f"{time.strftime('%Y%m%d-%H%M%S')}_{next(self._count):03d}_{_slug(name)}"
 
-    def pipeline(self, preset: str):
-        """The loaded pipeline of ``preset`` (loaded on first use)."""
+    def _loaded(self, key: tuple, load: Callable[[], Any]) -> Any:
+        """The model stored under ``key`` (whose last item is its device), loaded by ``load()`` on first use. Only
+        the request holding that device loads it, so the lock guards the dict alone, not the (long) loading."""
+        with self._models_lock:
+            model = self._models.get(key)
+        if model is None:
+            model = load()
+            with self._models_lock:
+                self._models[key] = model
+        return model
+
+    def pipeline(self, preset: str, device: str | torch.device | None = None):
+        """The pipeline of ``preset`` on ``device`` (default: the first device), loaded there on first use. Call it
+        while holding that device (:meth:`worker`) or while no request runs."""
+        import torch
+
         from vist3a.pipeline import Text2ScenePipeline
 
-        if preset not in self._pipelines:
-            self._pipelines[preset] = Text2ScenePipeline.from_pretrained(preset, device=self.device)
-        return self._pipelines[preset]
+        device = torch.device(device) if device is not None else self.devices[0]
+        return self._loaded(("pipeline", preset, device),
+                            lambda: Text2ScenePipeline.from_pretrained(preset, device=device))
 
     def generate(
         self,
@@ -117,9 +180,9 @@ class SceneService:
             raise UserInputError("the prompt is empty")
         template = None if template in (None, "", PRESET_DEFAULT) else template
         report = progress or (lambda fraction, stage: None)
-        with self._lock:
+        with self.worker() as device:
             report(0.0, GENERATE_STAGES[0])
-            pipe = self.pipeline(preset)
+            pipe = self.pipeline(preset, device)
             num_steps = pipe.settings(num_steps=steps).num_steps
 
             def on_step(_pipe, i, _t, tensors):
@@ -143,8 +206,6 @@ class SceneService:
     def reconstruct(self, sources: list[str | os.PathLike], model: str = "anysplat", weights: str | None = None,
                     size: int | None = None) -> SceneResult:
         """Reconstruct uploaded images (or one video) with AnySplat / VGGT into a new folder."""
-        import torch
-
         from vist3a.components import load_components, recon_preset
         from vist3a.errors import UserInputError
         from vist3a.recon.reconstruct import preprocess_for_model, read_frames, reconstruct
@@ -161,15 +222,11 @@ class SceneService:
                 for i, p in enumerate(paths):
                     shutil.copy(p, source / f"{i:04d}{p.suffix.lower()}")
             views = preprocess_for_model(model, read_frames(source, 32), size)
-        device = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        with self._lock:
-            key = (model, weights or None)
-            if key not in self._recon_models:
-                parts = load_components(recon_preset(model, weights or None), {"recon"}, device=device,
-                                        recon_model=model)
-                self._recon_models[key] = parts.recon.to(device)
+        with self.worker() as device:
+            recon = self._loaded(("recon", model, weights or None, device), lambda: load_components(
+                recon_preset(model, weights or None), {"recon"}, device=device, recon_model=model).recon.to(device))
             folder = self._next_folder(f"recon-{model}")
-            summary = reconstruct(self._recon_models[key], views, folder, extra_meta={"source": "app upload"})
+            summary = reconstruct(recon, views, folder, extra_meta={"source": "app upload"})
             from vist3a.exports import export_scene
 
             export_scene(folder, ["glb"] + (["spz", "splat"] if model == "anysplat" else []))
@@ -184,23 +241,25 @@ class SceneService:
         return SceneResult(folder, view, videos[0], videos[1], files, summary)
 
 
-def splat_view_c2w() -> torch.Tensor:
-    """``[4, 4]`` float64 camera-to-world pose (OpenCV axes) of the camera that gradio's splat view starts from."""
+def splat_view_c2w(alpha: float | None = None) -> torch.Tensor:
+    """``[4, 4]`` float64 camera-to-world pose (OpenCV axes) of the camera that gradio's splat view starts from, or,
+    given ``alpha`` (radians), where gsplat.js's orbit puts it after a sideways drag (a turn about the y axis)."""
     import torch
 
     from vist3a.cameras import invert_rigid, look_at_w2c
 
-    alpha, beta, radius = SPLAT_VIEW_ORBIT
+    start_alpha, beta, radius = SPLAT_VIEW_ORBIT
+    alpha = start_alpha if alpha is None else alpha
     eye = radius * torch.tensor([math.sin(alpha) * math.cos(beta), -math.sin(beta), -math.cos(alpha) * math.cos(beta)],
                                 dtype=torch.float64)
-    up = torch.tensor([0.0, -1.0, 0.0], dtype=torch.float64)  # gsplat.js's world, like vist3a's, has y down
+    up = -torch.tensor(SCENE_DOWN, dtype=torch.float64)  # gsplat.js's world, like vist3a's, has y down
     return invert_rigid(look_at_w2c(eye, torch.zeros(3, dtype=torch.float64), up))
 
 
 def preview_transform(w2c: torch.Tensor, fy: float, height: int, means: torch.Tensor
                       ) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """The similarity ``x' = s M (x - T)`` that puts a scene in front of gradio's splat-view camera as the reference
-    camera saw it -> ``(M [3, 3], T [3], s)``, float64.
+    """The similarity ``x' = s M (x - T)`` that puts a scene in front of gradio's splat-view camera as seen from the
+    reference camera's side, level -> ``(M [3, 3], T [3], s)``, float64.
 
     Args:
         w2c: ``[4, 4]`` world-to-camera (OpenCV) of the reference camera (the first decoded frame).
@@ -208,29 +267,52 @@ def preview_transform(w2c: torch.Tensor, fy: float, height: int, means: torch.Te
         means: ``[N, 3]`` splat centres (world); the orbit target ``T`` is the point on the camera's optical axis at
             their median depth (:func:`~vist3a.viewer.orbit_target`, as in ``vist3a view``).
 
-    ``M`` turns the reference camera's axes into those of :func:`splat_view_c2w` and ``s`` scales the scene so that
-    it fills the view's height as it filled the frame's at the target depth. Dragging turns the scene about ``T``.
+    gsplat.js turns its camera about the y axis of the file, and its start camera looks down on the target from
+    :data:`SPLAT_VIEW_ORBIT`'s elevation (29 degrees). ``M`` is a turn about the y axis alone, so that a drag turns
+    the scene about ``T`` and the scene's own up (-y, vist3a's world), not about an axis tilted by that elevation
+    or by the reference camera's roll and pitch. It turns the reference camera's heading (its optical axis,
+    made horizontal) into the start camera's: the view opens on the scene from the first frame's side, from that
+    elevation above the scene's horizontal, with no roll. ``s`` scales the scene so that it fills the view's height
+    as it filled the frame's at the target depth.
     """
     import torch
 
+    from vist3a.cameras import look_at_w2c
     from vist3a.viewer import orbit_target
 
     w2c = w2c.detach().cpu().to(torch.float64)
     target, target_depth = orbit_target(w2c.numpy(), means.detach().cpu().double().numpy())
     target = torch.from_numpy(target)
-    rotation = splat_view_c2w()[:3, :3] @ w2c[:3, :3]
+    up = -torch.tensor(SCENE_DOWN, dtype=torch.float64)
+    rotation = splat_view_c2w()[:3, :3] @ look_at_w2c(target - _level_view_direction(w2c), target, up)[:3, :3]
     view_half_height = SPLAT_VIEW_ORBIT[2] * (SPLAT_VIEW_HEIGHT / 2) / SPLAT_VIEW_FOCAL  # at the target, view units
     frame_half_height = target_depth * (height / 2) / fy  # at the target, scene units
     return rotation, target, view_half_height / frame_half_height
 
 
+def _level_view_direction(w2c: torch.Tensor, elevation: float = SPLAT_VIEW_ORBIT[1]) -> torch.Tensor:
+    """``[3]`` unit viewing direction of a camera on the heading of ``w2c [4, 4]`` (its optical axis made horizontal;
+    a camera looking straight down or up: the top of its image) looking down by ``elevation`` radians (vist3a's
+    world: y down)."""
+    import torch
+
+    down = torch.tensor(SCENE_DOWN, dtype=torch.float64)
+    axes = w2c[:3, :3].to(torch.float64)  # rows: the camera's x, y, z axes in the world
+    heading = axes[2] - (axes[2] @ down) * down
+    if float(heading.norm()) < 1e-6:
+        heading = -axes[1] - (-axes[1] @ down) * down
+    heading = heading / heading.norm()
+    return math.cos(elevation) * heading + math.sin(elevation) * down
+
+
 def preview_splat(folder: Path) -> Path:
     """``folder/.preview/scene.splat``: the splats moved, turned and scaled by :func:`preview_transform` so that
-    gradio's splat view (whose camera cannot be placed) opens on the first decoded frame's view of the scene and
-    turns about the scene's centre. Without ``cameras.json`` the reference camera is the identity (vist3a's first
-    camera is close to it). Splats whose median footprint at the start view is below
-    :data:`SPLAT_VIEW_MIN_PIXELS` are enlarged to it (at most 20x; browser renderers drop sub-pixel splats). DC
-    colour only, as in any ``.splat``. The files offered for download stay in vist3a's frame, at their true size."""
+    gradio's splat view (whose camera cannot be placed) opens on the scene from the first decoded frame's side,
+    looking down on it at 29 degrees, and turns about the scene's centre and its up axis. Without ``cameras.json``
+    the reference camera is the identity (vist3a's first camera is close to it). Splats whose median footprint at
+    the start view is below :data:`SPLAT_VIEW_MIN_PIXELS` are enlarged to it (at most 20x; browser renderers drop
+    sub-pixel splats). DC colour only, as in any ``.splat``. The files offered for download stay in vist3a's frame,
+    at their true size."""
     import torch
 
     from vist3a.cameras import load_cameras_json, quat_to_rotmat, rotmat_to_quat
@@ -286,6 +368,9 @@ def build_app(service: SceneService, default_preset: str = "nano"):
             raise gr.Error(str(exc)) from None
         return (str(result.view_file), [str(p) for p in result.files], result.summary)
 
+    # both tabs share one concurrency group with a worker per device: gradio's queue never runs more requests than
+    # the service has devices, so none waits inside the service
+    workers = dict(concurrency_limit=service.num_workers, concurrency_id="scene-service")
     with gr.Blocks(title="vist3a: text to 3D") as demo:
         gr.Markdown("## vist3a: text -> 3D Gaussian splats\nDrag to turn the scene; the files are below it.")
         with gr.Tab("generate"):
@@ -309,7 +394,7 @@ def build_app(service: SceneService, default_preset: str = "nano"):
                         flythrough = gr.Video(label="Fly-through", height=220)
                     files = gr.File(label="Files", file_count="multiple")
             run.click(on_generate, [prompt, preset, steps, guidance, seed, template],
-                      [view, frames, flythrough, files, info], api_name="generate")
+                      [view, frames, flythrough, files, info], api_name="generate", **workers)
         with gr.Tab("reconstruct"):
             with gr.Row():
                 with gr.Column(scale=1):
@@ -322,8 +407,8 @@ def build_app(service: SceneService, default_preset: str = "nano"):
                     recon_info = gr.Markdown()
                     recon_files = gr.File(label="Files", file_count="multiple")
             recon.click(on_reconstruct, [uploads, model, weights], [recon_view, recon_files, recon_info],
-                        api_name="reconstruct")
-    demo.queue(default_concurrency_limit=1)
+                        api_name="reconstruct", **workers)
+    demo.queue()
     return demo
 
 

@@ -247,17 +247,18 @@ def orbit_target(w2c: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, float
 def initial_view(data: SceneData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(eye, look_at, up)`` of the viewer's first view: behind, beside and above the first predicted camera,
     looking at :func:`orbit_target`, so that the frustums and their frames show beside the scene; without cameras,
-    the content's median point seen from -z (y down)."""
+    the content's median point seen from -z (y down). ``up`` is the scene's up (-y) in both cases, not the first
+    camera's: viser orbits about the camera's up, so a rolled first camera would tilt the turns."""
     xyz, _ = data.point_cloud(max_points=20_000)
+    scene_up = np.array([0.0, -1.0, 0.0])
     if len(data.w2c):
         c2w = np.linalg.inv(data.w2c[0])
         target, depth = orbit_target(data.w2c[0], xyz)
-        up = -c2w[:3, 1]
-        offset = -c2w[:3, 2] * 0.25 + c2w[:3, 0] * 0.7 + up * 0.4  # back, right, up (camera axes)
-        return c2w[:3, 3] + offset * depth, target, up
+        offset = -c2w[:3, 2] * 0.25 + c2w[:3, 0] * 0.7 - c2w[:3, 1] * 0.4  # back, right, up (camera axes)
+        return c2w[:3, 3] + offset * depth, target, scene_up
     centre = np.median(xyz, axis=0)
     radius = float(np.linalg.norm(np.percentile(xyz, 95, axis=0) - np.percentile(xyz, 5, axis=0))) or 1.0
-    return centre + np.array([0.0, -0.3, -1.2]) * radius, centre, np.array([0.0, -1.0, 0.0])
+    return centre + np.array([0.0, -0.3, -1.2]) * radius, centre, scene_up
 
 
 def serve(path: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 8080) -> None:  # pragma: no cover

@@ -73,6 +73,23 @@ def test_size_factor_enlarges_only_splats_below_one_and_a_half_pixels():
     assert factor(1e-5) == 20.0  # at most 20x
 
 
+def test_initial_view_keeps_the_scene_up_with_a_rolled_first_camera():
+    """viser orbits about the camera's up: the first view's up is the scene's (-y), not the first camera's, which
+    is rolled here by 17 degrees; the view still looks at the target from behind the camera."""
+    from vist3a.cameras import look_at_w2c
+    from vist3a.exports.source import SceneData
+    from vist3a.viewer import initial_view, orbit_target
+
+    w2c = look_at_w2c(torch.tensor([1.0, -0.5, -3.0], dtype=torch.float64), torch.tensor([0.2, 0.0, 0.5]),
+                      torch.tensor([0.3, -1.0, 0.0])).numpy()
+    points = np.random.default_rng(0).normal(size=(500, 3)) * 0.3 + np.array([0.2, 0.0, 0.5])
+    data = SceneData(None, points, np.zeros((500, 3), np.uint8), w2c[None], np.eye(3)[None], 8, 6)
+    eye, target, up = initial_view(data)
+    np.testing.assert_allclose(up, [0.0, -1.0, 0.0])
+    np.testing.assert_allclose(target, orbit_target(w2c, points)[0])
+    assert (eye - target) @ np.linalg.inv(w2c)[:3, 2] < 0  # behind the target, on the camera's side
+
+
 def test_load_view_data_kinds(tmp_path):
     folder = save_scene(_scene(), tmp_path / "scene", flythrough_frames=0, formats=["spz"])
     data = load_view_data(folder)

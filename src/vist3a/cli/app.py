@@ -11,7 +11,9 @@ from vist3a.errors import UserInputError
 
 HELP = """Start the web demo: a prompt box, generation settings, an interactive 3D view of the scene, the videos
 and every file to download, and a tab that reconstructs uploaded images or a video. Models stay loaded between
-requests. Binds 127.0.0.1; --share asks gradio for a public link. Needs pip install -e ".[app]".
+requests; with --device auto or cuda every visible GPU serves one request at a time with its own models
+(CUDA_VISIBLE_DEVICES picks them). Binds 127.0.0.1; --share asks gradio for a public link. Needs
+pip install -e ".[app]".
 
 Example:  vist3a app          (then open http://127.0.0.1:7860)
 """
