@@ -135,3 +135,17 @@ def test_cli_stitches_a_vae_of_another_family(tmp_path, capsys, tiny_anysplat_co
     assert report["vae"]["family"] == "hunyuanvideo" and report["vae"]["temporal_factor"] == 4
     decoder = load_component_from(run, "stitch")
     assert decoder.layer == evaluation["layer"]
+    # benchmarks/nano_two_vaes.py tabulates the run: min search MSE, the VAE's own PSNR, stitched novel-view PSNR
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "nano_two_vaes.py"
+    spec = importlib.util.spec_from_file_location("nano_two_vaes", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    row = module.row(tmp_path / "st")
+    vae_eval = json.loads((tmp_path / "hy" / "vae" / "eval.json").read_text())
+    assert row["vae_family"] == "hunyuanvideo" and row["vae_heldout_psnr"] == vae_eval["heldout_psnr"]
+    assert row["min_mse_fit"] == min(v["mse_fit"] for v in evaluation["search_mse"].values())
+    assert row["stitched_novel_psnr_pred"] == evaluation["heldout_stitched_novel_psnr_pred"]
+    assert "hunyuanvideo" in module.table([row]) and "nothing to compare" in module.verdict([row])
