@@ -32,6 +32,9 @@ def test_parse_set_nests_and_parses_json():
         (["nano", "train", "unet"], "stage must be one of"),
         (["nano", "train", "vae", "--set", "stepz=3"], "not fields of the vae stage"),
         (["nano", "train", "vae", "--set", "model.width=3"], "unknown keys"),
+        # the model defaults follow the family: HunyuanVideo's config has no Wan `base_dim`
+        (["nano", "train", "vae", "--set", "family=hunyuanvideo", "--set", "model.base_dim=8"], "unknown keys"),
+        (["nano", "train", "vae", "--set", "family=ltx"], "has no nano config"),
         (["nano", "train", "all", "--set", "stepz=3"], "not fields of any nano stage"),
         (["nano", "train", "vae", "--set", "save_dtype=int8"], "save_dtype"),
         (["nano", "train", "vggt", "--set", "model.track_config=3"], "unknown keys"),

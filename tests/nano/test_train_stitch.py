@@ -98,3 +98,54 @@ def test_stitch_stage_with_a_vggt_teacher(tmp_path, tiny_caches, stage_defaults,
         latents = vae.encode(frames.permute(0, 2, 1, 3, 4) * 2 - 1).latent_dist.mean
         out = decoder(latents)  # a VGGT needs no frames
     assert out.world_points.shape == (1, 5, 28, 28, 3) and out.cameras.w2c.shape == (1, 5, 3, 4)
+
+
+def test_cli_stitches_a_vae_of_another_family(tmp_path, capsys, tiny_anysplat_config):
+    """Issue 18 at nano scale: `vist3a nano train vae --set family=hunyuanvideo`, then `vist3a nano train stitch
+    --vae <that run> --recon <an AnySplat run>` on the world's clips: the layer search, fine-tuning and the held-out
+    evaluation run on the HunyuanVideo latents, and the report and eval.json name the VAE family."""
+    from vist3a.cli.main import main
+    from vist3a.nano.training import save_component
+    from vist3a.nano.weights import load_component_from
+    from vist3a.recon import AnySplat
+
+    torch.manual_seed(0)
+    save_component(AnySplat(**tiny_anysplat_config), tmp_path / "runs" / "recon", torch.float32)
+    tiny = ["--device", "cpu", "--quiet", "--steps", "1", "--batch-size", "1", "--set", "size=16",
+            "--set", "num_frames=5", "--set", "num_train_clips=4", "--set", "num_eval_clips=1",
+            "--set", "data_workers=0", "--set", "eval_reserve_s=0"]
+    hunyuan = ["--set", "family=hunyuan", "--set", "model.block_out_channels=[8, 8, 16, 16]",
+               "--set", "model.norm_num_groups=4", "--set", "model.mid_block_add_attention=false",
+               "--set", "stats_clips=4"]
+    for argv in (["nano", "train", "vae", "--out", str(tmp_path / "hy"), *tiny, *hunyuan],
+                 ["nano", "train", "stitch", "--out", str(tmp_path / "st"), "--vae", str(tmp_path / "hy" / "vae"),
+                  "--recon", str(tmp_path / "runs" / "recon"), *tiny, "--set", "search_clips=4",
+                  "--set", "view_choices=[5]", "--set", "lora_rank=2", "--set", "render_backend=torch"]):
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 0, capsys.readouterr().err
+    assert type(load_component_from(tmp_path / "hy" / "vae", "vae")).__name__ == "AutoencoderKLHunyuanVideo"
+    run = tmp_path / "st" / "stitch"
+    evaluation = json.loads((run / "eval.json").read_text())
+    assert evaluation["vae_family"] == "hunyuanvideo" and evaluation["spec"] == "conv3d_k5x3x3_o16_s1x1x1_p2x1x1"
+    assert set(evaluation["search_mse"]) == {"enc_blocks_1", "enc_blocks_2"}
+    for name in ("stitched", "teacher"):
+        assert all(isinstance(evaluation[f"heldout_{name}_{key}"], float) for key in ("psnr", "novel_psnr_pred"))
+    report = json.loads((run / "search" / "report.json").read_text())
+    assert report["vae"]["family"] == "hunyuanvideo" and report["vae"]["temporal_factor"] == 4
+    decoder = load_component_from(run, "stitch")
+    assert decoder.layer == evaluation["layer"]
+    # benchmarks/nano_two_vaes.py tabulates the run: min search MSE, the VAE's own PSNR, stitched novel-view PSNR
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "nano_two_vaes.py"
+    spec = importlib.util.spec_from_file_location("nano_two_vaes", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    row = module.row(tmp_path / "st")
+    vae_eval = json.loads((tmp_path / "hy" / "vae" / "eval.json").read_text())
+    assert row["vae_family"] == "hunyuanvideo" and row["vae_heldout_psnr"] == vae_eval["heldout_psnr"]
+    assert row["min_mse_fit"] == min(v["mse_fit"] for v in evaluation["search_mse"].values())
+    assert row["stitched_novel_psnr_pred"] == evaluation["heldout_stitched_novel_psnr_pred"]
+    assert "hunyuanvideo" in module.table([row]) and "nothing to compare" in module.verdict([row])

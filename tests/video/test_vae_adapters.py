@@ -192,3 +192,53 @@ def test_family_aliases():
     assert family_name("ltx-video") == "ltx"
     assert family_name("wan") == "wan2.1"
     assert family_name("Wan-AI/Wan2.1-T2V-1.3B-Diffusers") is None
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_posterior_and_decoder_output_are_what_encode_and_decode_use(tiny, family):
+    """The training-side views of a VAE (issue 18's nano VAE stage): the posterior in the latent layout, and the
+    VAE's own unclamped output in the input's ``[B, 3, T, H, W]`` layout, of which encode/decode are the mode and
+    the clamped frames."""
+    from vist3a.video.frames import vae_to_frames
+
+    adapter = vae_adapter(tiny[family])
+    clip = _clip(adapter)
+    with torch.no_grad():
+        posterior = adapter.posterior(clip)
+        z = adapter.encode(clip, sample=False)
+        pixels = adapter.decode_pixels(z)
+        frames = adapter.decode(z)
+    assert posterior.mean.shape == posterior.logvar.shape == z.shape
+    torch.testing.assert_close(posterior.mode(), z, rtol=0, atol=0)
+    assert pixels.shape == adapter.pixels(clip).shape == clip.transpose(1, 2).shape
+    torch.testing.assert_close(vae_to_frames(pixels), frames, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_fit_normalization_follows_the_family_convention(family):
+    """Per-channel statistics of raw latents -> the family's normalisation: per-channel N(0, 1) for Wan and LTX,
+    one ``scaling_factor`` (1 / pooled std, no shift) for the others; the values land in the saved config."""
+    vae = tiny_vae(family, seed=1)
+    adapter = vae_adapter(vae)
+    channels = adapter.latent_channels
+    scale = 0.5 + torch.arange(channels, dtype=torch.float64) / channels
+    offset = torch.linspace(-1, 1, channels, dtype=torch.float64)
+    z = torch.randn(4, channels, 3, 4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    z = z * scale.view(1, -1, 1, 1, 1) + offset.view(1, -1, 1, 1, 1)
+    flat = z.transpose(0, 1).reshape(channels, -1)
+    fitted = adapter.fit_normalization(flat.mean(1).tolist(), flat.std(1, unbiased=False).tolist())
+    norm = adapter.normalize(z.float()).double()
+    if family in ("wan2.1", "wan2.2", "ltx"):
+        assert set(fitted) == {"latents_mean", "latents_std"}
+        norm_flat = norm.transpose(0, 1).reshape(channels, -1)
+        torch.testing.assert_close(norm_flat.mean(1), torch.zeros(channels, dtype=torch.float64), atol=1e-5, rtol=0)
+        torch.testing.assert_close(norm_flat.std(1, unbiased=False), torch.ones(channels, dtype=torch.float64),
+                                   atol=1e-5, rtol=0)
+    else:
+        assert set(fitted) == {"scaling_factor"} and vae.config.scaling_factor == fitted["scaling_factor"]
+        assert float(norm.std(unbiased=False)) == pytest.approx(1.0, abs=1e-5)
+        torch.testing.assert_close(norm, z * fitted["scaling_factor"], atol=1e-5, rtol=1e-5)
+    if family.startswith("wan"):
+        assert list(vae.config.latents_mean) == fitted["latents_mean"]
+    with pytest.raises(ValueError, match="one value per latent channel"):
+        adapter.fit_normalization([0.0], [1.0])

@@ -116,15 +116,14 @@ def parse_set(items: list[str]) -> dict[str, Any]:
 
 
 def _merge_model_overrides(stage: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """A dotted ``model.x`` override updates the stage's default model config instead of replacing it."""
+    """A dotted ``model.x`` override updates the stage's default model config instead of replacing it (the default
+    as the other overrides make it: the VAE stage's depends on its ``family``)."""
     from vist3a.nano.recipes import get_stage
 
     model = overrides.get("model")
     if isinstance(model, dict):
-        import dataclasses
-
-        default = next(f for f in dataclasses.fields(get_stage(stage).config_cls) if f.name == "model")
-        merged = default.default_factory()
+        rest = {key: value for key, value in overrides.items() if key != "model"}
+        merged = dict(get_stage(stage).config_cls(**rest).model)
         unknown = sorted(set(model) - set(merged))
         if unknown:
             raise UserInputError(

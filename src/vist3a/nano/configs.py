@@ -88,6 +88,34 @@ def nano_vae_config(base_dim: int = 32) -> dict[str, Any]:
     }
 
 
+def nano_hunyuan_vae_config(base_channels: int = 32) -> dict[str, Any]:
+    """``AutoencoderKLHunyuanVideo`` kwargs of a second nano VAE family (issue 18, Fig. 10 at nano scale; not shipped).
+
+    Sized like :func:`nano_vae_config` (channels 32-64-64-64, one res block per level, 16 latent channels,
+    8x spatial / 4x temporal: 13 frames of 64 px -> ``[16, 4, 8, 8]``, the Wan latent's shape), but HunyuanVideo's
+    architecture: causal Conv3d with GroupNorm (16 groups) instead of Wan's RMS-normed cached convs, and
+    HunyuanVideo's own down/up blocks and attention mid-block. ``scaling_factor`` is a placeholder until the VAE
+    stage measures it (``1 / std`` of its training latents, HunyuanVideo's convention). 3.73 M parameters (Wan: 3.22 M).
+    """
+    return {
+        "block_out_channels": [base_channels, 2 * base_channels, 2 * base_channels, 2 * base_channels],
+        "down_block_types": ["HunyuanVideoDownBlock3D"] * 4,
+        "up_block_types": ["HunyuanVideoUpBlock3D"] * 4,
+        "layers_per_block": 1,
+        "latent_channels": 16,
+        "norm_num_groups": 16,
+        "spatial_compression_ratio": 8,
+        "temporal_compression_ratio": 4,
+        "mid_block_add_attention": True,
+        "scaling_factor": 1.0,
+    }
+
+
+#: The nano VAE stage's default model config per VAE family (:mod:`vist3a.video.vae_adapters` names); any other
+#: family trains with an explicit ``model``.
+NANO_VAE_CONFIGS = {"wan2.1": nano_vae_config, "hunyuanvideo": nano_hunyuan_vae_config}
+
+
 def evenly_spread_layers(depth: int, count: int = 4) -> tuple[int, ...]:
     """``count`` aggregator layers spread evenly over ``depth`` layers, ending at the last one.
 
@@ -188,16 +216,22 @@ def nano_stitch_spec(
     anysplat_config: dict[str, Any] | None = None,
     vae_config: dict[str, Any] | None = None,
     video: NanoVideo = NANO_VIDEO,
+    spatial_factor: int | None = None,
 ) -> str:
     """The stitching-layer spec: Conv3D k5x3x3 onto the token width, stride chosen so latent grid -> token grid.
 
     The release's ``conv3d_k5x3x3_o1024_s1x2x2_p2x1x1`` halves a 64x64 latent onto a 32x32 grid; at nano size
     the latent (64 px / 8 = 8) already matches the token grid (112 / 14 = 8), so the stride is 1 and the
     spec is ``conv3d_k5x3x3_o96_s1x1x1_p2x1x1`` for the default embed width.
+
+    ``spatial_factor``: the VAE's (any family: ``vae_adapter(vae).spatial_factor``); None derives it from a Wan
+    ``vae_config`` (default :func:`nano_vae_config`).
     """
     anysplat_config = anysplat_config or nano_anysplat_config()
-    vae_config = vae_config or nano_vae_config()
-    spatial = 2 ** len(vae_config["temperal_downsample"])
+    if spatial_factor is None:
+        spatial = 2 ** len((vae_config or nano_vae_config())["temperal_downsample"])
+    else:
+        spatial = int(spatial_factor)
     latent_hw = video.height // spatial
     grid = anysplat_token_grid(anysplat_config)
     if latent_hw % grid:

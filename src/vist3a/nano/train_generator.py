@@ -368,10 +368,15 @@ def train_generator(
     from diffusers import WanTransformer3DModel
 
     from vist3a.nano.weights import load_component_from
+    from vist3a.video.vae_adapters import vae_adapter
 
     run = begin_stage(cfg, out_dir, STAGE, device)
     device = run.device
     vae = vae if vae is not None else load_component_from(cfg.vae, "vae", device)
+    family = vae_adapter(vae).name  # a VAE stage run may hold another family (issue 18's experiments)
+    if not family.startswith("wan"):
+        raise ValueError(f"the nano generator trains on the Wan VAE's latents (its per-channel latents_mean/std); "
+                         f"`vae` {cfg.vae!r} holds a {family} VAE ({type(vae).__name__})")
     vae.to(device).eval().requires_grad_(False)
     text_encoder = text_encoder if text_encoder is not None else load_text_encoder(cfg.text_encoder,
                                                                                    cfg.text_max_length, device)

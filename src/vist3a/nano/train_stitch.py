@@ -1,6 +1,10 @@
 """Stages ``stitch`` and ``stitch_vggt``: stitch a nano 3D model (the nano AnySplat, or the nano VGGT of issue 21)
 onto the nano VAE's latent space with vist3a's own stitching stage.
 
+The VAE may be of any video-VAE family (a ``vae`` stage run with another ``family``, issue 18): the stage reaches
+it only through its :mod:`vist3a.video.vae_adapters` adapter (encoding, spatial and temporal factors), as the
+stitching package does.
+
 Thin on purpose: it renders the clips, loads the two trained nano models and runs
 
 1. the layer search (:func:`vist3a.stitching.search.run_layer_search`): a closed-form ridge fit of the
@@ -16,7 +20,9 @@ with its teacher (from the frames), the paper's claim to check being that the st
 as the original:
 
 - AnySplat (:func:`evaluate_stitched`): both models' splats rendered at their own predicted cameras, PSNR / SSIM
-  against the frames, and their depth disagreement;
+  against the frames; novel views: the splats of the context views rendered at the held-out views' predicted
+  cameras (``novel_psnr_pred``, AnySplat's protocol, :func:`vist3a.recon.direction.heldout_consistency`); and their
+  depth disagreement;
 - VGGT (:func:`evaluate_stitched_pointmaps`): both models against the ground truth of the world (Table 5 at nano
   scale): depth AbsRel, pointmap Acc / Comp / NC, RRA@5 / AUC@30, rotation error
   (:func:`vist3a.nano.train_vggt.pointmap_scene_metrics`), and their depth and pointmap disagreement.
@@ -50,8 +56,8 @@ class StitchStageConfig(StageConfig):
     """Config of the stitch stage (shared fields: :class:`~vist3a.nano.training.StageConfig`).
 
     Attributes:
-        vae, recon: trained component folders (a run folder of ``vist3a nano train`` or its ``model/``);
-            None = the installed nano weights.
+        vae, recon: trained component folders (a run folder of ``vist3a nano train`` or its ``model/``; the VAE
+            of any family the VAE stage trains); None = the installed nano weights.
         spec: stitching-layer spec; None derives it from the two models (:func:`nano_stitch_spec`).
         layer: force a cut point ``enc_blocks_k``; None = the search's best.
         search_clips: training clips used by the layer search (``search_holdout_fraction`` of them held out).
@@ -139,7 +145,10 @@ def load_stitched_decoder(path: str | Path, device: str | torch.device = "cpu",
 @torch.no_grad()
 def evaluate_stitched(decoder: Any, teacher: Any, vae: Any, cache: ClipCache, device: torch.device,
                       render_backend: str = "auto") -> dict[str, float]:
-    """Held-out comparison of the stitched decoder (latents) with its teacher (frames); see the module docstring."""
+    """Held-out comparison of the stitched decoder (latents) with its teacher (frames); see the module docstring.
+    Keys ``stitched_<m>`` / ``teacher_<m>`` for ``m`` in ``psnr``, ``ssim`` (all views at their own predicted
+    cameras) and ``novel_psnr_pred`` (held-out views from the context views' splats), and ``depth_rel_diff``."""
+    from vist3a.recon.direction import heldout_consistency
     from vist3a.splats import render
 
     decoder.eval()
@@ -154,13 +163,15 @@ def evaluate_stitched(decoder: Any, teacher: Any, vae: Any, cache: ClipCache, de
             student = decoder(latents, frames)
             original = teacher(to_model_input(frames, recon_size))
         values: dict[str, float] = {}
-        for name, out in (("stitched", student), ("teacher", original)):
+        for name, out, model in (("stitched", student, decoder.recon), ("teacher", original, teacher)):
             w2c = to_homogeneous(out.cameras.w2c[0].float())
             K = render_intrinsics(out.cameras.K[0].float(), recon_size, clip_size)
             pred = render(out.gaussians[0].to(torch.float32), w2c, K, clip_size, clip_size,
                           backend=render_backend).colors.permute(0, 3, 1, 2)
             values[f"{name}_psnr"] = float(psnr(pred, frames[0]).mean())
             values[f"{name}_ssim"] = float(ssim(pred, frames[0]).mean())
+            values[f"{name}_novel_psnr_pred"] = float(heldout_consistency(model, out, frames,
+                                                                          backend=render_backend)[0])
         depth_s, depth_t = student.depth.float(), original.depth.float()
         values["depth_rel_diff"] = float(((depth_s - depth_t).abs() / depth_t.clamp_min(1e-6)).mean())
         for key, value in values.items():
@@ -229,6 +240,7 @@ def train_stitch(
     from vist3a.stitching.adapters import adapter_for_model
     from vist3a.stitching.search import SearchConfig, run_layer_search
     from vist3a.stitching.train import StitchTrainConfig, build_student, train_stitched
+    from vist3a.video.vae_adapters import vae_adapter
 
     run = begin_stage(cfg, out_dir, cfg.stage, device)
     device, clock = run.device, run.clock
@@ -243,7 +255,8 @@ def train_stitch(
         train, held = canonical_cache(train), canonical_cache(held)
     recon_size = int(teacher.config.aggregator_config["img_size"])
     video = NanoVideo(num_frames=cfg.num_frames, height=cfg.size, width=cfg.size, recon_size=recon_size)
-    spec = cfg.spec or nano_stitch_spec(dict(teacher.config), dict(vae.config), video)
+    spec = cfg.spec or nano_stitch_spec(dict(teacher.config), video=video,
+                                        spatial_factor=vae_adapter(vae).spatial_factor)
     adapter = adapter_for_model(teacher)
     if adapter.name not in EVALUATIONS:
         raise ValueError(f"the nano stitch stage evaluates {sorted(EVALUATIONS)} teachers, got a {adapter.name}")
@@ -297,6 +310,7 @@ def train_stitch(
     evaluation.update({
         f"heldout_{key}_fp16": metrics_fp16[key],
         "teacher": adapter.name,
+        "vae_family": vae_adapter(vae).name,
         "spec": spec,
         "layer": layer,
         "search_best_layer": report.best_layer,

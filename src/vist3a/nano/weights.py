@@ -63,7 +63,8 @@ class ComponentSpec:
 
     ``config_match``: ``(key, value)`` pairs its ``config.json`` must hold besides ``_class_name``, for
     components of one class that must not stand in for each other (the reward and the evaluation image-text
-    models).
+    models). ``run_classes``: further classes a *training run* of the component may hold (loaded by
+    :func:`load_component_from`, never installed): the VAE stage's other video-VAE families.
     """
 
     name: str
@@ -71,12 +72,31 @@ class ComponentSpec:
     class_name: str
     loader: Callable[[Path, torch.device, torch.dtype], Any]
     config_match: tuple[tuple[str, Any], ...] = ()
+    run_classes: tuple[str, ...] = ()
 
 
 def _load_vae(path: Path, device: torch.device, dtype: torch.dtype) -> Any:
-    from diffusers import AutoencoderKLWan
+    """The video VAE saved in ``path``, of the diffusers class its ``config.json`` names (the shipped one is an
+    ``AutoencoderKLWan``; training runs may hold another family, see :data:`_VIDEO_VAE_CLASSES`)."""
+    import diffusers
 
-    return AutoencoderKLWan.from_pretrained(path, torch_dtype=dtype, local_files_only=True).to(device).eval()
+    class_name = json.loads((path / "config.json").read_text()).get("_class_name")
+    if class_name not in (COMPONENTS["vae"].class_name, *COMPONENTS["vae"].run_classes):
+        raise UserInputError(f"nano vae: '{path}' holds a {class_name}, not a video VAE")
+    vae = getattr(diffusers, class_name).from_pretrained(path, torch_dtype=dtype, local_files_only=True)
+    return vae.to(device).eval()
+
+
+def _video_vae_classes() -> tuple[str, ...]:
+    """The diffusers classes of the video-VAE adapters, the nano one (``AutoencoderKLWan``) first."""
+    from vist3a.video.vae_adapters import VAE_ADAPTERS
+
+    names = dict.fromkeys(cls.diffusers_class for cls in VAE_ADAPTERS.values())
+    return tuple(names)
+
+
+#: Video-VAE classes a VAE training run may hold besides the shipped ``AutoencoderKLWan``.
+_VIDEO_VAE_CLASSES = tuple(name for name in _video_vae_classes() if name != "AutoencoderKLWan")
 
 
 def _load_transformer(path: Path, device: torch.device, dtype: torch.dtype) -> Any:
@@ -113,7 +133,8 @@ def _load_imagetext(path: Path, device: torch.device, dtype: torch.dtype) -> Any
 COMPONENTS: dict[str, ComponentSpec] = {
     spec.name: spec
     for spec in (
-        ComponentSpec("vae", "nano Wan VAE (diffusers AutoencoderKLWan)", "AutoencoderKLWan", _load_vae),
+        ComponentSpec("vae", "nano Wan VAE (diffusers AutoencoderKLWan)", "AutoencoderKLWan", _load_vae,
+                      run_classes=_VIDEO_VAE_CLASSES),
         ComponentSpec("recon", "nano AnySplat (vist3a.recon.AnySplat)", "AnySplat", _load_anysplat),
         ComponentSpec("stitch", "nano stitched decoder (vist3a.stitching)", "StitchedDecoder", _load_stitch,
                       (("recon_type", "anysplat"),)),
@@ -244,27 +265,36 @@ def load_nano_component(
     return COMPONENTS[name].loader(folder, torch.device(device), dtype)
 
 
-def _holds(folder: Path, name: str) -> bool:
-    """Whether ``folder`` holds a saved component ``name`` (its ``config.json`` names the expected class and has
-    the spec's ``config_match`` values)."""
+def _saved_class(folder: Path) -> str | None:
+    """The ``_class_name`` of ``folder/config.json`` (None without a readable one)."""
     config = folder / "config.json"
     if not config.is_file():
-        return False
+        return None
     try:
-        data = json.loads(config.read_text())
+        return json.loads(config.read_text()).get("_class_name")
     except json.JSONDecodeError:
-        return False
+        return None
+
+
+def _holds(folder: Path, name: str, run: bool = False) -> bool:
+    """Whether ``folder`` holds a saved component ``name`` (its ``config.json`` names the expected class, or with
+    ``run`` one of the spec's ``run_classes``, and has the spec's ``config_match`` values)."""
+    class_name = _saved_class(folder)
     spec = COMPONENTS[name]
-    return data.get("_class_name") == spec.class_name and all(data.get(k) == v for k, v in spec.config_match)
+    if class_name != spec.class_name and not (run and class_name in spec.run_classes):
+        return False
+    data = json.loads((folder / "config.json").read_text())
+    return all(data.get(k) == v for k, v in spec.config_match)
 
 
 def component_folder(source: str | os.PathLike, name: str) -> Path:
     """The component folder inside ``source``: a training run folder (its ``model/``), a component folder
-    itself, or a training output root (``source/<name>/model``); its ``config.json`` must name the class."""
+    itself, or a training output root (``source/<name>/model``); its ``config.json`` must name the class (for
+    ``vae``: any video-VAE class of :mod:`vist3a.video.vae_adapters`, as the VAE stage trains them)."""
     name = _component_name(name)
     source = Path(source).expanduser()
     for candidate in (source / _RUN_MODEL_DIR, source, source / name / _RUN_MODEL_DIR, source / name):
-        if _holds(candidate, name):
+        if _holds(candidate, name, run=True):
             return candidate
     raise UserInputError(
         f"nano {name}: no trained {COMPONENTS[name].class_name} component in '{source}' (expected "
@@ -325,6 +355,13 @@ def _find_component_dir(source: Path, name: str) -> tuple[Path, Path | None] | N
     ``config.json`` must name the component's class, so a VAE is never installed as the generator.
     """
     run = source / name
+    for folder in (run / _RUN_MODEL_DIR, run, source / _RUN_MODEL_DIR):
+        if not _holds(folder, name) and _holds(folder, name, run=True):
+            raise UserInputError(
+                f"nano install: '{folder}' holds a {_saved_class(folder)}; only {COMPONENTS[name].class_name} "
+                f"installs as the nano {name} (the shipped generator and stitched decoder live on its latents); use "
+                "the run folder directly (e.g. `vist3a nano train stitch --vae ...`)"
+            )
     if _holds(run / _RUN_MODEL_DIR, name):
         return run / _RUN_MODEL_DIR, run
     if _holds(run, name):

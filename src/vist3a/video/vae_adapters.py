@@ -21,6 +21,11 @@ tiny test VAE of the same class gets its own). Every adapter maps
 - raw (VAE space) <-> **normalised** (diffusion space) latents (:meth:`normalize` / :meth:`denormalize`):
   ``normalised = (raw - shift) * gain`` per channel, with ``shift``/``gain`` from the family's convention.
 
+For training a VAE of any family (the nano VAE stage), :meth:`~VideoVAEAdapter.posterior` gives the posterior in
+the same latent layout, :meth:`~VideoVAEAdapter.decode_pixels` the VAE's own differentiable, unclamped output, and
+:meth:`~VideoVAEAdapter.fit_normalization` turns per-channel statistics of training latents into the family's
+normalisation (per-channel ``latents_mean/std`` for Wan and LTX, ``scaling_factor`` for the others).
+
 SVD's VAE encodes frames one by one (an image encoder) and decodes them jointly (a temporal decoder): its
 latents still come laid out ``[B, C, T, h, w]``, one latent frame per video frame (temporal factor 1).
 
@@ -35,7 +40,7 @@ import json
 import logging
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -74,7 +79,11 @@ class VideoVAEAdapter(ABC):
         if self.diffusers_class not in _class_names(vae):
             raise ValueError(f"{type(self).__name__} wraps a {self.diffusers_class}, got {type(vae).__name__}")
         self.vae = vae
-        self.config = vae.config
+
+    @property
+    def config(self) -> Any:
+        """The VAE's config (read live: :meth:`fit_normalization` replaces it)."""
+        return self.vae.config
 
     # ------------------------------------------------------------------ facts from the config
     @property
@@ -164,6 +173,26 @@ class VideoVAEAdapter(ABC):
         shift, gain = self._affine(normalized_latents, "normalized_latents")
         return (normalized_latents.float() / gain + shift).to(normalized_latents.dtype)
 
+    #: The config keys that hold the normalisation (what a fine-tune that keeps the latent space carries over).
+    normalization_keys: ClassVar[tuple[str, ...]] = ("scaling_factor",)
+
+    def fit_normalization(self, channel_mean: Sequence[float], channel_std: Sequence[float]) -> dict[str, Any]:
+        """Set the VAE's normalisation from per-channel statistics of raw training latents, the way the family
+        expects it, and return what was set (JSON-friendly).
+
+        ``channel_mean`` / ``channel_std``: mean and (population) std of each latent channel over the training
+        latents (``C`` values each). This default is the ``scaling_factor`` convention (CogVideoX, HunyuanVideo,
+        SVD; their pipelines multiply raw latents by it, without a shift): ``1 / std`` of all latent elements
+        together, ``std`` pooled from the channels (equal counts per channel).
+        """
+        mean, std = _channel_stats(channel_mean, channel_std, self.latent_channels)
+        pooled_mean = mean.mean()
+        pooled_std = float((std.square() + (mean - pooled_mean).square()).mean().sqrt())
+        if not pooled_std > 0:
+            raise ValueError(f"the latents have zero spread (std {pooled_std}); cannot set `scaling_factor`")
+        self.vae.register_to_config(scaling_factor=1.0 / pooled_std)
+        return {"scaling_factor": 1.0 / pooled_std}
+
     # ------------------------------------------------------------------ encode / decode
     def _place(self, device: torch.device | str | None) -> tuple[torch.device, torch.dtype]:
         """Where and in which dtype the VAE runs: ``device`` (needed when hooks offload its weights) or its
@@ -171,32 +200,49 @@ class VideoVAEAdapter(ABC):
         param = next(self.vae.parameters())
         return (torch.device(device) if device is not None else param.device), param.dtype
 
-    def _pixels(self, frames: torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
-        """Checked frames ``[B, T, 3, H, W]`` in ``[0, 1]`` -> the VAE input ``[B, 3, T, H, W]`` in ``[-1, 1]``."""
+    def pixels(self, frames: torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
+        """Checked frames ``[B, T, 3, H, W]`` in ``[0, 1]`` -> the VAE input ``[B, 3, T, H, W]`` in ``[-1, 1]`` (the
+        VAE's device and dtype); also the space of :meth:`decode_pixels`, for reconstruction losses."""
         pixels = frames_to_vae(frames)
         self.check_num_frames(int(frames.shape[1]))
         self.check_resolution(int(frames.shape[3]), int(frames.shape[4]))
         return pixels.to(*self._place(device))
+
+    def posterior(self, frames: torch.Tensor, device: torch.device | str | None = None) -> Any:
+        """Frames ``[B, T, 3, H, W]`` in ``[0, 1]`` -> the encoder's diagonal Gaussian (diffusers'
+        ``DiagonalGaussianDistribution``: ``mean``, ``logvar``, ``std``, ``sample()``, ``mode()``), its tensors laid
+        out ``[B, C, T_lat, h, w]``; differentiable (for training the VAE)."""
+        return self.vae.encode(self.pixels(frames, device)).latent_dist
 
     def encode(self, frames: torch.Tensor, sample: bool = True, generator: torch.Generator | None = None,
                device: torch.device | str | None = None) -> torch.Tensor:
         """Frames ``[B, T, 3, H, W]`` in ``[0, 1]`` -> raw latents ``[B, C, T_lat, h, w]`` (the VAE's dtype): one
         posterior sample (``sample``, what the stitching is fitted and trained on) or the posterior mode.
         ``device``: where the VAE runs (default: where its parameters are)."""
-        pixels = self._pixels(frames, device)  # [B, 3, T, H, W] in [-1, 1]
-        posterior = self.vae.encode(pixels).latent_dist
+        posterior = self.posterior(frames, device)
         return posterior.sample(generator=generator) if sample else posterior.mode()
+
+    @property
+    def encoder_modules(self) -> list[torch.nn.Module]:
+        """The modules that map pixels to the posterior (``encoder``, ``quant_conv`` where the class has one): what
+        a decoder-only fine-tune freezes to keep the latent space."""
+        return [module for name in ("encoder", "quant_conv") if (module := getattr(self.vae, name, None)) is not None]
 
     def _check_latents(self, raw_latents: torch.Tensor) -> None:
         if raw_latents.ndim != 5 or raw_latents.shape[1] != self.latent_channels:
             raise ValueError(f"`raw_latents` must be shaped [B, {self.latent_channels}, T_lat, h, w] ({self.name} "
                              f"VAE), got {tuple(raw_latents.shape)}")
 
+    def decode_pixels(self, raw_latents: torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
+        """Raw latents ``[B, C, T_lat, h, w]`` -> the VAE's own output ``[B, 3, T, H, W]`` in about ``[-1, 1]``
+        (the VAE's dtype, not clamped: what a reconstruction loss compares with :meth:`pixels`)."""
+        self._check_latents(raw_latents)
+        return self.vae.decode(raw_latents.to(*self._place(device))).sample
+
     def decode(self, raw_latents: torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
         """Raw latents ``[B, C, T_lat, h, w]`` -> frames ``[B, T, 3, H, W]`` float32 in ``[0, 1]`` (under the
         caller's grad mode). ``device``: where the VAE runs (default: where its parameters are)."""
-        self._check_latents(raw_latents)
-        return vae_to_frames(self.vae.decode(raw_latents.to(*self._place(device))).sample)  # from [B, 3, T, H, W]
+        return vae_to_frames(self.decode_pixels(raw_latents, device))  # from [B, 3, T, H, W]
 
 
 # ---------------------------------------------------------------------------- families
@@ -225,6 +271,15 @@ class WanVAEAdapter(VideoVAEAdapter):
         mean, std = latent_stats(self.config)
         return mean.flatten(), 1.0 / std.flatten()
 
+    normalization_keys: ClassVar[tuple[str, ...]] = ("latents_mean", "latents_std")
+
+    def fit_normalization(self, channel_mean: Sequence[float], channel_std: Sequence[float]) -> dict[str, Any]:
+        """Wan's convention: the per-channel statistics become the config's ``latents_mean`` / ``latents_std``."""
+        _channel_stats(channel_mean, channel_std, self.latent_channels)
+        stats = {"latents_mean": list(channel_mean), "latents_std": list(channel_std)}
+        self.vae.register_to_config(**stats)
+        return stats
+
 
 class CogVideoXVAEAdapter(VideoVAEAdapter):
     """``AutoencoderKLCogVideoX``: every down block but the last halves H and W, the first
@@ -251,14 +306,14 @@ class CogVideoXVAEAdapter(VideoVAEAdapter):
     def _shift_gain(self) -> tuple[torch.Tensor, torch.Tensor]:
         return _scalar_shift_gain(self.config, self.latent_channels)
 
-    def decode(self, raw_latents: torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
+    def decode_pixels(self, raw_latents: torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
         self._check_latents(raw_latents)
         if raw_latents.shape[2] > 1 and raw_latents.shape[2] % 2 == 0 and self.temporal_factor > 1:
             raise ValueError(
                 f"the CogVideoX VAE decodes an odd number of latent frames (its decoder works in pairs after the first "
                 f"frame), got {raw_latents.shape[2]}: use {2 * self.temporal_factor}n+1 video frames"
             )
-        return super().decode(raw_latents, device)
+        return super().decode_pixels(raw_latents, device)
 
 
 class HunyuanVideoVAEAdapter(VideoVAEAdapter):
@@ -303,20 +358,30 @@ class SVDVAEAdapter(VideoVAEAdapter):
     def _shift_gain(self) -> tuple[torch.Tensor, torch.Tensor]:
         return _scalar_shift_gain(self.config, self.latent_channels)
 
+    def _frame_posterior(self, frames: torch.Tensor, device: torch.device | str | None) -> tuple[Any, int, int]:
+        pixels = self.pixels(frames, device).transpose(1, 2)  # [B, T, 3, H, W]: an image VAE, frame by frame
+        batch, views = pixels.shape[:2]
+        return self.vae.encode(pixels.flatten(0, 1)).latent_dist, batch, views  # frame by frame: [B*T, C, h, w]
+
+    def posterior(self, frames: torch.Tensor, device: torch.device | str | None = None) -> Any:
+        from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+
+        posterior, batch, views = self._frame_posterior(frames, device)
+        params = posterior.parameters.unflatten(0, (batch, views)).permute(0, 2, 1, 3, 4)  # [B, 2C, T, h, w]
+        return DiagonalGaussianDistribution(params)
+
     def encode(self, frames: torch.Tensor, sample: bool = True, generator: torch.Generator | None = None,
                device: torch.device | str | None = None) -> torch.Tensor:
-        pixels = self._pixels(frames, device).transpose(1, 2)  # [B, T, 3, H, W]: an image VAE, frame by frame
-        batch, views = pixels.shape[:2]
-        posterior = self.vae.encode(pixels.flatten(0, 1)).latent_dist  # frame by frame: [B*T, C, h, w]
+        posterior, batch, views = self._frame_posterior(frames, device)
         z = posterior.sample(generator=generator) if sample else posterior.mode()
         return z.unflatten(0, (batch, views)).permute(0, 2, 1, 3, 4).contiguous()
 
-    def decode(self, raw_latents: torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
+    def decode_pixels(self, raw_latents: torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
         self._check_latents(raw_latents)
         batch, _, views = raw_latents.shape[:3]
         z = raw_latents.permute(0, 2, 1, 3, 4).flatten(0, 1).to(*self._place(device))
         video = self.vae.decode(z, num_frames=views).sample.unflatten(0, (batch, views))  # [B, T, 3, H, W]
-        return vae_to_frames(video.transpose(1, 2))
+        return video.transpose(1, 2)
 
 
 class LTXVideoVAEAdapter(VideoVAEAdapter):
@@ -344,13 +409,35 @@ class LTXVideoVAEAdapter(VideoVAEAdapter):
         std = self.vae.latents_std.detach().float().cpu()
         return mean, float(self.config.scaling_factor) / std
 
-    def decode(self, raw_latents: torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
+    def fit_normalization(self, channel_mean: Sequence[float], channel_std: Sequence[float]) -> dict[str, Any]:
+        """LTX's convention: the per-channel statistics go into the ``latents_mean`` / ``latents_std`` buffers (saved
+        with the weights); ``scaling_factor`` stays as configured."""
+        mean, std = _channel_stats(channel_mean, channel_std, self.latent_channels)
+        with torch.no_grad():
+            self.vae.latents_mean.copy_(mean)
+            self.vae.latents_std.copy_(std)
+        return {"latents_mean": list(channel_mean), "latents_std": list(channel_std)}
+
+    def decode_pixels(self, raw_latents: torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
         self._check_latents(raw_latents)
         place = self._place(device)
         temb = None
         if _get(self.config, "timestep_conditioning"):
             temb = torch.zeros(raw_latents.shape[0], device=place[0], dtype=place[1])
-        return vae_to_frames(self.vae.decode(raw_latents.to(*place), temb).sample)
+        return self.vae.decode(raw_latents.to(*place), temb).sample
+
+
+def _channel_stats(channel_mean: Sequence[float], channel_std: Sequence[float], channels: int
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Checked per-channel ``(mean [C], std [C])`` as float64 tensors (``C = channels``, every std > 0)."""
+    mean = torch.as_tensor(list(channel_mean), dtype=torch.float64)
+    std = torch.as_tensor(list(channel_std), dtype=torch.float64)
+    if mean.shape != (channels,) or std.shape != (channels,):
+        raise ValueError(f"`channel_mean` and `channel_std` must have one value per latent channel ({channels}), got "
+                         f"{mean.numel()} and {std.numel()}")
+    if not bool((std > 0).all()):
+        raise ValueError(f"`channel_std` must be positive, got {std.tolist()}")
+    return mean, std
 
 
 def _scalar_shift_gain(config: Any, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
