@@ -526,12 +526,12 @@ def _scene_from_output(
 ) -> Scene:
     """Batch element ``b`` of a recon output (AnySplat or VGGT) as a :class:`Scene` on the CPU."""
     from vist3a.cameras import K_from_edge_convention, to_homogeneous
+    from vist3a.recon.outputs import scene_pointmap
 
     cameras = out.cameras
     height, width = (int(s) for s in out.depth.shape[-2:]) if out.depth is not None else frames.shape[-2:]
     gaussians = getattr(out, "gaussians", None)
-    points = getattr(out, "world_points", None)
-    points_conf = getattr(out, "world_points_conf", None)
+    points, points_conf = scene_pointmap(out)
     return Scene(
         prompt=prompt,
         frames=frames.float().cpu(),

@@ -105,6 +105,7 @@ def test_mirror_select_decodes_pointmaps_in_the_video_frame(monkeypatch, tmp_pat
     import vist3a.recon.direction as direction
     from vist3a.cameras import to_homogeneous
     from vist3a.pipeline import Text2ScenePipeline
+    from vist3a.recon.outputs import scene_pointmap
 
     root = _install(tmp_path, ("vae", "generator", "stitch_vggt"), tiny_vae_config, tiny_transformer_config,
                     tiny_vggt_config)
@@ -129,11 +130,12 @@ def test_mirror_select_decodes_pointmaps_in_the_video_frame(monkeypatch, tmp_pat
     assert mirror.settings["direction_choice"]["decoded"] == "mirror image" and torch.equal(frames_m, frames.flip(-1))
     assert torch.equal(mirror.frames, frames[0]) and torch.equal(mirror.frames, scene.frames)
     assert torch.equal(mirror.depth, out_m.depth[0].flip(-1))
-    assert torch.equal(mirror.points_conf, out_m.world_points_conf[0].flip(-1))
-    assert torch.equal(mirror.points, out_m.world_points[0].flip(-2) * torch.tensor([-1.0, 1.0, 1.0]))
+    points_m, conf_m = scene_pointmap(out_m)  # the scene's points: the mirror pass's depth through its cameras
+    assert torch.equal(mirror.points_conf, conf_m[0].flip(-1))
+    assert torch.equal(mirror.points, points_m[0].flip(-2) * torch.tensor([-1.0, 1.0, 1.0]))
     flip = torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0]))
     torch.testing.assert_close(mirror.w2c, flip @ to_homogeneous(out_m.cameras.w2c[0]) @ flip)
-    assert not torch.equal(mirror.points, out.world_points[0])  # the other pass: the test tells them apart
+    assert not torch.equal(mirror.points, scene_pointmap(out)[0][0])  # the other pass: the test tells them apart
 
 
 @pytest.mark.skipif(not nano_available(("vae", "generator", "stitch_vggt")),

@@ -55,7 +55,7 @@ def _plane_pass(centres_x: torch.Tensor, frames_of: torch.Tensor | None, size: i
     K_edge = torch.tensor([[focal, 0.0, size / 2], [0.0, focal, size / 2], [0.0, 0.0, 1.0]]).repeat(views, 1, 1)
     conf = 1.0 + torch.rand(views, size, size, generator=torch.Generator().manual_seed(0))
     out = VGGTOutput(cameras=CameraPrediction(None, [], w2c[None], K_edge[None]),
-                     depth=torch.full((1, views, size, size), depth), world_points=points[None],
+                     depth=torch.full((1, views, size, size), depth), depth_conf=conf[None], world_points=points[None],
                      world_points_conf=conf[None])
     return out, frames[None]
 

@@ -40,7 +40,8 @@ def gaussians_of_views(model: Any, out: Any, views: torch.Tensor, frames: torch.
     renders of the other views).
 
     AnySplat (``out.gaussian_raw``): the views' per-pixel points and raw parameters fused as the model does.
-    Pointmap decoders (VGGT, MV-DUSt3R: ``out.world_points``, no Gaussian head): the views' ``keep_fraction`` most
+    Pointmap decoders (VGGT, MV-DUSt3R: no Gaussian head; their scene pointmap,
+    :func:`~vist3a.recon.outputs.scene_pointmap`): the views' ``keep_fraction`` most
     confident points coloured from ``frames [B, V, 3, H, W]`` in [0, 1], as round splats sized by the predicted
     cameras: what a pointmap scene's ``points.ply`` and fly-through hold
     (:func:`~vist3a.splats.points.point_cloud_splats`).
@@ -52,7 +53,9 @@ def gaussians_of_views(model: Any, out: Any, views: torch.Tensor, frames: torch.
             out.points[:, views].float(), out.gaussian_raw[:, views].float(), out.gaussian_conf[:, views].float(),
             out.conf_valid_mask[:, views])
         return [official_to_gaussians({k: v[b, :n] for k, v in official.items()}) for b, n in enumerate(counts)]
-    points, conf = getattr(out, "world_points", None), getattr(out, "world_points_conf", None)
+    from vist3a.recon.outputs import scene_pointmap
+
+    points, conf = scene_pointmap(out)
     if points is None or getattr(out, "cameras", None) is None:
         raise ValueError(f"{type(out).__name__} has neither AnySplat Gaussians nor pointmaps with cameras to render "
                          "held-out views from")

@@ -79,6 +79,27 @@ class VGGTOutput:
     aggregator: AggregatorOutput | None = None
 
 
+def scene_pointmap(out: object) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The world pointmap ``[B, V, H, W, 3]`` and its confidence ``[B, V, H, W]`` that a pointmap scene is made of.
+
+    Where the decoder predicts depth and cameras, the points are the depth unprojected through the predicted
+    cameras (VGGT's "depth and camera" branch, the default of its demo: VGGT reports it more accurate than its
+    point head) with the depth confidence, so that every point projects back onto the pixel its colour comes from
+    and the fly-through, renders and ``points.ply`` agree with the cameras; a point head trained less than the
+    depth and camera heads (the nano VGGT's) can be off by many pixels. Decoders without depth (MV-DUSt3R) give
+    their point head's map. ``(None, None)`` for decoders with neither.
+    """
+    from vist3a.cameras import K_from_edge_convention
+    from vist3a.recon.gaussian_ops import unproject_depth
+
+    depth, cameras = getattr(out, "depth", None), getattr(out, "cameras", None)
+    if depth is not None and cameras is not None and getattr(out, "world_points", None) is not None:
+        K = K_from_edge_convention(cameras.K.float())  # pixel centres at integer coordinates, as unproject_depth
+        points = unproject_depth(depth.float(), cameras.w2c.float(), K)
+        return points, getattr(out, "depth_conf", None)
+    return getattr(out, "world_points", None), getattr(out, "world_points_conf", None)
+
+
 @dataclass
 class AnySplatOutput:
     """Output of :class:`vist3a.recon.AnySplat`.
