@@ -97,10 +97,13 @@ def test_tiny_umt5_round_trip_dispatches_by_config(tiny_gen, tmp_path):
     encoder.save_pretrained(tmp_path, subfolder="text_encoder", tokenizer_subfolder="tokenizer")
     loaded = load_text_encoder(tmp_path, max_length=encoder.max_length)
     assert isinstance(loaded, UMT5TextEncoder) and type(loaded.model).__name__ == "UMT5EncoderModel"
+    saved, reloaded = encoder.model.state_dict(), loaded.model.state_dict()
+    assert saved.keys() == reloaded.keys() and all(torch.equal(saved[k], reloaded[k]) for k in saved)
     a, ma = encoder.encode(["a red chair"])
     b, mb = loaded.encode(["a red chair"])
     assert torch.equal(ma, mb)
-    torch.testing.assert_close(a, b, atol=0, rtol=0)
+    # the same weights; two model instances may pick other CPU kernels (seen: 5e-7 apart inside the full suite)
+    torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
     assert UMT5TextEncoder(loaded.model, loaded.tokenizer).max_length == 512  # Wan's length, whatever the tokenizer
 
 
