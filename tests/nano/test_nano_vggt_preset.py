@@ -59,6 +59,23 @@ def test_missing_vggt_weights_name_the_stages_that_make_them(monkeypatch, tmp_pa
         load_components("nano", {"stitched"})
 
 
+def test_the_unshipped_uncut_vggt_says_how_to_do_without_it(monkeypatch, tmp_path, tiny_vae_config,
+                                                            tiny_transformer_config, tiny_vggt_config):
+    """The package ships ``stitch_vggt`` but not ``vggt`` (weights budget): asking for the original decoder says
+    so, and how to go on (the stitched one alone, or train and install the uncut one)."""
+    from vist3a.components import load_components
+
+    root = _install(tmp_path, ("vae", "generator", "stitch_vggt"), tiny_vae_config, tiny_transformer_config,
+                    tiny_vggt_config)
+    monkeypatch.setenv("VIST3A_NANO_WEIGHTS", str(root))
+    assert load_components("nano-vggt", {"stitched"}).stitched is not None
+    with pytest.raises(UserInputError) as err:
+        load_components("nano-vggt", {"recon"})
+    message = str(err.value)
+    assert "\n" not in message and "does not ship" in message
+    assert "--compare none" in message and "vist3a nano install OUT --component vggt" in message
+
+
 def test_random_fallback_builds_a_nano_size_vggt(monkeypatch, tmp_path):
     from vist3a.components import load_components
     from vist3a.recon import VGGT

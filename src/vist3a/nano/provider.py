@@ -33,6 +33,11 @@ NOT_INSTALLED_VGGT = (
     "the nano VGGT weights ({missing}) are not installed in '{root}'; make them with `vist3a nano train vggt`, "
     "`vist3a nano train stitch-vggt` and `vist3a nano install OUT` (docs/nano.md, Nano VGGT), or use --preset nano"
 )
+NOT_SHIPPED_VGGT = (
+    "the uncut nano VGGT ('vggt') does not ship with vist3a (only its stitched decoder fits the 60 MB weights "
+    "budget): decode with the stitched one alone (e.g. `vist3a eval ... --compare none`), or train it with `vist3a "
+    "nano train vggt --out OUT` and add it with `vist3a nano install OUT --component vggt` (docs/nano.md, Nano VGGT)"
+)
 #: Scorer name -> the nano component it loads.
 NANO_SCORER_COMPONENTS = {"nano-clip": "clip", "nano-clip-eval": "clip_eval"}
 _GENERATOR_NEEDS = {"vae": "vae", "transformer": "generator"}
@@ -174,6 +179,8 @@ def _not_installed(needs: list[str]) -> str:
 
     missing = [name for name in needs if not nano_available([name])]
     pointmap = [name for name in missing if name in RECON_NEEDS["vggt"].values()]
+    if missing == ["vggt"]:
+        return NOT_SHIPPED_VGGT
     if pointmap and len(pointmap) == len(missing):
         return NOT_INSTALLED_VGGT.format(missing=", ".join(pointmap), root=weights_dir())
     return NOT_INSTALLED
