@@ -26,9 +26,10 @@ from vist3a.benchmark.datasets.eth3d import (
     sample_depth,
 )
 from vist3a.benchmark.decoders import Decoder, Prediction
-from vist3a.benchmark.geometry import GeometryConfig, evaluate_geometry, unproject_depth
+from vist3a.benchmark.geometry import GeometryConfig, evaluate_geometry
 from vist3a.cameras import look_at_w2c, rotmat_to_quat
 from vist3a.errors import UserInputError
+from vist3a.recon.gaussian_ops import unproject_depth
 
 NORMAL = np.array([0.3, -0.2, -1.0]) / np.linalg.norm([0.3, -0.2, -1.0])
 OFFSET = float(NORMAL @ np.array([0.0, 0.0, 4.0]))  # the plane n . X = OFFSET passes through (0, 0, 4)
@@ -81,7 +82,8 @@ def render(w2c: torch.Tensor, K: np.ndarray, height: int, width: int) -> tuple[n
 def plane_error(clip) -> torch.Tensor:
     """``|n . X - offset|`` of the loaded clip's valid depth pixels, unprojected with its own cameras."""
     mask = clip.depth > 0
-    points = unproject_depth(torch.where(mask, clip.depth, torch.zeros_like(clip.depth)), clip.w2c, clip.K).double()
+    points = unproject_depth(torch.where(mask, clip.depth, torch.zeros_like(clip.depth)).double(), clip.w2c.double(),
+                             clip.K.double())
     return (points[mask] @ torch.from_numpy(NORMAL) - OFFSET).abs()
 
 

@@ -18,12 +18,13 @@ from vist3a.benchmark.decoders import (
     load_decoders,
     resolve_direction,
 )
-from vist3a.benchmark.geometry import GeometryConfig, evaluate_geometry, geometry_markdown, unproject_depth
+from vist3a.benchmark.geometry import GeometryConfig, evaluate_geometry, geometry_markdown
 from vist3a.benchmark.nvs import NVSConfig, evaluate_nvs, nvs_markdown
 from vist3a.cameras import look_at_w2c, quat_to_rotmat, rotmat_to_quat
 from vist3a.cli.main import main
 from vist3a.data.clip import MultiViewClip
 from vist3a.errors import UserInputError
+from vist3a.recon.gaussian_ops import unproject_depth
 from vist3a.splats import Gaussians, render
 
 SIZE = 32
@@ -96,7 +97,7 @@ class OneWayDecoder(Decoder):
         knows = turn_of(w2c) > 0
         if not knows:
             w2c = FLIP @ w2c @ FLIP  # the cameras turn the only way this model knows
-        world = unproject_depth(torch.where(torch.isfinite(depth), depth, torch.nan), w2c, K).double()
+        world = unproject_depth(torch.where(torch.isfinite(depth), depth, torch.nan).double(), w2c.double(), K.double())
         scale, ref = 1.0 + 0.1 * len(index), w2c[0]
         rel = w2c @ torch.linalg.inv(ref)  # world = first camera, then scaled
         rel[:, :3, 3] *= scale

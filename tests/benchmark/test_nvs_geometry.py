@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from vist3a.benchmark.decoders import Decoder, Prediction
-from vist3a.benchmark.geometry import GeometryConfig, evaluate_geometry, unproject_depth
+from vist3a.benchmark.geometry import GeometryConfig, evaluate_geometry
 from vist3a.benchmark.nvs import NVSConfig, context_target_split, evaluate_nvs, rescale_target_poses
 from vist3a.cameras import look_at_w2c, quat_to_rotmat, rotmat_to_quat
 from vist3a.data.clip import MultiViewClip
 from vist3a.errors import UserInputError
+from vist3a.recon.gaussian_ops import unproject_depth
 from vist3a.splats import Gaussians, render
 
 SIZE = 32

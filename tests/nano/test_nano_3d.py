@@ -67,7 +67,7 @@ def _ground_truth_scene(kind: str = "orbit"):
     import torch
 
     from vist3a.data import SyntheticClips
-    from vist3a.nano.train_recon import unproject
+    from vist3a.recon.gaussian_ops import unproject_depth
     from vist3a.scene import Scene
     from vist3a.splats import Gaussians, rgb_to_sh_dc
     from vist3a.world import COLOURS
@@ -80,7 +80,7 @@ def _ground_truth_scene(kind: str = "orbit"):
             break
     valid = torch.isfinite(clip.depth) & (clip.depth > 0)
     depth = torch.where(valid, clip.depth, torch.zeros_like(clip.depth))
-    points = unproject(depth.double(), clip.w2c.double(), clip.K.double()).float()[valid]  # [N, 3]
+    points = unproject_depth(depth.double(), clip.w2c.double(), clip.K.double()).float()[valid]  # [N, 3]
     rgb = clip.frames.permute(0, 2, 3, 1)[valid]
     scale = (depth[valid] / clip.K[0, 0, 0]).float()[:, None].expand(-1, 3).clone()
     n = points.shape[0]

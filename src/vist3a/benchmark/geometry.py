@@ -27,22 +27,6 @@ COLUMNS = (("rra@5", "RRA@5 ↑"), ("rta@5", "RTA@5 ↑"), ("auc@30", "AUC@30 �
            ("comp", "Comp ↓"), ("comp_med", "Comp med ↓"), ("nc", "NC ↑"), ("nc_med", "NC med ↑"))
 
 
-def unproject_depth(depth: torch.Tensor, w2c: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
-    """World points ``[V, H, W, 3]`` of z-depth ``[V, H, W]`` seen by cameras ``w2c [V, 4, 4]``, ``K [V, 3, 3]``
-    (pixel centres at integer coordinates: pixel ``(row v, column u)`` is the ray through ``(u, v, 1)``)."""
-    from vist3a.cameras import invert_rigid
-
-    _, height, width = depth.shape
-    v, u = torch.meshgrid(torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64),
-                          indexing="ij")
-    pix = torch.stack([u, v, torch.ones_like(u)], -1)  # [H, W, 3]
-    rays = pix @ torch.linalg.inv(K.double()).transpose(-1, -2)[:, None]  # [V, H, W, 3], z = 1
-    cam = rays * depth.double()[..., None]
-    c2w = invert_rigid(w2c.double())
-    world = cam @ c2w[:, None, :3, :3].transpose(-1, -2) + c2w[:, None, None, :3, 3]
-    return world.float()
-
-
 @dataclass
 class GeometryConfig:
     """Settings of ``vist3a eval geometry`` (fields as the CLI options; ``size``: square frame size, None = the
@@ -81,6 +65,7 @@ def evaluate_geometry(cfg: GeometryConfig, device: str | torch.device | None = N
     from vist3a.data.clip import valid_depth
     from vist3a.evaluation.pointmap_metrics import pointmap_metrics
     from vist3a.evaluation.pose_metrics import relative_pose_metrics, trajectory_metrics
+    from vist3a.recon.gaussian_ops import unproject_depth
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     direction = resolve_direction(cfg.direction, cfg.preset)
@@ -104,8 +89,8 @@ def evaluate_geometry(cfg: GeometryConfig, device: str | torch.device | None = N
             depth = clip.depth.float().cpu()
             mask = valid_depth(depth)
             # NaN where there is no depth: normals next to holes are undefined (left out of NC), not garbage
-            gt_points = unproject_depth(torch.where(mask, depth, torch.full_like(depth, float("nan"))), gt_w2c,
-                                        clip.K.cpu())
+            holes = torch.where(mask, depth, torch.full_like(depth, float("nan"))).double()
+            gt_points = unproject_depth(holes, gt_w2c.double(), clip.K.cpu().double()).float()
         row: dict[str, Any] = {"clip": index}
         for dec in decoders:
             pred, choice = decode(dec, clip.frames.float().cpu(), direction)  # in the clip's world either way

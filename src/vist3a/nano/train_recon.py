@@ -63,6 +63,7 @@ from vist3a.nano.training import (
 )
 from vist3a.recon.direction import gaussians_of_views
 from vist3a.recon.direction import heldout_views as split_views
+from vist3a.recon.gaussian_ops import unproject_depth
 
 logger = logging.getLogger(__name__)
 
@@ -189,22 +190,6 @@ class NormalizedCameras(NamedTuple):
     scale: torch.Tensor
 
 
-def unproject(depth: torch.Tensor, w2c: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
-    """World points ``[..., H, W, 3]`` of z-depth ``[..., H, W]`` (pixel centres at integer coordinates)."""
-    height, width = depth.shape[-2:]
-    v, u = torch.meshgrid(
-        torch.arange(height, dtype=depth.dtype, device=depth.device),
-        torch.arange(width, dtype=depth.dtype, device=depth.device),
-        indexing="ij",
-    )
-    fx, fy = K[..., 0, 0, None, None], K[..., 1, 1, None, None]
-    cx, cy = K[..., 0, 2, None, None], K[..., 1, 2, None, None]
-    cam = torch.stack(((u - cx) / fx * depth, (v - cy) / fy * depth, depth), -1)  # [..., H, W, 3]
-    c2w = invert_rigid(w2c[..., :3, :])
-    rot, trans = c2w[..., :3, :3], c2w[..., :3, 3]
-    return torch.einsum("...ij,...hwj->...hwi", rot, cam) + trans[..., None, None, :]
-
-
 def normalize_clip_cameras(w2c: torch.Tensor, K: torch.Tensor, depth: torch.Tensor, ref_view: int = 0
                            ) -> NormalizedCameras:
     """Express a batch of clips in view ``ref_view``'s camera frame with unit mean point distance.
@@ -218,7 +203,7 @@ def normalize_clip_cameras(w2c: torch.Tensor, K: torch.Tensor, depth: torch.Tens
     rel = w2c @ ref_c2w[:, None]
     valid = valid_depth(depth)
     safe_depth = torch.where(valid, depth.float(), torch.zeros_like(depth, dtype=torch.float32))
-    points = unproject(safe_depth, rel, K.float())
+    points = unproject_depth(safe_depth, rel, K.float())
     dist = points.norm(dim=-1) * valid
     count = valid.flatten(1).sum(1)
     mean_dist = dist.flatten(1).sum(1) / count.clamp_min(1)

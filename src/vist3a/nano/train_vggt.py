@@ -50,7 +50,6 @@ from vist3a.nano.train_recon import (
     resize_depth,
     scale_intrinsics,
     to_model_input,
-    unproject,
     with_camera_patch_pool,
 )
 from vist3a.nano.training import (
@@ -62,6 +61,7 @@ from vist3a.nano.training import (
     module_num_params,
     train_loop,
 )
+from vist3a.recon.gaussian_ops import unproject_depth
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def pointmap_targets(batch: ClipBatch, size: int, background_factor: float = BAC
     known = torch.where(valid, depth, torch.zeros_like(depth))
     far = known.flatten(1).amax(1).clamp_min(1.0) * background_factor  # [B]
     depth = torch.where(valid, depth, far[:, None, None, None].expand_as(depth))
-    points = unproject(depth, gt.w2c, K)
+    points = unproject_depth(depth, gt.w2c, K)
     return PointmapTargets(pose, depth, points, valid, gt.w2c, K, gt)
 
 
