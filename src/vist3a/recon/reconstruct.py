@@ -175,6 +175,7 @@ def _scene(model: torch.nn.Module, views: torch.Tensor, autocast_dtype: torch.dt
     """VGGT / AnySplat on ``views`` -> ``(Scene, meta)``."""
     from vist3a.cameras import K_from_edge_convention, to_homogeneous
     from vist3a.recon import AnySplat
+    from vist3a.recon.outputs import scene_pointmap
     from vist3a.scene import Scene
 
     device = next(model.parameters()).device
@@ -193,8 +194,7 @@ def _scene(model: torch.nn.Module, views: torch.Tensor, autocast_dtype: torch.dt
         if not bool(keep.all()):
             logger.warning("dropping %d non-finite Gaussians", int((~keep).sum()))
             gaussians = gaussians[keep]
-    points = getattr(out, "world_points", None)
-    points_conf = getattr(out, "world_points_conf", None)
+    points, points_conf = scene_pointmap(out)  # VGGT: its depth through its cameras (the demo's default branch)
     scene = Scene(
         prompt="",
         frames=views.float().cpu(),
