@@ -6,15 +6,11 @@ import json
 
 import pytest
 
-from vist3a.cli.main import main
+from vist3a.cli.main import run
 
 
 def _run(argv, capsys):
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
+    code = run(argv)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 

@@ -379,7 +379,7 @@ def test_scannet_export_skips_lost_poses_and_lands_on_the_plane(tmp_path):
 # ----------------------------------------------------------------------------------------------- vist3a eval
 def test_eval_geometry_reads_the_release_folders(tmp_path, monkeypatch, capsys):
     from vist3a.benchmark import decoders as decoder_module
-    from vist3a.cli.main import main
+    from vist3a.cli.main import run
 
     write_seven_scenes(tmp_path / "7scenes", registered=True)
 
@@ -395,13 +395,6 @@ def test_eval_geometry_reads_the_release_folders(tmp_path, monkeypatch, capsys):
             return Prediction(w2c, K, torch.randn(views, height, width, 3, generator=gen))
 
     monkeypatch.setattr(decoder_module, "load_decoders", lambda preset, names, device: [Fixed()])
-
-    def run(args: list[str]) -> int:
-        try:
-            main(args)
-        except SystemExit as exc:
-            return int(exc.code or 0)
-        return 0
 
     assert run(["eval", "geometry", "--data", f"7scenes:{tmp_path / '7scenes'}", "--num-clips", "1", "--frames", "5",
                 "--compare", "none", "--direction", "as-is", "--quiet"]) == 0

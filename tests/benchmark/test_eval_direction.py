@@ -21,7 +21,7 @@ from vist3a.benchmark.decoders import (
 from vist3a.benchmark.geometry import GeometryConfig, evaluate_geometry, geometry_markdown
 from vist3a.benchmark.nvs import NVSConfig, evaluate_nvs, nvs_markdown
 from vist3a.cameras import look_at_w2c, quat_to_rotmat, rotmat_to_quat
-from vist3a.cli.main import main
+from vist3a.cli.main import run as run_cli
 from vist3a.data.clip import MultiViewClip
 from vist3a.errors import UserInputError
 from vist3a.recon.gaussian_ops import unproject_depth
@@ -240,14 +240,6 @@ def test_direction_defaults_to_the_presets_and_is_checked():
                           decoders=[], clips=[])
     with pytest.raises(ValueError, match="direction"):
         decode(Decoder(), torch.zeros(3, 3, 4, 4), "mirror")
-
-
-def run_cli(args: list[str]) -> int:
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def test_cli_option_is_recorded_and_defaults_to_the_presets(tmp_path, capsys):

@@ -6,16 +6,8 @@ import gc
 
 import pytest
 
-from vist3a.cli.main import main
+from vist3a.cli.main import run as run_cli
 from vist3a.splats import load_ply
-
-
-def run_cli(args: list[str]) -> int:
-    try:
-        main(args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def test_generate_writes_scene(tmp_path, capsys):

@@ -8,20 +8,12 @@ import pytest
 import torch
 
 from vist3a.cameras import look_at_w2c
-from vist3a.cli.main import main
+from vist3a.cli.main import run as run_cli
 from vist3a.evaluation.refine import RefineSettings, refine_gaussians
 from vist3a.scene import Scene, save_scene
 from vist3a.splats import Gaussians, load_ply, render
 
 SIZE = 24
-
-
-def run_cli(args: list[str]) -> int:
-    try:
-        main(args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def small_scene() -> tuple[Gaussians, torch.Tensor, torch.Tensor, torch.Tensor]:

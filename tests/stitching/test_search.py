@@ -9,20 +9,11 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+from vist3a.cli.main import run as run_cli
 from vist3a.stitching.search import load_fitted_layer
 
 ARGS = ["--preset", "tiny-random", "--num-clips", "3", "--num-frames", "5", "--vae-size", "16", "--recon-size", "28",
         "--holdout-fraction", "0.34", "--device", "cpu"]
-
-
-def run_cli(argv: list[str]) -> int:
-    from vist3a.cli.main import main
-
-    try:
-        main(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def release_mse(layer_file, shards: list[dict], name: str, clips: list[int]) -> float:

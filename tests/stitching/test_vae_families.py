@@ -14,22 +14,13 @@ import pytest
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+from vist3a.cli.main import run as run_cli
 from vist3a.stitching.features import FeatureStore
 from vist3a.video.vae_adapters import VAE_ADAPTERS, tiny_vae, vae_adapter
 
 SIZES = ["--vae-size", "32", "--recon-size", "28", "--device", "cpu"]
 FAST = [("wan2.2", "anysplat"), ("svd", "vggt"), ("ltx", "anysplat")]
 ALL = [(family, recon) for family in VAE_ADAPTERS for recon in ("anysplat", "vggt")]
-
-
-def run_cli(argv: list[str]) -> int:
-    from vist3a.cli.main import main
-
-    try:
-        main(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def search(out, vae: str, recon: str) -> dict:

@@ -90,5 +90,15 @@ def main(argv: list[str] | None = None) -> None:
     raise SystemExit(code if isinstance(code, int) else 0)
 
 
+def run(argv: list[str | os.PathLike]) -> int:
+    """:func:`main` on ``argv`` (paths are made strings), returning its exit code instead of exiting: for tests and
+    for Python code that drives the CLI."""
+    try:
+        main([str(arg) for arg in argv])
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    return 0
+
+
 if __name__ == "__main__":
     main()
