@@ -21,6 +21,7 @@ def test_stitch_stage_end_to_end(tmp_path, tiny_caches, stage_defaults, tiny_vae
                                  canonical):
     from diffusers import AutoencoderKLWan
 
+    from vist3a.nano.scene3d import rotation_span_deg
     from vist3a.nano.weights import load_component_from
     from vist3a.recon import AnySplat
     from vist3a.stitching.decoder import StitchedDecoder
@@ -30,7 +31,7 @@ def test_stitch_stage_end_to_end(tmp_path, tiny_caches, stage_defaults, tiny_vae
     # a budget already spent by the search: the fine-tuning stops cleanly after its first step, the stage goes on
     cfg = ts.StitchStageConfig(**stage_defaults, steps=2, batch_size=1, search_clips=4, view_choices=(5,),
                                lora_rank=2, render_backend="torch", time_budget_s=1e-3,
-                               canonical_direction=canonical)
+                               canonical_direction=canonical, loss_weights={"extrinsics": 10.0})
     run = ts.train_stitch(cfg, tmp_path / "stitch", "cpu", caches=tiny_caches, models=(vae, recon))
     train_config = json.loads((run / "train_config.json").read_text())
     assert train_config["steps_done"] == 1 and train_config["stopped_by"] == "time_budget"
@@ -41,6 +42,15 @@ def test_stitch_stage_end_to_end(tmp_path, tiny_caches, stage_defaults, tiny_vae
     best = min(evaluation["search_mse"], key=lambda k: evaluation["search_mse"][k]["mse_fit"])
     assert evaluation["search_best_layer"] == best == evaluation["layer"]
     assert (run / "search" / "report.json").is_file()
+    terms = json.loads((run / "finetune" / "train_config.json").read_text())["loss_terms"]
+    assert terms["extrinsics"]["weight"] == 10.0 and terms["depth"]["weight"] == 1.0
+    # cameras against the world: the true span is the held-out clips' own (independent of either model)
+    held = ts.canonical_cache(tiny_caches[1]) if canonical else tiny_caches[1]
+    spans = [rotation_span_deg(held.batch([i]).w2c[0]) for i in range(len(held))]
+    assert evaluation["heldout_span_gt_deg"] == pytest.approx(sum(spans) / len(spans), abs=0.1)  # float32 vs 64
+    for key in ("stitched_rotation_median_deg", "teacher_rotation_median_deg", "rotation_diff_median_deg",
+                "stitched_span_pred_deg", "teacher_span_pred_deg"):
+        assert 0.0 <= evaluation[f"heldout_{key}"] <= 180.0, key
     decoder = load_component_from(run, "stitch")
     assert isinstance(decoder, StitchedDecoder) and decoder.layer == best and decoder.config.lora_rank == 0
     # the saved decoder decodes latents of the nano VAE into AnySplat outputs for every frame

@@ -74,6 +74,8 @@ class StitchStageConfig(StageConfig):
             the other direction, which the pipeline never uses (it picks the better of a clip and its mirror).
         eval_max_points: pixels per held-out clip in the pointmap Acc / Comp search (VGGT).
         fp16_acc_tolerance: pointmap accuracy that fp16 storage may cost under ``save_dtype="auto"`` (VGGT).
+        loss_weights: ``{term: weight}`` over the teacher adapter's distillation terms (e.g. ``{"extrinsics": 10}``:
+            a student can match the teacher's images closely and still turn its cameras less, docs/nano.md round 8).
     """
 
     supports_init: ClassVar[bool] = False
@@ -104,6 +106,7 @@ class StitchStageConfig(StageConfig):
     canonical_direction: bool = False
     eval_max_points: int = 4096
     fp16_acc_tolerance: float = 0.002
+    loss_weights: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -147,7 +150,11 @@ def evaluate_stitched(decoder: Any, teacher: Any, vae: Any, cache: ClipCache, de
                       render_backend: str = "auto") -> dict[str, float]:
     """Held-out comparison of the stitched decoder (latents) with its teacher (frames); see the module docstring.
     Keys ``stitched_<m>`` / ``teacher_<m>`` for ``m`` in ``psnr``, ``ssim`` (all views at their own predicted
-    cameras) and ``novel_psnr_pred`` (held-out views from the context views' splats), and ``depth_rel_diff``."""
+    cameras) and ``novel_psnr_pred`` (held-out views from the context views' splats), the cameras against the
+    world's (``rotation_median_deg``, ``span_pred_deg`` beside ``span_gt_deg``: the teacher's images can be matched
+    by a student whose cameras turn less), and between the two: ``depth_rel_diff`` and ``rotation_diff_median_deg``
+    (geodesic angle between the two models' rotations of each view relative to view 0)."""
+    from vist3a.nano.train_recon import camera_errors, normalize_clip_cameras
     from vist3a.recon.direction import heldout_consistency
     from vist3a.splats import render
 
@@ -155,16 +162,25 @@ def evaluate_stitched(decoder: Any, teacher: Any, vae: Any, cache: ClipCache, de
     teacher.eval()
     recon_size = int(teacher.config.aggregator_config["img_size"])
     sums: dict[str, float] = {}
+    rotations: dict[str, list[torch.Tensor]] = {"stitched": [], "teacher": [], "diff": []}
     for i in range(len(cache)):
-        frames = cache.batch([i]).frames.to(device)
+        batch = cache.batch([i])
+        frames = batch.frames.to(device)
+        gt_w2c = normalize_clip_cameras(batch.w2c, batch.K, batch.depth).w2c
         clip_size = frames.shape[-1]
         latents = encode_mean(vae, frames)
         with autocast(device):
             student = decoder(latents, frames)
             original = teacher(to_model_input(frames, recon_size))
         values: dict[str, float] = {}
+        predicted = {}
         for name, out, model in (("stitched", student, decoder.recon), ("teacher", original, teacher)):
             w2c = to_homogeneous(out.cameras.w2c[0].float())
+            predicted[name] = w2c.cpu()[None]
+            errors = camera_errors(predicted[name], gt_w2c)
+            rotations[name].append(errors["rotation_deg"].flatten())
+            values[f"{name}_span_pred_deg"] = float(errors["span_pred_deg"][0])
+            values["span_gt_deg"] = float(errors["span_gt_deg"][0])
             K = render_intrinsics(out.cameras.K[0].float(), recon_size, clip_size)
             pred = render(out.gaussians[0].to(torch.float32), w2c, K, clip_size, clip_size,
                           backend=render_backend).colors.permute(0, 3, 1, 2)
@@ -174,9 +190,13 @@ def evaluate_stitched(decoder: Any, teacher: Any, vae: Any, cache: ClipCache, de
                                                                           backend=render_backend)[0])
         depth_s, depth_t = student.depth.float(), original.depth.float()
         values["depth_rel_diff"] = float(((depth_s - depth_t).abs() / depth_t.clamp_min(1e-6)).mean())
+        rotations["diff"].append(camera_errors(predicted["stitched"], predicted["teacher"])["rotation_deg"].flatten())
         for key, value in values.items():
             sums[key] = sums.get(key, 0.0) + value
     metrics = {key: value / len(cache) for key, value in sums.items()}
+    for name in ("stitched", "teacher"):
+        metrics[f"{name}_rotation_median_deg"] = float(torch.cat(rotations[name]).median())
+    metrics["rotation_diff_median_deg"] = float(torch.cat(rotations["diff"]).median())
     metrics["num_clips"] = len(cache)
     return metrics
 
@@ -280,7 +300,7 @@ def train_stitch(
         grad_clip=cfg.grad_clip, batch_size=cfg.batch_size, view_choices=cfg.view_choices, vae_size=cfg.size,
         recon_size=recon_size, color_jitter=cfg.color_jitter, lora_rank=cfg.lora_rank, lora_alpha=cfg.lora_alpha,
         gradient_checkpointing=cfg.gradient_checkpointing, checkpoint_every=cfg.steps, keep_checkpoints=1,
-        seed=cfg.seed,
+        seed=cfg.seed, loss_weights=cfg.loss_weights,
     )
     decoder = build_student(teacher, search_dir, stitch_cfg, layer=layer)
     log = run.log
