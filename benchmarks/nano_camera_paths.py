@@ -8,6 +8,9 @@ view keeping >= 50 % of the first view's colour pixels). This is how docs/nano.m
 
     python benchmarks/nano_camera_paths.py --seeds 8 --out camera_paths.json
 
+``--stitch RUN/stitch/model``: a stitched decoder of ``vist3a nano train stitch`` in place of the installed one
+(to judge a candidate before ``vist3a nano install``).
+
 ``--left-right 32``: the preset's own template on two-object prompts instead (the 24 left/right cases of
 :func:`vist3a.evaluation.relations.left_right_cases`, repeated with new seeds past 24): camera span, the share of
 turntable views from -60° to +60° (5 views) that show both named colours, and left/right judged on the first frame.
@@ -25,11 +28,22 @@ TEMPLATES = ("none", "The camera rises while circling {prompt}.", "The camera de
              "The camera arcs around {prompt}.")
 
 
-def measure(prompt: str, templates, seeds: int, colours=("red", "blue")) -> list[dict]:
-    from vist3a.nano.scene3d import colour_pixel_fraction, rotation_span_deg, turntable_views
+def nano_pipeline(stitch: Path | None = None):
+    """The nano pipeline on the CPU, with the stitched decoder at ``stitch`` if given."""
     from vist3a.pipeline import Text2ScenePipeline
 
     pipe = Text2ScenePipeline.from_pretrained("nano", device="cpu")
+    if stitch is not None:
+        from vist3a.nano.train_stitch import load_stitched_decoder
+
+        pipe.decoder = load_stitched_decoder(stitch)
+    return pipe
+
+
+def measure(prompt: str, templates, seeds: int, colours=("red", "blue"), stitch: Path | None = None) -> list[dict]:
+    from vist3a.nano.scene3d import colour_pixel_fraction, rotation_span_deg, turntable_views
+
+    pipe = nano_pipeline(stitch)
     rows = []
     for template in templates:
         for seed in range(seeds):
@@ -46,12 +60,11 @@ def measure(prompt: str, templates, seeds: int, colours=("red", "blue")) -> list
     return rows
 
 
-def measure_left_right(num: int) -> list[dict]:
+def measure_left_right(num: int, stitch: Path | None = None) -> list[dict]:
     from vist3a.evaluation.relations import judge_left_right, left_right_cases
     from vist3a.nano.scene3d import colour_pixel_fraction, rotation_span_deg, turntable_views
-    from vist3a.pipeline import Text2ScenePipeline
 
-    pipe = Text2ScenePipeline.from_pretrained("nano", device="cpu")
+    pipe = nano_pipeline(stitch)
     cases = left_right_cases(24, 2026)
     rows = []
     for i in range(num):
@@ -78,14 +91,15 @@ def main() -> None:
     parser.add_argument("--templates", nargs="*", default=list(TEMPLATES))
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--left-right", type=int, default=0, help="measure N two-object prompts instead")
+    parser.add_argument("--stitch", type=Path, default=None, help="a stitched decoder folder instead of the installed")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if args.left_right:
-        rows = measure_left_right(args.left_right)
+        rows = measure_left_right(args.left_right, args.stitch)
         if args.out:
             args.out.write_text(json.dumps(rows, indent=1) + "\n")
         return
-    rows = measure(args.prompt, args.templates, args.seeds)
+    rows = measure(args.prompt, args.templates, args.seeds, stitch=args.stitch)
     for template in args.templates:
         mine = [r for r in rows if r["template"] == template]
         spans = [r["span_deg"] for r in mine]

@@ -166,7 +166,7 @@ def evaluate_stitched(decoder: Any, teacher: Any, vae: Any, cache: ClipCache, de
     for i in range(len(cache)):
         batch = cache.batch([i])
         frames = batch.frames.to(device)
-        gt_w2c = normalize_clip_cameras(batch.w2c, batch.K, batch.depth).w2c
+        gt_w2c = normalize_clip_cameras(batch.w2c, batch.K, batch.depth).w2c.cpu()
         clip_size = frames.shape[-1]
         latents = encode_mean(vae, frames)
         with autocast(device):
