@@ -341,7 +341,7 @@ def test_large_image_many_splats_is_memory_bounded_and_exact_at_sampled_pixels()
 
 def test_a_zero_quaternion_renders_as_the_identity_with_finite_gradients():
     """A Gaussian head can output a zero quaternion (every hidden unit of its MLP off): the reference rasteriser
-    treats it as the identity rotation (gsplat normalises with an epsilon), with finite gradients for all splats."""
+    treats it as the identity rotation (as the gsplat backend does), with finite gradients for all splats."""
     K = _K(40.0, 40.0, 15.5, 15.5)
     means = torch.tensor([[0.1, 0.0, 2.0], [-0.1, 0.05, 2.5]], dtype=F64, requires_grad=True)
     scales = [[0.08, 0.04, 0.02], [0.05, 0.05, 0.05]]
