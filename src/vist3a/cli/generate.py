@@ -228,7 +228,7 @@ def register(app: typer.Typer) -> None:
                 raise UserInputError(f"--out '{out}' is a file; --prompts-file writes one folder per prompt into it")
             for target in targets.values():
                 options.check_output_target(target, overwrite, SCENE_MARKERS)
-            if preset in ("nano", "nano-vggt"):
+            if preset in ("nano", "nano-vggt", "nano-mvdust3r"):
                 from vist3a.cli.nano import warn_outside_training
 
                 warn_outside_training(prompts, height=height, width=width, num_frames=frames)
