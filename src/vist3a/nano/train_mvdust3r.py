@@ -43,7 +43,6 @@ from vist3a.data.cache import ClipCache
 from vist3a.data.clip import ClipBatch
 from vist3a.nano.configs import nano_mvdust3r_config, recon_input_size
 from vist3a.nano.train_recon import (
-    canonicalise_direction,
     check_camera_kinds,
     geometry_clips,
     render_loss,
@@ -55,8 +54,9 @@ from vist3a.nano.train_vggt import (
     head_loss,
     pointmap_targets,
     save_pointmap_model,
+    train_pointmap_model,
 )
-from vist3a.nano.training import StageConfig, autocast, begin_stage, make_optimizer, module_num_params, train_loop
+from vist3a.nano.training import StageConfig, autocast, begin_stage, module_num_params
 
 logger = logging.getLogger(__name__)
 
@@ -193,17 +193,9 @@ def train_mvdust3r(
     train, held = geometry_clips(run, cfg, caches, STAGE)
     model = run.start_from(MVDust3r(**cfg.model), "mvdust3r").to(device).train()
     logger.info("nano MV-DUSt3R: %.2f M parameters", module_num_params(model) / 1e6)
-    optimizer = make_optimizer(model.parameters(), cfg.lr, cfg.weight_decay)
-    batch_gen = torch.Generator().manual_seed(cfg.seed)
-
-    def step_fn(step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        batch = train.sample(cfg.batch_size, batch_gen).to(device)
-        if cfg.canonical_direction:
-            batch = canonicalise_direction(batch)
-        return mvdust3r_step_loss(model, batch, cfg, batch_gen, device)
-
-    result = train_loop(step_fn, optimizer, cfg, run.clock, run.log, desc="nano mvdust3r")
-    run.log.plot("nano MV-DUSt3R")
+    result = train_pointmap_model(run, model, train,
+                                  lambda batch, gen: mvdust3r_step_loss(model, batch, cfg, gen, device),
+                                  "nano MV-DUSt3R")
     evaluation = save_pointmap_model(run, model, lambda: evaluate_mvdust3r(model, held, cfg, device),
                                      cfg.fp16_acc_tolerance)
     run.finish(evaluation, result.outcome())

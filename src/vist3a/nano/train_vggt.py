@@ -54,6 +54,7 @@ from vist3a.nano.train_recon import (
     with_camera_patch_pool,
 )
 from vist3a.nano.training import (
+    LoopResult,
     StageConfig,
     autocast,
     begin_stage,
@@ -379,6 +380,22 @@ def train_vggt(
                     cfg.trunk_init)
     model = model.to(device).train()
     logger.info("nano VGGT: %.2f M parameters", module_num_params(model) / 1e6)
+    result = train_pointmap_model(run, model, train, lambda batch, gen: vggt_step_loss(model, batch, cfg, device),
+                                  "nano VGGT")
+    evaluation = save_pointmap_model(run, model, lambda: evaluate_vggt(model, held, cfg, device),
+                                     cfg.fp16_acc_tolerance)
+    run.finish(evaluation, result.outcome())
+    return run.run_dir
+
+
+def train_pointmap_model(run: Any, model: torch.nn.Module, train: ClipCache,
+                         step_loss: Callable[[ClipBatch, torch.Generator], tuple[torch.Tensor, dict[str, float]]],
+                         title: str) -> LoopResult:
+    """The training loop of a pointmap-model stage (vggt, mvdust3r): AdamW on ``model``, each step
+    ``run.cfg.batch_size`` clips of ``train`` drawn by a generator seeded with ``run.cfg.seed`` (mirrored to turn one
+    way under ``canonical_direction``) and ``step_loss(batch, generator) -> (loss, terms)``; ``loss.png`` titled
+    ``title``."""
+    cfg, device = run.cfg, run.device
     optimizer = make_optimizer(model.parameters(), cfg.lr, cfg.weight_decay)
     batch_gen = torch.Generator().manual_seed(cfg.seed)
 
@@ -386,15 +403,11 @@ def train_vggt(
         batch = train.sample(cfg.batch_size, batch_gen).to(device)
         if cfg.canonical_direction:
             batch = canonicalise_direction(batch)
-        return vggt_step_loss(model, batch, cfg, device)
+        return step_loss(batch, batch_gen)
 
-    result = train_loop(step_fn, optimizer, cfg, run.clock, run.log, desc="nano vggt")
-    run.log.plot("nano VGGT")
-
-    evaluation = save_pointmap_model(run, model, lambda: evaluate_vggt(model, held, cfg, device),
-                                     cfg.fp16_acc_tolerance)
-    run.finish(evaluation, result.outcome())
-    return run.run_dir
+    result = train_loop(step_fn, optimizer, cfg, run.clock, run.log, desc=title.lower())
+    run.log.plot(title)
+    return result
 
 
 def save_pointmap_model(run: Any, model: torch.nn.Module, evaluate: Callable[[], dict[str, float]],
@@ -422,6 +435,7 @@ __all__ = [
     "pointmap_scene_metrics",
     "pointmap_targets",
     "save_pointmap_model",
+    "train_pointmap_model",
     "train_vggt",
     "vggt_step_loss",
 ]
