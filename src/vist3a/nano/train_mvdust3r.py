@@ -24,7 +24,7 @@ Losses (DUSt3R's and MV-DUSt3R's):
 
 Evaluation (held-out compositions, all views in, :func:`~vist3a.nano.train_vggt.evaluate_pointmap_model`): the vggt
 stage's numbers with the cameras recovered from the pointmaps (:mod:`vist3a.recon.pointmap_cameras`) and the depth
-metrics after a per-clip median scale fit (``scale_align``: the pointmaps carry no scale of their own).
+metrics after a per-clip least-squares scale fit (``scale_align``: the pointmaps carry no scale of their own).
 
 No ``trunk_init``: the CroCo encoder with 2D RoPE shares no trunk with the nano AnySplat's DINO + alternating
 attention, so nothing carries over; ``init`` continues an mvdust3r run.

@@ -26,7 +26,7 @@ model is at least as good as the original:
 - VGGT and MV-DUSt3R (:func:`evaluate_stitched_pointmaps`): both models against the ground truth of the world
   (Table 5 at nano scale): depth AbsRel, pointmap Acc / Comp / NC, RRA@5 / AUC@30, rotation error
   (:func:`vist3a.nano.train_vggt.pointmap_scene_metrics`; MV-DUSt3R: cameras recovered from its pointmaps, depth
-  after a median scale fit), and their depth and pointmap disagreement.
+  after a least-squares scale fit), and their depth and pointmap disagreement.
 """
 
 from __future__ import annotations

@@ -259,10 +259,10 @@ def pointmap_scene_metrics(out: Any, target: PointmapTargets, b: int, max_points
     or MV-DUSt3R, the plain model's or a stitched decoder's) against ``target`` (:func:`pointmap_targets` at the
     output's size); see the module docstring.
 
-    ``scale_align``: scale the predicted depth by the median of ``target / predicted`` depth over the pixels with
-    geometry first, for models whose outputs have no scale of their own (MV-DUSt3R's pointmaps are normalised by
-    their mean distance in training, as DUSt3R's); the pointmap metrics fit a Sim(3) and the pose metrics are
-    scale-free either way.
+    ``scale_align``: scale the predicted depth by its least-squares fit to the target depth over the pixels with
+    geometry first (``s = <d, d*> / <d, d>``: defined for any sign, unlike a median of ratios), for models whose
+    outputs have no scale of their own (MV-DUSt3R's pointmaps are normalised by their mean distance in training, as
+    DUSt3R's); the pointmap metrics fit a Sim(3) and the pose metrics are scale-free either way.
 
     Returns ``(metrics, rotation errors [V-1] in degrees from the first view)``; the rotation errors are returned
     apart so that callers can take medians over every view of every clip.
@@ -274,7 +274,7 @@ def pointmap_scene_metrics(out: Any, target: PointmapTargets, b: int, max_points
     valid = target.valid[b].cpu()
     depth, depth_t = out.depth[b].float().cpu(), target.depth[b].cpu()
     if scale_align:
-        depth = depth * (depth_t[valid] / depth[valid].clamp_min(1e-6)).median()
+        depth = depth * (depth[valid] * depth_t[valid]).sum() / depth[valid].square().sum().clamp_min(1e-12)
     ratio = (depth / depth_t).clamp_min(1e-6)
     metrics = {
         "depth_abs_rel": float(((depth - depth_t).abs() / depth_t)[valid].mean()),
