@@ -30,6 +30,14 @@ def tiny_vggt_config() -> dict:
     return nano_vggt_config(embed_dim=16, depth=4, num_heads=2, dino_depth=2, dpt_features=8, img_size=28)
 
 
+def tiny_mvdust3r_config() -> dict:
+    from vist3a.nano.configs import nano_mvdust3r_config
+
+    # 28 px / patch 14 -> a 2x2 grid for the 2x2 latent of a 16 px clip, as the tiny AnySplat and VGGT
+    return nano_mvdust3r_config(enc_embed_dim=16, enc_depth=2, dec_embed_dim=16, dec_depth=2, num_heads=2,
+                                gs_mlp_dim=8, skip_dim=4, img_size=28)
+
+
 def tiny_transformer_config() -> dict:
     from vist3a.nano.configs import nano_transformer_config
 
@@ -49,6 +57,11 @@ def _tiny_anysplat_config() -> dict:
 @pytest.fixture(name="tiny_vggt_config")
 def _tiny_vggt_config() -> dict:
     return tiny_vggt_config()
+
+
+@pytest.fixture(name="tiny_mvdust3r_config")
+def _tiny_mvdust3r_config() -> dict:
+    return tiny_mvdust3r_config()
 
 
 @pytest.fixture(name="tiny_transformer_config")

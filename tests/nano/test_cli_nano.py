@@ -38,7 +38,9 @@ def test_parse_set_nests_and_parses_json():
         (["nano", "train", "all", "--set", "stepz=3"], "not fields of any nano stage"),
         (["nano", "train", "vae", "--set", "save_dtype=int8"], "save_dtype"),
         (["nano", "train", "vggt", "--set", "model.track_config=3"], "unknown keys"),
-        (["nano", "train", "stitch-vggt", "--set", "teacher=mvdust3r"], "`teacher` must be one of"),
+        (["nano", "train", "stitch-vggt", "--set", "teacher=dust3r"], "`teacher` must be one of"),
+        (["nano", "train", "mvdust3r", "--set", "model.enc_width=3"], "unknown keys"),
+        (["nano", "train", "mvdust3r", "--set", "trunk_init=runs/recon"], "not fields of the mvdust3r stage"),
         (["nano", "export-text-encoder", "x", "--dtype", "int8"], "--dtype"),
     ],
 )
@@ -75,6 +77,17 @@ def test_later_stages_find_earlier_runs(tmp_path):
     assert recipes.resolve_inputs("stitch_vggt", {}, tmp_path) == {"vae": str(tmp_path / "vae"),
                                                                     "recon": str(tmp_path / "vggt")}
     assert recipes.get_stage("stitch-vggt").name == "stitch_vggt" and "vggt" not in recipes.STAGE_ORDER
+    (tmp_path / "mvdust3r" / "model").mkdir(parents=True)
+    (tmp_path / "mvdust3r" / "model" / "config.json").write_text(json.dumps({"_class_name": "MVDust3r"}))
+    assert recipes.resolve_inputs("stitch_mvdust3r", {}, tmp_path)["recon"] == str(tmp_path / "mvdust3r")
+    assert recipes.get_stage("stitch-mvdust3r").name == "stitch_mvdust3r" and "mvdust3r" not in recipes.STAGE_ORDER
+
+
+def test_mvdust3r_stages_have_help(capsys):
+    """`vist3a nano train --help` names the MV-DUSt3R stages; `--set` lists the mvdust3r stage's fields."""
+    code, captured = _run(["nano", "train", "--help"], capsys)
+    assert code == 0 and "mvdust3r" in captured.out and "stitch-mvdust3r" in captured.out
+    assert {"render_weight", "conf_alpha", "model"} <= set(recipes.stage_fields("mvdust3r"))
 
 
 def test_train_all_splits_the_budget(monkeypatch, tmp_path):

@@ -77,3 +77,21 @@ def test_nano_configs_are_json():
     data = configs.nano_configs()
     assert json.loads(json.dumps(data)) == data
     assert data["stitch_spec"] == configs.nano_stitch_spec()
+
+
+def test_mvdust3r_config_stitches_onto_the_nano_latent_within_the_budget():
+    """The nano MV-DUSt3R: 112 px, patch 14 -> the 8x8 token grid of the nano latent (stride-1 stitching), its
+    encoder blocks the candidates, and a stitched decoder at enc_blocks_1 under ~6 MB in float16."""
+    from vist3a.recon import MVDust3r
+    from vist3a.stitching.decoder import StitchedDecoder
+
+    config = configs.nano_mvdust3r_config()
+    assert configs.recon_input_size(config) == configs.NANO_VIDEO.recon_size and configs.recon_token_grid(config) == 8
+    spec = configs.nano_stitch_spec(config)
+    assert spec == "conv3d_k5x3x3_o128_s1x1x1_p2x1x1"
+    assert configs.stitch_candidates(config) == [f"enc_blocks_{i}" for i in range(5)]
+    model = MVDust3r(**config)
+    decoder = StitchedDecoder.from_recon(model, "enc_blocks_1", spec)
+    assert 2 * sum(p.numel() for p in decoder.parameters()) <= 6e6
+    with pytest.raises(ValueError, match="multiple of"):
+        configs.nano_mvdust3r_config(img_size=100)

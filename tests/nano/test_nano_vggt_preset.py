@@ -18,15 +18,13 @@ PROMPT = "a red cube left of a blue sphere"
 def _install(tmp_path, components, tiny_vae_config, tiny_transformer_config, tiny_vggt_config):
     """Tiny random nano components saved as training runs and installed into ``tmp_path/weights``."""
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
+    from nano_helpers import install_tiny_components
 
     from vist3a.nano.configs import nano_stitch_spec, stitch_candidates
-    from vist3a.nano.training import save_component
-    from vist3a.nano.weights import install_components
     from vist3a.recon import VGGT
     from vist3a.stitching.decoder import StitchedDecoder
 
     torch.manual_seed(0)
-    runs = tmp_path / "runs"
     vggt_config = {**tiny_vggt_config,
                    "aggregator_config": {**tiny_vggt_config["aggregator_config"], "img_size": 112}}  # 8x8 tokens
     vggt = VGGT(**vggt_config)
@@ -37,10 +35,7 @@ def _install(tmp_path, components, tiny_vae_config, tiny_transformer_config, tin
         "stitch_vggt": lambda: StitchedDecoder.from_recon(vggt, stitch_candidates(vggt_config)[0],
                                                           nano_stitch_spec(vggt_config, tiny_vae_config)),
     }
-    for name in components:
-        save_component(models[name](), runs / name, torch.float16)
-    install_components(runs, root=tmp_path / "weights")
-    return tmp_path / "weights"
+    return install_tiny_components(tmp_path, {name: models[name] for name in components})
 
 
 def test_missing_vggt_weights_name_the_stages_that_make_them(monkeypatch, tmp_path, tiny_vae_config,

@@ -72,7 +72,15 @@ def test_teacher_comes_from_the_recon_folder(tmp_path, tiny_vggt_config):
     with pytest.raises(UserInputError, match="no trained AnySplat or VGGT"):
         ts.StitchStageConfig(recon=str(tmp_path / "vggt" / "model" / "missing")).teacher_component()
     with pytest.raises(ValueError, match="teacher"):
-        ts.StitchStageConfig(teacher="mvdust3r")
+        ts.StitchStageConfig(teacher="dust3r")
+
+
+def test_mvdust3r_teacher_comes_from_its_folder_or_its_stage(tmp_path, tiny_mvdust3r_config):
+    from vist3a.recon import MVDust3r
+
+    MVDust3r(**tiny_mvdust3r_config).save_pretrained(tmp_path / "mvdust3r" / "model")
+    assert ts.StitchStageConfig(recon=str(tmp_path / "mvdust3r")).teacher_component() == "mvdust3r"
+    assert ts.StitchMVDust3rStageConfig().teacher_component() == "mvdust3r"
 
 
 def test_stitch_stage_with_a_vggt_teacher(tmp_path, tiny_caches, stage_defaults, tiny_vae_config, tiny_vggt_config):
@@ -159,3 +167,41 @@ def test_cli_stitches_a_vae_of_another_family(tmp_path, capsys, tiny_anysplat_co
     assert row["min_mse_fit"] == min(v["mse_fit"] for v in evaluation["search_mse"].values())
     assert row["stitched_novel_psnr_pred"] == evaluation["heldout_stitched_novel_psnr_pred"]
     assert "hunyuanvideo" in module.table([row]) and "nothing to compare" in module.verdict([row])
+
+
+@pytest.mark.slow
+def test_stitch_stage_with_an_mvdust3r_teacher(tmp_path, tiny_caches, stage_defaults, tiny_vae_config,
+                                               tiny_mvdust3r_config):
+    """The stitch-mvdust3r stage: the layer search over the patch embedding and the encoder blocks, fine-tuning on
+    the MV-DUSt3R adapter's distillation terms, and the pointmap evaluation (cameras recovered from the pointmaps)
+    of stitched and teacher against the world's ground truth."""
+    from diffusers import AutoencoderKLWan
+
+    from vist3a.nano.recipes import get_stage
+    from vist3a.nano.weights import load_component_from
+    from vist3a.recon import MVDust3r
+    from vist3a.stitching.decoder import StitchedDecoder
+
+    torch.manual_seed(0)
+    vae, recon = AutoencoderKLWan(**tiny_vae_config), MVDust3r(**tiny_mvdust3r_config)
+    stage = get_stage("stitch-mvdust3r")
+    cfg = stage.config_cls(**stage_defaults, steps=2, batch_size=1, search_clips=4, view_choices=(5,), lora_rank=2,
+                           eval_max_points=64)
+    run = stage.train(cfg, tmp_path / "stitch_mvdust3r", "cpu", caches=tiny_caches, models=(vae, recon))
+    record = json.loads((run / "train_config.json").read_text())
+    assert record["stage"] == "stitch_mvdust3r" and record["steps_done"] == 2
+    evaluation = json.loads((run / "eval.json").read_text())
+    assert evaluation["teacher"] == "mvdust3r" and evaluation["spec"] == "conv3d_k5x3x3_o16_s1x1x1_p2x1x1"
+    assert set(evaluation["search_mse"]) == {"enc_blocks_0", "enc_blocks_1", "enc_blocks_2"}
+    for name in ("stitched", "teacher"):
+        for key in ("depth_abs_rel", "points_acc", "points_comp", "rra@5", "rotation_error_median_deg"):
+            assert isinstance(evaluation[f"heldout_{name}_{key}"], float), (name, key)
+    terms = json.loads((run / "finetune" / "train_config.json").read_text())["loss_terms"]
+    assert {"points", "conf", "gaussian_opacity"} <= set(terms)
+    decoder = load_component_from(run, "stitch_mvdust3r")
+    assert isinstance(decoder, StitchedDecoder) and decoder.config.recon_type == "mvdust3r"
+    frames = tiny_caches[1].batch([0]).frames
+    with torch.no_grad():
+        latents = vae.encode(frames.permute(0, 2, 1, 3, 4) * 2 - 1).latent_dist.mean
+        out = decoder(latents, frames)  # its point heads read the frames
+    assert out.world_points.shape == (1, 5, 28, 28, 3) and out.gaussians is not None

@@ -58,6 +58,11 @@ def test_scene_metrics_of_the_ground_truth_are_perfect(tiny_caches):
     assert metrics["points_comp"] == pytest.approx(0.0, abs=1e-4)
     assert metrics["rra@5"] == 1.0 and metrics["auc@30"] == pytest.approx(1.0)
     assert float(rot.abs().max()) < 0.1
+    # a scale-free model (MV-DUSt3R): the right shape at 3x the scale is perfect once the depth scale is fitted
+    scaled = SimpleNamespace(depth=3.0 * target.depth, world_points=3.0 * target.points, cameras=cams)
+    assert tv.pointmap_scene_metrics(scaled, target, 0, 512)[0]["depth_abs_rel"] == pytest.approx(2.0, abs=1e-5)
+    metrics = tv.pointmap_scene_metrics(scaled, target, 0, 512, scale_align=True)[0]
+    assert metrics["depth_abs_rel"] == pytest.approx(0.0, abs=1e-5) and metrics["points_acc"] < 1e-3
 
 
 def test_config_adds_patch_pooling_and_checks_kinds(tiny_vggt_config):

@@ -49,3 +49,14 @@ def test_a_decoder_without_depth_gives_its_point_head():
     points, points_conf = scene_pointmap(out)
     assert points is head and points_conf is conf
     assert scene_pointmap(VGGTOutput()) == (None, None)
+
+
+def test_mvdust3r_keeps_its_point_head_and_confidence():
+    """MV-DUSt3R's depth and cameras are recovered from its pointmaps: the scene is that map with its confidence."""
+    from vist3a.recon import random_tiny_mvdust3r
+
+    model = random_tiny_mvdust3r("mvdust3r")
+    with torch.no_grad():
+        out = model(torch.rand(1, 3, 3, 32, 32) * 2 - 1)
+    points, conf = scene_pointmap(out)
+    assert torch.equal(points, out.world_points) and torch.equal(conf, out.world_points_conf)

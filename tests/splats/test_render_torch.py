@@ -337,3 +337,20 @@ def test_large_image_many_splats_is_memory_bounded_and_exact_at_sampled_pixels()
     got = out.colors[0, pick[:, 1], pick[:, 0]].double()
     torch.testing.assert_close(got, ref_rgb, atol=2e-4, rtol=0)
     torch.testing.assert_close(out.alphas[0, pick[:, 1], pick[:, 0]].double(), ref_alpha, atol=2e-4, rtol=0)
+
+
+def test_a_zero_quaternion_renders_as_the_identity_with_finite_gradients():
+    """A Gaussian head can output a zero quaternion (every hidden unit of its MLP off): the reference rasteriser
+    treats it as the identity rotation (as the gsplat backend does), with finite gradients for all splats."""
+    K = _K(40.0, 40.0, 15.5, 15.5)
+    means = torch.tensor([[0.1, 0.0, 2.0], [-0.1, 0.05, 2.5]], dtype=F64, requires_grad=True)
+    scales = [[0.08, 0.04, 0.02], [0.05, 0.05, 0.05]]
+    rgb = [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
+    zero = _splats(means, scales, [0.9, 0.8], rgb, quats=[[0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
+    zero.means = means
+    identity = _splats(means.detach(), scales, [0.9, 0.8], rgb, quats=[[1.0, 0.0, 0.0, 0.0]] * 2)
+    out = render(zero, torch.eye(4, dtype=F64)[None], K, 32, 32, backend="torch")
+    expected = render(identity, torch.eye(4, dtype=F64)[None], K, 32, 32, backend="torch")
+    torch.testing.assert_close(out.colors, expected.colors)
+    out.colors.sum().backward()
+    assert torch.isfinite(means.grad).all() and means.grad.abs().sum() > 0

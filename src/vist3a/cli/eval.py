@@ -76,7 +76,7 @@ def direction_option() -> str | None:
         None, "--direction", help="as-is | mirror-select: also decode each clip's mirror image and keep the pass "
         "whose splats render held-out views better (no ground truth), mapped back to the clip's frame; for "
         "decoders trained on one turning direction. Applies to every compared decoder. Default: the preset's, "
-        "as for vist3a generate (mirror-select for nano and nano-vggt, as-is for the others)."
+        "as for vist3a generate (mirror-select for nano, nano-vggt and nano-mvdust3r, as-is for the others)."
     )
 
 

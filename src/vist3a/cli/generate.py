@@ -24,11 +24,12 @@ logger = logging.getLogger(__name__)
 HELP = """Generate 3D Gaussian-splat scenes from text.
 
 Writes into OUT: scene.ply (3DGS layout, opens in SuperSplat/Spark), scene.splat, flythrough.mp4 (a smooth path
-through the predicted cameras), frames.mp4 (the generated video), cameras.json and meta.json (prompt, preset,
-seed, settings, per-stage timings, versions). Pointmap presets (nano-vggt) write points.ply (the most confident
-half of the pointmap pixels, coloured from the frames) and depth/NNN.png instead of the splat files, and their
-fly-through renders the point cloud. Output folders appear complete or not at all; an existing OUT is
-replaced only if vist3a wrote it (or with --overwrite), and Ctrl-C / SIGTERM keep the old one.
+through the predicted cameras), frames.mp4 (the generated video), cameras.json and meta.json (prompt, preset, seed,
+settings, per-stage timings, versions). Pointmap presets (nano-vggt) write points.ply (the most confident half of
+the pointmap pixels, coloured from the frames) and depth/NNN.png instead of the splat files, and their fly-through
+renders the point cloud; MV-DUSt3R presets (nano-mvdust3r) write both. Output folders appear complete or not at
+all; an existing OUT is replaced only if vist3a wrote it (or with --overwrite), and Ctrl-C / SIGTERM keep the old
+one.
 
 Examples:
 
@@ -228,7 +229,7 @@ def register(app: typer.Typer) -> None:
                 raise UserInputError(f"--out '{out}' is a file; --prompts-file writes one folder per prompt into it")
             for target in targets.values():
                 options.check_output_target(target, overwrite, SCENE_MARKERS)
-            if preset in ("nano", "nano-vggt"):
+            if preset in ("nano", "nano-vggt", "nano-mvdust3r"):
                 from vist3a.cli.nano import warn_outside_training
 
                 warn_outside_training(prompts, height=height, width=width, num_frames=frames)

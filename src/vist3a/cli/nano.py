@@ -18,7 +18,8 @@ from vist3a.errors import UserInputError
 
 logger = logging.getLogger("vist3a")
 
-STAGE_CHOICES = ("vae", "recon", "stitch", "generator", "clip", "clip-eval", "vggt", "stitch-vggt", "all")
+STAGE_CHOICES = ("vae", "recon", "stitch", "generator", "clip", "clip-eval", "vggt", "stitch-vggt", "mvdust3r",
+                 "stitch-mvdust3r", "all")
 #: Entries that mark a folder as a nano stage run (``--overwrite`` may empty it).
 RUN_MARKERS = ("train_config.json", "losses.csv", "eval.json")
 
@@ -176,7 +177,8 @@ def register(app: typer.Typer) -> None:
         num_train_clips: int | None = typer.Option(None, "--num-train-clips", help="clips rendered into memory"),
         vae: Path | None = typer.Option(None, "--vae", help="stitch/generator: trained VAE run folder"),
         recon: Path | None = typer.Option(
-            None, "--recon", help="stitch, stitch-vggt: trained AnySplat (`recon`) or VGGT (`vggt`) run folder"),
+            None, "--recon", help="stitch, stitch-vggt, stitch-mvdust3r: trained AnySplat (`recon`), VGGT (`vggt`) or "
+                                  "MV-DUSt3R (`mvdust3r`) run folder"),
         text_encoder: Path | None = typer.Option(
             None, "--text-encoder", help="generator, clip, clip-eval: folder from `vist3a nano export-text-encoder`"
         ),
@@ -184,14 +186,14 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
         overwrite: bool = options.overwrite_option("retrain into a stage folder that already holds a run (deletes it)"),
     ) -> None:
-        """Train a nano stage (vae | recon | stitch | generator | clip | clip-eval | vggt | stitch-vggt) or all
-        of them in order (all: the AnySplat pipeline; vggt and stitch-vggt run on their own).
+        """Train a nano stage (vae | recon | stitch | generator | clip | clip-eval | vggt | stitch-vggt | mvdust3r |
+        stitch-mvdust3r) or all of them in order (all: the AnySplat pipeline; the pointmap stages run on their own).
 
         A stage folder OUT/<stage>/ that already holds a run is refused unless --overwrite is given.
         """
         from vist3a.nano.recipes import STAGE_ORDER, run_stage, train_all
 
-        if stage not in STAGE_CHOICES and stage not in ("clip_eval", "stitch_vggt"):
+        if stage.replace("_", "-") not in STAGE_CHOICES:
             raise UserInputError(f"stage must be one of {', '.join(STAGE_CHOICES)}, got {stage!r}")
         stage = stage.replace("-", "_")
         _check_device(device)

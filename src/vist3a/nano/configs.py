@@ -7,7 +7,8 @@ training run can record exactly what it built. Sizes are derived from a few knob
   gives latents ``[16, 4, 8, 8]``;
 - 3D model: AnySplat at ``recon_size`` 112 px with patch 14 -> an 8x8 token grid, so the stitching layer
   maps the 8x8 latent onto the 8x8 token grid with stride 1 (:func:`nano_stitch_spec`); the pointmap model
-  (:func:`nano_vggt_config`) is VGGT on the same trunk;
+  (:func:`nano_vggt_config`) is VGGT on the same trunk, the second pointmap model (:func:`nano_mvdust3r_config`)
+  MV-DUSt3R at the same input size and token grid;
 - text: all-MiniLM-L6-v2 token states (D = 384), ``text_max_length`` tokens;
 - generator: a tiny ``WanTransformer3DModel`` whose ``text_dim`` is the text encoder's width;
 - image-text models (reward ``clip``, evaluation ``clip_eval``): :class:`vist3a.nano.imagetext.NanoImageTextModel`
@@ -194,21 +195,78 @@ def nano_vggt_config(
     return {**trunk, "depth_config": dict(dpt), "point_config": dict(dpt), "heads": ["camera", "depth", "point"]}
 
 
-def anysplat_embed_dim(anysplat_config: dict[str, Any]) -> int:
-    """Token width of an AnySplat (or VGGT) config dict (the stitching layer's output channels)."""
-    return int(anysplat_config["aggregator_config"]["embed_dim"])
+def nano_mvdust3r_config(
+    enc_embed_dim: int = 128,
+    enc_depth: int = 4,
+    dec_embed_dim: int = 96,
+    dec_depth: int = 4,
+    num_heads: int = 4,
+    gs_mlp_dim: int = 64,
+    skip_dim: int = 32,
+    gaussian_head: bool = True,
+    multi_path: bool = False,
+    img_size: int = NANO_VIDEO.recon_size,
+    patch_size: int = 14,
+) -> dict[str, Any]:
+    """``vist3a.recon.MVDust3r`` kwargs of the nano MV-DUSt3R (issue 21's second pointmap model): 112 px input,
+    patch 14 (the class takes any patch size) -> the 8x8 token grid of the nano latent, so it stitches with stride
+    1 like the nano AnySplat; a CroCo encoder of ``enc_depth`` blocks (stitching candidates ``enc_blocks_0..N``),
+    the multi-view decoder and the point heads with their image skip branch; the per-pixel Gaussian head when
+    ``gaussian_head``; ``multi_path`` makes it MV-DUSt3R+ (4 paths).
+
+    Widths keep the release's encoder : decoder ratio (1024 : 768 -> 128 : 96). 2.66 M parameters; a stitched
+    decoder cut after encoder block 1 is 2.48 M (4.7 MiB in float16), inside the weights budget left beside the
+    shipped models (:data:`vist3a.nano.weights.SIZE_BUDGET_BYTES`).
+    """
+    if img_size % patch_size:
+        raise ValueError(f"`img_size` ({img_size}) must be a multiple of `patch_size` ({patch_size})")
+    return {
+        "img_size": img_size,
+        "patch_size": patch_size,
+        "enc_embed_dim": enc_embed_dim,
+        "enc_depth": enc_depth,
+        "enc_num_heads": num_heads,
+        "dec_embed_dim": dec_embed_dim,
+        "dec_depth": dec_depth,
+        "dec_num_heads": num_heads,
+        "multi_path": multi_path,
+        "gaussian_head": gaussian_head,
+        "gs_mlp_dim": gs_mlp_dim,
+        "skip_dim": skip_dim,
+    }
 
 
-def anysplat_token_grid(anysplat_config: dict[str, Any]) -> int:
-    """Side of the patch-token grid at the model's native input size (``img_size // patch_size``); AnySplat and
-    VGGT configs alike (both hold an ``aggregator_config``)."""
-    agg = anysplat_config["aggregator_config"]
-    return int(agg["img_size"]) // int(agg["patch_size"])
+def _input_patch_width(recon_config: dict[str, Any]) -> tuple[int, int, int]:
+    """``(img_size, patch_size, token width)`` of a nano 3D-model config: AnySplat and VGGT hold them in their
+    ``aggregator_config``, MV-DUSt3R at the top level (its encoder's ``enc_embed_dim``)."""
+    agg = recon_config.get("aggregator_config")
+    if agg is not None:
+        return int(agg["img_size"]), int(agg["patch_size"]), int(agg["embed_dim"])
+    return int(recon_config["img_size"]), int(recon_config["patch_size"]), int(recon_config["enc_embed_dim"])
 
 
-def stitch_candidates(anysplat_config: dict[str, Any]) -> list[str]:
-    """Stitching candidates of a config: ``enc_blocks_1..N`` for its N DINO blocks (DESIGN.md §2)."""
-    depth = int(anysplat_config["aggregator_config"]["patch_embed"]["depth"])
+def recon_input_size(recon_config: dict[str, Any]) -> int:
+    """Square input size (px) of a nano 3D model's config (AnySplat, VGGT or MV-DUSt3R): what clips are resized to."""
+    return _input_patch_width(recon_config)[0]
+
+
+def recon_token_width(recon_config: dict[str, Any]) -> int:
+    """Token width of a nano 3D model's config (the stitching layer's output channels)."""
+    return _input_patch_width(recon_config)[2]
+
+
+def recon_token_grid(recon_config: dict[str, Any]) -> int:
+    """Side of the patch-token grid at the model's native input size (``img_size // patch_size``)."""
+    size, patch, _ = _input_patch_width(recon_config)
+    return size // patch
+
+
+def stitch_candidates(recon_config: dict[str, Any]) -> list[str]:
+    """Stitching candidates of a config (the adapters' ``candidate_layers``): ``enc_blocks_1..N`` for the N DINO
+    blocks of AnySplat / VGGT (DESIGN.md §2); ``enc_blocks_0..N`` for MV-DUSt3R (0: its patch embedding)."""
+    if "aggregator_config" not in recon_config:
+        return [f"enc_blocks_{i}" for i in range(int(recon_config["enc_depth"]) + 1)]
+    depth = int(recon_config["aggregator_config"]["patch_embed"]["depth"])
     return [f"enc_blocks_{i}" for i in range(1, depth + 1)]
 
 
@@ -224,23 +282,24 @@ def nano_stitch_spec(
     the latent (64 px / 8 = 8) already matches the token grid (112 / 14 = 8), so the stride is 1 and the
     spec is ``conv3d_k5x3x3_o96_s1x1x1_p2x1x1`` for the default embed width.
 
+    ``anysplat_config``: the 3D model's config (AnySplat, VGGT or MV-DUSt3R; default the nano AnySplat's).
     ``spatial_factor``: the VAE's (any family: ``vae_adapter(vae).spatial_factor``); None derives it from a Wan
     ``vae_config`` (default :func:`nano_vae_config`).
     """
-    anysplat_config = anysplat_config or nano_anysplat_config()
+    anysplat_config = anysplat_config or nano_anysplat_config()  # any nano 3D model's config
     if spatial_factor is None:
         spatial = 2 ** len((vae_config or nano_vae_config())["temperal_downsample"])
     else:
         spatial = int(spatial_factor)
     latent_hw = video.height // spatial
-    grid = anysplat_token_grid(anysplat_config)
+    grid = recon_token_grid(anysplat_config)
     if latent_hw % grid:
         raise ValueError(
             f"the latent grid ({latent_hw}x{latent_hw} for {video.height} px and VAE factor {spatial}) must be a "
             f"multiple of the token grid ({grid}x{grid}) to stitch with an integer stride"
         )
     stride = latent_hw // grid
-    return f"conv3d_k5x3x3_o{anysplat_embed_dim(anysplat_config)}_s1x{stride}x{stride}_p2x1x1"
+    return f"conv3d_k5x3x3_o{recon_token_width(anysplat_config)}_s1x{stride}x{stride}_p2x1x1"
 
 
 def nano_transformer_config(
@@ -304,6 +363,7 @@ def nano_configs() -> dict[str, Any]:
     """Every nano config in one JSON-friendly dict (what ``docs/nano.md`` tabulates)."""
     anysplat = nano_anysplat_config()
     vggt = nano_vggt_config()
+    mvdust3r = nano_mvdust3r_config()
     vae = nano_vae_config()
     return {
         "video": NANO_VIDEO.to_dict(),
@@ -314,6 +374,8 @@ def nano_configs() -> dict[str, Any]:
         "stitch_candidates": stitch_candidates(anysplat),
         "vggt": vggt,
         "vggt_stitch_spec": nano_stitch_spec(vggt, vae),
+        "mvdust3r": mvdust3r,
+        "mvdust3r_stitch_spec": nano_stitch_spec(mvdust3r, vae),
         "transformer": nano_transformer_config(),
         "clip": nano_clip_config(),
         "clip_eval": nano_clip_eval_config(),

@@ -5,7 +5,8 @@ Parts: the generator's four (shipped VAE + transformer, MiniLM, the nano schedul
 ``stitched`` (the stitched nano AnySplat) and ``scorer`` (the reward image-text model ``clip`` as ``nano-clip`` and
 under every other reward name; the evaluation model ``clip_eval`` as ``nano-clip-eval``). A preset whose
 ``recon.model`` is ``"vggt"`` (``nano-vggt``) gets the nano VGGT (``vggt``) and its stitched decoder
-(``stitch_vggt``) instead: the same generator, pointmaps instead of Gaussians.
+(``stitch_vggt``) instead: the same generator, pointmaps instead of Gaussians; ``"mvdust3r"`` (``nano-mvdust3r``)
+the nano MV-DUSt3R (``mvdust3r``, ``stitch_mvdust3r``): pointmaps and per-pixel Gaussians.
 With ``random_fallback`` (stitching and alignment smoke runs) missing weights become models of the nano sizes with
 random weights (a warning; ``sources["weights"] = "random-init"``); otherwise they are a ``UserInputError``.
 """
@@ -29,15 +30,21 @@ NOT_INSTALLED = (
     "the nano weights are not installed in this copy of vist3a (src/vist3a/nano/weights/); train and install them "
     "with `vist3a nano train all` + `vist3a nano install`, or use --preset tiny-random"
 )
-NOT_INSTALLED_VGGT = (
-    "the nano VGGT weights ({missing}) are not installed in '{root}'; make them with `vist3a nano train vggt`, "
-    "`vist3a nano train stitch-vggt` and `vist3a nano install OUT` (docs/nano.md, Nano VGGT), or use --preset nano"
+#: The one-line errors of a pointmap family's missing components (``{title}``: its name in docs/nano.md, ``{kind}``:
+#: the preset's ``recon.model``, also the name of its stage and uncut component).
+NOT_INSTALLED_POINTMAP = (
+    "the nano {title} weights ({missing}) are not installed in '{root}'; make them with `vist3a nano train {kind}`, "
+    "`vist3a nano train stitch-{kind}` and `vist3a nano install OUT` (docs/nano.md, Nano {title}), or use --preset "
+    "nano"
 )
-NOT_SHIPPED_VGGT = (
-    "the uncut nano VGGT ('vggt') does not ship with vist3a (only its stitched decoder fits the 60 MB weights "
-    "budget): decode with the stitched one alone (e.g. `vist3a eval ... --compare none`), or train it with `vist3a "
-    "nano train vggt --out OUT` and add it with `vist3a nano install OUT --component vggt` (docs/nano.md, Nano VGGT)"
+NOT_SHIPPED_POINTMAP = (
+    "the uncut nano {title} ('{kind}') does not ship with vist3a (it does not fit the 60 MB weights budget beside the "
+    "shipped models): decode with the stitched one alone (e.g. `vist3a eval ... --compare none`), or train it with "
+    "`vist3a nano train {kind} --out OUT` and add it with `vist3a nano install OUT --component {kind}` (docs/nano.md, "
+    "Nano {title})"
 )
+#: The pointmap families' names in the messages above.
+POINTMAP_TITLES = {"vggt": "VGGT", "mvdust3r": "MV-DUSt3R"}
 #: Scorer name -> the nano component it loads.
 NANO_SCORER_COMPONENTS = {"nano-clip": "clip", "nano-clip-eval": "clip_eval"}
 _GENERATOR_NEEDS = {"vae": "vae", "transformer": "generator"}
@@ -45,6 +52,7 @@ _GENERATOR_NEEDS = {"vae": "vae", "transformer": "generator"}
 RECON_NEEDS = {
     "anysplat": {"recon": "recon", "stitched": "stitch"},
     "vggt": {"recon": "vggt", "stitched": "stitch_vggt"},
+    "mvdust3r": {"recon": "mvdust3r", "stitched": "stitch_mvdust3r"},
 }
 
 
@@ -93,15 +101,17 @@ def _random_part(part: str, seed: int, kind: str = "anysplat") -> Any:
 
     from vist3a.nano.configs import (
         nano_anysplat_config,
+        nano_mvdust3r_config,
         nano_stitch_spec,
         nano_transformer_config,
         nano_vae_config,
         nano_vggt_config,
         stitch_candidates,
     )
-    from vist3a.recon import VGGT, AnySplat
+    from vist3a.recon import VGGT, AnySplat, MVDust3r
 
-    recon_classes = {"anysplat": (AnySplat, nano_anysplat_config), "vggt": (VGGT, nano_vggt_config)}
+    recon_classes = {"anysplat": (AnySplat, nano_anysplat_config), "vggt": (VGGT, nano_vggt_config),
+                     "mvdust3r": (MVDust3r, nano_mvdust3r_config)}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if part == "vae":
@@ -134,7 +144,7 @@ class NanoProvider:
         needs = sorted(needs_of[p] for p in wanted if p in needs_of)
         installed = nano_available(needs)
         if not installed and not options.random_fallback:
-            raise UserInputError(_not_installed(needs))
+            raise UserInputError(_not_installed(needs, kind))
         if not installed:
             logger.warning("the nano weights are not installed: using nano-size models with RANDOM weights (the "
                            "results say nothing about the nano models)")
@@ -173,16 +183,20 @@ class NanoProvider:
             out.scorer = nano_scorer_for(single_scorer(scorer, out.sources["scorer"]), text, device)
 
 
-def _not_installed(needs: list[str]) -> str:
-    """The one-line error for missing nano ``needs``: how to make the nano VGGT's when they are the missing ones."""
+def _not_installed(needs: list[str], kind: str) -> str:
+    """The one-line error for missing nano ``needs`` of a preset whose 3D model is ``kind``: how to make a pointmap
+    family's components when they are the missing ones."""
     from vist3a.nano.weights import weights_dir
 
     missing = [name for name in needs if not nano_available([name])]
-    pointmap = [name for name in missing if name in RECON_NEEDS["vggt"].values()]
-    if missing == ["vggt"]:
-        return NOT_SHIPPED_VGGT
+    if kind not in POINTMAP_TITLES:
+        return NOT_INSTALLED
+    names = {"title": POINTMAP_TITLES[kind], "kind": kind}
+    pointmap = [name for name in missing if name in RECON_NEEDS[kind].values()]
+    if missing == [RECON_NEEDS[kind]["recon"]]:
+        return NOT_SHIPPED_POINTMAP.format(**names)
     if pointmap and len(pointmap) == len(missing):
-        return NOT_INSTALLED_VGGT.format(missing=", ".join(pointmap), root=weights_dir())
+        return NOT_INSTALLED_POINTMAP.format(missing=", ".join(pointmap), root=weights_dir(), **names)
     return NOT_INSTALLED
 
 

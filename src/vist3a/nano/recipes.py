@@ -4,13 +4,14 @@ Output root layout (``OUT`` of ``vist3a nano train ... --out OUT``)::
 
     OUT/vae/  OUT/recon/  OUT/stitch/  OUT/generator/     one run folder per stage (see vist3a.nano.training)
     OUT/clip/  OUT/clip_eval/                              the image-text reward and evaluation models
-    OUT/vggt/  OUT/stitch_vggt/                            the nano pointmap model and its stitching (issue 21)
+    OUT/vggt/  OUT/stitch_vggt/                            the nano pointmap models and their stitching (issue 21)
+    OUT/mvdust3r/  OUT/stitch_mvdust3r/
 
 Later stages find earlier ones there: ``stitch`` reads ``OUT/vae`` and ``OUT/recon``, ``stitch_vggt`` reads
-``OUT/vae`` and ``OUT/vggt``, ``generator`` reads ``OUT/vae`` (when their ``vae`` / ``recon`` fields are not set
-and those folders exist; otherwise the installed nano weights are used). ``vist3a nano install OUT`` then ships
-every trained component. ``train_all`` runs :data:`STAGE_ORDER`; the pointmap stages (:data:`EXTRA_STAGES`) run
-on their own.
+``OUT/vae`` and ``OUT/vggt`` (``stitch_mvdust3r``: ``OUT/mvdust3r``), ``generator`` reads ``OUT/vae`` (when their
+``vae`` / ``recon`` fields are not set and those folders exist; otherwise the installed nano weights are used).
+``vist3a nano install OUT`` then ships every trained component. ``train_all`` runs :data:`STAGE_ORDER`; the pointmap
+stages (:data:`EXTRA_STAGES`) run on their own.
 """
 
 from __future__ import annotations
@@ -30,12 +31,12 @@ logger = logging.getLogger(__name__)
 
 STAGE_ORDER = ("vae", "recon", "stitch", "generator", "clip", "clip_eval")
 #: Stages outside ``train_all`` (the text-to-pointmap models of issue 21).
-EXTRA_STAGES = ("vggt", "stitch_vggt")
+EXTRA_STAGES = ("vggt", "stitch_vggt", "mvdust3r", "stitch_mvdust3r")
 #: Share of ``train_all``'s time budget per stage (vae and recon are the expensive ones); they sum to 1.
 BUDGET_SHARES = {"vae": 0.22, "recon": 0.33, "stitch": 0.14, "generator": 0.23, "clip": 0.04, "clip_eval": 0.04}
 #: Which earlier stage outputs a stage reads, as ``config field -> stage``.
 INPUTS = {"stitch": {"vae": "vae", "recon": "recon"}, "stitch_vggt": {"vae": "vae", "recon": "vggt"},
-          "generator": {"vae": "vae"}}
+          "stitch_mvdust3r": {"vae": "vae", "recon": "mvdust3r"}, "generator": {"vae": "vae"}}
 
 
 @dataclass(frozen=True)
@@ -50,8 +51,14 @@ class Stage:
 def _stages() -> dict[str, Stage]:
     from vist3a.nano.train_generator import GeneratorTrainConfig, train_generator
     from vist3a.nano.train_imagetext import ClipEvalTrainConfig, ImageTextTrainConfig, train_imagetext
+    from vist3a.nano.train_mvdust3r import MVDust3rTrainConfig, train_mvdust3r
     from vist3a.nano.train_recon import ReconTrainConfig, train_recon
-    from vist3a.nano.train_stitch import StitchStageConfig, StitchVGGTStageConfig, train_stitch
+    from vist3a.nano.train_stitch import (
+        StitchMVDust3rStageConfig,
+        StitchStageConfig,
+        StitchVGGTStageConfig,
+        train_stitch,
+    )
     from vist3a.nano.train_vae import VAETrainConfig, train_vae
     from vist3a.nano.train_vggt import VGGTTrainConfig, train_vggt
 
@@ -64,6 +71,8 @@ def _stages() -> dict[str, Stage]:
         "clip_eval": Stage("clip_eval", ClipEvalTrainConfig, train_imagetext),
         "vggt": Stage("vggt", VGGTTrainConfig, train_vggt),
         "stitch_vggt": Stage("stitch_vggt", StitchVGGTStageConfig, train_stitch),
+        "mvdust3r": Stage("mvdust3r", MVDust3rTrainConfig, train_mvdust3r),
+        "stitch_mvdust3r": Stage("stitch_mvdust3r", StitchMVDust3rStageConfig, train_stitch),
     }
 
 

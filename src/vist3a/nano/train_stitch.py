@@ -1,5 +1,5 @@
-"""Stages ``stitch`` and ``stitch_vggt``: stitch a nano 3D model (the nano AnySplat, or the nano VGGT of issue 21)
-onto the nano VAE's latent space with vist3a's own stitching stage.
+"""Stages ``stitch``, ``stitch_vggt`` and ``stitch_mvdust3r``: stitch a nano 3D model (the nano AnySplat, or the
+nano VGGT or MV-DUSt3R of issue 21) onto the nano VAE's latent space with vist3a's own stitching stage.
 
 The VAE may be of any video-VAE family (a ``vae`` stage run with another ``family``, issue 18): the stage reaches
 it only through its :mod:`vist3a.video.vae_adapters` adapter (encoding, spatial and temporal factors), as the
@@ -9,23 +9,24 @@ Thin on purpose: it renders the clips, loads the two trained nano models and run
 
 1. the layer search (:func:`vist3a.stitching.search.run_layer_search`): a closed-form ridge fit of the
    stitching layer (spec :func:`~vist3a.nano.configs.nano_stitch_spec`, 8x8 latent -> 8x8 tokens) for every
-   candidate ``enc_blocks_1..N``, ranked by MSE;
+   candidate ``enc_blocks_1..N`` (MV-DUSt3R: ``enc_blocks_0..N``, its patch embedding too), ranked by MSE;
 2. stitched fine-tuning (:func:`vist3a.stitching.train.train_stitched`): the best layer + LoRA on the model's
    tail learn to reproduce the frozen nano AnySplat (the teacher) from latents.
 
-The LoRA is merged and the :class:`~vist3a.stitching.decoder.StitchedDecoder` saved as the ``stitch`` (AnySplat)
-or ``stitch_vggt`` (VGGT) component. The teacher is whatever uncut model ``recon`` holds (``teacher`` names the
-installed one to use without it). Evaluation on held-out clips compares the stitched decoder (from VAE latents)
-with its teacher (from the frames), the paper's claim to check being that the stitched model is at least as good
-as the original:
+The LoRA is merged and the :class:`~vist3a.stitching.decoder.StitchedDecoder` saved as the ``stitch`` (AnySplat),
+``stitch_vggt`` (VGGT) or ``stitch_mvdust3r`` (MV-DUSt3R) component. The teacher is whatever uncut model ``recon``
+holds (``teacher`` names the installed one to use without it). Evaluation on held-out clips compares the stitched
+decoder (from VAE latents) with its teacher (from the frames), the paper's claim to check being that the stitched
+model is at least as good as the original:
 
 - AnySplat (:func:`evaluate_stitched`): both models' splats rendered at their own predicted cameras, PSNR / SSIM
   against the frames; novel views: the splats of the context views rendered at the held-out views' predicted
   cameras (``novel_psnr_pred``, AnySplat's protocol, :func:`vist3a.recon.direction.heldout_consistency`); and their
   depth disagreement;
-- VGGT (:func:`evaluate_stitched_pointmaps`): both models against the ground truth of the world (Table 5 at nano
-  scale): depth AbsRel, pointmap Acc / Comp / NC, RRA@5 / AUC@30, rotation error
-  (:func:`vist3a.nano.train_vggt.pointmap_scene_metrics`), and their depth and pointmap disagreement.
+- VGGT and MV-DUSt3R (:func:`evaluate_stitched_pointmaps`): both models against the ground truth of the world
+  (Table 5 at nano scale): depth AbsRel, pointmap Acc / Comp / NC, RRA@5 / AUC@30, rotation error
+  (:func:`vist3a.nano.train_vggt.pointmap_scene_metrics`; MV-DUSt3R: cameras recovered from its pointmaps, depth
+  after a least-squares scale fit), and their depth and pointmap disagreement.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import torch
 
 from vist3a.cameras import to_homogeneous
 from vist3a.data.cache import ClipCache
-from vist3a.nano.configs import NanoVideo, nano_stitch_spec
+from vist3a.nano.configs import NanoVideo, nano_stitch_spec, recon_input_size
 from vist3a.nano.train_recon import canonical_cache, render_intrinsics, to_model_input
 from vist3a.nano.train_vae import encode_mean
 from vist3a.nano.training import StageConfig, autocast, begin_stage, evaluate_with_fp16, psnr, ssim
@@ -48,7 +49,7 @@ logger = logging.getLogger(__name__)
 
 STAGE = "stitch"
 #: The uncut nano 3D models a stitch stage can cut (``teacher``).
-TEACHERS = ("recon", "vggt")
+TEACHERS = ("recon", "vggt", "mvdust3r")
 
 
 @dataclass
@@ -67,13 +68,14 @@ class StitchStageConfig(StageConfig):
         gradient_checkpointing: per-block checkpointing (not needed at nano size).
         render_backend: ``vist3a.splats.render`` backend for the evaluation renders.
         fp16_psnr_tolerance: dB of stitched PSNR that fp16 storage may cost under ``save_dtype="auto"`` (AnySplat).
-        teacher: the nano component to stitch, "recon" (AnySplat) or "vggt"; None = what ``recon`` holds, else
-            the installed "recon". With ``recon`` given, it must hold that kind of model.
+        teacher: the nano component to stitch, "recon" (AnySplat), "vggt" or "mvdust3r"; None = what ``recon``
+            holds, else the installed "recon". With ``recon`` given, it must hold that kind of model.
         canonical_direction: distil (and evaluate) on clips mirrored to turn one way, as the teacher was trained
             with ``ReconTrainConfig.canonical_direction``: the student need not learn the teacher's outputs on
             the other direction, which the pipeline never uses (it picks the better of a clip and its mirror).
-        eval_max_points: pixels per held-out clip in the pointmap Acc / Comp search (VGGT).
-        fp16_acc_tolerance: pointmap accuracy that fp16 storage may cost under ``save_dtype="auto"`` (VGGT).
+        eval_max_points: pixels per held-out clip in the pointmap Acc / Comp search (VGGT, MV-DUSt3R).
+        fp16_acc_tolerance: pointmap accuracy that fp16 storage may cost under ``save_dtype="auto"`` (VGGT,
+            MV-DUSt3R).
         loss_weights: ``{term: weight}`` over the teacher adapter's distillation terms (e.g. ``{"extrinsics": 10}``:
             a student can match the teacher's images closely and still turn its cameras less, docs/nano.md round 8).
     """
@@ -137,6 +139,16 @@ class StitchVGGTStageConfig(StitchStageConfig):
     teacher: str | None = "vggt"
 
 
+@dataclass
+class StitchMVDust3rStageConfig(StitchStageConfig):
+    """The ``stitch_mvdust3r`` stage: :class:`StitchStageConfig` with the nano MV-DUSt3R as the teacher (``recon``:
+    a ``vist3a nano train mvdust3r`` run; left out, ``OUT/mvdust3r`` or the installed ``mvdust3r``)."""
+
+    stage: ClassVar[str] = "stitch_mvdust3r"
+
+    teacher: str | None = "mvdust3r"
+
+
 def load_stitched_decoder(path: str | Path, device: str | torch.device = "cpu",
                           dtype: torch.dtype = torch.float32) -> Any:
     """A saved :class:`~vist3a.stitching.decoder.StitchedDecoder` (its own config rebuilds the cut model)."""
@@ -160,7 +172,7 @@ def evaluate_stitched(decoder: Any, teacher: Any, vae: Any, cache: ClipCache, de
 
     decoder.eval()
     teacher.eval()
-    recon_size = int(teacher.config.aggregator_config["img_size"])
+    recon_size = recon_input_size(dict(teacher.config))
     sums: dict[str, float] = {}
     rotations: dict[str, list[torch.Tensor]] = {"stitched": [], "teacher": [], "diff": []}
     for i in range(len(cache)):
@@ -203,16 +215,19 @@ def evaluate_stitched(decoder: Any, teacher: Any, vae: Any, cache: ClipCache, de
 
 @torch.no_grad()
 def evaluate_stitched_pointmaps(decoder: Any, teacher: Any, vae: Any, cache: ClipCache, device: torch.device,
-                                max_points: int = 4096) -> dict[str, float]:
-    """Held-out comparison of a stitched VGGT (latents) and its teacher (frames) with the world's ground truth, and
-    with each other (``depth_rel_diff``, ``points_rel_diff``: mean relative difference); see the module docstring.
-    Keys: ``stitched_<metric>`` and ``teacher_<metric>`` for every metric of
-    :func:`~vist3a.nano.train_vggt.pointmap_scene_metrics`."""
+                                max_points: int = 4096, scale_align: bool = False) -> dict[str, float]:
+    """Held-out comparison of a stitched pointmap model (VGGT, MV-DUSt3R; from latents) and its teacher (from frames,
+    through its adapter: :meth:`~vist3a.stitching.adapters.ReconAdapter.forward_original`) with the world's ground
+    truth, and with each other (``depth_rel_diff``, ``points_rel_diff``: mean relative difference); see the module
+    docstring. Keys: ``stitched_<metric>`` and ``teacher_<metric>`` for every metric of
+    :func:`~vist3a.nano.train_vggt.pointmap_scene_metrics` (``scale_align`` passed on)."""
     from vist3a.nano.train_vggt import pointmap_scene_metrics, pointmap_targets, summarise
+    from vist3a.stitching.adapters import adapter_for_model
 
     decoder.eval()
     teacher.eval()
-    recon_size = int(teacher.config.aggregator_config["img_size"])
+    adapter = adapter_for_model(teacher)
+    recon_size = recon_input_size(dict(teacher.config))
     rows: dict[str, list[dict[str, float]]] = {"stitched": [], "teacher": []}
     rotations: dict[str, list[torch.Tensor]] = {"stitched": [], "teacher": []}
     diffs = []
@@ -222,9 +237,9 @@ def evaluate_stitched_pointmaps(decoder: Any, teacher: Any, vae: Any, cache: Cli
         target = pointmap_targets(batch, recon_size)
         with autocast(device):
             outputs = {"stitched": decoder(latents, batch.frames),
-                       "teacher": teacher(to_model_input(batch.frames, recon_size))}
+                       "teacher": adapter.forward_original(teacher, to_model_input(batch.frames, recon_size))}
         for name, out in outputs.items():
-            row, rot = pointmap_scene_metrics(out, target, 0, max_points, seed=i)
+            row, rot = pointmap_scene_metrics(out, target, 0, max_points, seed=i, scale_align=scale_align)
             rows[name].append(row)
             rotations[name].append(rot)
         student, original = outputs["stitched"], outputs["teacher"]
@@ -252,7 +267,8 @@ def train_stitch(
 ) -> Path:
     """Search + fine-tune the nano stitching; returns the run folder (``model/``: the stitched decoder).
 
-    ``models``: ``(vae, recon)`` instead of loading ``cfg.vae`` / ``cfg.recon`` (``recon`` an AnySplat or a VGGT);
+    ``models``: ``(vae, recon)`` instead of loading ``cfg.vae`` / ``cfg.recon`` (``recon`` an AnySplat, a VGGT or an
+    MV-DUSt3R);
     ``caches``: ``(train, held_out)`` instead of rendering the world (tests). Sub-folders ``search/`` and
     ``finetune/`` hold the stitching stage's own outputs (report, fitted layers, losses).
     """
@@ -273,7 +289,7 @@ def train_stitch(
     train, held = run.clips(caches)
     if cfg.canonical_direction:
         train, held = canonical_cache(train), canonical_cache(held)
-    recon_size = int(teacher.config.aggregator_config["img_size"])
+    recon_size = recon_input_size(dict(teacher.config))
     video = NanoVideo(num_frames=cfg.num_frames, height=cfg.size, width=cfg.size, recon_size=recon_size)
     spec = cfg.spec or nano_stitch_spec(dict(teacher.config), video=video,
                                         spatial_factor=vae_adapter(vae).spatial_factor)
@@ -352,4 +368,7 @@ EVALUATIONS: dict[str, tuple[Any, str, bool, str]] = {
                  "stitched_psnr", True, "fp16_psnr_tolerance"),
     "vggt": (lambda d, t, v, c, dev, cfg: evaluate_stitched_pointmaps(d, t, v, c, dev, cfg.eval_max_points),
              "stitched_points_acc", False, "fp16_acc_tolerance"),
+    "mvdust3r": (lambda d, t, v, c, dev, cfg: evaluate_stitched_pointmaps(d, t, v, c, dev, cfg.eval_max_points,
+                                                                          scale_align=True),
+                 "stitched_points_acc", False, "fp16_acc_tolerance"),
 }

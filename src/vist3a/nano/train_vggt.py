@@ -29,6 +29,7 @@ p90 from the first view, predicted vs true rotation span).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -53,6 +54,7 @@ from vist3a.nano.train_recon import (
     with_camera_patch_pool,
 )
 from vist3a.nano.training import (
+    LoopResult,
     StageConfig,
     autocast,
     begin_stage,
@@ -158,11 +160,13 @@ class PointmapTargets(NamedTuple):
     cameras: NormalizedCameras
 
 
-def pointmap_targets(batch: ClipBatch, size: int, background_factor: float = BACKGROUND_DEPTH_FACTOR
-                     ) -> PointmapTargets:
-    """:class:`PointmapTargets` of a batch of clips (frames ``[B, V, 3, h, w]``, depth, ``w2c``, ``K``)."""
+def pointmap_targets(batch: ClipBatch, size: int, background_factor: float = BACKGROUND_DEPTH_FACTOR,
+                     ref_view: int = 0) -> PointmapTargets:
+    """:class:`PointmapTargets` of a batch of clips (frames ``[B, V, 3, h, w]``, depth, ``w2c``, ``K``), in the
+    camera frame of view ``ref_view`` (0: the first view's, the nano frame of reference; MV-DUSt3R+ paths have
+    other reference views)."""
     clip_size = batch.frames.shape[-1]
-    gt = normalize_clip_cameras(batch.w2c, batch.K, batch.depth)
+    gt = normalize_clip_cameras(batch.w2c, batch.K, batch.depth, ref_view)
     K = scale_intrinsics(batch.K.float(), clip_size, size)
     pose = w2c_K_to_pose_encoding(gt.w2c[..., :3, :], K, (size, size))
     depth = resize_depth(gt.depth, size)
@@ -207,9 +211,12 @@ def confidence_gradient(pred: torch.Tensor, conf: torch.Tensor, target: torch.Te
 
 
 def head_loss(pred: torch.Tensor, conf: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
-              cfg: VGGTTrainConfig) -> tuple[torch.Tensor, dict[str, float]]:
+              cfg: Any) -> tuple[torch.Tensor, dict[str, float]]:
     """One dense head's loss (depth as ``[B, V, H, W, 1]``, points ``[B, V, H, W, 3]``): regression + gradient on
-    pixels with geometry, far shell + low confidence on the background. Returns the loss and its terms."""
+    pixels with geometry, far shell + low confidence on the background. Returns the loss and its terms.
+
+    ``cfg``: a config with ``conf_alpha``, ``gradient_weight``, ``background_weight`` and
+    ``background_conf_weight`` (:class:`VGGTTrainConfig`, the mvdust3r stage's)."""
     regression = confidence_regression(pred, conf, target, valid, cfg.conf_alpha)
     loss = regression
     terms = {"regression": float(regression.detach())}
@@ -246,10 +253,16 @@ def vggt_step_loss(model: Any, batch: ClipBatch, cfg: VGGTTrainConfig, device: t
 
 
 # ----------------------------------------------------------------------------- evaluation
-def pointmap_scene_metrics(out: Any, target: PointmapTargets, b: int, max_points: int, seed: int = 0
-                           ) -> tuple[dict[str, float], torch.Tensor]:
-    """Metrics of batch element ``b`` of a VGGT output ``out`` (the plain model's or a stitched decoder's) against
-    ``target`` (:func:`pointmap_targets` at the output's size); see the module docstring.
+def pointmap_scene_metrics(out: Any, target: PointmapTargets, b: int, max_points: int, seed: int = 0,
+                           scale_align: bool = False) -> tuple[dict[str, float], torch.Tensor]:
+    """Metrics of batch element ``b`` of a pointmap output ``out`` (``depth``, ``world_points``, ``cameras``: VGGT
+    or MV-DUSt3R, the plain model's or a stitched decoder's) against ``target`` (:func:`pointmap_targets` at the
+    output's size); see the module docstring.
+
+    ``scale_align``: scale the predicted depth by its least-squares fit to the target depth over the pixels with
+    geometry first (``s = <d, d*> / <d, d>``: defined for any sign, unlike a median of ratios), for models whose
+    outputs have no scale of their own (MV-DUSt3R's pointmaps are normalised by their mean distance in training, as
+    DUSt3R's); the pointmap metrics fit a Sim(3) and the pose metrics are scale-free either way.
 
     Returns ``(metrics, rotation errors [V-1] in degrees from the first view)``; the rotation errors are returned
     apart so that callers can take medians over every view of every clip.
@@ -260,6 +273,8 @@ def pointmap_scene_metrics(out: Any, target: PointmapTargets, b: int, max_points
     # on the CPU: small tensors, and the metric helpers build their thresholds and samplers there
     valid = target.valid[b].cpu()
     depth, depth_t = out.depth[b].float().cpu(), target.depth[b].cpu()
+    if scale_align:
+        depth = depth * (depth[valid] * depth_t[valid]).sum() / depth[valid].square().sum().clamp_min(1e-12)
     ratio = (depth / depth_t).clamp_min(1e-6)
     metrics = {
         "depth_abs_rel": float(((depth - depth_t).abs() / depth_t)[valid].mean()),
@@ -287,22 +302,32 @@ def summarise(rows: list[dict[str, float]], rotations: list[torch.Tensor]) -> di
 
 
 @torch.no_grad()
+def evaluate_pointmap_model(forward: Callable[[torch.Tensor], Any], cache: ClipCache, size: int,
+                            device: torch.device, max_points: int,
+                            background_factor: float = BACKGROUND_DEPTH_FACTOR, batch_size: int = 2,
+                            scale_align: bool = False) -> dict[str, float]:
+    """Held-out metrics of a pointmap model (all views in), averaged over the clips of ``cache``:
+    ``forward(frames [B, V, 3, size, size] in [0, 1])`` gives its output (:func:`pointmap_scene_metrics`, with
+    ``scale_align``)."""
+    rows, rotations = [], []
+    for start in range(0, len(cache), batch_size):
+        batch = cache.batch(range(start, min(start + batch_size, len(cache)))).to(device)
+        target = pointmap_targets(batch, size, background_factor)
+        with autocast(device):
+            out = forward(to_model_input(batch.frames, size))
+        for b in range(batch.frames.shape[0]):
+            row, rot = pointmap_scene_metrics(out, target, b, max_points, seed=start + b, scale_align=scale_align)
+            rows.append(row)
+            rotations.append(rot)
+    return summarise(rows, rotations)
+
+
 def evaluate_vggt(model: Any, cache: ClipCache, cfg: VGGTTrainConfig, device: torch.device, batch_size: int = 2
                   ) -> dict[str, float]:
     """Held-out metrics of the plain model (all views in), averaged over the clips of ``cache``."""
     model.eval()
-    size = cfg.image_size
-    rows, rotations = [], []
-    for start in range(0, len(cache), batch_size):
-        batch = cache.batch(range(start, min(start + batch_size, len(cache)))).to(device)
-        target = pointmap_targets(batch, size, cfg.background_depth_factor)
-        with autocast(device):
-            out = model(to_model_input(batch.frames, size))
-        for b in range(batch.frames.shape[0]):
-            row, rot = pointmap_scene_metrics(out, target, b, cfg.eval_max_points, seed=start + b)
-            rows.append(row)
-            rotations.append(rot)
-    return summarise(rows, rotations)
+    return evaluate_pointmap_model(model, cache, cfg.image_size, device, cfg.eval_max_points,
+                                   cfg.background_depth_factor, batch_size)
 
 
 # ----------------------------------------------------------------------------- the stage
@@ -355,6 +380,22 @@ def train_vggt(
                     cfg.trunk_init)
     model = model.to(device).train()
     logger.info("nano VGGT: %.2f M parameters", module_num_params(model) / 1e6)
+    result = train_pointmap_model(run, model, train, lambda batch, gen: vggt_step_loss(model, batch, cfg, device),
+                                  "nano VGGT")
+    evaluation = save_pointmap_model(run, model, lambda: evaluate_vggt(model, held, cfg, device),
+                                     cfg.fp16_acc_tolerance)
+    run.finish(evaluation, result.outcome())
+    return run.run_dir
+
+
+def train_pointmap_model(run: Any, model: torch.nn.Module, train: ClipCache,
+                         step_loss: Callable[[ClipBatch, torch.Generator], tuple[torch.Tensor, dict[str, float]]],
+                         title: str) -> LoopResult:
+    """The training loop of a pointmap-model stage (vggt, mvdust3r): AdamW on ``model``, each step
+    ``run.cfg.batch_size`` clips of ``train`` drawn by a generator seeded with ``run.cfg.seed`` (mirrored to turn one
+    way under ``canonical_direction``) and ``step_loss(batch, generator) -> (loss, terms)``; ``loss.png`` titled
+    ``title``."""
+    cfg, device = run.cfg, run.device
     optimizer = make_optimizer(model.parameters(), cfg.lr, cfg.weight_decay)
     batch_gen = torch.Generator().manual_seed(cfg.seed)
 
@@ -362,20 +403,26 @@ def train_vggt(
         batch = train.sample(cfg.batch_size, batch_gen).to(device)
         if cfg.canonical_direction:
             batch = canonicalise_direction(batch)
-        return vggt_step_loss(model, batch, cfg, device)
+        return step_loss(batch, batch_gen)
 
-    result = train_loop(step_fn, optimizer, cfg, run.clock, run.log, desc="nano vggt")
-    run.log.plot("nano VGGT")
+    result = train_loop(step_fn, optimizer, cfg, run.clock, run.log, desc=title.lower())
+    run.log.plot(title)
+    return result
 
-    metrics, metrics_fp16 = evaluate_with_fp16(model, lambda: evaluate_vggt(model, held, cfg, device))
-    dtype = run.save(model, metrics["points_acc"], metrics_fp16["points_acc"], cfg.fp16_acc_tolerance, False)
+
+def save_pointmap_model(run: Any, model: torch.nn.Module, evaluate: Callable[[], dict[str, float]],
+                        tolerance: float) -> dict[str, Any]:
+    """The end of a pointmap-model stage (vggt, mvdust3r): ``evaluate()`` with the weights as trained and rounded
+    through fp16, ``model/`` saved in the dtype that costs at most ``tolerance`` of pointmap accuracy
+    (:meth:`~vist3a.nano.training.StageRun.save`); returns the ``eval.json`` numbers (``heldout_*``)."""
+    metrics, metrics_fp16 = evaluate_with_fp16(model, evaluate)
+    dtype = run.save(model, metrics["points_acc"], metrics_fp16["points_acc"], tolerance, False)
     evaluation = {f"heldout_{k}": v for k, v in metrics.items()}
     evaluation["heldout_points_acc_fp16"] = metrics_fp16["points_acc"]
-    run.finish(evaluation, result.outcome())
-    logger.info("nano VGGT: held-out depth AbsRel %.3f, points Acc %.4f / Comp %.4f, rotation error median %.1f°, "
-                "saved as %s", metrics["depth_abs_rel"], metrics["points_acc"], metrics["points_comp"],
+    logger.info("nano %s: held-out depth AbsRel %.3f, points Acc %.4f / Comp %.4f, rotation error median %.1f°, "
+                "saved as %s", run.stage, metrics["depth_abs_rel"], metrics["points_acc"], metrics["points_comp"],
                 metrics["rotation_error_median_deg"], dtype)
-    return run.run_dir
+    return evaluation
 
 
 __all__ = [
@@ -383,9 +430,12 @@ __all__ = [
     "VGGTTrainConfig",
     "confidence_gradient",
     "confidence_regression",
+    "evaluate_pointmap_model",
     "evaluate_vggt",
     "pointmap_scene_metrics",
     "pointmap_targets",
+    "save_pointmap_model",
+    "train_pointmap_model",
     "train_vggt",
     "vggt_step_loss",
 ]

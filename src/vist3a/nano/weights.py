@@ -9,6 +9,8 @@ Layout (package data, ``src/vist3a/nano/weights/``)::
       stitch/                  vist3a.stitching.StitchedDecoder (LoRA merged; holds its own cut AnySplat)
       vggt/                    vist3a.recon.VGGT (uncut nano pointmap model; re-stitching)
       stitch_vggt/             vist3a.stitching.StitchedDecoder of the nano VGGT (the ``nano-vggt`` preset)
+      mvdust3r/                vist3a.recon.MVDust3r (uncut nano MV-DUSt3R; re-stitching; not shipped)
+      stitch_mvdust3r/         vist3a.stitching.StitchedDecoder of the nano MV-DUSt3R (the ``nano-mvdust3r`` preset)
       generator/               diffusers WanTransformer3DModel
       clip/, clip_eval/        vist3a.nano.imagetext.NanoImageTextModel (reward / evaluation image-text models)
 
@@ -117,6 +119,12 @@ def _load_vggt(path: Path, device: torch.device, dtype: torch.dtype) -> Any:
     return VGGT.from_pretrained(path, torch_dtype=dtype, local_files_only=True).to(device).eval()
 
 
+def _load_mvdust3r(path: Path, device: torch.device, dtype: torch.dtype) -> Any:
+    from vist3a.recon import MVDust3r
+
+    return MVDust3r.from_pretrained(path, torch_dtype=dtype, local_files_only=True).to(device).eval()
+
+
 def _load_stitch(path: Path, device: torch.device, dtype: torch.dtype) -> Any:
     # the decoder class directly: going through nano.train_stitch would import the training stack
     from vist3a.stitching.decoder import StitchedDecoder
@@ -141,6 +149,9 @@ COMPONENTS: dict[str, ComponentSpec] = {
         ComponentSpec("vggt", "nano VGGT (vist3a.recon.VGGT)", "VGGT", _load_vggt),
         ComponentSpec("stitch_vggt", "nano stitched VGGT decoder (vist3a.stitching)", "StitchedDecoder",
                       _load_stitch, (("recon_type", "vggt"),)),
+        ComponentSpec("mvdust3r", "nano MV-DUSt3R (vist3a.recon.MVDust3r)", "MVDust3r", _load_mvdust3r),
+        ComponentSpec("stitch_mvdust3r", "nano stitched MV-DUSt3R decoder (vist3a.stitching)", "StitchedDecoder",
+                      _load_stitch, (("recon_type", "mvdust3r"),)),
         ComponentSpec("generator", "nano Wan transformer (diffusers WanTransformer3DModel)", "WanTransformer3DModel",
                       _load_transformer),
         ComponentSpec("clip", "nano image-text reward model (vist3a.nano.imagetext)", "NanoImageTextModel",
@@ -313,12 +324,13 @@ def load_component_from(
 
 
 #: The nano components that are uncut 3D models (stitching teachers), by the class their ``config.json`` names.
-RECON_COMPONENTS = ("recon", "vggt")
+RECON_COMPONENTS = ("recon", "vggt", "mvdust3r")
 
 
 def recon_component_in(source: str | os.PathLike) -> str:
     """Which uncut nano 3D model ``source`` holds (a run folder, its ``model/`` or an output root; see
-    :func:`component_folder`): ``"recon"`` (AnySplat) or ``"vggt"``; an output root holding both gives ``"recon"``."""
+    :func:`component_folder`): ``"recon"`` (AnySplat), ``"vggt"`` or ``"mvdust3r"``; an output root holding several
+    gives the first of :data:`RECON_COMPONENTS`."""
     for name in RECON_COMPONENTS:
         try:
             component_folder(source, name)
@@ -327,7 +339,7 @@ def recon_component_in(source: str | os.PathLike) -> str:
         return name
     classes = " or ".join(COMPONENTS[n].class_name for n in RECON_COMPONENTS)
     raise UserInputError(f"nano: no trained {classes} in '{source}' (expected '{source}/{_RUN_MODEL_DIR}/config.json', "
-                         "as written by `vist3a nano train recon` or `vist3a nano train vggt`)")
+                         "as written by `vist3a nano train recon`, `vggt` or `mvdust3r`)")
 
 
 def load_nano_generator(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,

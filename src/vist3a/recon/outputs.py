@@ -86,17 +86,20 @@ def scene_pointmap(out: object) -> tuple[torch.Tensor | None, torch.Tensor | Non
     cameras (VGGT's "depth and camera" branch, the default of its demo: VGGT reports it more accurate than its
     point head) with the depth confidence, so that every point projects back onto the pixel its colour comes from
     and the fly-through, renders and ``points.ply`` agree with the cameras; a point head trained less than the
-    depth and camera heads (the nano VGGT's) can be off by many pixels. Decoders without depth (MV-DUSt3R) give
-    their point head's map. ``(None, None)`` for decoders with neither.
+    depth and camera heads (the nano VGGT's) can be off by many pixels. Decoders without a depth head give their
+    point head's map with its confidence: MV-DUSt3R, whose ``depth`` and ``cameras`` are recovered *from* that map
+    (no ``depth_conf``). ``(None, None)`` for decoders with neither.
     """
     from vist3a.cameras import K_from_edge_convention
     from vist3a.recon.gaussian_ops import unproject_depth
 
     depth, cameras = getattr(out, "depth", None), getattr(out, "cameras", None)
-    if depth is not None and cameras is not None and getattr(out, "world_points", None) is not None:
+    depth_conf = getattr(out, "depth_conf", None)
+    if depth is not None and depth_conf is not None and cameras is not None \
+            and getattr(out, "world_points", None) is not None:
         K = K_from_edge_convention(cameras.K.float())  # pixel centres at integer coordinates, as unproject_depth
         points = unproject_depth(depth.float(), cameras.w2c.float(), K)
-        return points, getattr(out, "depth_conf", None)
+        return points, depth_conf
     return getattr(out, "world_points", None), getattr(out, "world_points_conf", None)
 
 

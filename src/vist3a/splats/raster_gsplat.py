@@ -61,9 +61,12 @@ def render_gsplat(
             "compiles them now (about 90 s, once per machine; later runs reuse the build cache)"
         )
         start = time.perf_counter()
+    # a zero quaternion (e.g. a Gaussian head's MLP with every hidden unit off) is the identity, as in the torch
+    # backend; gsplat's kernel divides by its norm and would put NaN into the image and the gradients
+    zero = (g.quats.square().sum(-1, keepdim=True) < 1e-12).to(g.quats.dtype)
     colors, alphas, _ = gsplat.rasterization(
         means=g.means,
-        quats=g.quats,
+        quats=g.quats + zero * g.quats.new_tensor([1.0, 0.0, 0.0, 0.0]),
         scales=g.scales,
         opacities=g.opacities,
         colors=g.sh,

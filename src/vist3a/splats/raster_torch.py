@@ -77,8 +77,9 @@ class ProjectedSplats:
 
 def _rotation_entries(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> list[list[torch.Tensor]]:
     """``R[i][j]`` of the rotations of quaternions ``(w, x, y, z)`` given as ``[M]`` vectors; the formula of
-    :func:`vist3a.cameras.quat_to_rotmat` (divides by ``|q|^2``), entry by entry."""
-    two_s = 2.0 / (w * w + x * x + y * y + z * z)
+    :func:`vist3a.cameras.quat_to_rotmat` (divides by ``|q|^2``), entry by entry. A zero quaternion gives the
+    identity instead of NaN values and gradients (the gsplat backend passes it on as the identity too)."""
+    two_s = 2.0 / (w * w + x * x + y * y + z * z).clamp_min(1e-12)
     return [
         [1 - two_s * (y * y + z * z), two_s * (x * y - z * w), two_s * (x * z + y * w)],
         [two_s * (x * y + z * w), 1 - two_s * (x * x + z * z), two_s * (y * z - x * w)],
