@@ -62,7 +62,8 @@ def test_key_ignores_private_config_entries_and_follows_shapes():
     assert a == b
     small = cc._inputs_description((), {"hidden_states": torch.zeros(1, 4), "flag": True})
     large = cc._inputs_description((), {"hidden_states": torch.zeros(2, 4), "flag": True})
-    key_small = cc.artifact_key(a, small, scope="blocks", mode=None)[0]
+    key_small, description = cc.artifact_key(a, small, scope="blocks", mode=None)
+    assert description["device"] == [cc.device_name(torch.device("cpu"))]
     assert key_small == cc.artifact_key(b, small, scope="blocks", mode=None)[0]
     assert key_small != cc.artifact_key(a, large, scope="blocks", mode=None)[0]
     assert key_small != cc.artifact_key(a, small, scope="model", mode=None)[0]

@@ -162,25 +162,26 @@ def _model_description(module: torch.nn.Module) -> dict[str, Any]:
     public = {k: v for k, v in dict(config or {}).items() if not str(k).startswith("_")}
     config_json = json.dumps(public, sort_keys=True, default=str)
     parameters = sorted({f"{type(p).__name__}:{p.dtype}" for p in module.parameters()})
-    first = next(module.parameters(), None)
     return {"class": type(module).__name__, "config_sha256": hashlib.sha256(config_json.encode()).hexdigest(),
-            "parameters": parameters, "device": device_name(first.device) if first is not None else "none"}
+            "parameters": parameters}
 
 
 def _inputs_description(args: tuple, kwargs: dict[str, Any]) -> tuple:
-    """Shapes and dtypes of the tensor arguments (what a ``dynamic=False`` compilation specialises on)."""
-    described = [(str(i), tuple(a.shape), str(a.dtype)) for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
-    described += [(k, tuple(v.shape), str(v.dtype)) for k, v in sorted(kwargs.items()) if isinstance(v, torch.Tensor)]
+    """Shapes, dtypes and devices of the tensor arguments (what a ``dynamic=False`` compilation specialises on)."""
+    tensors = [(str(i), a) for i, a in enumerate(args)] + sorted(kwargs.items())
+    described = [(k, tuple(v.shape), str(v.dtype), str(v.device)) for k, v in tensors if isinstance(v, torch.Tensor)]
     return tuple(described) + (("grad", torch.is_grad_enabled()),)
 
 
 def artifact_key(model: dict[str, Any], inputs: tuple, *, scope: str, mode: str | None) -> tuple[str, dict]:
     """``(key, description)``: a hash over the torch/diffusers versions, the model description, the input shapes,
-    the compile scope and mode."""
+    the name of the inputs' device (the GPU model, not its index), the compile scope and mode."""
     import diffusers
 
+    devices = sorted({item[3] for item in inputs if len(item) == 4})
     description = {"torch": torch.__version__, "diffusers": diffusers.__version__, "model": model,
-                   "inputs": [list(map(str, item)) for item in inputs], "scope": scope, "mode": mode}
+                   "device": [device_name(torch.device(d)) for d in devices],
+                   "inputs": [list(map(str, item[:3])) for item in inputs], "scope": scope, "mode": mode}
     blob = json.dumps(description, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:24], description
 
@@ -218,13 +219,13 @@ class _FirstCallHooks:
 
     def before(self, module: torch.nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
         inputs = _inputs_description(args, kwargs)
-        if inputs in self.seen or inputs in self.pending:
+        if inputs in self.seen:  # (a first call that raised is timed again by the next one)
             return
         path = description = None
         if self.use_cache and mega_cache_supported():
             key, description = artifact_key(self.model, inputs, scope=self.scope, mode=self.mode)
             path = artifacts_dir() / f"{key}.bin"
-            loaded = load_artifacts(path)
+            loaded = load_artifacts(path) if inputs not in self.pending else 0
             if loaded:
                 logger.info("compile cache: loaded %d compiled artifacts from %s", loaded, path)
         self.pending[inputs] = (time.perf_counter(), compile_counters(), path, description)
