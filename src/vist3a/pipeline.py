@@ -224,12 +224,12 @@ class Text2ScenePipeline:
         """``torch.compile`` the transformer (the denoising loop's only heavy module), in place, ``dynamic=False``.
 
         ``regional``: compile only its repeated block (Wan's ``WanTransformerBlock``; one block-sized graph that
-        every block reuses) instead of the whole model: several times less compilation, the steps run the
-        blocks' compiled kernels with eager glue between them; models that name no repeated blocks are compiled
-        whole. ``cache`` (default: on unless
-        ``$VIST3A_COMPILE_CACHE=0``): keep inductor's caches in ``~/.cache/vist3a`` (``$VIST3A_CACHE``; not when
-        ``TORCHINDUCTOR_CACHE_DIR`` is set) and save / load a portable artifact per input shape, so that a later
-        process skips most of the compilation (:mod:`vist3a.video.compile_cache`).
+        every block reuses) instead of the whole model: less compilation (its cost no longer grows with the
+        depth), the steps run the blocks' compiled kernels with eager glue between them; models that name no
+        repeated blocks are compiled whole. ``cache`` (default: on unless ``$VIST3A_COMPILE_CACHE=0``): keep
+        inductor's caches in ``~/.cache/vist3a`` (``$VIST3A_CACHE``; not when ``TORCHINDUCTOR_CACHE_DIR`` is set)
+        and save / load a portable artifact per input shape, so that a later process skips most of the
+        compilation (:mod:`vist3a.video.compile_cache`).
 
         The first generation afterwards pays the compilation (tens of seconds at real size without a cache); later
         ones at the same shapes run the compiled graph. LoRA must be loaded (and merged) before compiling.

@@ -183,7 +183,7 @@ def register(app: typer.Typer) -> None:
         ),
         compile_scope: str = typer.Option(
             None, "--compile-scope", help="With --compile: blocks (default: compile the repeated transformer block "
-            "once, several times less compilation) | model (the whole transformer graph)."
+            "once, which all blocks share: less compilation) | model (the whole transformer graph)."
         ),
         compile_cache: bool = typer.Option(
             None, "--compile-cache/--no-compile-cache", help="With --compile: keep compiled graphs in "
