@@ -13,6 +13,15 @@ ROOT = Path(__file__).resolve().parents[1]
 ORACLE_DIR = Path(os.environ.get("VIST3A_ORACLE_DIR", ROOT.parent / "shared" / "oracles"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _compile_cache_in_tmp(tmp_path_factory):
+    """``--compile`` / ``Text2ScenePipeline.compile()`` keep their caches under ``$VIST3A_CACHE``: a temporary
+    folder for the test session, not the user's ``~/.cache/vist3a``."""
+    if "VIST3A_CACHE" not in os.environ:
+        os.environ["VIST3A_CACHE"] = str(tmp_path_factory.mktemp("vist3a-cache"))
+    yield
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_threads():
     torch.manual_seed(0)

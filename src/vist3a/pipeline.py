@@ -143,7 +143,7 @@ class Text2ScenePipeline:
         merge_lora: bool = True,
         local_files_only: bool | None = None,
         offload: str | None = None,
-        compile: bool = False,
+        compile: bool | dict[str, Any] = False,
         fp8: bool = False,
     ) -> Text2ScenePipeline:
         """Build the pipeline from a preset name, a preset JSON file or a saved pipeline folder.
@@ -152,7 +152,8 @@ class Text2ScenePipeline:
         ``vist3a align``), loaded after the preset's own. ``local_files_only=None`` follows ``HF_HUB_OFFLINE``;
         missing weights raise one :class:`UserInputError` naming every missing repo id. ``offload``: see
         :class:`~vist3a.video.WanGenerator` (default: the preset's, ``"text"`` for the real presets on CUDA).
-        ``compile``: :meth:`compile` the transformer. ``fp8``: :meth:`quantize_fp8` it first (CUDA, torchao).
+        ``compile``: :meth:`compile` the transformer (a dict: :meth:`compile`'s keyword arguments). ``fp8``:
+        :meth:`quantize_fp8` it first (CUDA, torchao).
         """
         from vist3a.components import PIPELINE_PARTS, load_components, resolve_preset
         from vist3a.video.generator import OFFLOAD_MODES
@@ -178,9 +179,11 @@ class Text2ScenePipeline:
         pipe = cls(generator, decoder, preset)
         if fp8:
             pipe.quantize_fp8()
-            if not compile:
+            if compile is False:
                 logger.warning("--fp8 without --compile quantises activations in separate kernels, which can be "
                                "slower than bf16: add --compile for the speed-up")
+        if isinstance(compile, dict):
+            return pipe.compile(**compile)
         return pipe.compile() if compile else pipe
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
@@ -216,13 +219,24 @@ class Text2ScenePipeline:
         quantize_fp8(self.generator.transformer)
         return self
 
-    def compile(self, mode: str | None = None) -> Text2ScenePipeline:
-        """``torch.compile`` the transformer (the denoising loop's only heavy module), in place.
+    def compile(self, mode: str | None = None, regional: bool = True,
+                cache: bool | None = None) -> Text2ScenePipeline:
+        """``torch.compile`` the transformer (the denoising loop's only heavy module), in place, ``dynamic=False``.
 
-        The first generation afterwards pays the compilation (tens of seconds at real size); later ones at the
-        same shapes run the compiled graph. LoRA must be loaded (and merged) before compiling.
+        ``regional``: compile only its repeated block (Wan's ``WanTransformerBlock``; one block-sized graph that
+        every block reuses) instead of the whole model: less compilation (its cost no longer grows with the
+        depth), the steps run the blocks' compiled kernels with eager glue between them; models that name no
+        repeated blocks are compiled whole. ``cache`` (default: on unless ``$VIST3A_COMPILE_CACHE=0``): keep
+        inductor's caches in ``~/.cache/vist3a`` (``$VIST3A_CACHE``; not when ``TORCHINDUCTOR_CACHE_DIR`` is set)
+        and save / load a portable artifact per input shape, so that a later process skips most of the
+        compilation (:mod:`vist3a.video.compile_cache`).
+
+        The first generation afterwards pays the compilation (tens of seconds at real size without a cache); later
+        ones at the same shapes run the compiled graph. LoRA must be loaded (and merged) before compiling.
         """
-        self.generator.transformer.compile(mode=mode, dynamic=False)
+        from vist3a.video.compile_cache import compile_transformer
+
+        compile_transformer(self.generator.transformer, mode=mode, regional=regional, cache=cache)
         return self
 
     # ------------------------------------------------------------------ generation

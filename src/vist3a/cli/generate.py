@@ -179,7 +179,17 @@ def register(app: typer.Typer) -> None:
             "default) | model (each part on the GPU only while used) | sequential (least memory, slowest)."
         ),
         compile: bool = typer.Option(
-            False, "--compile", help="torch.compile the transformer: faster steps after a one-off compilation."
+            False, "--compile", help="torch.compile the transformer: faster steps after a compilation that the "
+            "compile cache keeps for later processes at the same sizes."
+        ),
+        compile_scope: str = typer.Option(
+            None, "--compile-scope", help="With --compile: blocks (default: compile the repeated transformer block "
+            "once, which all blocks share: less compilation) | model (the whole transformer graph)."
+        ),
+        compile_cache: bool = typer.Option(
+            None, "--compile-cache/--no-compile-cache", help="With --compile: keep compiled graphs in "
+            "$VIST3A_CACHE (default ~/.cache/vist3a, or $XDG_CACHE_HOME/vist3a; TORCHINDUCTOR_CACHE_DIR wins when "
+            "set) and reuse them in later runs (default: on unless VIST3A_COMPILE_CACHE=0).", show_default=False
         ),
         fp8: bool = typer.Option(
             False, "--fp8", help="fp8 matmuls in the transformer blocks (torchao; Ada/Hopper GPUs): faster, close "
@@ -211,6 +221,9 @@ def register(app: typer.Typer) -> None:
             check_settings(frames=frames, steps=steps, cfg=cfg, seed=seed, height=height, width=width,
                            flow_shift=flow_shift, scheduler=scheduler, template=template, dtype=dtype, offload=offload,
                            flythrough_frames=flythrough_frames, round_frames=round_frames, num_prompts=len(prompts))
+            if not compile and (compile_scope is not None or compile_cache is not None):
+                raise UserInputError("--compile-scope and --compile-cache / --no-compile-cache go with --compile")
+            options.check_choice(compile_scope, ("blocks", "model"), "--compile-scope")
             if direction is not None:
                 from vist3a.recon.direction import DIRECTIONS
 
@@ -236,6 +249,9 @@ def register(app: typer.Typer) -> None:
             startup.import_model_libraries()
 
         # 2. models, then one scene after another; two processes never write one OUT
+        if compile:  # the compile cache's one-line reports (loaded / saved / what the first call compiled)
+            logging.getLogger("vist3a.video.compile_cache").setLevel(logging.INFO)
+            compile = {"regional": compile_scope != "model", "cache": compile_cache}
         load = dict(device=dev, dtype=dtype, lora=lora, local_files_only=True if offline else None,
                     offload=offload, compile=compile, fp8=fp8)
         settings = dict(num_frames=frames, num_inference_steps=steps, guidance_scale=cfg, height=height, width=width,
