@@ -83,6 +83,11 @@ class GenerationSettings:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+#: One worker thread for CPU work beside the main thread's (:meth:`Text2ScenePipeline._encode_mirror`); it starts on
+#: first use and keeps its torch thread count from then on.
+_SIDE_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vist3a-side")
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -134,7 +139,6 @@ class Text2ScenePipeline:
         self.decoder = decoder.eval()
         self.preset = preset
         self._progress_bar_config: dict[str, Any] = {}
-        self._side: ThreadPoolExecutor | None = None  # the mirror pass's VAE encoding on the CPU (_encode_mirror)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -419,10 +423,11 @@ class Text2ScenePipeline:
     def _encode_mirror(self, frames: torch.Tensor) -> Future:
         """The VAE encoding of the mirror image of ``frames``, for :meth:`_mirror_pass` (a future).
 
-        On the CPU it runs in a side thread while the caller runs the stitched decoder on the video: the Wan VAE's
-        batch-1 3D convolutions take PyTorch's single-threaded ``slow_conv3d`` path, which leaves the other cores
-        idle, and the decoder's convolutions use them (each op gives the same bits as when the two run one after
-        the other: the side thread uses the caller's torch thread count). Elsewhere it runs in the caller's thread.
+        On the CPU it runs in a side thread while the caller runs the stitched decoder on the video: neither the Wan
+        VAE's batch-1 3D convolutions (PyTorch's ``slow_conv3d``, unfold + GEMM) nor the nano decoder's small ops
+        keep the cores of a small CPU busy, so the two overlap. Each op gives the bits it gives when the two run one
+        after the other (the side thread uses the caller's torch thread count). Elsewhere it runs in the caller's
+        thread.
         """
         mirrored = frames.flip(-1)
         if self.device.type != "cpu":
@@ -437,9 +442,7 @@ class Text2ScenePipeline:
             with torch.no_grad():  # grad mode is per thread
                 return self.generator.encode(mirrored)
 
-        if self._side is None:
-            self._side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vist3a-mirror")
-        return self._side.submit(encode)
+        return _SIDE_THREAD.submit(encode)
 
     def _mirror_pass(self, out: Any, frames: torch.Tensor, encoded: Future) -> dict[str, Any]:
         """Decode the mirror image of the video too (re-encoded by the VAE: ``encoded``, from
