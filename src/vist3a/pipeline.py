@@ -423,11 +423,11 @@ class Text2ScenePipeline:
     def _encode_mirror(self, frames: torch.Tensor) -> Future:
         """The VAE encoding of the mirror image of ``frames``, for :meth:`_mirror_pass` (a future).
 
-        On the CPU it runs in a side thread while the caller runs the stitched decoder on the video: neither the Wan
-        VAE's batch-1 3D convolutions (PyTorch's ``slow_conv3d``, unfold + GEMM) nor the nano decoder's small ops
-        keep the cores of a small CPU busy, so the two overlap. Each op gives the bits it gives when the two run one
-        after the other (the side thread uses the caller's torch thread count). Elsewhere it runs in the caller's
-        thread.
+        On the CPU it runs in a side thread while the caller runs the stitched decoder on the video: the nano
+        decoder's small ops keep about 1.5 of the 2 cores of the project's CPU VM busy, so the two take 0.95 s side
+        by side instead of 1.18 s one after the other there (docs/benchmarks.md). Each op gives the bits it gives
+        when the two run one after the other (the side thread uses the caller's torch thread count). Elsewhere it
+        runs in the caller's thread.
         """
         mirrored = frames.flip(-1)
         if self.device.type != "cpu":
