@@ -1,9 +1,10 @@
 """Independent pieces of torch CPU work side by side in threads, each single-threaded.
 
-The CPU reference rasteriser (and the nano models) run many small ops; splitting each of them over the cores gains
-less than rendering whole views side by side, one per core, and single-threaded ops do not stall while other
-processes share the cores (docs/benchmarks.md, "Rendering on the CPU"). :func:`map_single_threaded` is that
-scheme: ``fn`` over the items in worker threads that run torch with one intra-op thread each.
+The CPU reference rasteriser runs many small ops; splitting each of them over the cores gains less than rendering
+whole views side by side, one per core, and single-threaded ops do not stall while other processes share the cores
+(docs/benchmarks.md, "Rendering on the CPU"). :func:`map_single_threaded` is that scheme: ``fn`` over the items in
+worker threads that run torch with one intra-op thread each (the fly-through's frames, the held-out views that
+score ``--direction mirror-select``).
 
 torch's intra-op thread count is per thread once a thread has used it, and a new thread takes the count last set
 anywhere; so the caller's count is set to 1 while the workers start and restored afterwards. The caller's own ops
