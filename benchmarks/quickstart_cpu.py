@@ -3,9 +3,10 @@
 Each run is a fresh process started as the ``vist3a`` console script starts (``from vist3a.cli.main import main;
 sys.exit(main())``) with ``generate PROMPT --seed S --out <new folder>``, timed from start to exit. The median over
 ``--runs`` is reported with the process's CPU time (user + system, less disturbed than the wall time by other jobs
-on a shared machine). ``--compare OTHER/src`` times a second checkout too, alternating the two run by run so that
-both see the same load, and checks that both wrote byte-identical ``cameras.json``, ``scene.ply``, ``frames.mp4``,
-``scene.splat`` and ``flythrough.mp4``.
+on a shared machine), the 1-minute load average at each run's end and the stage timings of its ``meta.json``.
+``--compare OTHER/src`` times a second checkout too, alternating the two run by run so that both see the same load,
+and checks that both wrote byte-identical ``cameras.json``, ``scene.ply``, ``frames.mp4``, ``scene.splat`` and
+``flythrough.mp4``.
 
     python benchmarks/quickstart_cpu.py --runs 3 --out quickstart.json
     python benchmarks/quickstart_cpu.py --runs 3 --compare /path/to/old-checkout/src --out quickstart.json
@@ -43,7 +44,8 @@ def run_once(src: Path, out: Path, seed: int) -> dict[str, float]:
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall_s": wall, "cpu_s": cpu}
+    timings = json.loads((out / "meta.json").read_text()).get("timings_s", {})
+    return {"wall_s": wall, "cpu_s": cpu, "load_average": os.getloadavg()[0], "timings_s": timings}
 
 
 def digests(folder: Path) -> dict[str, str]:
@@ -68,16 +70,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 runs[label].append(run_once(src, out, args.seed))
                 hashes[label].add(tuple(digests(out).items()))
                 print(f"{label} run {i + 1}: {runs[label][-1]['wall_s']:.2f} s wall, "
-                      f"{runs[label][-1]['cpu_s']:.2f} s CPU", flush=True)
+                      f"{runs[label][-1]['cpu_s']:.2f} s CPU, load {runs[label][-1]['load_average']:.1f}", flush=True)
     result: dict[str, Any] = {"prompt": PROMPT, "seed": args.seed, "python": sys.version.split()[0],
                               "cpus": os.cpu_count(), "load_average_after": os.getloadavg()}
     for label, src in trees.items():
+        stages = sorted({stage for r in runs[label] for stage in r["timings_s"]})
         result[label] = {"src": str(src), "runs": runs[label],
                          "median_wall_s": statistics.median(r["wall_s"] for r in runs[label]),
                          "median_cpu_s": statistics.median(r["cpu_s"] for r in runs[label]),
+                         "median_timings_s": {stage: statistics.median(r["timings_s"].get(stage, 0.0)
+                                                                       for r in runs[label]) for stage in stages},
                          "repeatable_outputs": len(hashes[label]) == 1}
         print(f"{label}: median {result[label]['median_wall_s']:.2f} s wall, "
-              f"{result[label]['median_cpu_s']:.2f} s CPU over {args.runs} runs ({src})")
+              f"{result[label]['median_cpu_s']:.2f} s CPU over {args.runs} runs ({src}); stages (meta.json): "
+              + ", ".join(f"{k} {v:.2f}" for k, v in result[label]["median_timings_s"].items()))
     if args.compare:
         result["identical_outputs"] = hashes["this"] == hashes["compare"] and len(hashes["this"]) == 1
         print("outputs identical:", result["identical_outputs"])

@@ -143,3 +143,14 @@ def test_mirror_select_with_few_frames(pipe, num_frames):
                  num_frames=num_frames, direction="mirror-select")[0]
     assert scene.w2c.shape[0] == num_frames and bool(scene.gaussians.is_finite().all())
     assert ("direction_choice" in scene.settings) == (num_frames >= 3)
+
+
+def test_mirror_encoding_beside_the_decoder_is_the_callers_encoding(pipe):
+    """``mirror-select`` encodes the mirrored video in a side thread on the CPU: the same latents as encoding it in
+    the calling thread, and the caller's torch thread count is left as it was."""
+    frames = torch.rand(1, 13, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    threads = torch.get_num_threads()
+    with torch.no_grad():
+        side = pipe._encode_mirror(frames).result()
+        assert torch.equal(side, pipe.generator.encode(frames.flip(-1)))
+    assert torch.get_num_threads() == threads

@@ -85,3 +85,23 @@ def test_pointmap_heldout_score_prefers_the_pass_that_turns_the_right_way():
     same = scene.point_splats()
     assert torch.equal(splats.means, same.means) and torch.allclose(splats.scales, same.scales)
     assert torch.equal(splats.sh, same.sh)
+
+
+def test_heldout_renders_side_by_side_match_one_render_call():
+    """The held-out views are rendered in worker threads on the CPU; each equals the view of one render call (to
+    rounding) and torch's thread count is restored afterwards."""
+    from vist3a.cameras import intrinsics_from_fov, look_at_w2c
+    from vist3a.recon.direction import _render_colors
+    from vist3a.splats import Gaussians, render
+
+    gen = torch.Generator().manual_seed(0)
+    g = Gaussians.from_rgb(torch.rand(300, 3, generator=gen) - 0.5, torch.rand(300, 3, generator=gen),
+                           0.02 + 0.03 * torch.rand(300, 3, generator=gen), torch.rand(300, generator=gen))
+    up = torch.tensor([0.0, -1.0, 0.0])
+    w2c = torch.stack([look_at_w2c(torch.tensor([x, 0.2, -2.5]), torch.zeros(3), up=up) for x in (-0.6, 0.0, 0.5)])
+    K = intrinsics_from_fov(50.0, 32, 24).expand(3, 3, 3)
+    threads = torch.get_num_threads()
+    side_by_side = _render_colors(g, w2c, K, 32, 24, "torch")
+    assert torch.get_num_threads() == threads
+    torch.testing.assert_close(side_by_side, render(g, w2c, K, 32, 24, backend="torch").colors, atol=1e-5, rtol=0)
+    assert len({view.numpy().tobytes() for view in side_by_side}) == 3  # three different views, in order

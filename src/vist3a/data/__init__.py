@@ -8,38 +8,31 @@
   nerfstudio poses), :class:`SyntheticClips` (the nano world, rendered on the fly).
 - :class:`EqualLengthBatchSampler`: one frame count per batch, drawn from e.g. {9, 13, 17, 21}.
 
-No training code lives here.
+No training code lives here. Modules load on first attribute access (:mod:`vist3a.lazy`): the frame-count check
+that the generator uses does not import the datasets (and with them the nano world).
 """
 
-from vist3a.data.clip import (
-    WAN_TEMPORAL_COMPRESSION,
-    ClipBatch,
-    MultiViewClip,
-    check_num_frames,
-    collate_clips,
-    crop_resize_intrinsics,
-    resize_and_crop,
-    valid_depth,
-)
-from vist3a.data.dl3dv import DL3DVClips, opengl_c2w_to_opencv_w2c
-from vist3a.data.folder import FolderClips
-from vist3a.data.sampling import EqualLengthBatchSampler, derive_rng, sample_frame_indices
-from vist3a.data.synthetic import SyntheticClips
+from __future__ import annotations
 
-__all__ = [
-    "WAN_TEMPORAL_COMPRESSION",
-    "ClipBatch",
-    "DL3DVClips",
-    "EqualLengthBatchSampler",
-    "FolderClips",
-    "MultiViewClip",
-    "SyntheticClips",
-    "check_num_frames",
-    "collate_clips",
-    "crop_resize_intrinsics",
-    "derive_rng",
-    "opengl_c2w_to_opencv_w2c",
-    "resize_and_crop",
-    "sample_frame_indices",
-    "valid_depth",
-]
+from vist3a.lazy import lazy_getattr
+
+_LAZY = {
+    "WAN_TEMPORAL_COMPRESSION": "clip",
+    "ClipBatch": "clip",
+    "MultiViewClip": "clip",
+    "check_num_frames": "clip",
+    "collate_clips": "clip",
+    "crop_resize_intrinsics": "clip",
+    "resize_and_crop": "clip",
+    "valid_depth": "clip",
+    "DL3DVClips": "dl3dv",
+    "opengl_c2w_to_opencv_w2c": "dl3dv",
+    "FolderClips": "folder",
+    "EqualLengthBatchSampler": "sampling",
+    "derive_rng": "sampling",
+    "sample_frame_indices": "sampling",
+    "SyntheticClips": "synthetic",
+}
+
+__all__ = sorted(_LAZY)
+__getattr__ = lazy_getattr(__name__, _LAZY)

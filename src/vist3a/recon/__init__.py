@@ -5,30 +5,31 @@ Public API:
     ``save_pretrained`` / ``from_config``), :func:`vggt_from_pretrained`, :func:`anysplat_from_pretrained`,
     :func:`mvdust3r_from_pretrained` (official Hub repos, files or folders, vist3a
     folders), :func:`config_from_official`, the output dataclasses.
+Modules load on first attribute access (:mod:`vist3a.lazy`), so a command that needs one model (``vist3a
+generate`` on the nano preset: AnySplat) does not import the others.
 """
 
-from vist3a.recon.anysplat import AnySplat
-from vist3a.recon.convert import config_from_official, load_official_state_dict
-from vist3a.recon.hub import anysplat_from_pretrained, random_tiny_model, vggt_from_pretrained
-from vist3a.recon.mvdust3r import MVDust3r, MVDust3rOutput
-from vist3a.recon.mvdust3r_hub import mvdust3r_from_pretrained, random_tiny_mvdust3r
-from vist3a.recon.outputs import AnySplatOutput, CameraPrediction, TrackPrediction, VGGTOutput
-from vist3a.recon.vggt import VGGT
+from __future__ import annotations
 
-__all__ = [
-    "VGGT",
-    "AnySplat",
-    "AnySplatOutput",
-    "CameraPrediction",
-    "MVDust3r",
-    "MVDust3rOutput",
-    "TrackPrediction",
-    "VGGTOutput",
-    "anysplat_from_pretrained",
-    "config_from_official",
-    "load_official_state_dict",
-    "mvdust3r_from_pretrained",
-    "random_tiny_model",
-    "random_tiny_mvdust3r",
-    "vggt_from_pretrained",
-]
+from vist3a.lazy import lazy_getattr
+
+_LAZY = {
+    "AnySplat": "anysplat",
+    "config_from_official": "convert",
+    "load_official_state_dict": "convert",
+    "anysplat_from_pretrained": "hub",
+    "random_tiny_model": "hub",
+    "vggt_from_pretrained": "hub",
+    "MVDust3r": "mvdust3r",
+    "MVDust3rOutput": "mvdust3r",
+    "mvdust3r_from_pretrained": "mvdust3r_hub",
+    "random_tiny_mvdust3r": "mvdust3r_hub",
+    "AnySplatOutput": "outputs",
+    "CameraPrediction": "outputs",
+    "TrackPrediction": "outputs",
+    "VGGTOutput": "outputs",
+    "VGGT": "vggt",
+}
+
+__all__ = sorted(_LAZY)
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +14,7 @@ from vist3a.cameras import intrinsics_from_fov, orbit_trajectory
 from vist3a.splats.gaussians import Gaussians
 from vist3a.splats.render import render, resolve_backend
 from vist3a.splats.stats import scene_center_radius
+from vist3a.threads import map_single_threaded
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def render_frames(
     ``workers`` batches are rendered at once in threads. The default is one per torch CPU thread for the
     torch backend on the CPU, each batch then running single-threaded: the CPU rasteriser's many small ops
     gain more from rendering views side by side than from splitting each op, and single-threaded ops do not
-    stall when other processes share the cores. Elsewhere it is 1. torch's thread count is restored after.
+    stall when other processes share the cores (:func:`vist3a.threads.map_single_threaded`). Elsewhere it is 1.
     """
     num = w2c.shape[0]
     if Ks.ndim == 2:
@@ -98,21 +98,8 @@ def render_frames(
         colors = (out.colors.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
         return colors, out.depths.float().cpu().numpy(), out.alphas.float().cpu().numpy()
 
-    results = []
-    threads = torch.get_num_threads()
     with tqdm(total=num, desc="rendering", unit="frame", disable=not progress) as bar:
-        if workers <= 1 or len(batches) == 1:
-            for sl in batches:
-                results.append(render_batch(sl))
-                bar.update(sl.stop - sl.start)
-        else:
-            torch.set_num_threads(1)
-            try:
-                with ThreadPoolExecutor(min(workers, len(batches))) as pool:
-                    for sl, result in zip(batches, pool.map(render_batch, batches), strict=True):
-                        results.append(result)
-                        bar.update(sl.stop - sl.start)
-            finally:
-                torch.set_num_threads(threads)
+        results = map_single_threaded(render_batch, batches, workers,
+                                      on_result=lambda sl, _: bar.update(sl.stop - sl.start))
     colors, depths, alphas = zip(*results, strict=True)
     return Frames(colors=np.concatenate(colors), depths=np.concatenate(depths), alphas=np.concatenate(alphas))
