@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import logging
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -135,6 +136,8 @@ def _signals_deferred() -> Iterator[None]:
 #: :data:`INTERRUPTED`; the C-level handler writes the signal number to this pipe at once, from any thread.
 _SIGNAL_PIPE: tuple[int, frozenset[int]] | None = None
 _SIGNAL_SEEN = threading.Event()
+#: Per-process serial numbers of :func:`atomic_path`'s temporaries.
+_TEMP_IDS = itertools.count()
 
 
 def watch_signal_pipe(fd: int | None, signums: frozenset[int] = frozenset()) -> None:
@@ -167,6 +170,16 @@ def check_not_interrupted() -> None:
         raise Interrupted("interrupted before the output was moved into place")
 
 
+def _temporary_name(path: Path, stem: str, suffix: str) -> Path:
+    """``.<stem>.vist3a-<host>-<pid>-<serial><random>.tmp<suffix>`` beside ``path``, unique without creating it.
+
+    Why not ``mkstemp``: its name arrives only when the file exists, so a Ctrl-C / SIGTERM landing between the two
+    left a temporary that no ``except`` could name; with the name known first, the cleanup always can.
+    """
+    unique = f"{next(_TEMP_IDS)}{secrets.token_hex(4)}"
+    return path.parent / f".{stem}.{_MARK}-{_HOST}-{os.getpid()}-{unique}.tmp{suffix}"
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
@@ -177,12 +190,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temporaries(path)
-    prefix = f".{path.stem}.{_MARK}-{_HOST}-{os.getpid()}-"
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs get the usual permissions
+    tmp_path = _temporary_name(path, path.stem, path.suffix)
     try:
+        os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the usual output permissions
         yield tmp_path
         check_not_interrupted()
         os.replace(tmp_path, path)
@@ -202,9 +212,9 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temporaries(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_MARK}-{_HOST}-{os.getpid()}-", suffix=".tmp", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700 folders
+    tmp = _temporary_name(path, path.name, "")  # known before it exists (see atomic_path)
     try:
+        tmp.mkdir(0o777)  # the usual folder permissions
         yield tmp
         with _signals_deferred():  # the swap is not cut in half by Ctrl-C / SIGTERM (they act right after it)
             check_not_interrupted()
