@@ -19,7 +19,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "vist3a"
 #: with a dotted name (``alignment.scorers``) overrides its package's layer.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("__init__", "errors"),
-    ("io_utils", "lazy"),  # io_utils raises errors' UserInputError / Interrupted
+    ("io_utils", "lazy", "threads"),  # io_utils raises errors' UserInputError / Interrupted
     ("cameras", "media", "hub", "presets", "checkpoints"),
     ("splats", "world"),
     ("exports",),  # files for other tools; save_scene(formats=) writes them
