@@ -262,7 +262,8 @@ def fidelity_probe(pipe: Any, settings: dict[str, Any]) -> dict[str, torch.Tenso
     x = torch.randn(1, *shape, generator=gen)
     text = torch.randn(1, 16, transformer.config.text_dim, generator=gen)
     device, dtype = pipe.device, next(transformer.parameters()).dtype
-    with torch.no_grad():  # .forward, not __call__: the eager module even when compiled
+    # eager even when compiled: regional compilation compiles the blocks inside .forward, so the stance is forced
+    with torch.no_grad(), torch.compiler.set_stance("force_eager"):
         velocity = transformer.forward(x.to(device, dtype), torch.tensor([500], device=device),
                                        text.to(device, dtype), return_dict=False)[0].float().cpu()
     scene = pipe("w1 w2 w3 w4", generator=torch.Generator("cpu").manual_seed(0), progress=False)[0]
