@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -59,6 +60,18 @@ def test_stitch_stage_end_to_end(tmp_path, tiny_caches, stage_defaults, tiny_vae
         latents = vae.encode(frames.permute(0, 2, 1, 3, 4) * 2 - 1).latent_dist.mean
         out = decoder(latents, frames)
     assert out.depth.shape == (1, 5, 28, 28)
+    if canonical:
+        return
+    # continuing the run: no search, the saved decoder is the start (lr ~0: it comes back unchanged)
+    more = ts.train_stitch(replace(cfg, init=str(run), lr=1e-12, steps=1, time_budget_s=None),
+                           tmp_path / "more", "cpu", caches=tiny_caches, models=(vae, recon))
+    evaluation = json.loads((more / "eval.json").read_text())
+    assert not (more / "search").exists() and "search_mse" not in evaluation
+    assert evaluation["init"] == str(run / "model") and evaluation["layer"] == best
+    assert evaluation["spec"] == "conv3d_k5x3x3_o16_s1x1x1_p2x1x1"
+    again = load_component_from(more, "stitch").state_dict()
+    for key, value in decoder.state_dict().items():
+        torch.testing.assert_close(again[key], value, rtol=0, atol=1e-6, msg=key)
 
 
 def test_teacher_comes_from_the_recon_folder(tmp_path, tiny_vggt_config):

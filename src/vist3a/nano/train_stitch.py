@@ -78,9 +78,11 @@ class StitchStageConfig(StageConfig):
             MV-DUSt3R).
         loss_weights: ``{term: weight}`` over the teacher adapter's distillation terms (e.g. ``{"extrinsics": 10}``:
             a student can match the teacher's images closely and still turn its cameras less, docs/nano.md round 8).
+        init: a run of this stage (or its ``model/``) to continue fine-tuning: the layer search is skipped, the
+            saved decoder (LoRA merged) gets fresh LoRA. Same teacher and VAE as that run, or the student
+            starts from a fit to other models. How a distillation gets more than one GPU call.
     """
 
-    supports_init: ClassVar[bool] = False
     #: The stage name recorded in ``train_config.json``.
     stage: ClassVar[str] = STAGE
 
@@ -298,17 +300,23 @@ def train_stitch(
         raise ValueError(f"the nano stitch stage evaluates {sorted(EVALUATIONS)} teachers, got a {adapter.name}")
     sources = {"vae": cfg.vae or "installed nano weights", "recon": cfg.recon or "installed nano weights"}
 
-    # 1. layer search
-    search_dir = run.run_dir / "search"
-    report = run_layer_search(
-        train, vae, teacher, adapter, search_dir,
-        SearchConfig(spec=spec, num_clips=min(cfg.search_clips, len(train)), num_frames=cfg.num_frames,
-                     vae_size=cfg.size, recon_size=recon_size, holdout_fraction=cfg.search_holdout_fraction,
-                     seed=cfg.seed, batch_size=min(cfg.batch_size, 8)),
-        models=sources, progress=cfg.progress,
-    )
-    layer = cfg.layer or report.best_layer
-    logger.info("nano stitch: search best %s; fine-tuning %s", report.best_layer, layer)
+    # 1. layer search (or the decoder of an earlier run of this stage)
+    if cfg.init is not None:
+        from vist3a.nano.weights import component_folder, verify_component
+
+        start = verify_component(cfg.stage) if cfg.init == "installed" else component_folder(cfg.init, cfg.stage)
+        report = None
+        logger.info("nano stitch: continuing the stitched decoder of %s", start)
+    else:
+        start = run.run_dir / "search"
+        report = run_layer_search(
+            train, vae, teacher, adapter, start,
+            SearchConfig(spec=spec, num_clips=min(cfg.search_clips, len(train)), num_frames=cfg.num_frames,
+                         vae_size=cfg.size, recon_size=recon_size, holdout_fraction=cfg.search_holdout_fraction,
+                         seed=cfg.seed, batch_size=min(cfg.batch_size, 8)),
+            models=sources, progress=cfg.progress,
+        )
+        logger.info("nano stitch: search best %s; fine-tuning %s", report.best_layer, cfg.layer or report.best_layer)
 
     # 2. stitched fine-tuning
     stitch_cfg = StitchTrainConfig(
@@ -318,7 +326,8 @@ def train_stitch(
         gradient_checkpointing=cfg.gradient_checkpointing, checkpoint_every=cfg.steps, keep_checkpoints=1,
         seed=cfg.seed, loss_weights=cfg.loss_weights,
     )
-    decoder = build_student(teacher, search_dir, stitch_cfg, layer=layer)
+    decoder = build_student(teacher, start, stitch_cfg, layer=cfg.layer)
+    layer, spec = decoder.layer, str(decoder.config.spec)
     log = run.log
     lr = cfg.lr
 
@@ -349,9 +358,11 @@ def train_stitch(
         "vae_family": vae_adapter(vae).name,
         "spec": spec,
         "layer": layer,
-        "search_best_layer": report.best_layer,
-        "search_mse": report.layers,
     })
+    if report is not None:
+        evaluation.update(search_best_layer=report.best_layer, search_mse=report.layers)
+    else:
+        evaluation["init"] = str(start)
     # train_stitched reports its steps and stop reason (no skipped-step count); sources name the two models
     run.finish(evaluation, {"steps_done": result.step, "stopped_by": result.stopped_by, "sources": sources})
     teacher_key = key.replace("stitched_", "teacher_", 1)

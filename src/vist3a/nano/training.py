@@ -99,8 +99,8 @@ class StageConfig:
 
     def __post_init__(self) -> None:
         if self.init is not None and not self.supports_init:
-            raise ValueError(f"`init` is not supported by {type(self).__name__}: only the vae, recon and generator "
-                             "stages continue from saved weights")
+            raise ValueError(f"`init` is not supported by {type(self).__name__}: this stage always "
+                             "starts from scratch")
         for name in ("steps", "batch_size", "num_train_clips", "num_eval_clips", "log_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
