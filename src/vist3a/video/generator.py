@@ -32,6 +32,7 @@ from vist3a.video.configs import wan_repo_id
 from vist3a.video.frames import check_resolution
 from vist3a.video.lora import has_lora
 from vist3a.video.sampler import StepCallback, make_scheduler, sample
+from vist3a.video.step_cache import StepCache
 from vist3a.video.templates import NEGATIVE_PROMPT, apply_template
 from vist3a.video.text import HFTextEncoder, load_text_encoder
 
@@ -67,6 +68,8 @@ class WanGenerator:
 
     text_width_key = "text_dim"
     """The transformer config key of the width of the text states it takes."""
+    supports_step_cache = True
+    """:meth:`generate_latents` takes a ``step_cache`` (it samples with :func:`~vist3a.video.sampler.sample`)."""
 
     def __init__(
         self,
@@ -329,6 +332,7 @@ class WanGenerator:
         progress: bool = True,
         embeds: tuple[torch.Tensor, torch.Tensor | None] | None = None,
         progress_bar_config: dict[str, Any] | None = None,
+        step_cache: StepCache | None = None,
     ) -> torch.Tensor:
         """Text -> **normalised** latents ``[B, C, T_lat, h, w]`` (float32), inference only (no gradients).
 
@@ -337,7 +341,9 @@ class WanGenerator:
         generator (same noise on every device); ``generator`` overrides it. ``scheduler`` is ``"unipc"``,
         ``"euler"`` or a ready scheduler object (then ``shift`` is ignored). For training, call
         :func:`vist3a.video.sampler.sample` directly. ``embeds``: ``(cond, uncond)`` from :meth:`encode_text`
-        to skip text encoding here (the pipeline times it as its own stage).
+        to skip text encoding here (the pipeline times it as its own stage). ``step_cache``: a
+        :class:`~vist3a.video.step_cache.StepCache` to skip transformer work on some steps (close to, not equal to,
+        the uncached result).
         """
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         if not prompts:
@@ -351,7 +357,8 @@ class WanGenerator:
             scheduler = make_scheduler(scheduler, shift=shift, num_train_timesteps=train_steps)
         if generator is None and seed is not None:
             generator = torch.Generator("cpu").manual_seed(int(seed))
-        with self._placed(self.transformer):
+        cache = step_cache.applied(self.transformer, num_steps) if step_cache is not None else contextlib.nullcontext()
+        with self._placed(self.transformer), cache:
             return sample(
                 self.transformer,
                 scheduler,

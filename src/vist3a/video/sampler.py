@@ -8,6 +8,11 @@ Classifier-free guidance runs the conditional and unconditional passes as **one*
 batch of ``2B`` (cond first, uncond second): ``v = v_uncond + g * (v_cond - v_uncond)``. At ``g == 1`` the
 formula is the conditional prediction, so the unconditional pass is skipped.
 
+Step caches (:mod:`vist3a.video.step_cache`, diffusers' cache hooks on a ``CacheMixin`` transformer): when the
+transformer has one enabled, every call runs inside ``transformer.cache_context`` (one context: the batched CFG
+call is one trajectory for the hooks) and the hooks' state is reset before the first step, so nothing cached for
+an earlier call is reused.
+
 Training (DRTune): ``grad_steps`` lists the step indices whose transformer call records gradients; at
 every step the transformer input is detached (``detach_input``), while the scheduler updates stay in the
 graph, so gradients reach the chosen steps' predictions through the solver chain only.
@@ -15,6 +20,7 @@ graph, so gradients reach the chosen steps' predictions through the solver chain
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -194,13 +200,19 @@ def sample(
     if len(timesteps) != num_steps:  # multi-stage solvers would break the one-call-per-step contract
         raise ValueError(f"scheduler produced {len(timesteps)} timesteps for `num_steps`={num_steps}")
 
+    cached = bool(getattr(transformer, "is_cache_enabled", False))
+    if cached:
+        transformer._reset_stateful_cache()  # a new trajectory: forget what an earlier call cached
     bar = {"desc": "denoising", "disable": not progress, "leave": False, **(progress_bar_config or {})}
     for i, t in enumerate(tqdm(timesteps, **bar)):
         x_in = latents.detach() if detach_input else latents
         x_in = x_in.to(dtype)
         if use_cfg:
             x_in = torch.cat([x_in, x_in], dim=0)
-        with torch.set_grad_enabled(i in grad_set):
+        context = (transformer.cache_context("cond+uncond" if use_cfg else "cond", step_index=i,
+                                             num_inference_steps=num_steps, timestep=t)
+                   if cached else contextlib.nullcontext())
+        with torch.set_grad_enabled(i in grad_set), context:
             out = transformer(
                 hidden_states=x_in,
                 timestep=t.expand(x_in.shape[0]),
