@@ -139,6 +139,8 @@ class Text2ScenePipeline:
         self.decoder = decoder.eval()
         self.preset = preset
         self._progress_bar_config: dict[str, Any] = {}
+        self.step_cache = None  # a vist3a.video.step_cache.StepCache, see enable_step_cache
+        self._compiled = False
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -154,6 +156,7 @@ class Text2ScenePipeline:
         offload: str | None = None,
         compile: bool | dict[str, Any] = False,
         fp8: bool = False,
+        step_cache: str | dict[str, Any] | None = None,
     ) -> Text2ScenePipeline:
         """Build the pipeline from a preset name, a preset JSON file or a saved pipeline folder.
 
@@ -162,7 +165,8 @@ class Text2ScenePipeline:
         missing weights raise one :class:`UserInputError` naming every missing repo id. ``offload``: see
         :class:`~vist3a.video.WanGenerator` (default: the preset's, ``"text"`` for the real presets on CUDA).
         ``compile``: :meth:`compile` the transformer (a dict: :meth:`compile`'s keyword arguments). ``fp8``:
-        :meth:`quantize_fp8` it first (CUDA, torchao).
+        :meth:`quantize_fp8` it first (CUDA, torchao). ``step_cache``: :meth:`enable_step_cache` with this kind (a
+        dict: its keyword arguments); it does not combine with ``compile``.
         """
         from vist3a.components import PIPELINE_PARTS, load_components, resolve_preset
         from vist3a.video.generator import OFFLOAD_MODES
@@ -186,6 +190,8 @@ class Text2ScenePipeline:
             load_lora(generator.transformer, lora, merge=merge_lora, local_files_only=local_files_only)
         decoder.to(device)
         pipe = cls(generator, decoder, preset)
+        if step_cache is not None:  # before compile(), which then refuses
+            pipe.enable_step_cache(**(step_cache if isinstance(step_cache, dict) else {"kind": step_cache}))
         if fp8:
             pipe.quantize_fp8()
             if compile is False:
@@ -245,7 +251,46 @@ class Text2ScenePipeline:
         """
         from vist3a.video.compile_cache import compile_transformer
 
+        if self.step_cache is not None:
+            from vist3a.video.step_cache import COMPILE_CONFLICT
+
+            raise UserInputError(COMPILE_CONFLICT)
         compile_transformer(self.generator.transformer, mode=mode, regional=regional, cache=cache)
+        self._compiled = True
+        return self
+
+    def enable_step_cache(self, kind: str = "first-block", threshold: float | None = None,
+                          **options: Any) -> Text2ScenePipeline:
+        """Skip transformer work on denoising steps that would change little (:mod:`vist3a.video.step_cache`,
+        diffusers' cache hooks): faster denoising, a result close to but not equal to the uncached one.
+
+        ``kind``: ``"first-block"`` (skip all blocks but the first on steps whose first-block residual moved less
+        than ``threshold``, default 0.05) or ``"mag"`` (skip whole steps while the accumulated magnitude-ratio
+        error stays below ``threshold``, default 0.06; ``options``: ``max_skip_steps``, ``retention_ratio``,
+        ``mag_ratios``; without ratios the next generation measures them, running every step). ``"none"``
+        turns caching off. Every generation starts with an empty cache. Not with :meth:`compile`.
+        """
+        from vist3a.video.step_cache import COMPILE_CONFLICT, make_step_cache
+
+        try:
+            cache = make_step_cache(kind, threshold, **options)
+        except ValueError as exc:
+            raise UserInputError(f"--step-cache: {exc}") from None
+        if cache is not None and self._compiled:
+            raise UserInputError(COMPILE_CONFLICT)
+        if cache is not None and not getattr(self.generator, "supports_step_cache", False):
+            raise UserInputError(f"--step-cache works with vist3a's Wan sampler; this preset's generator "
+                                 f"({type(self.generator).__name__}) runs its own loop")
+        self.disable_step_cache()
+        self.step_cache = cache
+        return self
+
+    def disable_step_cache(self) -> Text2ScenePipeline:
+        """Remove the step cache's hooks from the transformer: every step runs in full again."""
+        transformer = self.generator.transformer
+        if self.step_cache is not None and getattr(transformer, "is_cache_enabled", False):
+            transformer.disable_cache()
+        self.step_cache = None
         return self
 
     # ------------------------------------------------------------------ generation
@@ -383,6 +428,7 @@ class Text2ScenePipeline:
         prompts = [p for p in prompts for _ in range(num_scenes_per_prompt)]
         timer = _Timer(self.device)
 
+        cache_info = self.step_cache.to_dict() if self.step_cache is not None else None  # before a calibration
         with timer("text"):
             embeds = self._embeds(prompts, negative, settings, prompt_embeds, negative_prompt_embeds,
                                   num_scenes_per_prompt)
@@ -396,6 +442,7 @@ class Text2ScenePipeline:
                 shift=settings.flow_shift, generator=generator if not isinstance(generator, list) else None,
                 latents=latents, callback=callback, progress=progress,
                 progress_bar_config=self._progress_bar_config,
+                **({"step_cache": self.step_cache} if self.step_cache is not None else {}),
             )
         if output_type == "latent":
             return Text2ScenePipelineOutput(scenes=latents) if return_dict else (latents,)
@@ -420,6 +467,7 @@ class Text2ScenePipeline:
             else:
                 scene = _scene_from_output(out, b, text, frames[b], settings, dict(timer.times),
                                            self.preset.get("name"))
+            scene.settings["step_cache"] = cache_info
             if mirror is not None:
                 scene.settings["direction_choice"] = {
                     "decoded": "mirror image" if mirror["take"][b] else "as is",

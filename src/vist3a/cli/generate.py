@@ -136,6 +136,24 @@ def check_settings(*, frames, steps, cfg, seed, height, width, flow_shift, sched
         options.check_choice(offload, OFFLOAD_MODES, "--offload")
 
 
+def check_step_cache(kind: str | None, threshold: float | None, compile: bool) -> dict | None:
+    """``--step-cache`` / ``--step-cache-threshold`` -> ``enable_step_cache`` arguments (``None``: no cache)."""
+    from vist3a.video.step_cache import COMPILE_CONFLICT, STEP_CACHES, make_step_cache
+
+    options.check_choice(kind, STEP_CACHES, "--step-cache")
+    if kind in (None, "none"):
+        if threshold is not None:
+            raise UserInputError("--step-cache-threshold goes with --step-cache first-block or mag")
+        return None
+    if compile:
+        raise UserInputError(COMPILE_CONFLICT)
+    try:
+        make_step_cache(kind, threshold)
+    except ValueError as exc:
+        raise UserInputError(f"--step-cache-threshold: {exc}") from None
+    return {"kind": kind, "threshold": threshold}
+
+
 def register(app: typer.Typer) -> None:
     @app.command("generate", help=HELP, no_args_is_help=False)
     def generate(
@@ -195,6 +213,18 @@ def register(app: typer.Typer) -> None:
             False, "--fp8", help="fp8 matmuls in the transformer blocks (torchao; Ada/Hopper GPUs): faster, close "
             "to but not equal to bf16. Use with --compile."
         ),
+        step_cache: str = typer.Option(
+            None, "--step-cache", help="none (default) | first-block | mag: reuse transformer work on denoising "
+            "steps that would change little (diffusers' cache hooks): faster denoising, a scene close to but not "
+            "equal to the uncached one. first-block runs the first block at every step and skips the others while "
+            "its output moves less than the threshold; mag skips whole steps, and its first scene in a process "
+            "measures the model's magnitude ratios (running every step). Not with --compile. Fidelity and speed: "
+            "docs/benchmarks.md.", show_default=False
+        ),
+        step_cache_threshold: float = typer.Option(
+            None, "--step-cache-threshold", help="With --step-cache: higher skips more and strays further from the "
+            "uncached scene (default: first-block 0.05, mag 0.06; first-block 0 never skips).", show_default=False
+        ),
         overwrite: bool = options.overwrite_option(
             "Replace OUT even if it is a file or a folder that vist3a did not write."
         ),
@@ -224,6 +254,7 @@ def register(app: typer.Typer) -> None:
             if not compile and (compile_scope is not None or compile_cache is not None):
                 raise UserInputError("--compile-scope and --compile-cache / --no-compile-cache go with --compile")
             options.check_choice(compile_scope, ("blocks", "model"), "--compile-scope")
+            step_cache = check_step_cache(step_cache, step_cache_threshold, compile)
             if direction is not None:
                 from vist3a.recon.direction import DIRECTIONS
 
@@ -253,7 +284,7 @@ def register(app: typer.Typer) -> None:
             logging.getLogger("vist3a.video.compile_cache").setLevel(logging.INFO)
             compile = {"regional": compile_scope != "model", "cache": compile_cache}
         load = dict(device=dev, dtype=dtype, lora=lora, local_files_only=True if offline else None,
-                    offload=offload, compile=compile, fp8=fp8)
+                    offload=offload, compile=compile, fp8=fp8, step_cache=step_cache)
         settings = dict(num_frames=frames, num_inference_steps=steps, guidance_scale=cfg, height=height, width=width,
                         flow_shift=flow_shift, scheduler=scheduler, template=template,
                         negative_prompt=negative_prompt, round_frames=round_frames or None, direction=direction)
