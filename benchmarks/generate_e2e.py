@@ -12,7 +12,11 @@ speed) and the stitched AnySplat at the release's size and cut (``enc_blocks_2``
   the call and the VAE decode under bf16 autocast over the fp16 weights, then the stitched decoder, per-view
   rendering and PLY export (UMT5 with eager attention: today's SDPA path fails under that autocast);
 - **vist3a + compile** (``--compile``) and **vist3a + fp8 + compile** (``--fp8``: the transformer blocks' matmuls
-  in fp8 through torchao, with how far its output lands from bf16's).
+  in fp8 through torchao, with how far its output lands from bf16's);
+- **vist3a + step cache** (``--step-cache first-block|mag``, ``--step-cache-threshold``; eager, as ``vist3a
+  generate`` refuses it with ``--compile``): the share of transformer block runs skipped and the PSNR of a fixed
+  prompt's decoded frames against the uncached pipeline. With random weights the skip pattern is not the trained
+  models' (a ``mag`` cache measures its ratios in the first warm-up run, on these random weights too).
 
 Release settings: 13 frames, 512², 50 UniPC steps, flow shift 5, CFG 7.5. Per-stage wall-clock times
 (synchronised), median over ``--repeats`` after ``--warmup`` runs, and peak GPU memory; a table is printed
@@ -279,6 +283,37 @@ def compare_outputs(reference: dict[str, torch.Tensor], other: dict[str, torch.T
             "frames_psnr_db": float("inf") if mse == 0 else -10.0 * float(torch.log10(torch.tensor(mse)))}
 
 
+def run_step_cache(pipe: Any, settings: dict[str, Any], device: torch.device, backend: str,
+                   args: argparse.Namespace) -> dict[str, Any]:
+    """Times of the pipeline with ``args.step_cache`` (at least one warm-up run: a mag cache calibrates there), the
+    share of block runs skipped in the timed runs, and ``fidelity``: the PSNR of a fixed prompt's frames against
+    the same pipeline uncached. Leaves the pipeline uncached."""
+    probe = lambda: pipe("w1 w2 w3 w4", generator=torch.Generator("cpu").manual_seed(0), progress=False)[0].frames
+    uncached = probe().float().cpu()
+    pipe.enable_step_cache(args.step_cache, args.step_cache_threshold)
+    blocks = pipe.generator.transformer.blocks
+    runs = [0]
+    warmup = max(1, args.warmup)
+    try:
+        for _ in range(warmup):
+            run_vist3a(pipe, settings, device, backend)
+        handles = [b.ffn.register_forward_hook(lambda *_: runs.__setitem__(0, runs[0] + 1)) for b in blocks]
+        try:
+            out = median_runs(lambda: run_vist3a(pipe, settings, device, backend), 0, args.repeats, device)
+        finally:
+            for handle in handles:
+                handle.remove()
+        out["warmup_s"] = None
+        out["block_runs_skipped"] = 1 - runs[0] / (args.repeats * settings["num_steps"] * len(blocks))
+        out.update(pipe.step_cache.to_dict())
+        cached = probe().float().cpu()
+    finally:
+        pipe.disable_step_cache()
+    mse = float(((cached - uncached) ** 2).mean())
+    out["fidelity"] = {"frames_psnr_db": float("inf") if mse == 0 else -10.0 * float(torch.log10(torch.tensor(mse)))}
+    return out
+
+
 def set_attention(model: torch.nn.Module, implementation: str) -> None:
     """Switch a transformers model's attention implementation on every sub-module's config (on the GPU machine's
     transformers 5.17, ``set_attn_implementation("eager")`` still left UMT5's attention on SDPA)."""
@@ -323,6 +358,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="also time vist3a with fp8 block matmuls (torchao, compiled) and measure how far its "
                              "output is from bf16")
     parser.add_argument("--skip-eager", action="store_true", help="time vist3a only compiled (with --compile/--fp8)")
+    parser.add_argument("--step-cache", choices=["first-block", "mag"], default=None,
+                        help="also time vist3a (eager) with this step cache")
+    parser.add_argument("--step-cache-threshold", type=float, default=None,
+                        help="its threshold (default: first-block 0.05, mag 0.06)")
     parser.add_argument("--num-gaussians", type=int, default=None,
                         help="splats of the stand-in scene for rendering/PLY (default 300000; 2000 with --tiny)")
     parser.add_argument("--reference-lora-rank", type=int, default=8,
@@ -368,6 +407,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results["vist3a"] = median_runs(lambda: run_vist3a(pipe, settings, device, backend), args.warmup,
                                         args.repeats, device)
         save()
+    if args.step_cache:  # eager (a step cache does not combine with compile); a mag cache calibrates in the warm-up
+        results["vist3a_step_cache"] = run_step_cache(pipe, settings, device, backend, args)
+        results["step_cache_fidelity"] = results["vist3a_step_cache"].pop("fidelity")
+        print("step cache vs none:", json.dumps(results["step_cache_fidelity"]))
+        save()
     if args.compile:  # the same pipeline, its transformer compiled: warmup_s includes the compilation
         pipe.compile()
         results["vist3a_compiled"] = median_runs(lambda: run_vist3a(pipe, settings, device, backend), 1,
@@ -380,8 +424,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                             args.repeats, device)
         results["fp8_fidelity"] = compare_outputs(bf16, fidelity_probe(pipe, settings))
         print("fp8 vs bf16:", json.dumps(results["fp8_fidelity"]))
-    columns = [k for k in ("reference", "vist3a", "vist3a_compiled", "vist3a_fp8") if k in results]
-    stages = ["text", "denoise", "vae_decode", "stitched_decode", "render", "ply", "total", "peak_gib", "warmup_s"]
+    columns = [k for k in ("reference", "vist3a", "vist3a_step_cache", "vist3a_compiled", "vist3a_fp8") if k in results]
+    stages = ["text", "denoise", "vae_decode", "stitched_decode", "render", "ply", "total", "peak_gib", "warmup_s",
+              "block_runs_skipped"]
     print(f"{'stage':>16} " + " ".join(f"{k:>16}" for k in columns))
     for stage in stages:
         row = [results[k].get(stage) for k in columns]

@@ -62,3 +62,27 @@ def test_quickstart_cpu_times_the_cli_in_fresh_processes(tmp_path):
     result = _load("quickstart_cpu").main(["--runs", "1", "--out", str(out)])
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
     assert result["this"]["median_wall_s"] > 0 and result["this"]["repeatable_outputs"]
+
+
+@pytest.mark.slow
+def test_generate_e2e_times_a_step_cache(tmp_path):
+    result = _load("generate_e2e").main(["--tiny", "--steps", "4", "--repeats", "1", "--warmup", "0",
+                                         "--skip-reference", "--step-cache", "mag", "--step-cache-threshold", "1",
+                                         "--out", str(tmp_path / "e2e.json")])
+    cached = result["vist3a_step_cache"]
+    assert cached["kind"] == "mag" and len(cached["mag_ratios"]) == 4  # calibrated in the warm-up run
+    assert 0 < cached["block_runs_skipped"] < 1 and cached["total"] > 0
+    assert result["step_cache_fidelity"]["frames_psnr_db"] > 0
+
+
+@pytest.mark.slow
+def test_step_cache_benchmark_on_the_nano_preset(tmp_path):
+    """One prompt, the reference and one cache setting (~20 s): the measures are wired to the right runs."""
+    result = _load("step_cache").main(["--prompts", "1", "--first-block", "0", "--mag", "--fewer-steps",
+                                       "--out", str(tmp_path / "sc.json")])
+    names = [s["name"] for s in result["settings"]]
+    assert names == ["none", "none, seeds +1000", "first-block 0"]
+    exact = result["settings"][-1]["summary"]  # threshold 0 never skips: the reference's scene again
+    assert exact["block_runs_skipped"] == 0 and exact["frames_psnr_mean"] == 100.0
+    assert exact["renders_psnr_mean"] == 100.0 and exact["hit_rendered_changed"] == 0
+    assert result["settings"][1]["summary"]["frames_psnr_mean"] < 30  # another seed: another scene
