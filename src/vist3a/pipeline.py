@@ -268,7 +268,8 @@ class Text2ScenePipeline:
         than ``threshold``, default 0.05) or ``"mag"`` (skip whole steps while the accumulated magnitude-ratio
         error stays below ``threshold``, default 0.06; ``options``: ``max_skip_steps``, ``retention_ratio``,
         ``mag_ratios``; without ratios the next generation measures them, running every step). ``"none"``
-        turns caching off. Every generation starts with an empty cache. Not with :meth:`compile`.
+        turns caching off. Each generation puts the hooks on and takes them off again, so none reuses what an
+        earlier one cached. Not with :meth:`compile`.
         """
         from vist3a.video.step_cache import COMPILE_CONFLICT, make_step_cache
 
@@ -281,15 +282,12 @@ class Text2ScenePipeline:
         if cache is not None and not getattr(self.generator, "supports_step_cache", False):
             raise UserInputError(f"--step-cache works with vist3a's Wan sampler; this preset's generator "
                                  f"({type(self.generator).__name__}) runs its own loop")
-        self.disable_step_cache()
         self.step_cache = cache
         return self
 
     def disable_step_cache(self) -> Text2ScenePipeline:
-        """Remove the step cache's hooks from the transformer: every step runs in full again."""
-        transformer = self.generator.transformer
-        if self.step_cache is not None and getattr(transformer, "is_cache_enabled", False):
-            transformer.disable_cache()
+        """Turn the step cache off: every step runs in full again. (Its hooks are on the transformer only while a
+        generation runs.)"""
         self.step_cache = None
         return self
 

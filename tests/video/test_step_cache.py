@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -61,24 +62,19 @@ def _stop_after(step: int):
 
 def _sample(transformer, embeds, cache: StepCache | None = None, prompt: int = 0, noise_seed: int = 1,
             stop_after: int | None = None):
-    """``(latents, block runs)`` of one 10-step CFG run for prompt ``prompt`` of ``embeds`` (``stop_after``: the
-    run is interrupted after that step; ``(None, runs)``)."""
+    """``(latents, block runs)`` of one 10-step CFG run for prompt ``prompt`` of ``embeds``, with ``cache`` applied
+    for the run (``None``: the transformer as it is, with any hooks enabled on it). ``stop_after``: the run is
+    interrupted after that step, latents ``None``."""
     cond, uncond = embeds
     runs = _BlockRuns(transformer)
+    out = None
     try:
-        run = lambda: sample(transformer, make_scheduler("unipc", shift=5.0), cond[prompt : prompt + 1],
-                             uncond[prompt : prompt + 1], SHAPE, num_steps=STEPS, guidance_scale=5.0,
-                             latents=_noise(noise_seed), progress=False,
-                             callback=_stop_after(stop_after) if stop_after is not None else None)
-        if stop_after is not None:
-            with pytest.raises(_Stop), cache.applied(transformer, STEPS):
-                run()
-            return None, runs.counts
-        if cache is None:
-            out = run()
-        else:
-            with cache.applied(transformer, STEPS):
-                out = run()
+        stopped = pytest.raises(_Stop) if stop_after is not None else contextlib.nullcontext()
+        with stopped, cache.applied(transformer, STEPS) if cache is not None else contextlib.nullcontext():
+            out = sample(transformer, make_scheduler("unipc", shift=5.0), cond[prompt : prompt + 1],
+                         uncond[prompt : prompt + 1], SHAPE, num_steps=STEPS, guidance_scale=5.0,
+                         latents=_noise(noise_seed), progress=False,
+                         callback=_stop_after(stop_after) if stop_after is not None else None)
     finally:
         runs.remove()
     return out, runs.counts
@@ -116,25 +112,40 @@ def test_a_loose_first_block_threshold_skips_the_other_blocks(transformer, tiny_
     assert torch.isfinite(cached).all() and not torch.equal(cached, reference)
 
 
-@pytest.mark.parametrize(("kind", "stop_after"), [("first-block", None), ("first-block", 4), ("mag", 4)])
-def test_a_second_prompt_does_not_reuse_the_first_prompts_cache(transformer, tiny_embeds, monkeypatch, kind,
-                                                                 stop_after):
-    """Prompt B after prompt A (run to the end, or interrupted after step 4) gives what B gives on a freshly
-    enabled cache; without vist3a's resets it would not. (MagCache clears its own state at the end of a full run,
-    not after an interrupted one; First Block Cache never does.)"""
-    cache = StepCache(kind, threshold=10.0)
-    if kind == "mag":
-        _sample(transformer, tiny_embeds, cache, prompt=1, noise_seed=9)  # calibration run
-    _sample(transformer, tiny_embeds, cache, prompt=0, stop_after=stop_after)
-    after_a, _ = _sample(transformer, tiny_embeds, cache, prompt=1, noise_seed=2)
-    transformer.disable_cache()
+def test_a_cache_is_on_only_while_it_generates(transformer, tiny_embeds):
+    """The hooks (and what they cached) go with the generation: B after A equals B alone, also after A failed."""
+    cache = StepCache("first-block", threshold=10.0)
     alone, _ = _sample(transformer, tiny_embeds, cache, prompt=1, noise_seed=2)
+    assert not transformer.is_cache_enabled
+    _sample(transformer, tiny_embeds, cache, prompt=0, stop_after=4)
+    assert not transformer.is_cache_enabled
+    _sample(transformer, tiny_embeds, cache, prompt=0)
+    after_a, _ = _sample(transformer, tiny_embeds, cache, prompt=1, noise_seed=2)
+    assert torch.equal(after_a, alone)
+    transformer.enable_cache(cache.config(STEPS))
+    with pytest.raises(ValueError, match="already has a diffusers cache enabled"), cache.applied(transformer, STEPS):
+        pass
+
+
+@pytest.mark.parametrize(("kind", "stop_after"), [("first-block", None), ("first-block", 4), ("mag", 4)])
+def test_sample_resets_a_cache_enabled_on_the_transformer(transformer, tiny_embeds, monkeypatch, kind, stop_after):
+    """Hooks enabled with diffusers' ``enable_cache`` stay between calls; ``sample`` resets their state, so prompt
+    B after prompt A (run to the end, or interrupted after step 4) gives what B gives on fresh hooks; without the
+    reset it would not. (MagCache clears its own state at the end of a full run, not after an interrupted one;
+    First Block Cache never does.)"""
+    options = {"mag_ratios": [1.0] * STEPS} if kind == "mag" else {}
+    config = StepCache(kind, 10.0, options).config(STEPS)
+    transformer.enable_cache(config)
+    alone, runs = _sample(transformer, tiny_embeds, prompt=1, noise_seed=2)
+    assert runs[-1] < STEPS  # it skips
+    _sample(transformer, tiny_embeds, prompt=0, stop_after=stop_after)
+    after_a, _ = _sample(transformer, tiny_embeds, prompt=1, noise_seed=2)
     assert torch.equal(after_a, alone)
 
-    # the check has teeth: with the resets removed, B starts from A's cached state and comes out different
+    # the check has teeth: without the reset, B starts from A's cached state and comes out different
     monkeypatch.setattr(type(transformer), "_reset_stateful_cache", lambda self, recurse=True: None)
-    _sample(transformer, tiny_embeds, cache, prompt=0, stop_after=stop_after)
-    leaked, _ = _sample(transformer, tiny_embeds, cache, prompt=1, noise_seed=2)
+    _sample(transformer, tiny_embeds, prompt=0, stop_after=stop_after)
+    leaked, _ = _sample(transformer, tiny_embeds, prompt=1, noise_seed=2)
     assert not torch.equal(leaked, alone)
 
 

@@ -18,12 +18,15 @@ Kinds (:data:`STEP_CACHES`):
   belong to a model: pass ``mag_ratios``, or let the first generation measure them (diffusers' calibration mode:
   that generation runs every step in full) and keep them for the later ones.
 
-``sample`` (:mod:`vist3a.video.sampler`) wraps every transformer call in ``cache_context`` (one context per call:
-the conditional and unconditional passes are one batched call, so they share the skip decision and never each
-other's cached tensors) and resets the hooks' state at the start of every call, so a scene never reuses the
-residuals of the scene before it. diffusers' FasterCache and TaylorSeer are not offered: FasterCache expects the
-unconditional half *first* in a batched CFG call (vist3a puts the conditional half first) and approximates the
-unconditional branch from the conditional one; TaylorSeer's default module patterns match no module of Wan's blocks.
+:meth:`StepCache.applied` puts the hooks on for one generation and takes them off afterwards (with what they
+cached), so a scene never reuses the residuals of the scene before it, and outside a generation the transformer is
+the plain diffusers model. ``sample`` (:mod:`vist3a.video.sampler`) wraps every transformer call in
+``cache_context`` (one context per call: the conditional and unconditional passes are one batched call, so they share
+the skip decision and are cached together) and resets the hooks' state before the first step, which also covers a
+cache enabled on the transformer directly with diffusers' ``enable_cache``. diffusers' FasterCache and TaylorSeer
+are not offered: FasterCache expects the unconditional half *first* in a batched CFG call (vist3a puts the
+conditional half first) and approximates the unconditional branch from the conditional one; TaylorSeer's default
+module patterns match no module of Wan's blocks.
 
 Example::
 
@@ -75,7 +78,6 @@ class StepCache:
     kind: str
     threshold: float | None = None
     options: dict[str, Any] = field(default_factory=dict)
-    _configs: dict[tuple, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.kind not in STEP_CACHES or self.kind == "none":
@@ -107,13 +109,7 @@ class StepCache:
         return self.kind == "mag" and self.options.get("mag_ratios") is None
 
     def config(self, num_steps: int) -> Any:
-        """The diffusers cache config for a run of ``num_steps`` steps (one object per setting, reused)."""
-        key = (num_steps, self.needs_calibration) if self.kind == "mag" else ()
-        if key not in self._configs:
-            self._configs[key] = self._build(num_steps)
-        return self._configs[key]
-
-    def _build(self, num_steps: int) -> Any:
+        """The diffusers cache config for a run of ``num_steps`` steps."""
         if self.kind == "first-block":
             from diffusers.hooks import FirstBlockCacheConfig
 
@@ -128,25 +124,23 @@ class StepCache:
 
     @contextlib.contextmanager
     def applied(self, transformer: torch.nn.Module, num_steps: int) -> Iterator[None]:
-        """Attach this cache to ``transformer`` for a generation of ``num_steps`` steps.
-
-        The hooks stay on after the block (a later generation with the same settings finds them in place) and
-        their state is cleared at its end; a ``"mag"`` cache without ratios keeps the ones this generation
-        measured. ``transformer`` must be a diffusers ``CacheMixin`` (``WanTransformer3DModel`` is).
+        """Attach this cache's hooks to ``transformer`` for one generation of ``num_steps`` steps, and take them off
+        (with everything they cached) at the end, also when the generation fails or is interrupted; a ``"mag"``
+        cache without ratios keeps the ones this generation measured. ``transformer`` must be a diffusers
+        ``CacheMixin`` (``WanTransformer3DModel`` is) with no cache of its own enabled.
         """
         if not callable(getattr(transformer, "enable_cache", None)):
             raise ValueError(f"a step cache needs a diffusers CacheMixin transformer, got {type(transformer).__name__}")
-        config = self.config(num_steps)
-        if getattr(transformer, "_cache_config", None) is not config:
-            if transformer.is_cache_enabled:
-                transformer.disable_cache()
-            transformer.enable_cache(config)
+        if transformer.is_cache_enabled:
+            raise ValueError(f"the transformer already has a diffusers cache enabled "
+                             f"({type(transformer._cache_config).__name__}); disable it before using a step cache")
+        transformer.enable_cache(self.config(num_steps))
         try:
             yield
             if self.needs_calibration:
                 self._keep_calibration(transformer, num_steps)
         finally:
-            transformer._reset_stateful_cache()  # frees the cached residuals (sample() also resets at its start)
+            transformer.disable_cache()
 
     def _keep_calibration(self, transformer: torch.nn.Module, num_steps: int) -> None:
         """Take the magnitude ratios diffusers' calibration hook measured during the run just finished."""
