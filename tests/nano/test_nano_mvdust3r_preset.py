@@ -12,6 +12,7 @@ from nano_helpers import install_tiny_components
 
 from vist3a.cli.main import run
 from vist3a.errors import UserInputError
+from vist3a.nano.weights import nano_available
 
 PROMPT = "a red cube left of a blue sphere"
 
@@ -103,3 +104,18 @@ def test_generate_writes_points_gaussians_and_cameras(monkeypatch, tmp_path, cap
     cameras = json.loads((out / "cameras.json").read_text())
     assert len(cameras["frames"] if isinstance(cameras, dict) else cameras) == 13
     assert json.loads((out / "meta.json").read_text())["settings"]["preset"] == "nano-mvdust3r"
+
+
+@pytest.mark.skipif(not nano_available(("vae", "generator", "stitch_mvdust3r")),
+                    reason="the nano MV-DUSt3R weights are not installed in this checkout yet")
+def test_shipped_nano_mvdust3r_puts_the_red_points_left_of_the_blue_ones():
+    """Issue 21's check on the shipped weights, as for nano-vggt: in the generated point cloud (what points.ply
+    holds), seen from the first recovered camera, the red points lie left of the blue ones."""
+    from vist3a.evaluation.relations import LeftRightCase, judge_left_right_points
+    from vist3a.pipeline import Text2ScenePipeline
+
+    pipe = Text2ScenePipeline.from_pretrained("nano-mvdust3r", device="cpu")
+    scene = pipe(PROMPT, generator=torch.Generator().manual_seed(0), progress=False)[0]
+    xyz, rgb, _ = scene.fused_points()
+    case = LeftRightCase(PROMPT, "red", "blue", "left of")
+    assert judge_left_right_points(xyz, rgb, scene.w2c[0], case) is True
