@@ -33,6 +33,19 @@ def test_save_then_load_offline_gives_identical_outputs(tiny_gen, tmp_path, monk
     assert loaded.vae.config.latents_std == tiny_gen.vae.config.latents_std
 
 
+def test_bf16_checkpoint_samples_in_bf16_despite_float32_kept_modules(tiny_gen, tmp_path):
+    """diffusers keeps Wan's scale_shift_table, time embedder and norms in float32 when a checkpoint loads in bf16,
+    so the transformer's first parameter is float32: the sampler must still feed bf16 (a GPU run of a saved 1.3B
+    pipeline failed with "Input type (float) and bias type (BFloat16)" before)."""
+    folder = tiny_gen.save_pretrained(tmp_path / "tiny_wan")
+    loaded = WanGenerator.from_pretrained(folder, local_files_only=True, device="cpu", dtype=torch.bfloat16)
+    kept = {p.dtype for p in loaded.transformer.parameters()}
+    assert kept == {torch.float32, torch.bfloat16}  # the case this test is about
+    assert loaded.dtype == torch.bfloat16
+    latents = loaded.generate_latents(["a red chair"], **SMALL, seed=0)
+    assert torch.isfinite(latents).all()
+
+
 def test_offline_missing_repo_names_it(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # read at call time by vist3a (huggingface_hub reads it at import)
     repo = "vist3a-tests/no-such-wan-repo"

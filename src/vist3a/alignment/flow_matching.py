@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from vist3a.video.sampler import compute_dtype
+
 
 def flow_matching_loss(
     transformer: torch.nn.Module,
@@ -45,7 +47,7 @@ def flow_matching_loss(
     s = sigma.view(batch, 1, 1, 1, 1)
     noisy = (1.0 - s) * z0 + s * noise
     target = noise - z0
-    dtype = dtype or next(transformer.parameters()).dtype
+    dtype = dtype or compute_dtype(transformer)
     pred = transformer(
         hidden_states=noisy.to(dtype),
         timestep=sigma * num_train_timesteps,

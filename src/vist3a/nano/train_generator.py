@@ -37,6 +37,7 @@ from vist3a.nano.training import (
     train_loop,
     write_json,
 )
+from vist3a.video.sampler import compute_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -196,7 +197,7 @@ def flow_matching_losses(transformer: Any, z0: torch.Tensor, text: torch.Tensor,
     and ``eps - z0``."""
     s = sigma.view(-1, 1, 1, 1, 1)
     noisy = (1.0 - s) * z0 + s * noise
-    dtype = next(transformer.parameters()).dtype
+    dtype = compute_dtype(transformer)
     pred = transformer(hidden_states=noisy.to(dtype), timestep=1000.0 * sigma, encoder_hidden_states=text.to(dtype),
                        return_dict=False)[0]
     return (pred.float() - (noise - z0)).square().flatten(1).mean(1)

@@ -31,7 +31,7 @@ from vist3a.io_utils import atomic_dir
 from vist3a.video.configs import wan_repo_id
 from vist3a.video.frames import check_resolution
 from vist3a.video.lora import has_lora
-from vist3a.video.sampler import StepCallback, make_scheduler, sample
+from vist3a.video.sampler import StepCallback, compute_dtype, make_scheduler, sample
 from vist3a.video.step_cache import StepCache
 from vist3a.video.templates import NEGATIVE_PROMPT, apply_template
 from vist3a.video.text import HFTextEncoder, load_text_encoder
@@ -99,7 +99,7 @@ class WanGenerator:
         self.text_encoder = text_encoder
         self.scheduler = scheduler if scheduler is not None else make_scheduler("unipc", shift=3.0)
         self.device = torch.device(device) if device is not None else _default_device()
-        self.dtype = next(transformer.parameters()).dtype
+        self.dtype = compute_dtype(transformer)
         self.offload = "none"
         self.set_offload(offload)
 

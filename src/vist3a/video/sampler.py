@@ -37,6 +37,16 @@ StepCallback = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor | None]
 SCHEDULERS = ("unipc", "euler")
 
 
+def compute_dtype(transformer: torch.nn.Module) -> torch.dtype:
+    """The dtype a video transformer's inputs must have: its first parameter's is not it, since diffusers keeps
+    some modules in float32 (``_keep_in_fp32_modules``: Wan's ``scale_shift_table``, time embedder and norms) when a
+    checkpoint loads in bf16; ``ModelMixin.dtype`` skips those."""
+    dtype = getattr(transformer, "dtype", None)
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    return next(p.dtype for p in transformer.parameters() if p.is_floating_point())
+
+
 def make_scheduler(name: str = "unipc", shift: float = 5.0, num_train_timesteps: int = 1000) -> Any:
     """A diffusers flow-matching scheduler: ``"unipc"`` (Wan's default solver) or ``"euler"``.
 
