@@ -207,12 +207,14 @@ def nano_mvdust3r_config(
     multi_path: bool = False,
     img_size: int = NANO_VIDEO.recon_size,
     patch_size: int = 14,
+    sincos_pos_embed: bool = False,
 ) -> dict[str, Any]:
     """``vist3a.recon.MVDust3r`` kwargs of the nano MV-DUSt3R (issue 21's second pointmap model): 112 px input,
     patch 14 (the class takes any patch size) -> the 8x8 token grid of the nano latent, so it stitches with stride
     1 like the nano AnySplat; a CroCo encoder of ``enc_depth`` blocks (stitching candidates ``enc_blocks_0..N``),
     the multi-view decoder and the point heads with their image skip branch; the per-pixel Gaussian head when
-    ``gaussian_head``; ``multi_path`` makes it MV-DUSt3R+ (4 paths).
+    ``gaussian_head``; ``multi_path`` makes it MV-DUSt3R+ (4 paths); ``sincos_pos_embed`` adds CroCo's sine-cosine
+    position code beside RoPE (``MVDust3r``'s argument; off as in the release).
 
     Widths keep the release's encoder : decoder ratio (1024 : 768 -> 128 : 96). 2.66 M parameters; a stitched
     decoder cut after encoder block 1 is 2.48 M (4.7 MiB in float16), inside the weights budget left beside the
@@ -233,6 +235,7 @@ def nano_mvdust3r_config(
         "gaussian_head": gaussian_head,
         "gs_mlp_dim": gs_mlp_dim,
         "skip_dim": skip_dim,
+        "sincos_pos_embed": sincos_pos_embed,
     }
 
 

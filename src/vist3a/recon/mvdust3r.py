@@ -170,6 +170,23 @@ class _PatchEmbed(nn.Module):
         return self.proj(images).flatten(2).transpose(1, 2)
 
 
+def sincos_positions(grid_hw: tuple[int, int], dim: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``[1, Hp*Wp, dim]`` fixed position code of a token grid (row-major, as :meth:`MVDust3r.grid_positions`): the
+    first half of the channels encodes the row, the second the column, each as sines then cosines of the position
+    at ``dim / 4`` geometric frequencies from 1 down to 1/10000. ``dim`` must be a multiple of 4."""
+    if dim % 4:
+        raise ValueError(f"the sine-cosine position code needs a width divisible by 4, got {dim}")
+    hp, wp = grid_hw
+    freqs = 1.0 / 10000.0 ** (torch.arange(dim // 4, device=device, dtype=torch.float64) / (dim // 4))
+    rows = torch.arange(hp, device=device, dtype=torch.float64).repeat_interleave(wp)
+    cols = torch.arange(wp, device=device, dtype=torch.float64).repeat(hp)
+    parts = []
+    for coord in (rows, cols):
+        angles = coord[:, None] * freqs[None]
+        parts += [angles.sin(), angles.cos()]
+    return torch.cat(parts, -1)[None].to(dtype)
+
+
 class MVDust3r(ModelMixin, ConfigMixin):
     """MV-DUSt3R (``multi_path=False``, ``MVD.pth``) or MV-DUSt3R+ (``multi_path=True``, ``MVDp_*.pth``).
 
@@ -179,6 +196,10 @@ class MVDust3r(ModelMixin, ConfigMixin):
         dec_embed_dim, dec_depth, dec_num_heads: the decoder (released: 768, 12, 12).
         mlp_ratio: MLP width factor of every block.
         rope_base: RoPE frequency base (the release's ``pos_embed='RoPE100'``).
+        sincos_pos_embed: also add a fixed 2D sine-cosine code of each token's (row, column) to the encoder's and
+            the decoder's input tokens, as CroCo's ``pos_embed='cosine'`` does (the release: off). RoPE gives
+            attention only relative offsets, so a small model trained briefly struggles to learn where in the image
+            a token is, which the reference view's pointmap needs (docs/nano.md, Nano MV-DUSt3R).
         multi_path: MV-DUSt3R+ multi-path decoding with ``dec_same_view_blocks``.
         n_ref: paths of MV-DUSt3R+ (released: 4); fewer views than ``n_ref`` run ``V`` paths.
         gaussian_head: build the per-pixel Gaussian heads (``downstream_GS_head``).
@@ -207,6 +228,7 @@ class MVDust3r(ModelMixin, ConfigMixin):
         dec_num_heads: int = 12,
         mlp_ratio: float = 4.0,
         rope_base: float = 100.0,
+        sincos_pos_embed: bool = False,
         multi_path: bool = False,
         n_ref: int = 4,
         gaussian_head: bool = True,
@@ -280,8 +302,12 @@ class MVDust3r(ModelMixin, ConfigMixin):
     # ------------------------------------------------------------------ encoder
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Patch embedding: ``images [B, V, 3, H, W]`` -> tokens ``[B*V, Hp*Wp, enc_embed_dim]`` (``(b v)`` order);
-        the stitching cut point ``enc_blocks_0``."""
-        return self.patch_embed(images.flatten(0, 1))
+        the stitching cut point ``enc_blocks_0`` (with ``sincos_pos_embed``, the position code is added here)."""
+        tokens = self.patch_embed(images.flatten(0, 1))
+        if self.config.sincos_pos_embed:
+            grid_hw = (images.shape[-2] // self.config.patch_size, images.shape[-1] // self.config.patch_size)
+            tokens = tokens + sincos_positions(grid_hw, tokens.shape[-1], tokens.device, tokens.dtype)
+        return tokens
 
     def run_encoder_blocks(
         self, tokens: torch.Tensor, grid_hw: tuple[int, int], start_block: int = 0, capture: bool = False
@@ -322,7 +348,10 @@ class MVDust3r(ModelMixin, ConfigMixin):
         paths = self.num_paths(views)
         perm = slot_permutations(views, paths, enc.tokens.device)
         pos = self.grid_positions(enc.grid_hw, enc.tokens.device)
-        x = self.decoder_embed(enc.tokens)[:, perm]  # [B, P, V, N, D]
+        x = self.decoder_embed(enc.tokens)
+        if self.config.sincos_pos_embed:
+            x = x + sincos_positions(enc.grid_hw, x.shape[-1], x.device, x.dtype)
+        x = x[:, perm]  # [B, P, V, N, D]
         x = x.flatten(0, 1)
         for layer in range(self.config.dec_depth):
             x = self._checkpointed(self.decoder_layer, layer, x, pos, perm, batch)
