@@ -207,14 +207,16 @@ def nano_mvdust3r_config(
     multi_path: bool = False,
     img_size: int = NANO_VIDEO.recon_size,
     patch_size: int = 14,
-    sincos_pos_embed: bool = False,
+    sincos_pos_embed: bool = True,
 ) -> dict[str, Any]:
     """``vist3a.recon.MVDust3r`` kwargs of the nano MV-DUSt3R (issue 21's second pointmap model): 112 px input,
     patch 14 (the class takes any patch size) -> the 8x8 token grid of the nano latent, so it stitches with stride
     1 like the nano AnySplat; a CroCo encoder of ``enc_depth`` blocks (stitching candidates ``enc_blocks_0..N``),
     the multi-view decoder and the point heads with their image skip branch; the per-pixel Gaussian head when
-    ``gaussian_head``; ``multi_path`` makes it MV-DUSt3R+ (4 paths); ``sincos_pos_embed`` adds CroCo's sine-cosine
-    position code beside RoPE (``MVDust3r``'s argument; off as in the release).
+    ``gaussian_head``; ``multi_path`` makes it MV-DUSt3R+ (4 paths); ``sincos_pos_embed`` (on) adds CroCo's sine-cosine
+    position code beside RoPE (``MVDust3r``'s argument; off in the release): with RoPE alone the nano model's first
+    view's pointmap ignored the pixel column after 450 CPU steps (and 1 224 GPU steps), with the code it followed it
+    (docs/nano.md, Nano MV-DUSt3R, round 9).
 
     Widths keep the release's encoder : decoder ratio (1024 : 768 -> 128 : 96). 2.66 M parameters; a stitched
     decoder cut after encoder block 1 is 2.48 M (4.7 MiB in float16), inside the weights budget left beside the
