@@ -217,6 +217,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"  first scene after {row['time_to_first_scene_s']} s (exit {row['returncode']}); "
               f"compile: {row.get('first_compiled_forward_s', '-')} s, graphs compiled "
               f"{row.get('graphs_compiled', '-')}, from cache {row.get('graphs_from_cache', '-')}", flush=True)
+        if row["returncode"] != 0:  # say why here: a GPU call's output may be all that comes back
+            last = [line for line in row.get("log_tail", "").splitlines() if line.strip()][-1:]
+            print(f"  failed: {last[0] if last else '(no output)'}", flush=True)
         return row
 
     run("warmup", [], None, 0)
