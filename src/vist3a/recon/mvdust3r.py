@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.embeddings import get_1d_sincos_pos_embed_from_grid
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
@@ -172,19 +173,15 @@ class _PatchEmbed(nn.Module):
 
 def sincos_positions(grid_hw: tuple[int, int], dim: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """``[1, Hp*Wp, dim]`` fixed position code of a token grid (row-major, as :meth:`MVDust3r.grid_positions`): the
-    first half of the channels encodes the row, the second the column, each as sines then cosines of the position
-    at ``dim / 4`` geometric frequencies from 1 down to 1/10000. ``dim`` must be a multiple of 4."""
+    first half of the channels encodes the row, the second the column, each diffusers' 1D sine-cosine code (sines
+    then cosines at ``dim / 4`` geometric frequencies from 1 down to 1/10000). ``dim`` must be a multiple of 4."""
     if dim % 4:
         raise ValueError(f"the sine-cosine position code needs a width divisible by 4, got {dim}")
     hp, wp = grid_hw
-    freqs = 1.0 / 10000.0 ** (torch.arange(dim // 4, device=device, dtype=torch.float64) / (dim // 4))
     rows = torch.arange(hp, device=device, dtype=torch.float64).repeat_interleave(wp)
     cols = torch.arange(wp, device=device, dtype=torch.float64).repeat(hp)
-    parts = []
-    for coord in (rows, cols):
-        angles = coord[:, None] * freqs[None]
-        parts += [angles.sin(), angles.cos()]
-    return torch.cat(parts, -1)[None].to(dtype)
+    halves = [get_1d_sincos_pos_embed_from_grid(dim // 2, coord, output_type="pt") for coord in (rows, cols)]
+    return torch.cat(halves, -1)[None].to(dtype)
 
 
 class MVDust3r(ModelMixin, ConfigMixin):
