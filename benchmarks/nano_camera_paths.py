@@ -1,12 +1,15 @@
 """Does the nano preset make 3D scenes? Predicted camera span and the ±45° turntable judge per template and seed.
 
 For each camera-motion template and seed, ``Text2ScenePipeline("nano")`` generates the quickstart prompt; the row
-records the rotation span of the 13 predicted cameras (a 2.5D sheet has ~0), which pass ``--direction
-mirror-select`` kept, and the share of the named colours' pixels in turntable views at 0°, -45° and +45° around the
-objects (the judge of ``tests/nano/test_nano_3d.py``: each colour on >= 0.5 % of the first view, and every turned
-view keeping >= 50 % of the first view's colour pixels). This is how docs/nano.md § Round 5 chose the nano template.
+records the rotation span of the 13 predicted cameras (a 2.5D sheet has ~0), which pass the direction rule kept
+(``--direction``; the preset's, motion, unless given), and the share of the named colours' pixels in turntable
+views at 0°, -45° and +45° around the objects (the judge of ``tests/nano/test_nano_3d.py``: each colour on >= 0.5 %
+of the first view, and every turned view keeping >= 50 % of the first view's colour pixels). This is how
+docs/nano.md § Round 5 chose the nano template.
 
     python benchmarks/nano_camera_paths.py --seeds 8 --out camera_paths.json
+
+``--direction mirror-select``: compare the direction rules (docs/nano.md § Round 10).
 
 ``--stitch RUN/stitch/model``: a stitched decoder of ``vist3a nano train stitch`` in place of the installed one
 (to judge a candidate before ``vist3a nano install``).
@@ -40,14 +43,16 @@ def nano_pipeline(stitch: Path | None = None):
     return pipe
 
 
-def measure(prompt: str, templates, seeds: int, colours=("red", "blue"), stitch: Path | None = None) -> list[dict]:
+def measure(prompt: str, templates, seeds: int, colours=("red", "blue"), stitch: Path | None = None,
+            direction: str | None = None) -> list[dict]:
     from vist3a.nano.scene3d import colour_pixel_fraction, rotation_span_deg, turntable_views
 
     pipe = nano_pipeline(stitch)
     rows = []
     for template in templates:
         for seed in range(seeds):
-            scene = pipe(prompt, generator=torch.Generator().manual_seed(seed), progress=False, template=template)[0]
+            scene = pipe(prompt, generator=torch.Generator().manual_seed(seed), progress=False, template=template,
+                         direction=direction)[0]
             views = turntable_views(scene, colours, (0.0, -45.0, 45.0), backend="torch")
             kept = [sum(colour_pixel_fraction(v, c) for c in colours) for v in views] if views is not None else []
             visible = min(colour_pixel_fraction(views[0], c) for c in colours) if views is not None else 0.0
@@ -60,7 +65,7 @@ def measure(prompt: str, templates, seeds: int, colours=("red", "blue"), stitch:
     return rows
 
 
-def measure_left_right(num: int, stitch: Path | None = None) -> list[dict]:
+def measure_left_right(num: int, stitch: Path | None = None, direction: str | None = None) -> list[dict]:
     from vist3a.evaluation.relations import judge_left_right, left_right_cases
     from vist3a.nano.scene3d import colour_pixel_fraction, rotation_span_deg, turntable_views
 
@@ -69,7 +74,8 @@ def measure_left_right(num: int, stitch: Path | None = None) -> list[dict]:
     rows = []
     for i in range(num):
         case = cases[i % len(cases)]
-        scene = pipe(case.prompt, generator=torch.Generator().manual_seed(i if i < 24 else 1000 + i), progress=False)[0]
+        scene = pipe(case.prompt, generator=torch.Generator().manual_seed(i if i < 24 else 1000 + i), progress=False,
+                     direction=direction)[0]
         colours = (case.subject_colour, case.reference_colour)
         views = turntable_views(scene, colours, (0.0, -60.0, -30.0, 30.0, 60.0), backend="torch")
         both = [all(colour_pixel_fraction(v, c) >= 0.005 for c in colours) for v in views] if views is not None else []
@@ -92,14 +98,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--left-right", type=int, default=0, help="measure N two-object prompts instead")
     parser.add_argument("--stitch", type=Path, default=None, help="a stitched decoder folder instead of the installed")
+    parser.add_argument("--direction", default=None, help="as-is | mirror-select | motion (default: the preset's)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if args.left_right:
-        rows = measure_left_right(args.left_right, args.stitch)
+        rows = measure_left_right(args.left_right, args.stitch, args.direction)
         if args.out:
             args.out.write_text(json.dumps(rows, indent=1) + "\n")
         return
-    rows = measure(args.prompt, args.templates, args.seeds, stitch=args.stitch)
+    rows = measure(args.prompt, args.templates, args.seeds, stitch=args.stitch, direction=args.direction)
     for template in args.templates:
         mine = [r for r in rows if r["template"] == template]
         spans = [r["span_deg"] for r in mine]

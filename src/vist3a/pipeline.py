@@ -9,9 +9,10 @@ Stages (each timed; see ``Scene.timings``):
 4. de-normalise to *raw* VAE latents (``video.denormalize_latents``, the one conversion helper),
 5. VAE-decode the frames once (they feed both ``frames.mp4`` and AnySplat's Gaussian head),
 6. run the stitched decoder on raw latents + frames -> Gaussians / pointmaps + cameras,
-7. ``direction`` (``mirror-select`` only): decode the video's mirror image too and keep the better pass
-   (:mod:`vist3a.recon.direction`); on the CPU its VAE encoding runs beside step 6, so ``direction`` is the time
-   the choice adds after the stitched decode.
+7. ``direction``: ``mirror-select`` decodes the video's mirror image too and keeps the better pass
+   (:mod:`vist3a.recon.direction`; on the CPU its VAE encoding runs beside step 6, so ``direction`` is the time
+   the choice adds after the stitched decode); ``motion`` reads the turning direction off the frames' image
+   motion before step 6 and decodes only the mirror image of a video that turns clockwise.
 
 ``from_pretrained`` takes a preset name (``nano``, ``vist3a-1.3b``, ``vist3a-14b``, ``tiny-random``), a preset
 JSON file, or a folder written by :meth:`Text2ScenePipeline.save_pretrained`.
@@ -454,6 +455,11 @@ class Text2ScenePipeline:
                 out = self._decode(raw, frames)
             with timer("direction"):
                 mirror = self._mirror_pass(out, frames, encoded)
+        elif settings.direction == "motion" and frames.shape[1] >= 2:
+            with timer("direction"):
+                mirror, raw_in, frames_in = self._motion_choice(raw, frames)
+            with timer("stitched_decode"):
+                out = mirror["out"] = self._decode(raw_in, frames_in)
         else:
             with timer("stitched_decode"):
                 out = self._decode(raw, frames)
@@ -467,9 +473,13 @@ class Text2ScenePipeline:
                                            self.preset.get("name"))
             scene.settings["step_cache"] = cache_info
             if mirror is not None:
-                scene.settings["direction_choice"] = {
-                    "decoded": "mirror image" if mirror["take"][b] else "as is",
-                    "heldout_psnr": float(mirror["score"][b]), "heldout_psnr_mirror": float(mirror["score_m"][b])}
+                choice = {"decoded": "mirror image" if mirror["take"][b] else "as is"}
+                if "turn" in mirror:
+                    choice["image_motion_turn"] = float(mirror["turn"][b])
+                else:
+                    choice.update(heldout_psnr=float(mirror["score"][b]),
+                                  heldout_psnr_mirror=float(mirror["score_m"][b]))
+                scene.settings["direction_choice"] = choice
             scenes.append(scene)
         return Text2ScenePipelineOutput(scenes=scenes) if return_dict else (scenes,)
 
@@ -513,6 +523,24 @@ class Text2ScenePipeline:
         mirrored = frames.flip(-1)
         out_m = self._decode(encoded.result(), mirrored)
         return {"out": out_m, **mirror_choice(self.decoder.recon, out, out_m, frames)}
+
+    def _motion_choice(self, raw: torch.Tensor, frames: torch.Tensor
+                       ) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
+        """``--direction motion``: which videos turn clockwise by their image motion
+        (:func:`vist3a.recon.direction.image_motion_turn`), and the latents and frames to decode: those videos'
+        mirror images (re-encoded by the VAE) in their place, the others as they are. Returns ``({"take": [B] bool,
+        "turn": [B]}, raw, frames)``."""
+        from vist3a.recon.direction import image_motion_turn
+
+        turn = image_motion_turn(frames)
+        take = (turn < 0).tolist()
+        if any(take):
+            index = torch.tensor([b for b, flip in enumerate(take) if flip], device=frames.device)
+            mirrored = frames[index].flip(-1)
+            raw, frames = raw.clone(), frames.clone()
+            raw[index.to(raw.device)] = self.generator.encode(mirrored).to(raw.device, raw.dtype)
+            frames[index] = mirrored
+        return {"take": take, "turn": turn}, raw, frames
 
     @staticmethod
     def _prompts(prompt: str | Sequence[str] | None, prompt_embeds: torch.Tensor | None) -> list[str]:

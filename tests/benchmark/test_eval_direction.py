@@ -176,6 +176,35 @@ def test_mirror_select_gives_a_one_way_decoder_the_clips_cameras_and_pointmaps(c
     assert kept["rows"]["oneway"]["rra@5"] == 1.0 and kept["rows"]["oneway"]["acc"] < 1e-3
 
 
+def test_motion_decodes_once_through_the_pass_the_image_motion_picks(clips, monkeypatch):
+    """``--direction motion``: one pass, on the mirror image when the turn read off the frames is negative, mapped
+    back to the clip's frame (geometry exact again) and recorded. The clips here are a cloud with no ground, where
+    the image-motion rule does not apply (its accuracy is tested on the nano world's clips in
+    tests/recon/test_direction.py), so the reading is set here: this tests what the choice does."""
+    import vist3a.recon.direction as direction
+
+    wrong_way, _ = clips[-1.0]
+    readings = []
+
+    def reading(frames):
+        readings.append(frames)
+        return torch.tensor([-2.5])
+
+    monkeypatch.setattr(direction, "image_motion_turn", reading)
+    decoder = OneWayDecoder(*clips[-1.0])
+    chosen = evaluate_geometry(GeometryConfig(num_clips=1, direction="motion", progress=False), "cpu",
+                               decoders=[decoder], clips=[wrong_way])
+    assert decoder.calls == [(13, True)] and torch.equal(readings[0][0], wrong_way.frames.float())
+    row = chosen["rows"]["oneway"]
+    assert row["rra@5"] == 1.0 and row["auc@30"] > 0.99 and row["acc"] < 1e-3, row
+    assert chosen["per_clip"][0]["direction_choice"]["oneway"] == {"decoded": "mirror image",
+                                                                    "image_motion_turn": -2.5}
+    assert chosen["mirror_taken"] == {"oneway": 1.0}
+    with pytest.raises(UserInputError, match="at least 2"):
+        evaluate_geometry(GeometryConfig(num_frames=1, direction="motion", progress=False), "cpu",
+                          decoders=[], clips=[])
+
+
 def test_nvs_mirror_select_renders_the_targets_from_one_pass_in_the_clips_frame(clips):
     """NVS: the choice is made on the context run; the context + targets run goes through the same pass, and the
     Gaussians and cameras of the mirror pass come back mirrored, so the targets render exactly (the intrinsics'
@@ -229,11 +258,11 @@ def test_real_decoders_run_both_passes_and_map_a_mirror_pass_back(monkeypatch):
 
 
 def test_direction_defaults_to_the_presets_and_is_checked():
-    assert resolve_direction(None, "nano") == "mirror-select"
-    assert resolve_direction(None, "nano-vggt") == "mirror-select"
+    assert resolve_direction(None, "nano") == "motion"
+    assert resolve_direction(None, "nano-vggt") == "motion"
     assert resolve_direction(None, "tiny-random") == "as-is"
     assert resolve_direction("as-is", "nano") == "as-is"
-    with pytest.raises(UserInputError, match="--direction must be one of as-is, mirror-select"):
+    with pytest.raises(UserInputError, match="--direction must be one of as-is, mirror-select, motion"):
         resolve_direction("sideways", "nano")
     with pytest.raises(UserInputError, match="at least 3 views"):
         evaluate_geometry(GeometryConfig(num_frames=2, direction="mirror-select", progress=False), "cpu",
@@ -262,4 +291,4 @@ def test_cli_rejects_a_bad_direction_in_one_line(command, capsys):
     assert run_cli(["eval", command, "--direction", "left"]) == 2
     err = capsys.readouterr().err
     lines = [line for line in err.strip().splitlines() if line]
-    assert lines == ["error: --direction must be one of as-is, mirror-select, got 'left'"], err
+    assert lines == ["error: --direction must be one of as-is, mirror-select, motion, got 'left'"], err

@@ -109,11 +109,13 @@ def test_generate_writes_a_pointmap_scene(monkeypatch, tmp_path, capsys, tiny_va
     assert meta["settings"]["preset"] == "nano-vggt" and meta["num_points"] == vertices.count
 
 
-def test_mirror_select_decodes_pointmaps_in_the_video_frame(monkeypatch, tmp_path, tiny_vae_config,
-                                                           tiny_transformer_config, tiny_vggt_config):
-    """The preset's ``--direction mirror-select`` on a pointmap decoder: the real score runs end to end; a forced
-    mirror pass comes back in the decoded video's frame (frames as decoded, depth, confidences and pointmaps the
-    mirror pass's flipped back left-right, points mirrored across x = 0, cameras ``S w2c S``)."""
+def test_mirror_passes_decode_pointmaps_in_the_video_frame(monkeypatch, tmp_path, tiny_vae_config,
+                                                          tiny_transformer_config, tiny_vggt_config):
+    """``--direction mirror-select`` on a pointmap decoder: the real score runs end to end; a forced mirror pass
+    comes back in the decoded video's frame (frames as decoded, depth, confidences and pointmaps the mirror pass's
+    flipped back left-right, points mirrored across x = 0, cameras ``S w2c S``). The preset's default,
+    ``--direction motion``, given a clockwise reading, decodes that same mirror pass alone and maps it back the same
+    way."""
     import vist3a.recon.direction as direction
     from vist3a.cameras import to_homogeneous
     from vist3a.pipeline import Text2ScenePipeline
@@ -123,9 +125,9 @@ def test_mirror_select_decodes_pointmaps_in_the_video_frame(monkeypatch, tmp_pat
                     tiny_vggt_config)
     monkeypatch.setenv("VIST3A_NANO_WEIGHTS", str(root))
     pipe = Text2ScenePipeline.from_pretrained("nano-vggt", device="cpu")
-    assert pipe.settings().direction == "mirror-select"
-    run = lambda: pipe(PROMPT, generator=torch.Generator().manual_seed(0), num_inference_steps=2, num_frames=5,
-                       progress=False)[0]
+    assert pipe.settings().direction == "motion"
+    run = lambda rule="mirror-select": pipe(PROMPT, generator=torch.Generator().manual_seed(0), num_inference_steps=2,
+                                            num_frames=5, progress=False, direction=rule)[0]
     scene = run()
     choice = scene.settings["direction_choice"]
     assert torch.isfinite(torch.tensor([choice["heldout_psnr"], choice["heldout_psnr_mirror"]])).all()
@@ -148,6 +150,13 @@ def test_mirror_select_decodes_pointmaps_in_the_video_frame(monkeypatch, tmp_pat
     flip = torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0]))
     torch.testing.assert_close(mirror.w2c, flip @ to_homogeneous(out_m.cameras.w2c[0]) @ flip)
     assert not torch.equal(mirror.points, scene_pointmap(out)[0][0])  # the other pass: the test tells them apart
+
+    monkeypatch.setattr(direction, "image_motion_turn", lambda frames: torch.tensor([-1.0]))
+    moved = run("motion")
+    assert moved.settings["direction_choice"] == {"decoded": "mirror image", "image_motion_turn": -1.0}
+    assert torch.equal(moved.frames, scene.frames) and len(passes) == 2  # no render score ran
+    for name in ("points", "points_conf", "depth", "w2c"):
+        assert torch.equal(getattr(moved, name), getattr(mirror, name)), name
 
 
 @pytest.mark.skipif(not nano_available(("vae", "generator", "stitch_vggt")),

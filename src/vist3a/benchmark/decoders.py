@@ -8,10 +8,11 @@ Predictions are expressed at the **frames'** size: cameras ``w2c [V, 4, 4]`` (Op
 ``K [V, 3, 3]`` with pixel centres at integer coordinates (rescaled from the model's input size), world pointmaps
 ``[V, H, W, 3]`` resized to the frames (nearest), and the Gaussians (AnySplat decoders).
 
-``--direction mirror-select`` (:func:`decode`): decoders trained on clips that turn one way (the nano ones,
-``canonical_direction``) also run on the mirror image of the frames; the pass whose splats explain held-out views
-better is kept (:func:`vist3a.recon.direction.mirror_choice`, the rule ``vist3a generate`` uses), and a mirror pass
-is mapped back to the frames' own world (:meth:`Prediction.mirrored`, i.e. :meth:`vist3a.scene.Scene.mirrored`).
+``--direction motion | mirror-select`` (:func:`decode`): decoders trained on clips that turn one way (the nano
+ones, ``canonical_direction``) run on the frames or on their mirror image, as ``vist3a generate`` does (motion: the
+turn read off the frames, :func:`vist3a.recon.direction.image_motion_turn`; mirror-select: both passes, the one
+whose splats explain held-out views better, :func:`vist3a.recon.direction.mirror_choice`), and a mirror pass is
+mapped back to the frames' own world (:meth:`Prediction.mirrored`, i.e. :meth:`vist3a.scene.Scene.mirrored`).
 """
 
 from __future__ import annotations
@@ -135,7 +136,7 @@ class StitchedLatentDecoder(Decoder):
 
 def resolve_direction(direction: str | None, preset: str | dict[str, Any]) -> str:
     """``--direction``: as given, else the preset's ``defaults.direction`` (what ``vist3a generate`` uses: the nano
-    presets say "mirror-select"), else "as-is"; one of :data:`vist3a.recon.direction.DIRECTIONS`."""
+    presets say "motion"), else "as-is"; one of :data:`vist3a.recon.direction.DIRECTIONS`."""
     from vist3a.recon.direction import DIRECTIONS
 
     if direction is None:
@@ -148,10 +149,14 @@ def resolve_direction(direction: str | None, preset: str | dict[str, Any]) -> st
 
 
 def check_direction_views(direction: str, count: int, what: str) -> None:
-    """mirror-select scores each pass on held-out views, so every decoded view set needs at least 3 views."""
+    """mirror-select scores each pass on held-out views, so every decoded view set needs at least 3 views; motion
+    compares consecutive views, so at least 2."""
     if direction == "mirror-select" and count < 3:
         raise UserInputError(f"--direction mirror-select holds out views of each pass and needs at least 3 views, "
                              f"but {what} has {count}; use more views or --direction as-is")
+    if direction == "motion" and count < 2:
+        raise UserInputError(f"--direction motion reads the turn off consecutive views and needs at least 2, but "
+                             f"{what} has {count}; use more views or --direction as-is")
 
 
 def decode(decoder: Decoder, frames: torch.Tensor, direction: str = "as-is", backend: str = "auto"
@@ -161,16 +166,22 @@ def decode(decoder: Decoder, frames: torch.Tensor, direction: str = "as-is", bac
 
     "as-is": one pass, ``choice`` is ``None``. "mirror-select": a pass on the frames and one on their mirror image,
     scored by :func:`vist3a.recon.direction.mirror_choice` (held-out self-consistency, no ground truth); the
-    better is kept, a mirror pass mapped back with :meth:`Prediction.mirrored`. ``choice``: ``{"decoded": "as is" |
-    "mirror image", "heldout_psnr", "heldout_psnr_mirror"}`` (as ``vist3a generate`` records it in meta.json).
+    better is kept, a mirror pass mapped back with :meth:`Prediction.mirrored`. "motion": one pass, on the mirror
+    image if the frames turn clockwise by :func:`vist3a.recon.direction.image_motion_turn`. ``choice``:
+    ``{"decoded": "as is" | "mirror image", "heldout_psnr", "heldout_psnr_mirror"}`` or, for "motion",
+    ``{"decoded", "image_motion_turn"}`` (as ``vist3a generate`` records it in meta.json).
     """
-    from vist3a.recon.direction import DIRECTIONS, mirror_choice
+    from vist3a.recon.direction import DIRECTIONS, image_motion_turn, mirror_choice
 
     if direction not in DIRECTIONS:
         raise ValueError(f"`direction` must be one of {DIRECTIONS}, got {direction!r}")
     if direction == "as-is":
         return decoder(frames), None
     size = tuple(frames.shape[-2:])
+    if direction == "motion":
+        turn = float(image_motion_turn(frames[None].float())[0])
+        choice = {"decoded": "mirror image" if turn < 0 else "as is", "image_motion_turn": turn}
+        return decode_as(decoder, frames, choice), choice
     mirrored = frames.flip(-1)
     out, out_m = decoder.run(frames), decoder.run(mirrored)
     picked = mirror_choice(decoder.recon, out, out_m, frames[None].float(), backend=backend)
@@ -190,8 +201,8 @@ def decode_as(decoder: Decoder, frames: torch.Tensor, choice: dict[str, Any] | N
 
 def mirror_summary(result: dict[str, Any], names: list[str]) -> dict[str, Any]:
     """``result`` with ``"mirror_taken"``: per decoder, the fraction of clips decoded from the mirror image
-    (mirror-select only)."""
-    if result["direction"] == "mirror-select":
+    (mirror-select and motion)."""
+    if result["direction"] in ("mirror-select", "motion"):
         per_clip = result["per_clip"]
         result["mirror_taken"] = {n: sum(r["direction_choice"][n]["decoded"] == "mirror image" for r in per_clip)
                                   / len(per_clip) for n in names}
@@ -201,11 +212,11 @@ def mirror_summary(result: dict[str, Any], names: list[str]) -> dict[str, Any]:
 def direction_line(result: dict[str, Any]) -> str:
     """The markdown tables' note on the turning direction: the rule, and how often the mirror pass was kept."""
     direction = result.get("direction", "as-is")
-    if direction != "mirror-select":
+    if direction not in ("mirror-select", "motion"):
         return f"Direction: {direction} (each clip decoded as it comes)"
     taken = ", ".join(f"{name} {round(share * result['num_clips'])}/{result['num_clips']}"
                       for name, share in result["mirror_taken"].items())
-    return f"Direction: mirror-select (clips decoded from their mirror image: {taken})"
+    return f"Direction: {direction} (clips decoded from their mirror image: {taken})"
 
 
 def preset_sizes(preset: str | dict[str, Any]) -> tuple[int, int]:

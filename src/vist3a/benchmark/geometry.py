@@ -5,10 +5,11 @@ AUC@30 (pairwise, :mod:`~vist3a.evaluation.pose_metrics`) and ATE / RPE-T / RPE-
 alignment), its world pointmap against the true depth unprojected with the true cameras with Acc / Comp / NC
 (:mod:`~vist3a.evaluation.pointmap_metrics`, after Sim(3) alignment on corresponding pixels). Means over clips.
 
-``direction="mirror-select"`` (decoders trained on one turning direction, the nano presets' default): each decoder
-also runs on the mirror image of the clip and keeps the pass that explains held-out views better, without ground
-truth (:func:`vist3a.benchmark.decoders.decode`); a mirror pass's cameras and pointmaps are mapped back to the
-clip's own world, so the metrics always compare against the ground truth as the clip has it.
+``direction="mirror-select"`` or ``"motion"`` (the nano presets' default; for decoders trained on one turning
+direction): each decoder runs on the clip or on its mirror image, chosen without ground truth
+(:func:`vist3a.benchmark.decoders.decode`: mirror-select runs both and keeps the pass that explains held-out views
+better, motion reads the turn off the frames' image motion); a mirror pass's cameras and pointmaps are mapped back
+to the clip's own world, so the metrics always compare against the ground truth as the clip has it.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ COLUMNS = (("rra@5", "RRA@5 ↑"), ("rta@5", "RTA@5 ↑"), ("auc@30", "AUC@30 �
 class GeometryConfig:
     """Settings of ``vist3a eval geometry`` (fields as the CLI options; ``size``: square frame size, None = the
     preset's ``stitching.vae_size``; ``keyframe_every``: keyframe stride of the 7scenes / eth3d / scannet loaders,
-    None = each loader's default; ``direction``: "as-is" | "mirror-select", None = the preset's default)."""
+    None = each loader's default; ``direction``: "as-is" | "mirror-select" | "motion", None = the preset's default)."""
 
     data: str = "nano"
     preset: str = "nano"
@@ -49,7 +50,7 @@ class GeometryConfig:
 def evaluate_geometry(cfg: GeometryConfig, device: str | torch.device | None = None, *,
                       decoders: list[Any] | None = None, clips: list[Any] | None = None) -> dict[str, Any]:
     """Table 5: ``{"rows": {decoder: {metric: mean}}, "per_clip": [...]}`` (pointmap metrics where the clips have
-    depth and the decoder gives pointmaps; with mirror-select, per clip the pass each decoder kept and
+    depth and the decoder gives pointmaps; with mirror-select or motion, per clip the pass each decoder kept and
     ``"mirror_taken"``, as :func:`~vist3a.benchmark.nvs.evaluate_nvs`)."""
     from vist3a.benchmark.decoders import (
         StitchedLatentDecoder,

@@ -15,11 +15,12 @@ The views: context evenly spaced over the clip (first and last included), target
 context and 4 targets (13 frames, the nano and release clip length), the nearest to AnySplat's 8 -> 4 that a
 Wan VAE accepts; the original decoder runs on the same views.
 
-``direction="mirror-select"`` (decoders trained on one turning direction, the nano presets' default): step 1 runs
-on the context views and on their mirror image and keeps the pass whose splats explain held-out context views
-better (:func:`vist3a.benchmark.decoders.decode`; the targets play no part in the choice); step 2 goes through the
-same pass, so the Gaussians and every camera come from one direction, mapped back to the clip's own world before
-steps 3 and 4.
+``direction="mirror-select"`` or ``"motion"`` (the nano presets' default; for decoders trained on one turning
+direction): step 1 runs on the context views or on their mirror image, the pass chosen by
+:func:`vist3a.benchmark.decoders.decode` (mirror-select: both run, the one whose splats explain held-out context
+views better is kept; motion: the turn read off the context views' image motion; the targets play no part in
+either); step 2 goes through the same pass, so the Gaussians and every camera come from one direction, mapped back
+to the clip's own world before steps 3 and 4.
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ def rescale_target_poses(context_w2c: torch.Tensor, joint_w2c: torch.Tensor, con
 @dataclass
 class NVSConfig:
     """Settings of ``vist3a eval nvs`` (fields as the CLI options; ``size``: square frame size, None = the
-    preset's ``stitching.vae_size``; ``direction``: "as-is" | "mirror-select", None = the preset's default)."""
+    preset's ``stitching.vae_size``; ``direction``: "as-is" | "mirror-select" | "motion", None = the preset's
+    default)."""
 
     data: str = "nano"
     preset: str = "nano"
@@ -89,7 +91,7 @@ class NVSConfig:
 def evaluate_nvs(cfg: NVSConfig, device: str | torch.device | None = None, *, decoders: list[Any] | None = None,
                  clips: list[Any] | None = None) -> dict[str, Any]:
     """Table 3: ``{"rows": {decoder: {"psnr", "ssim"[, "lpips"]}}, "per_clip": [...], "context", "targets",
-    "direction", ...}``; with mirror-select each clip also records which pass each decoder kept
+    "direction", ...}``; with mirror-select or motion each clip also records which pass each decoder kept
     (``per_clip[i]["direction_choice"][decoder]``) and ``"mirror_taken"`` the fraction of clips per decoder."""
     from vist3a.benchmark.decoders import (
         StitchedLatentDecoder,

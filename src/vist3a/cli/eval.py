@@ -73,10 +73,11 @@ def _echo_summary(summary: dict) -> None:
 def direction_option() -> str | None:
     """``--direction`` of ``eval nvs`` / ``eval geometry`` (``None``: the preset's default, as generate has it)."""
     return typer.Option(
-        None, "--direction", help="as-is | mirror-select: also decode each clip's mirror image and keep the pass "
-        "whose splats render held-out views better (no ground truth), mapped back to the clip's frame; for "
-        "decoders trained on one turning direction. Applies to every compared decoder. Default: the preset's, "
-        "as for vist3a generate (mirror-select for nano, nano-vggt and nano-mvdust3r, as-is for the others)."
+        None, "--direction", help="For decoders trained on one turning direction. as-is | motion: decode a clip's "
+        "mirror image instead when its image motion says it turns clockwise | mirror-select: decode both and keep "
+        "the pass whose splats render held-out views better. A mirror pass is mapped back to the clip's frame; no "
+        "ground truth is used. Applies to every compared decoder. Default: the preset's, as for vist3a generate "
+        "(motion for nano, nano-vggt and nano-mvdust3r, as-is for the others)."
     )
 
 

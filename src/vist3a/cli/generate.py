@@ -182,9 +182,10 @@ def register(app: typer.Typer) -> None:
         lora: Path = typer.Option(None, "--lora", help="Extra PEFT LoRA folder, e.g. RUN/checkpoint-100/lora_ema."),
         round_frames: bool = typer.Option(False, "--round-frames", help="Round --num-frames up to 4k+1 (warns)."),
         direction: str = typer.Option(
-            None, "--direction", help="as-is | mirror-select: also decode the video's mirror image and keep the pass "
-            "whose splats (Gaussians, or a pointmap decoder's points) render held-out frames better (for decoders "
-            "trained on one turning direction, like the nano ones; default: the preset's)."
+            None, "--direction", help="For decoders trained on one turning direction, like the nano ones (default: "
+            "the preset's). as-is | motion: decode the video's mirror image instead when its image motion says it "
+            "turns clockwise | mirror-select: decode both and keep the pass whose splats render held-out frames "
+            "better (slower, picks the wrong way more often)."
         ),
         device: str = options.device_option(),
         dtype: str = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16 (default: the preset's)."),

@@ -9,8 +9,11 @@ rotation for every view (docs/nano.md § Round 5). This module measures, per kin
 - the predicted and true rotation span (largest rotation from view 0): a sheet has a span near 0.
 
 ``direction="mirror-select"`` runs the model on the clip and on its mirror image (an exact symmetry of the
-world) and keeps the pass whose Gaussians render the held-out views better at the predicted cameras (no
-ground truth used): the way to use a model trained on one turning direction (``canonical_direction``).
+world) and keeps the pass chosen by ``criterion`` (no ground truth used): "heldout", whose Gaussians render the
+held-out views better at the predicted cameras; "own", all views at their own cameras; "motion", the pass that
+turns counter-clockwise by the frames' image motion (:func:`vist3a.recon.direction.image_motion_turn`, the
+pipeline's ``--direction motion``). These are the ways to use a model trained on one turning direction
+(``canonical_direction``).
 
 Run: ``python3 -m vist3a.nano.camera_eval --recon RUN_OR_MODEL --clips-per-kind 4 --out cams.json``.
 """
@@ -38,7 +41,7 @@ from vist3a.nano.train_recon import (
     signed_yaw,
     to_model_input,
 )
-from vist3a.recon.direction import heldout_consistency
+from vist3a.recon.direction import heldout_consistency, image_motion_turn
 
 DIRECTIONS = ("as-is", "canonical", "mirror-select")
 _FLIP = torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0]))
@@ -54,7 +57,7 @@ def kind_cache(kind: str, num_clips: int, seed: int = 2026, num_frames: int = 13
     return ClipCache.from_clips([dataset[i] for i in range(num_clips)])
 
 
-CRITERIA = ("heldout", "own")
+CRITERIA = ("heldout", "own", "motion")
 
 
 @torch.no_grad()
@@ -86,7 +89,8 @@ def mirror_select(model: Any, batch: ClipBatch, cfg: ReconTrainConfig, criterion
     w2c, score = predict_w2c(model, batch.frames, cfg)
     w2c_m, score_m = predict_w2c(model, mirror_batch(batch).frames, cfg)
     flip = _FLIP.to(w2c_m)
-    takes = {key: score_m[key] > score[key] for key in CRITERIA}
+    takes = {key: score_m[key] > score[key] for key in ("heldout", "own")}
+    takes["motion"] = image_motion_turn(batch.frames) < 0
     back = flip @ w2c_m @ flip
     return torch.where(takes[criterion][:, None, None, None], back, w2c), takes
 
@@ -165,7 +169,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--kinds", nargs="*", default=list(CAMERA_PATH_KINDS))
     parser.add_argument("--direction", choices=DIRECTIONS, default="as-is")
     parser.add_argument("--criterion", choices=CRITERIA, default="heldout",
-                        help="self-consistency score that picks the direction under --direction mirror-select")
+                        help="what picks the pass under --direction mirror-select: held-out or own-view render "
+                        "score, or image motion")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)

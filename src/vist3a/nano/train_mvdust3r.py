@@ -80,7 +80,7 @@ class MVDust3rTrainConfig(StageConfig):
         render_backend: ``vist3a.splats.render`` backend ("auto": gsplat on CUDA when installed).
         camera_kinds: camera-path kinds of the training and held-out clips (None: every kind of the world).
         canonical_direction: mirror every clip that turns clockwise into its mirror image (as the recon and vggt
-            stages; the preset then decodes with ``--direction mirror-select``).
+            stages; the preset then decodes with ``--direction motion``).
         eval_max_points: pixels per held-out clip in the Acc / Comp / NC nearest-neighbour search.
         fp16_acc_tolerance: pointmap accuracy (normalised scene units) that fp16 storage may cost under
             ``save_dtype="auto"``.

@@ -10,6 +10,12 @@ involved); a scene decoded from the mirror image is mirrored back with :meth:`vi
 The nano VGGT is trained the same way; a pointmap decoder's splats are its context views' points as a pointmap
 scene's fly-through draws them (:func:`gaussians_of_views`), so both decoder kinds are scored by one function.
 :func:`mirror_choice` is the rule that ``vist3a generate`` and ``vist3a eval nvs|geometry`` share.
+
+``"motion"`` asks the frames instead of the model (:func:`image_motion_turn`): while a camera circles a point it
+looks at, content beyond that point drifts across the image with the turn and nearer content against it, and in
+the nano world (a ground plane under a sky) the upper rows are the far ones. On held-out clips this picks the
+turning direction far more often than the render score does (docs/nano.md § Round 10), and it costs one decoder
+pass, not two.
 """
 
 from __future__ import annotations
@@ -24,8 +30,13 @@ from vist3a.splats.points import fuse_point_maps, point_cloud_splats
 from vist3a.splats.render import resolve_backend
 from vist3a.threads import map_single_threaded
 
-#: "as-is": one pass; "mirror-select": the better of the video and its mirror image (module docstring).
-DIRECTIONS = ("as-is", "mirror-select")
+#: "as-is": one pass; "mirror-select": the better of the video and its mirror image; "motion": the video or its
+#: mirror image, whichever turns counter-clockwise by :func:`image_motion_turn` (module docstring).
+DIRECTIONS = ("as-is", "mirror-select", "motion")
+#: Rows of the (downsampled) frames are cut into this many horizontal bands for :func:`image_motion_turn`.
+_MOTION_BANDS = 8
+#: :func:`image_motion_turn` measures motion on frames resized to this height (its shifts are tuned to 64 px).
+_MOTION_HEIGHT = 64
 
 
 def heldout_views(num_views: int, num_targets: int) -> tuple[list[int], list[int]]:
@@ -136,3 +147,60 @@ def mirror_choice(model: Any, out: Any, out_mirror: Any, frames: torch.Tensor, n
     score = heldout_consistency(model, out, frames, num_targets, backend=backend)
     score_m = heldout_consistency(model, out_mirror, frames.flip(-1), num_targets, backend=backend)
     return {"take": (score_m > score).tolist(), "score": score, "score_m": score_m}
+
+
+def _band_shifts(frames: torch.Tensor, max_dx: int, max_dy: int) -> torch.Tensor:
+    """Horizontal shift (pixels, sub-pixel) of each band of rows from each frame to the next, ``[B, V - 1, bands]``
+    for ``frames [B, V, C, H, W]``: per band, the shift ``dx`` (with the best vertical ``dy``) for which frame
+    ``t + 1`` matches frame ``t`` moved by ``(dx, dy)`` in the least mean squared difference, refined by a parabola
+    through the costs around the best integer shift. Positive: content moves right."""
+    batch, pairs = frames.shape[0], frames.shape[1] - 1
+    before, after = frames[:, :-1].flatten(0, 1), frames[:, 1:].flatten(0, 1)
+    height, width = before.shape[-2:]
+    band = height // _MOTION_BANDS
+    pad = max(max_dx, max_dy)
+    padded = torch.nn.functional.pad(before, (pad, pad, pad, pad), mode="replicate")
+    inner = slice(max_dx, width - max_dx)  # columns every shift sees inside the frame
+    costs = torch.full((2 * max_dx + 1, before.shape[0], _MOTION_BANDS), float("inf"))
+    for dy in range(-max_dy, max_dy + 1):
+        for ix, dx in enumerate(range(-max_dx, max_dx + 1)):
+            moved = padded[..., pad - dy : pad - dy + height, pad - dx : pad - dx + width]
+            err = (after[..., : band * _MOTION_BANDS, inner] - moved[..., : band * _MOTION_BANDS, inner]).square()
+            err = err.mean(dim=(1, 3)).view(-1, _MOTION_BANDS, band).mean(-1)
+            costs[ix] = torch.minimum(costs[ix], err)
+    costs = costs.permute(1, 2, 0)  # [pairs, bands, shifts]
+    best = costs.argmin(-1).clamp(1, 2 * max_dx - 1)
+    at = lambda index: costs.gather(-1, index[..., None])[..., 0]
+    left, mid, right = at(best - 1), at(best), at(best + 1)
+    curvature = left - 2 * mid + right
+    offset = torch.where(curvature > 0, 0.5 * (left - right) / curvature.clamp_min(1e-12), torch.zeros_like(mid))
+    return (best - max_dx + offset.clamp(-1, 1)).view(batch, pairs, _MOTION_BANDS)
+
+
+@torch.no_grad()
+def image_motion_turn(frames: torch.Tensor) -> torch.Tensor:
+    """How the camera of ``frames [B, V, 3, H, W]`` (``V >= 2``, values in [0, 1]) turns, from the image motion
+    alone, ``[B]``: positive = counter-clockwise seen from above (the direction the nano decoders are trained on),
+    negative = clockwise; the magnitude is a drift in pixels at 64 px height, not an angle.
+
+    Why it works: a camera that circles the point it looks at moves content beyond that point across the image with
+    its turn and nearer content the other way (the flow of a pure turn plus the parallax of the sideways move,
+    which cancel at the fixation distance); a pan moves everything with the turn. With a ground plane in view the
+    upper rows are the far ones, so the drift of the upper half minus a third of the lower half's has the sign of
+    the turn for orbits, arcs, aerial circling shots and pans alike. The weights were chosen on 240 held-out nano
+    clips and checked on others (docs/nano.md § Round 10). It is a test of the nano world's layout, not a general
+    camera estimator: a scene without a visible ground can fool it.
+    """
+    if frames.dim() != 5 or frames.shape[1] < 2:
+        raise ValueError(f"`frames` must be [B, V>=2, C, H, W], got {tuple(frames.shape)}")
+    frames = frames.float()
+    batch, views, channels, height, width = frames.shape
+    if height != _MOTION_HEIGHT:
+        size = (_MOTION_HEIGHT, max(16, round(width * _MOTION_HEIGHT / height)))
+        frames = torch.nn.functional.interpolate(frames.flatten(0, 1), size=size, mode="area").view(
+            batch, views, channels, *size)
+    max_dx = max(2, round(0.1 * frames.shape[-1]))
+    # the mirror image turns the other way: averaging a pass on it (negated) makes that exact, ties included
+    drift = (_band_shifts(frames, max_dx, 3) - _band_shifts(frames.flip(-1), max_dx, 3)).sum(1) / 2  # [B, bands]
+    half = _MOTION_BANDS // 2
+    return (drift[:, :half].mean(1) - drift[:, half:].mean(1) / 3.0).cpu()
