@@ -365,6 +365,7 @@ class Text2ScenePipeline:
         progress: bool = True,
         seed: int | None = None,
         num_steps: int | None = None,
+        score_heldout: bool = False,
         **overrides: Any,
     ) -> Text2ScenePipelineOutput | tuple[Any]:
         """Generate ``num_scenes_per_prompt`` scenes per prompt (one batch), with diffusers' argument names.
@@ -385,6 +386,11 @@ class Text2ScenePipeline:
             return_dict: a :class:`Text2ScenePipelineOutput` (indexes like its ``scenes``); else ``(scenes,)``.
             seed, num_steps: deprecated spellings of ``generator=torch.Generator().manual_seed(seed)`` and
                 ``num_inference_steps``.
+            score_heldout: also measure each scene's 3D consistency at *novel* cameras (AnySplat's protocol: the
+                splats of its context frames rendered at the predicted cameras of 4 held-out frames, PSNR against
+                those frames; :func:`vist3a.recon.direction.heldout_consistency`), recorded as
+                ``scene.settings["heldout_psnr"]``. Needs a stitched decoder with its 3D model and >= 3 frames; a
+                few renders more per scene (``--direction mirror-select`` computes it anyway).
             overrides: the other :class:`GenerationSettings` (``flow_shift``, ``scheduler``, ``template``,
                 ``round_frames``).
         """
@@ -463,6 +469,10 @@ class Text2ScenePipeline:
         else:
             with timer("stitched_decode"):
                 out = self._decode(raw, frames)
+        heldout = None
+        if score_heldout:
+            with timer("heldout_score"):
+                heldout = self._heldout_scores(mirror, out, frames)
         scenes = []
         for b, text in enumerate(prompts):
             if mirror is not None and mirror["take"][b]:
@@ -480,6 +490,8 @@ class Text2ScenePipeline:
                     choice.update(heldout_psnr=float(mirror["score"][b]),
                                   heldout_psnr_mirror=float(mirror["score_m"][b]))
                 scene.settings["direction_choice"] = choice
+            if heldout is not None:
+                scene.settings["heldout_psnr"] = float(heldout[b])
             scenes.append(scene)
         return Text2ScenePipelineOutput(scenes=scenes) if return_dict else (scenes,)
 
@@ -523,6 +535,24 @@ class Text2ScenePipeline:
         mirrored = frames.flip(-1)
         out_m = self._decode(encoded.result(), mirrored)
         return {"out": out_m, **mirror_choice(self.decoder.recon, out, out_m, frames)}
+
+    def _heldout_scores(self, mirror: dict[str, Any] | None, out: Any, frames: torch.Tensor) -> torch.Tensor:
+        """``[B]`` held-out PSNRs of the passes kept (``score_heldout``): mirror-select scored both already; else
+        the decoded pass (frames as it saw them: a mirror pass saw the mirror image)."""
+        from vist3a.recon.direction import heldout_consistency
+
+        recon = getattr(self.decoder, "recon", None)
+        if recon is None or frames.shape[1] < 3:
+            raise UserInputError("score_heldout renders held-out frames with a stitched decoder's 3D model and needs "
+                                 f"at least 3 frames (this decoder: {type(self.decoder).__name__}, "
+                                 f"{frames.shape[1]} frames)")
+        if mirror is not None and "score" in mirror:
+            return torch.where(torch.tensor(mirror["take"]), mirror["score_m"], mirror["score"])
+        seen = frames
+        if mirror is not None and any(mirror["take"]):
+            flip = torch.tensor(mirror["take"], device=frames.device).view(-1, 1, 1, 1, 1)
+            seen = torch.where(flip, frames.flip(-1), frames)
+        return heldout_consistency(recon, out, seen)
 
     def _motion_choice(self, raw: torch.Tensor, frames: torch.Tensor
                        ) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:

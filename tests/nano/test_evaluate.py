@@ -33,6 +33,8 @@ def test_runner_end_to_end_on_tiny_random(tmp_path, fake_minilm, tiny_clip_confi
     assert len({r["prompt"] for r in rows}) == 3 and report["views"] == [0, 4]
     # -L1 and PSNR describe the same decoded/rendered pairs
     assert all(r["rewards"]["consistency_l1"] <= 0 and r["consistency_psnr"] > 0 for r in rows)
+    assert all(r["heldout_psnr"] > 0 for r in rows)  # novel views (cross-checked in test_nano_pipeline)
+    assert summary["heldout_psnr"] == pytest.approx(sum(r["heldout_psnr"] for r in rows) / 3)
     left_right = report["left_right"]
     assert [r["prompt"] for r in left_right] == [c.prompt for c in left_right_cases(3, 0)]
     assert all(r[source] in (True, False, None) for r in left_right for source in ("decoded", "rendered"))

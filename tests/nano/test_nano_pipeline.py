@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 
+from vist3a.errors import UserInputError
 from vist3a.nano.weights import nano_available
 
 pytestmark = pytest.mark.skipif(not nano_available(), reason="no nano weights installed in this checkout")
@@ -166,6 +167,25 @@ def test_motion_decodes_once_and_keeps_the_scene_in_the_video_frame(pipe, monkey
         view = render(scene.gaussians, scene.w2c[:1], K, size, size, backend="torch").colors[0].permute(2, 0, 1)
         errors = [float((view.clamp(0, 1) - target).square().mean()) for target in (frame, frame.flip(-1))]
         assert errors[0] < 0.85 * errors[1], (seed, errors)
+
+
+def test_heldout_score_is_the_kept_passes_novel_view_psnr(pipe):
+    """``score_heldout``: the novel-view PSNR of the pass each rule keeps. mirror-select scores both passes anyway;
+    motion decodes one pass and scores it itself; for the same video and the same pass the two numbers agree (seed
+    0: motion keeps the video as is, seed 1 its mirror image)."""
+    for seed in (0, 1):
+        both, one = (pipe("a red cube left of a blue sphere", generator=torch.Generator().manual_seed(seed),
+                          progress=False, direction=rule, score_heldout=True)[0]
+                     for rule in ("mirror-select", "motion"))
+        choice = both.settings["direction_choice"]
+        kept_as_motion = choice["heldout_psnr_mirror"] if one.settings["direction_choice"]["decoded"] == \
+            "mirror image" else choice["heldout_psnr"]
+        assert one.settings["heldout_psnr"] == pytest.approx(kept_as_motion, abs=1e-3), seed
+        kept = choice["heldout_psnr_mirror"] if choice["decoded"] == "mirror image" else choice["heldout_psnr"]
+        assert both.settings["heldout_psnr"] == kept
+    assert "heldout_psnr" not in pipe("a red cube", progress=False)[0].settings  # off unless asked
+    with pytest.raises(UserInputError, match="at least 3 frames"):
+        pipe("a red cube", progress=False, num_frames=1, score_heldout=True)
 
 
 @pytest.mark.parametrize("num_frames", [1, 5])

@@ -15,6 +15,9 @@ Protocol (one call = one row of a before/after-alignment table):
      decoded frames; the same with the reward model, to expose reward hacking (the reward model's number
      rising faster than the evaluation model's);
    - 3D consistency: PSNR between decoded frames and renders (:func:`~vist3a.evaluation.metrics.consistency_psnr`);
+     at the frames' own predicted cameras a flat sheet scores well, so also at *novel* cameras (``heldout_psnr``:
+     the splats of the context frames rendered at 4 held-out frames' predicted cameras, AnySplat's protocol,
+     the pipeline's ``score_heldout``);
    - the reward terms alignment optimises, from :mod:`vist3a.alignment.rewards`: the reward model's cosine on
      decoded frames and on renders, and ``-L1(decoded, rendered)``;
 5. ``left_right_scenes`` more scenes of two objects "left of" / "right of" each other, judged from pixel colours
@@ -164,7 +167,8 @@ def evaluate_nano(
     for start in range(0, cfg.num_prompts, cfg.batch_size):
         batch = candidates[start : start + cfg.batch_size]
         scenes = pipeline([c[0] for c in batch], progress=False, generator=_generator(cfg.seed + start),
-                          num_inference_steps=settings.num_steps, guidance_scale=settings.guidance_scale)
+                          num_inference_steps=settings.num_steps, guidance_scale=settings.guidance_scale,
+                          score_heldout=True)
         views = evenly_spaced(scenes[0].frames.shape[0], cfg.num_views)
         decoded = torch.stack([s.frames[views].float().cpu() for s in scenes])  # [B, k, 3, H, W]
         rendered = torch.stack([render_predicted_views(s, views, cfg.render_backend, device) for s in scenes])
@@ -175,6 +179,7 @@ def evaluate_nano(
         for b, prompts in enumerate(batch):
             row = _score_scene(prompts, decoded[b], rendered[b], eval_scorer, reward_scorer)
             row["rewards"] = {name: float(value[b]) for name, value in rewards.items()}
+            row["heldout_psnr"] = scenes[b].settings["heldout_psnr"]
             rows.append(row)
             if len(gallery) < cfg.gallery_rows:
                 gallery.append((prompts[0], row["hit_rendered"], decoded[b], rendered[b]))
@@ -205,8 +210,9 @@ def evaluate_nano(
     }
     write_json(out / "eval.json", report)
     write_gallery(gallery, out / "gallery.png", cfg.gallery_views)
-    logger.info("nano eval: R-precision %.3f on renders (chance %.3f), consistency PSNR %.2f dB; wrote %s",
-                summary["r_precision_rendered"], summary["chance_r_precision"], summary["consistency_psnr"], out)
+    logger.info("nano eval: R-precision %.3f on renders (chance %.3f), consistency PSNR %.2f dB (novel views %.2f dB); "
+                "wrote %s", summary["r_precision_rendered"], summary["chance_r_precision"], summary["consistency_psnr"],
+                summary["heldout_psnr"], out)
     return summary
 
 
@@ -253,6 +259,7 @@ def _summarise(rows: list[dict[str, Any]], num_candidates: int) -> dict[str, Any
         "r_precision_rendered": mean([r["hit_rendered"] for r in rows]),
         "r_precision_decoded": mean([r["hit_decoded"] for r in rows]),
         "consistency_psnr": mean([r["consistency_psnr"] for r in rows]),
+        "heldout_psnr": mean([r["heldout_psnr"] for r in rows]),
     }
     if "hit_rendered_reward_model" in rows[0]:
         summary["r_precision_rendered_reward_model"] = mean([r["hit_rendered_reward_model"] for r in rows])
