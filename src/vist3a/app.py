@@ -206,9 +206,9 @@ class SceneService:
     def reconstruct(self, sources: list[str | os.PathLike], model: str = "anysplat", weights: str | None = None,
                     size: int | None = None) -> SceneResult:
         """Reconstruct uploaded images (or one video) with AnySplat / VGGT into a new folder."""
-        from vist3a.components import load_components, recon_preset
+        from vist3a.components import load_components, recon_preset, resolve_preset
         from vist3a.errors import UserInputError
-        from vist3a.recon.reconstruct import preprocess_for_model, read_frames, reconstruct
+        from vist3a.recon.reconstruct import direction_for, read_frames, reconstruct, views_for
 
         paths = [Path(p) for p in sources or []]
         if not paths:
@@ -221,12 +221,15 @@ class SceneService:
                 source = Path(tmp)
                 for i, p in enumerate(paths):
                     shutil.copy(p, source / f"{i:04d}{p.suffix.lower()}")
-            views = preprocess_for_model(model, read_frames(source, 32), size)
+            frames = read_frames(source, 32)
+        preset = recon_preset(model, weights or None)
         with self.worker() as device:
             recon = self._loaded(("recon", model, weights or None, device), lambda: load_components(
-                recon_preset(model, weights or None), {"recon"}, device=device, recon_model=model).recon.to(device))
+                preset, {"recon"}, device=device, recon_model=model).recon.to(device))
+            views = views_for(recon, model, frames, size)
             folder = self._next_folder(f"recon-{model}")
-            summary = reconstruct(recon, views, folder, extra_meta={"source": "app upload"})
+            summary = reconstruct(recon, views, folder, extra_meta={"source": "app upload"},
+                                  direction=direction_for(resolve_preset(preset)))
             from vist3a.exports import export_scene
 
             export_scene(folder, ["glb"] + (["spz", "splat"] if model == "anysplat" else []))

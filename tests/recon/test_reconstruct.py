@@ -165,3 +165,61 @@ def test_cli_user_errors(image_dir, tmp_path):
             main(args)
         assert exc.value.code == 2
     assert not (tmp_path / "o").exists()
+
+
+def _clockwise_world_clip(tmp_path):
+    """A held-out nano clip (an arc) turning clockwise seen from above, written as PNGs; its true cameras."""
+    from vist3a.data import SyntheticClips
+
+    clip = SyntheticClips(3, seed=5, split="heldout", camera_kinds=("aerial_rise", "arc"))[2]
+    forward = clip.w2c[:, 2, :3].double()
+    assert float(torch.linalg.cross(forward[:-1], forward[1:], dim=-1)[:, 1].sum()) < -0.5  # clockwise from above
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for t, frame in enumerate(clip.frames):
+        iio.imwrite(folder / f"{t:03d}.png", (frame.permute(1, 2, 0) * 255).round().byte().numpy())
+    return folder, clip
+
+
+def _rotation_error_median(out_dir, true_w2c) -> float:
+    from vist3a.nano.scene3d import geodesic_deg
+
+    frames = json.loads((out_dir / "cameras.json").read_text())
+    frames = frames["frames"] if isinstance(frames, dict) else frames
+    w2c = torch.tensor([f["w2c"] for f in frames], dtype=torch.float64)
+    relative = lambda w: (w[:, :3, :3] @ w[:1, :3, :3].transpose(-1, -2)).float()
+    return float(geodesic_deg(relative(w2c)[1:], relative(true_w2c.double())[1:]).median())
+
+
+def test_nano_weights_take_their_size_and_the_motion_rule(tmp_path, capsys):
+    """``--weights nano``: the nano AnySplat takes one input size (its camera head reads 8 x 8 patches), used by
+    default (a wrong ``--size`` is one line, exit 2); a clip turning clockwise, the way the model never learned,
+    goes through it as its mirror image (``--direction motion``, the preset's default) and comes back in the
+    clip's own frame: its cameras follow the true turn far better than decoding it as it is (measured: 22 deg
+    against 39 deg median rotation error, the as-is cameras nearly static)."""
+    from vist3a.nano.weights import nano_available
+
+    if not nano_available():
+        pytest.skip("no nano weights installed in this checkout")
+    from vist3a.cli.main import run
+
+    folder, clip = _clockwise_world_clip(tmp_path)
+    assert run(["reconstruct", str(folder), "--weights", "nano", "--size", "448", "--out", str(tmp_path / "bad")]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert err == ["error: --size must be 112 for these weights (their camera head reads a fixed grid of patches), "
+                   "got 448; leave --size out"] and not (tmp_path / "bad").exists()
+    errors = {}
+    for rule in ("motion", "as-is"):
+        out = tmp_path / rule
+        assert run(["reconstruct", str(folder), "--weights", "nano", "--direction", rule, "--out", str(out)]) == 0
+        meta = json.loads((out / "meta.json").read_text())
+        assert meta["width"] == meta["height"] == 112
+        errors[rule] = _rotation_error_median(out, clip.w2c)
+    meta = json.loads((tmp_path / "motion" / "meta.json").read_text())
+    assert meta["direction_choice"]["decoded"] == "mirror image" and meta["direction_choice"]["image_motion_turn"] < 0
+    assert "direction_choice" not in json.loads((tmp_path / "as-is" / "meta.json").read_text())
+    assert errors["motion"] < errors["as-is"] - 8.0, errors
+    first = torch.from_numpy(iio.imread(tmp_path / "motion" / "frames.mp4")[0]).float()  # the views as given
+    given = torch.from_numpy(iio.imread(folder / "000.png")).float().permute(2, 0, 1)[None]
+    given = torch.nn.functional.interpolate(given, size=tuple(first.shape[:2]), mode="bilinear")[0].permute(1, 2, 0)
+    assert float((first - given).abs().mean()) < float((first - given.flip(1)).abs().mean())

@@ -55,8 +55,13 @@ def register(app: typer.Typer) -> None:
             "('tiny-random' for a tiny random model, tests and demos; 'nano').",
         ),
         size: int = typer.Option(
-            None, "--size", help="Input width in pixels, a multiple of 14 (default: 448 for anysplat, 518 for vggt); "
-            "MV-DUSt3R: square side, a multiple of 16 (default 224)."
+            None, "--size", help="Input width in pixels, a multiple of 14 (default: 448 for anysplat, 518 for vggt; "
+            "the one size a nano model takes, 112); MV-DUSt3R: square side, a multiple of 16 (default 224)."
+        ),
+        direction: str = typer.Option(
+            None, "--direction", help="as-is | motion: for models trained on views that turn one way (the nano "
+            "ones), run views that turn clockwise by their image motion as their mirror image and mirror the "
+            "scene back. Default: the weights preset's (motion for nano), else as-is."
         ),
         max_views: int = typer.Option(32, "--max-views", help="Use at most this many evenly spaced frames."),
         device: str = options.device_option(),
@@ -77,13 +82,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         import torch
 
-        from vist3a.components import load_components, recon_preset
+        from vist3a.components import load_components, recon_preset, resolve_preset
         from vist3a.recon.reconstruct import (
             DEFAULT_SIZE,
             MVDUST3R_KINDS,
-            preprocess_for_model,
+            direction_for,
             read_frames,
             reconstruct,
+            views_for,
         )
 
         if model not in DEFAULT_SIZE:
@@ -100,6 +106,9 @@ def register(app: typer.Typer) -> None:
         options.check_output_target(out, overwrite, OUTPUT_MARKERS)
         if not 0 <= sh_degree <= 4:
             raise UserInputError(f"--sh-degree must be 0, 1, 2, 3 or 4, got {sh_degree}")
+        preset = recon_preset(model, weights)
+        direction = direction_for(resolve_preset(preset)) if direction is None else direction
+        options.check_choice(direction, ("as-is", "motion"), "--direction")
         from vist3a.exports import parse_formats
 
         formats = parse_formats(formats or [])
@@ -109,11 +118,11 @@ def register(app: typer.Typer) -> None:
             raise
         except Exception as exc:  # image decoders raise many types; name the file instead of a traceback
             raise UserInputError(unreadable_input(source, exc)) from None
-        views = preprocess_for_model(model, frames, size)
-        parts = load_components(recon_preset(model, weights), {"recon"}, device=dev, recon_model=model)
+        parts = load_components(preset, {"recon"}, device=dev, recon_model=model)
         if parts.sources.get("weights") == "random-init":
             typer.echo(f"warning: a *random* {model} model ({weights}): the output is meaningless", err=True)
         net = parts.recon.to(dev)
+        views = views_for(net, model, frames, size)
         autocast = None if dtype == "float32" else getattr(torch, dtype)
         summary = reconstruct(
             net,
@@ -124,6 +133,7 @@ def register(app: typer.Typer) -> None:
             extra_meta={"source": str(source), "weights": weights or "official"},
             sh_degree=sh_degree,
             formats=formats,
+            direction=direction,
         )
         typer.echo(
             f"{summary.num_views} views {summary.image_hw[1]}x{summary.image_hw[0]} -> "

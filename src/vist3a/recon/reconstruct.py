@@ -76,6 +76,38 @@ def read_frames(source: str | os.PathLike, max_views: int = 32) -> list[np.ndarr
     return [to_uint8(f) for f in frames]
 
 
+def fixed_input_size(model: torch.nn.Module) -> int | None:
+    """The one square input side a model takes, or None: a camera head that reads a fixed grid of patch tokens
+    (``camera_config["patch_pool_tokens"]``, the nano AnySplat's 8 x 8) needs exactly that many patches."""
+    config = getattr(model, "config", None)
+    tokens = dict(getattr(config, "camera_config", None) or {}).get("patch_pool_tokens", 0)
+    if not tokens:
+        return None
+    side = round(tokens**0.5)
+    return side * int(dict(getattr(config, "aggregator_config", None) or {}).get("patch_size", 14))
+
+
+def views_for(model: torch.nn.Module, kind: str, frames: list[np.ndarray], size: int | None = None) -> torch.Tensor:
+    """:func:`preprocess_for_model` at the size the loaded ``model`` takes: its :func:`fixed_input_size` when it has
+    one (``size`` must then be None or that size, and the views must come out square), else ``size``."""
+    fixed = fixed_input_size(model)
+    if fixed is not None and size is not None and size != fixed:
+        raise UserInputError(f"--size must be {fixed} for these weights (their camera head reads a fixed grid of "
+                             f"patches), got {size}; leave --size out")
+    views = preprocess_for_model(kind, frames, size or fixed)
+    if fixed is not None and tuple(views.shape[-2:]) != (fixed, fixed):
+        raise UserInputError(f"these weights take square {fixed} px views, but the frames give "
+                             f"{views.shape[-1]}x{views.shape[-2]}: crop them square first")
+    return views
+
+
+def direction_for(preset: dict[str, Any]) -> str:
+    """The turning-direction rule for reconstructing with the 3D model of ``preset`` (a resolved preset, as
+    :func:`vist3a.components.resolve_preset` gives it): "motion" where the preset says so (the nano presets: models
+    trained on views that turn one way), else "as-is"."""
+    return "motion" if preset.get("defaults", {}).get("direction") == "motion" else "as-is"
+
+
 def preprocess_for_model(kind: str, frames: list[np.ndarray], size: int | None = None) -> torch.Tensor:
     """The preprocessing of model ``kind`` (``size``: its default input size if ``None``)."""
     if kind in MVDUST3R_KINDS:
@@ -134,24 +166,42 @@ def reconstruct(
     flythrough_frames: int = 24,
     sh_degree: int | None = 3,
     formats: tuple[str, ...] | list[str] = (),
+    direction: str = "as-is",
 ) -> ReconstructionSummary:
     """Run ``model`` (:class:`~vist3a.recon.VGGT`, :class:`~vist3a.recon.AnySplat` or
     :class:`~vist3a.recon.MVDust3r`) on ``views [V, 3, H, W]`` in ``[0, 1]`` and write the outputs to ``out_dir``
     (replaced atomically); Gaussian models also get ``flythrough.mp4``, a smooth path through the predicted
     cameras (``flythrough_frames = 0`` skips it). ``scene.ply`` keeps SH bands up to ``sh_degree`` (``None``: all;
     AnySplat predicts 4, which current viewers reject); ``meta.json["sh"]`` reports what was dropped. ``formats``:
-    extra exports into ``out_dir`` (:mod:`vist3a.exports`; splat formats are skipped for point clouds)."""
+    extra exports into ``out_dir`` (:mod:`vist3a.exports`; splat formats are skipped for point clouds).
+    ``direction``: "as-is", or "motion" for models trained on views that turn one way (the nano ones): views that
+    turn clockwise by their image motion (:func:`vist3a.recon.direction.image_motion_turn`) go through the model
+    as their mirror image and the scene comes back mirrored (:meth:`vist3a.scene.Scene.mirrored`), in the views'
+    own frame; ``meta.json["direction_choice"]`` records it."""
     from vist3a.recon import VGGT, AnySplat, MVDust3r
     from vist3a.scene import save_scene
 
+    if direction not in ("as-is", "motion"):
+        raise ValueError(f"`direction` must be 'as-is' or 'motion', got {direction!r}")
+    choice = None
+    if direction == "motion" and views.shape[0] >= 2:
+        from vist3a.recon.direction import image_motion_turn
+
+        turn = float(image_motion_turn(views[None].float())[0])
+        choice = {"decoded": "mirror image" if turn < 0 else "as is", "image_motion_turn": turn}
+    seen = views.flip(-1) if choice is not None and turn < 0 else views
     if isinstance(model, MVDust3r):
         from vist3a.recon.reconstruct_mvdust3r import mvdust3r_scene
 
-        scene, meta = mvdust3r_scene(model, views, autocast_dtype, keep_fraction)
+        scene, meta = mvdust3r_scene(model, seen, autocast_dtype, keep_fraction)
     elif isinstance(model, VGGT | AnySplat):
-        scene, meta = _scene(model, views, autocast_dtype, keep_fraction)
+        scene, meta = _scene(model, seen, autocast_dtype, keep_fraction)
     else:
         raise ValueError(f"`model` must be a VGGT, AnySplat or MVDust3r model, got {type(model).__name__}")
+    if seen is not views:
+        scene = scene.mirrored()
+    if choice is not None:
+        meta["direction_choice"] = choice
     height, width = scene.image_size
     meta = {"num_views": int(views.shape[0]), "width": width, "height": height, **meta, **(extra_meta or {})}
     if scene.gaussians is not None:
