@@ -189,7 +189,7 @@ def reconstruct(
 
         turn = float(image_motion_turn(views[None].float())[0])
         choice = {"decoded": "mirror image" if turn < 0 else "as is", "image_motion_turn": turn}
-    seen = views.flip(-1) if choice is not None and turn < 0 else views
+    seen = views.flip(-1) if choice is not None and choice["decoded"] == "mirror image" else views
     if isinstance(model, MVDust3r):
         from vist3a.recon.reconstruct_mvdust3r import mvdust3r_scene
 
