@@ -15,13 +15,16 @@ fresh process per row, in this order:
   copying ``~/.cache/vist3a/compile-artifacts`` to a new machine gives; on CPU the C++ kernels are rebuilt),
 - ``compile_model_cold`` / ``compile_model_warm``: ``--compile-scope model`` (the whole transformer graph, as
   ``--compile`` did before regional compilation), cold and warm (``--skip-model-scope`` leaves them out),
-- ``fp8_cold`` / ``fp8_warm`` with ``--fp8`` (CUDA with torchao).
+- ``fp8_cold`` / ``fp8_warm`` with ``--fp8`` (CUDA with torchao),
+- ``eager_offload_text`` with ``--compare-offload``: eager with ``--offload text`` (the text encoder streamed from
+  pinned CPU memory) against the ``eager`` row's ``--offload auto``, the real presets' default.
 
 Each cache directory is a fresh ``VIST3A_CACHE`` under the work folder (``TORCHINDUCTOR_CACHE_DIR`` is removed from
 the children's environment, so that inductor uses it). Per row: time to first scene (process start -> the CLI's
 ``wrote <folder>`` line), process wall time, the stages of ``meta.json``, and the compile cache's log lines (how
 long the first compiled forward took, how many inductor graphs were compiled or came from the cache, whether an
-artifact was loaded / saved). A markdown table is printed and JSON written to ``--out``.
+artifact was loaded / saved) and, on CUDA, the most device memory in use while it ran (polled by this process). A
+markdown table is printed and JSON written to ``--out``.
 
     python benchmarks/first_scene.py --out first.json            # GPU: real-size 1.3B, bf16
     python benchmarks/first_scene.py --out first.json --fp8      # plus fp8 rows (Ada/Hopper, torchao)
@@ -41,6 +44,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -69,7 +73,7 @@ def save_models(folder: Path, tiny: bool, steps: int, device: torch.device) -> d
     pipe = make_pipeline(parts, settings, device)
     pipe.preset["name"] = "first-scene-benchmark"
     pipe.preset["defaults"].update(dtype="bfloat16" if device.type == "cuda" else "float32",
-                                   offload="text" if device.type == "cuda" else "none")
+                                   offload="auto" if device.type == "cuda" else "none")
     pipe.save_pretrained(folder)
     del pipe, parts
     gc.collect()
@@ -99,6 +103,13 @@ def run_generate(name: str, models: Path, out: Path, args: list[str], cache: Pat
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env=child_env(cache), bufsize=1)
+    used, stop = [0], threading.Event()
+    if device == "cuda":  # device-wide memory in use (the child's allocations as nvidia-smi sees them)
+        def poll() -> None:
+            while not stop.wait(0.1):
+                free, total = torch.cuda.mem_get_info()
+                used[0] = max(used[0], total - free)
+        threading.Thread(target=poll, daemon=True).start()
     first_scene, lines = None, []
     assert process.stdout is not None
     for line in process.stdout:  # tqdm's carriage returns stay inside lines; every log line ends with \n
@@ -110,10 +121,13 @@ def run_generate(name: str, models: Path, out: Path, args: list[str], cache: Pat
             break
     code = process.wait()
     wall = time.perf_counter() - start
+    stop.set()
     text = "".join(lines)
     (log_dir / f"{name}.log").write_text(text)
     row: dict[str, Any] = {"command": " ".join(["vist3a", *command[3:]]), "returncode": code,
                            "time_to_first_scene_s": first_scene, "wall_s": wall, "load_average_1min": load}
+    if used[0]:
+        row["device_memory_used_max_gib"] = used[0] / 2**30
     meta = out / "meta.json"
     if meta.is_file():
         row["stages_s"] = json.loads(meta.read_text()).get("timings_s", {})
@@ -142,8 +156,9 @@ def markdown(runs: dict[str, list[dict[str, Any]]]) -> str:
         return "–" if value is None else format(value, spec)
 
     head = ("| run | time to first scene (s) | process wall (s) | first compiled forward (s) | inductor graphs "
-            "compiled / from cache | artifact | denoise (s) | VAE decode (s) | stitched decode (s) | load avg |")
-    lines = [head, "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+            "compiled / from cache | artifact | denoise (s) | VAE decode (s) | stitched decode (s) | device memory "
+            "max (GiB) | load avg |")
+    lines = [head, "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
     for name, rows in runs.items():
         ttfs = [r["time_to_first_scene_s"] for r in rows if r["time_to_first_scene_s"] is not None]
         spread = f" ({min(ttfs):.1f}–{max(ttfs):.1f})" if len(ttfs) > 1 else ""
@@ -160,6 +175,7 @@ def markdown(runs: dict[str, list[dict[str, Any]]]) -> str:
                      f"{fmt(_median(rows, lambda r: r.get('first_compiled_forward_s')))} | {graphs} | "
                      f"{artifact or '–'} | {fmt(stages['denoise'], '.2f')} | {fmt(stages['vae_decode'], '.2f')} | "
                      f"{fmt(stages['stitched_decode'], '.2f')} | "
+                     f"{fmt(_median(rows, lambda r: r.get('device_memory_used_max_gib')))} | "
                      f"{fmt(_median(rows, lambda r: r.get('load_average_1min')), '.1f')} |")
     return "\n".join(lines)
 
@@ -175,6 +191,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--fp8", action="store_true", help="also fp8_cold / fp8_warm (CUDA, torchao)")
     parser.add_argument("--skip-model-scope", action="store_true", help="leave out the whole-model compile rows")
     parser.add_argument("--skip-artifact-only", action="store_true", help="leave out compile_artifact_only")
+    parser.add_argument("--compare-offload", action="store_true",
+                        help="also eager_offload_text: --offload text against the eager row's auto")
+    parser.add_argument("--eager-only", action="store_true", help="leave out every compile row")
     parser.add_argument("--repeats", type=int, default=1,
                         help="run the sequence (after one warm-up) this many times, fresh caches each time; the "
                         "table shows medians")
@@ -226,6 +245,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for repeat in range(args.repeats):
         caches = work / "caches" / str(repeat)
         run("eager", [], None, repeat)
+        if args.compare_offload:
+            run("eager_offload_text", ["--offload", "text"], None, repeat)
+        if args.eager_only:
+            continue
         run("compile_cold", ["--compile"], caches / "blocks", repeat)
         run("compile_warm", ["--compile"], caches / "blocks", repeat)
         if not args.skip_artifact_only and (caches / "blocks" / "compile-artifacts").is_dir():

@@ -164,7 +164,7 @@ class Text2ScenePipeline:
         ``lora``: an extra PEFT LoRA folder for the transformer (e.g. ``RUN/checkpoint-100/lora_ema`` from
         ``vist3a align``), loaded after the preset's own. ``local_files_only=None`` follows ``HF_HUB_OFFLINE``;
         missing weights raise one :class:`UserInputError` naming every missing repo id. ``offload``: see
-        :class:`~vist3a.video.WanGenerator` (default: the preset's, ``"text"`` for the real presets on CUDA).
+        :class:`~vist3a.video.WanGenerator` (default: the preset's, ``"auto"`` for the real presets on CUDA).
         ``compile``: :meth:`compile` the transformer (a dict: :meth:`compile`'s keyword arguments). ``fp8``:
         :meth:`quantize_fp8` it first (CUDA, torchao). ``step_cache``: :meth:`enable_step_cache` with this kind (a
         dict: its keyword arguments); it does not combine with ``compile``.
@@ -231,7 +231,7 @@ class Text2ScenePipeline:
 
         if self.generator.offload in ("model", "sequential"):
             raise UserInputError(f"--fp8 needs the transformer resident on the GPU, but --offload is "
-                                 f"{self.generator.offload}: use --offload text (the default) or none")
+                                 f"{self.generator.offload}: use --offload auto (the default), text or none")
         quantize_fp8(self.generator.transformer)
         return self
 

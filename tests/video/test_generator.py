@@ -148,6 +148,24 @@ def test_model_offload_gives_same_result(tiny_gen):
         tiny_gen.text_encoder.offload_after_encode = False
 
 
+def test_auto_offload_keeps_weights_resident_only_when_they_fit(tiny_gen, monkeypatch):
+    """``offload="auto"``: everything on the GPU when the weights still to place plus the headroom fit in free
+    memory, the text encoder streamed otherwise; off CUDA it is ``"none"``."""
+    from vist3a.video import generator as generator_module
+
+    gen = WanGenerator(tiny_gen.vae, tiny_gen.transformer, tiny_gen.text_encoder, tiny_gen.scheduler,
+                       device="cpu", offload="auto")
+    assert gen.offload == "none"
+    weights = sum(t.numel() * t.element_size()
+                  for m in (gen.vae, gen.transformer, gen.text_encoder.model)
+                  for t in (*m.parameters(), *m.buffers()))
+    headroom = generator_module.AUTO_HEADROOM_BYTES
+    gen.device = torch.device("cuda", 0)  # the weights are on the CPU: all of them still to be placed
+    for free, expected in ((weights + headroom, "none"), (weights + headroom - 1, "text")):
+        monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device, free=free: (free, 2 * free))
+        assert gen.resolve_auto_offload() == expected
+
+
 def test_save_refuses_unmerged_lora(tiny_gen, tmp_path):
     gen = WanGenerator(
         tiny_gen.vae, copy.deepcopy(tiny_gen.transformer), tiny_gen.text_encoder, tiny_gen.scheduler, device="cpu"

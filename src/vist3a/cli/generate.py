@@ -194,8 +194,9 @@ def register(app: typer.Typer) -> None:
         ),
         offline: bool = typer.Option(False, "--offline", help="Never download; use the local Hugging Face cache."),
         offload: str = typer.Option(
-            None, "--offload", help="GPU memory: none | text (text encoder streamed from CPU; real presets' "
-            "default) | model (each part on the GPU only while used) | sequential (least memory, slowest)."
+            None, "--offload", help="GPU memory: auto (real presets' default: none if every weight fits on the GPU "
+            "with 12 GiB to spare, else text) | none | text (text encoder streamed from CPU) | model (each part on "
+            "the GPU only while used) | sequential (least memory, slowest)."
         ),
         compile: bool = typer.Option(
             False, "--compile", help="torch.compile the transformer: faster steps after a compilation that the "

@@ -40,7 +40,15 @@ logger = logging.getLogger(__name__)
 
 COMPONENTS = ("vae", "transformer", "text_encoder", "tokenizer", "scheduler")
 VIST3A_CONFIG_NAME = "vist3a.json"
-OFFLOAD_MODES = ("none", "text", "model", "sequential")
+OFFLOAD_MODES = ("auto", "none", "text", "model", "sequential")
+#: GPU memory that ``offload="auto"`` leaves free beside resident weights: a release-size scene's activations,
+#: the stitched decoder and the splat renderer (peak minus weights measured at 6-8 GiB for 1.3B and 14B).
+AUTO_HEADROOM_BYTES = 12 * 2**30
+
+
+def _tensors(module: torch.nn.Module) -> Iterator[torch.Tensor]:
+    yield from module.parameters()
+    yield from module.buffers()
 
 
 def _default_device() -> torch.device:
@@ -61,9 +69,11 @@ class WanGenerator:
             encodings: UMT5-XXL is ~11 GB in bf16, the 1.3B transformer ~3 GB; on CUDA its weights stream
             through the GPU layer by layer from pinned memory, see
             :meth:`~vist3a.video.text.HFTextEncoder.enable_streamed_offload`; repeated prompts hit the cache),
-            ``"model"`` (each part moves to ``device`` only while used, like diffusers' model CPU offload) or
+            ``"model"`` (each part moves to ``device`` only while used, like diffusers' model CPU offload),
             ``"sequential"`` (accelerate hooks stream weights layer by layer: least memory, slowest, cannot be
-            undone).
+            undone) or ``"auto"`` (``"none"`` when every weight fits on the GPU beside
+            :data:`AUTO_HEADROOM_BYTES`, else ``"text"``; ``"none"`` off CUDA). Pinning UMT5-XXL for streaming
+            costs ~5 s per process (docs/benchmarks.md), which a card with room need not pay.
     """
 
     text_width_key = "text_dim"
@@ -196,6 +206,8 @@ class WanGenerator:
         """Choose the placement policy (see the class docstring); ``"sequential"`` is one-way."""
         if mode not in OFFLOAD_MODES:
             raise ValueError(f"`offload` must be one of {list(OFFLOAD_MODES)}, got {mode!r}")
+        if mode == "auto":
+            mode = self.resolve_auto_offload()
         if self.offload == "sequential" and mode != "sequential":
             raise ValueError("offload='sequential' cannot be undone; reload the generator instead")
         if getattr(self.text_encoder, "streamed", False) and mode == "none":
@@ -224,6 +236,20 @@ class WanGenerator:
                 cpu_offload(module, execution_device=self.device)
             self.text_encoder.offload_after_encode = False
         return self
+
+    def resolve_auto_offload(self) -> str:
+        """``offload="auto"``: ``"none"`` if all weights fit on the GPU with headroom, else ``"text"``."""
+        if getattr(self.text_encoder, "streamed", False):
+            return "text"  # streaming cannot be undone
+        if self.device.type != "cuda":
+            return "none"
+        free, _ = torch.cuda.mem_get_info(self.device)
+        modules = (self.vae, self.transformer, self.text_encoder.model)
+        need = sum(t.numel() * t.element_size() for m in modules for t in _tensors(m) if t.device != self.device)
+        mode = "none" if need + AUTO_HEADROOM_BYTES <= free else "text"
+        logger.info("offload=auto -> %s (weights to place %.1f GiB, free %.1f GiB, headroom %.0f GiB)", mode,
+                    need / 2**30, free / 2**30, AUTO_HEADROOM_BYTES / 2**30)
+        return mode
 
     def to(self, device: torch.device | str) -> WanGenerator:
         """Change the execution device (re-applies the offload policy)."""
