@@ -16,6 +16,8 @@ fresh process per row, in this order:
 - ``compile_model_cold`` / ``compile_model_warm``: ``--compile-scope model`` (the whole transformer graph, as
   ``--compile`` did before regional compilation), cold and warm (``--skip-model-scope`` leaves them out),
 - ``fp8_cold`` / ``fp8_warm`` with ``--fp8`` (CUDA with torchao),
+- ``batch_N`` with ``--batch N``: one eager process generating N prompts (``--prompts-file``): its time to the
+  first scene, and its steady rate in scenes per minute from the first scene written to the last,
 - ``eager_offload_text`` with ``--compare-offload``: eager with ``--offload text`` (the text encoder streamed from
   pinned CPU memory) against the ``eager`` row's ``--offload auto``, the real presets' default.
 
@@ -95,9 +97,10 @@ def child_env(cache: Path | None) -> dict[str, str]:
 
 
 def run_generate(name: str, models: Path, out: Path, args: list[str], cache: Path | None, device: str,
-                 timeout: float, log_dir: Path) -> dict[str, Any]:
-    """One fresh ``vist3a generate`` process; times the ``wrote`` line and the exit, parses logs and meta.json."""
-    command = [sys.executable, "-m", "vist3a.cli.main", "generate", PROMPT, "--preset", str(models), "--out",
+                 timeout: float, log_dir: Path, prompts_file: Path | None = None) -> dict[str, Any]:
+    """One fresh ``vist3a generate`` process; times the ``wrote`` lines and the exit, parses logs and meta.json."""
+    prompt = ["--prompts-file", str(prompts_file)] if prompts_file else [PROMPT]
+    command = [sys.executable, "-m", "vist3a.cli.main", "generate", *prompt, "--preset", str(models), "--out",
                str(out), "--device", device, "--overwrite", *args]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     start = time.perf_counter()
@@ -110,12 +113,12 @@ def run_generate(name: str, models: Path, out: Path, args: list[str], cache: Pat
                 free, total = torch.cuda.mem_get_info()
                 used[0] = max(used[0], total - free)
         threading.Thread(target=poll, daemon=True).start()
-    first_scene, lines = None, []
+    written, lines = [], []
     assert process.stdout is not None
     for line in process.stdout:  # tqdm's carriage returns stay inside lines; every log line ends with \n
         lines.append(line)
-        if first_scene is None and line.startswith("wrote "):
-            first_scene = time.perf_counter() - start
+        if line.startswith("wrote "):
+            written.append(time.perf_counter() - start)
         if time.perf_counter() - start > timeout:
             process.kill()
             break
@@ -125,7 +128,10 @@ def run_generate(name: str, models: Path, out: Path, args: list[str], cache: Pat
     text = "".join(lines)
     (log_dir / f"{name}.log").write_text(text)
     row: dict[str, Any] = {"command": " ".join(["vist3a", *command[3:]]), "returncode": code,
-                           "time_to_first_scene_s": first_scene, "wall_s": wall, "load_average_1min": load}
+                           "time_to_first_scene_s": written[0] if written else None, "wall_s": wall,
+                           "load_average_1min": load, "scenes": len(written)}
+    if len(written) > 1:
+        row["scenes_per_min_after_first"] = 60 * (len(written) - 1) / (written[-1] - written[0])
     if used[0]:
         row["device_memory_used_max_gib"] = used[0] / 2**30
     meta = out / "meta.json"
@@ -157,8 +163,8 @@ def markdown(runs: dict[str, list[dict[str, Any]]]) -> str:
 
     head = ("| run | time to first scene (s) | process wall (s) | first compiled forward (s) | inductor graphs "
             "compiled / from cache | artifact | denoise (s) | VAE decode (s) | stitched decode (s) | device memory "
-            "max (GiB) | load avg |")
-    lines = [head, "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
+            "max (GiB) | scenes/min after the first | load avg |")
+    lines = [head, "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
     for name, rows in runs.items():
         ttfs = [r["time_to_first_scene_s"] for r in rows if r["time_to_first_scene_s"] is not None]
         spread = f" ({min(ttfs):.1f}–{max(ttfs):.1f})" if len(ttfs) > 1 else ""
@@ -176,6 +182,7 @@ def markdown(runs: dict[str, list[dict[str, Any]]]) -> str:
                      f"{artifact or '–'} | {fmt(stages['denoise'], '.2f')} | {fmt(stages['vae_decode'], '.2f')} | "
                      f"{fmt(stages['stitched_decode'], '.2f')} | "
                      f"{fmt(_median(rows, lambda r: r.get('device_memory_used_max_gib')))} | "
+                     f"{fmt(_median(rows, lambda r: r.get('scenes_per_min_after_first')))} | "
                      f"{fmt(_median(rows, lambda r: r.get('load_average_1min')), '.1f')} |")
     return "\n".join(lines)
 
@@ -193,6 +200,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--skip-artifact-only", action="store_true", help="leave out compile_artifact_only")
     parser.add_argument("--compare-offload", action="store_true",
                         help="also eager_offload_text: --offload text against the eager row's auto")
+    parser.add_argument("--batch", type=int, default=0, metavar="N",
+                        help="also batch_N: one process generating N prompts from a --prompts-file")
     parser.add_argument("--eager-only", action="store_true", help="leave out every compile row")
     parser.add_argument("--repeats", type=int, default=1,
                         help="run the sequence (after one warm-up) this many times, fresh caches each time; the "
@@ -226,11 +235,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if args.out:
             args.out.write_text(json.dumps(results, indent=2))
 
-    def run(name: str, extra: list[str], cache: Path | None, repeat: int) -> dict[str, Any]:
+    def run(name: str, extra: list[str], cache: Path | None, repeat: int,
+            prompts_file: Path | None = None) -> dict[str, Any]:
         extra = [*extra, *shlex.split(args.generate_args)]
         print(f"{name} ({repeat + 1}/{args.repeats}): vist3a generate {' '.join(extra)} ...", flush=True)
         row = run_generate(f"{name}-{repeat}", models, work / "out" / name, extra, cache, device.type, args.timeout,
-                           work / "logs")
+                           work / "logs", prompts_file)
         results["runs"].setdefault(name, []).append(row)
         save()
         print(f"  first scene after {row['time_to_first_scene_s']} s (exit {row['returncode']}); "
@@ -247,6 +257,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         run("eager", [], None, repeat)
         if args.compare_offload:
             run("eager_offload_text", ["--offload", "text"], None, repeat)
+        if args.batch:
+            prompts = work / "prompts.txt"
+            prompts.write_text("".join(f"{PROMPT} w{i}\n" for i in range(args.batch)))
+            run(f"batch_{args.batch}", [], None, repeat, prompts)
         if args.eager_only:
             continue
         run("compile_cold", ["--compile"], caches / "blocks", repeat)
