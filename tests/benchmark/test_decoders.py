@@ -39,3 +39,18 @@ def test_sizes_come_from_the_presets_stitching_block():
 def test_unknown_decoder_names_fail_before_loading():
     with pytest.raises(UserInputError, match="unknown decoders"):
         load_decoders("tiny-random", ("stitched", "fancy"), torch.device("cpu"))
+
+
+def test_mvdust3r_decoder_gives_the_world_pointmap_not_the_per_path_stack():
+    """MV-DUSt3R's ``points`` are ``[B, P, V, H, W, 3]`` (one stack per reference path); a prediction takes its
+    ``world_points`` (``[B, V, H, W, 3]``, path 0), as ``vist3a eval geometry --preset nano-mvdust3r`` needs."""
+    (stitched,) = load_decoders("nano-mvdust3r", ("stitched",), torch.device("cpu"))
+    vae_size, _ = preset_sizes("nano-mvdust3r")
+    frames = torch.rand(5, 3, vae_size, vae_size, generator=torch.Generator().manual_seed(0))
+    out = stitched.run(frames)
+    assert out.points.dim() == 6
+    pred = stitched(frames)
+    assert pred.points.shape == (5, vae_size, vae_size, 3)
+    world = torch.nn.functional.interpolate(out.world_points[0].float().permute(0, 3, 1, 2), size=(vae_size,) * 2,
+                                            mode="nearest-exact").permute(0, 2, 3, 1)
+    torch.testing.assert_close(pred.points, world)

@@ -57,9 +57,9 @@ def _prediction(out: Any, frames_hw: tuple[int, int]) -> Prediction:
     model_h, model_w = (int(s) for s in out.depth.shape[-2:])
     K = crop_resize_intrinsics(K_from_edge_convention(out.cameras.K[0].float()), (0, 0),
                                (width / model_w, height / model_h))
-    points = getattr(out, "points", None)
+    points = getattr(out, "world_points", None)  # VGGT; MV-DUSt3R's [B, V, H, W, 3] (its ``points`` are per path)
     if points is None:
-        points = getattr(out, "world_points", None)
+        points = getattr(out, "points", None)  # AnySplat's unprojected depth
     if points is not None:
         points = F.interpolate(points[0].float().permute(0, 3, 1, 2), size=frames_hw, mode="nearest-exact")
         points = points.permute(0, 2, 3, 1).cpu()
