@@ -30,7 +30,8 @@ VIEW_HEIGHT_PX = 720  # a nominal browser canvas height, for the splat size fact
 
 def load_view_data(path: str | os.PathLike) -> SceneData:
     """A scene folder, a splat file (``.ply`` 3DGS or compressed, ``.splat``, ``.spz``) or a point-cloud ``.ply``."""
-    from vist3a.exports.source import load_scene_dir, read_point_ply
+    from vist3a.exports.source import load_scene_dir
+    from vist3a.splats.ply import read_point_ply
 
     path = Path(path)
     if path.is_dir():
@@ -59,10 +60,9 @@ def _load_splats(path: Path):
     if suffix == ".ply":
         if is_compressed_ply(path):
             return load_compressed_ply(path)
-        from plyfile import PlyData
+        from vist3a.splats.ply import is_point_cloud_ply
 
-        names = {p.name for p in PlyData.read(str(path))["vertex"].properties}
-        if "f_dc_0" not in names:
+        if is_point_cloud_ply(path):
             return None
     return load_gaussians(path)
 

@@ -156,3 +156,12 @@ def test_scene_folders_are_named_like_vist3a_generate_prompts_files():
 
     for prompt in suite_prompts("scenebench")[1][:5] + ["a red cube!", "???"]:
         assert slugify(prompt) == generate_slugify(prompt)
+
+
+def test_every_nano_preset_gets_the_nano_metrics():
+    """The default metric set follows where a preset's models come from: the nano presets (any decoder) score with
+    the nano stand-ins, which need no download; release presets with the paper's metrics."""
+    from vist3a.benchmark.text3d import metric_kind
+
+    assert [metric_kind(p) for p in ("nano", "nano-vggt", "nano-mvdust3r")] == ["nano"] * 3
+    assert metric_kind("tiny-random-mvdust3r") == "tiny" and metric_kind("vist3a-1.3b") == "real"

@@ -231,8 +231,15 @@ def rank_and_world() -> tuple[int, int, int]:
 
 
 def metric_kind(preset: str) -> str:
-    """Which default metric set a preset gets: nano / tiny / real."""
-    return {"nano": "nano", "tiny-random": "tiny"}.get(preset, "real")
+    """Which default metric set a preset gets, from where its models come: nano / tiny / real (every nano preset
+    gets the nano stand-in metrics, which need no download)."""
+    from vist3a.components import provider_name, resolve_preset
+
+    try:
+        provider = provider_name(resolve_preset(preset))
+    except UserInputError:  # an unknown name: loading the pipeline reports it
+        return "real"
+    return {"nano": "nano", "tiny-random": "tiny"}.get(provider, "real")
 
 
 def render_path_views(scene: Any, num_views: int, path_frames: int, backend: str = "auto") -> torch.Tensor:

@@ -13,11 +13,13 @@ UP_AXES = {"-y": (0.0, -1.0, 0.0), "+y": (0.0, 1.0, 0.0), "-z": (0.0, 0.0, -1.0)
 NAMED_BACKGROUNDS = {"black": (0.0, 0.0, 0.0), "white": (1.0, 1.0, 1.0), "gray": (0.5, 0.5, 0.5)}
 
 HELP = (
-    "Render a turntable fly-through video of a Gaussian-splat scene (.ply or .splat).\n\n"
+    "Render a turntable fly-through video of a Gaussian-splat scene (.ply or .splat) or of a coloured point "
+    "cloud (.ply, e.g. the points.ply of --preset nano-vggt; each point drawn as a small round splat).\n\n"
     "The camera circles the scene's centre (robust to stray splats) at the given elevation, looking at it. "
     "With --radius auto the distance is chosen so that the whole scene fits into the view.\n\n"
     "Examples:\n\n\b\n"
     "  vist3a render scene/scene.ply --out flythrough.mp4\n"
+    "  vist3a render pointmaps/points.ply --out orbit.gif\n"
     "  vist3a render scene.ply --out orbit.mp4 --frames 120 --size 768 --depth-out depth.mp4\n"
     "  vist3a render model.ply --out spin.gif --up +z --background white --cameras-out cameras.json\n\n"
     "Scenes made by vist3a (and VGGT/AnySplat) use OpenCV world axes, where up is -y (the default --up); "
@@ -57,7 +59,8 @@ def register(app: typer.Typer) -> None:
     @app.command("render", help=HELP, no_args_is_help=True)
     def render_cmd(
         scene: Path = typer.Argument(
-            ..., help="Splat file to render (.ply in the 3DGS layout, or .splat).", show_default=False
+            ..., help="Splat file to render (.ply in the 3DGS layout, or .splat), or a point-cloud .ply.",
+            show_default=False
         ),
         out: Path = typer.Option(..., "--out", "-o", help="Output video (.mp4 or .gif).", show_default=False),
         frames: int = typer.Option(60, help="Number of frames (one full turn)."),
@@ -82,6 +85,7 @@ def register(app: typer.Typer) -> None:
         from vist3a.media import depth_to_colormap, write_video
         from vist3a.splats import BACKENDS, load_gaussians
         from vist3a.splats.flythrough import orbit_cameras, render_frames
+        from vist3a.splats.ply import is_point_cloud_ply
 
         _check_video_path("--out", out)
         if depth_out is not None:
@@ -112,7 +116,7 @@ def register(app: typer.Typer) -> None:
 
         # show gsplat's one-time JIT notice (about 90 s of silence otherwise) even at the CLI's WARNING level
         logging.getLogger("vist3a.splats.raster_gsplat").setLevel(logging.INFO)
-        gaussians = load_gaussians(scene, device=dev)
+        gaussians = load_gaussians(scene, device=dev, point_clouds=True)
         if sh_degree is not None and not 0 <= sh_degree <= gaussians.sh_degree:
             raise UserInputError(f"--sh-degree must be in [0, {gaussians.sh_degree}] for {scene}, got {sh_degree}")
         w2c, K = orbit_cameras(
@@ -142,5 +146,6 @@ def register(app: typer.Typer) -> None:
         if cameras_out is not None:
             written.append(save_cameras_json(cameras_out, w2c, K, size, size))
         typer.echo(
-            f"rendered {frames} frames of {len(gaussians)} splats at {size}x{size}: " + ", ".join(map(str, written))
+            f"rendered {frames} frames of {len(gaussians)} {'points' if is_point_cloud_ply(scene) else 'splats'} at "
+            f"{size}x{size}: " + ", ".join(map(str, written))
         )

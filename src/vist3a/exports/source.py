@@ -17,6 +17,7 @@ import torch
 
 from vist3a.errors import UserInputError
 from vist3a.splats.gaussians import Gaussians, sh_dc_to_rgb
+from vist3a.splats.ply import read_point_ply
 
 logger = logging.getLogger(__name__)
 
@@ -117,24 +118,6 @@ def scene_data_from_scene(scene) -> SceneData:
         frames=_frames_for(to_uint8_frames(scene.frames.permute(0, 2, 3, 1).clamp(0, 1).cpu()), scene.w2c.shape[0]),
         confidence=confidence,
     )
-
-
-def read_point_ply(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """A point-cloud PLY -> ``(xyz [M, 3] float32, rgb [M, 3] uint8, confidence [M] | None)`` (grey without
-    colours; ``confidence`` from a ``confidence`` property, as vist3a writes for pointmaps)."""
-    from plyfile import PlyData
-
-    vertex = PlyData.read(str(path))["vertex"].data
-    names = vertex.dtype.names
-    if not all(c in names for c in "xyz"):
-        raise UserInputError(f"{path}: a PLY without x, y, z vertex properties is not a point cloud")
-    xyz = np.stack([vertex[c] for c in "xyz"], 1).astype(np.float32)
-    if all(c in names for c in ("red", "green", "blue")):
-        rgb = np.stack([vertex[c] for c in ("red", "green", "blue")], 1).astype(np.uint8)
-    else:
-        rgb = np.full_like(xyz, 200, dtype=np.uint8)
-    conf = np.asarray(vertex["confidence"], dtype=np.float32) if "confidence" in names else None
-    return xyz, rgb, conf
 
 
 def _read_frames(folder: Path) -> np.ndarray | None:

@@ -129,6 +129,39 @@ def _read_ply(path: Path):
         raise UserInputError(f"{path}: not a valid PLY file, it may be truncated or corrupt ({exc})") from None
 
 
+def is_point_cloud_ply(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a PLY of plain points (``x, y, z``, no 3DGS properties), e.g. a pointmap preset's
+    ``points.ply``; False for splat files and for anything that is not a readable PLY."""
+    try:
+        vertex = {el.name: el for el in _read_ply(Path(path)).elements}.get("vertex")
+    except UserInputError:
+        return False
+    names = [prop.name for prop in vertex.properties] if vertex is not None else []
+    return all(c in names for c in _POSITION) and not any(c in names for c in (*_DC, "opacity"))
+
+
+def read_point_ply(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """A point-cloud PLY -> ``(xyz [M, 3] float32, rgb [M, 3] uint8, confidence [M] | None)`` (grey without
+    colours; ``confidence`` from a ``confidence`` property, as vist3a writes for pointmaps)."""
+    path = Path(path)
+    vertex = {el.name: el for el in _read_ply(path).elements}.get("vertex")
+    names = vertex.data.dtype.names if vertex is not None else ()
+    if not all(c in names for c in _POSITION):
+        raise UserInputError(f"{path}: a PLY without x, y, z vertex properties is not a point cloud")
+    data = vertex.data
+    xyz = np.stack([data[c] for c in _POSITION], 1).astype(np.float32)
+    if all(c in names for c in ("red", "green", "blue")):
+        rgb = np.stack([data[c] for c in ("red", "green", "blue")], 1).astype(np.uint8)
+    else:
+        rgb = np.full_like(xyz, 200, dtype=np.uint8)
+    conf = np.asarray(data["confidence"], dtype=np.float32) if "confidence" in names else None
+    if len(xyz) == 0:
+        raise UserInputError(f"{path}: the point cloud has zero points")
+    if not np.isfinite(xyz).all():
+        raise UserInputError(f"{path}: point positions contain NaN or inf values")
+    return xyz, rgb, conf
+
+
 def _rest_names(names: list[str], path: Path) -> list[str]:
     """``f_rest_*`` names sorted by their integer index; they must be ``0 .. M-1`` with ``M = 3 (K - 1)``."""
     indexed = sorted((int(m.group(1)), name) for name in names if (m := _REST_RE.match(name)))

@@ -72,3 +72,25 @@ def point_cloud_splats(xyz: torch.Tensor, rgb: torch.Tensor, w2c: torch.Tensor, 
     distance = torch.cdist(xyz.float(), centres).amin(1)
     focal = K[:, 0, 0].float().to(xyz.device).mean().clamp_min(1e-6)
     return points_to_gaussians(xyz, rgb, footprint * distance / focal)
+
+
+def point_spacing(xyz: torch.Tensor, sample: int = 4096, seed: int = 0) -> float:
+    """Median distance from a point to its nearest neighbour (over a random sample of ``sample`` points, against
+    all points in chunks): the scale of a point cloud's gaps, for splats that close them."""
+    xyz = xyz.float()
+    if xyz.shape[0] < 2:
+        return 1.0
+    picks = torch.randperm(xyz.shape[0], generator=torch.Generator().manual_seed(seed))[:sample]
+    nearest = torch.full((picks.numel(),), float("inf"))
+    for chunk in xyz.split(65536):
+        d = torch.cdist(xyz[picks], chunk)
+        d[d == 0] = float("inf")  # the point itself (and exact duplicates)
+        nearest = torch.minimum(nearest, d.amin(1))
+    finite = nearest[torch.isfinite(nearest)]
+    return float(finite.median()) if finite.numel() else 1.0
+
+
+def point_file_splats(xyz: torch.Tensor, rgb: torch.Tensor, footprint: float = 0.75) -> Gaussians:
+    """Round splats for a point cloud without cameras (a ``points.ply`` given to ``vist3a render``): each point's
+    standard deviation is ``footprint`` x the cloud's :func:`point_spacing`, so neighbours overlap a little."""
+    return points_to_gaussians(xyz, rgb, footprint * point_spacing(xyz))
