@@ -112,6 +112,15 @@ class Scene:
         xyz, rgb, _ = self.fused_points(keep_fraction)
         return point_cloud_splats(xyz, rgb, self.w2c.cpu(), self.K.cpu(), footprint)
 
+    def render_splats(self, keep_fraction: float = 0.5) -> Gaussians:
+        """What renders this scene: its Gaussians, or for a pointmap scene its :meth:`point_splats` (so fly-throughs,
+        renders at the predicted cameras and their scores treat both kinds of decoder alike)."""
+        if self.gaussians is not None:
+            return self.gaussians
+        if self.points is None:
+            raise ValueError("this scene has neither Gaussians nor pointmaps to render")
+        return self.point_splats(keep_fraction)
+
     def render_flythrough(
         self,
         num_frames: int = 48,
@@ -130,12 +139,10 @@ class Scene:
         from vist3a.splats import resolve_backend
         from vist3a.splats.flythrough import render_frames
 
-        if self.gaussians is None and self.points is None:
-            raise ValueError("this scene has neither Gaussians nor pointmaps to render")
+        splats = self.render_splats(points_keep_fraction)
         w2c, K = self.flythrough_cameras(num_frames, size_hw)
         height, width = size_hw or self.image_size
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        splats = self.gaussians if self.gaussians is not None else self.point_splats(points_keep_fraction)
         g = splats.detach().to(device)
         batch = num_frames if resolve_backend(backend, g.device) == "gsplat" else 1
         frames = render_frames(g, w2c.to(device), K.to(device), width, height, backend=backend,

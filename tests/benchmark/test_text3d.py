@@ -165,3 +165,33 @@ def test_every_nano_preset_gets_the_nano_metrics():
 
     assert [metric_kind(p) for p in ("nano", "nano-vggt", "nano-mvdust3r")] == ["nano"] * 3
     assert metric_kind("tiny-random-mvdust3r") == "tiny" and metric_kind("vist3a-1.3b") == "real"
+
+
+def test_pointmap_scenes_are_scored_by_their_reprojected_points(tmp_path):
+    """eval text3d on a pointmap preset (issue 21: consistency of decoded frames and the pointmaps re-projected):
+    the point splats render at the predicted cameras; a rerun on the saved folder (points.ply, no pointmaps)
+    scores the very same splats."""
+    from vist3a.evaluation.scene_folder import load_scene_folder
+    from vist3a.nano.weights import nano_available
+    from vist3a.pipeline import Text2ScenePipeline
+
+    if not nano_available():
+        pytest.skip("no nano weights installed in this checkout")
+    cfg = Text3DConfig(suite="nano", preset="nano-vggt", limit=1, progress=False, render_backend="torch")
+    evaluate_text3d(cfg, tmp_path / "run", "cpu")
+    (row_file,) = (tmp_path / "run").glob("scenes/0000_*/eval.json")
+    first = json.loads(row_file.read_text())
+    assert not first["reused_scene"] and 3.0 < first["metrics"]["consistency"] < 60.0
+    # the saved folder gives back the fresh scene's splats (same points, same footprints)
+    pipe = Text2ScenePipeline.from_pretrained("nano-vggt", device="cpu")
+    fresh = pipe(first["prompt"], generator=torch.Generator("cpu").manual_seed(first["seed"]), progress=False)[0]
+    saved = load_scene_folder(row_file.parent)
+    torch.testing.assert_close(saved.gaussians.means, fresh.render_splats().means)
+    torch.testing.assert_close(saved.gaussians.scales, fresh.render_splats().scales, rtol=1e-4, atol=1e-7)
+    row_file.unlink()
+    (tmp_path / "run" / "results.json").unlink()
+    evaluate_text3d(cfg, tmp_path / "run", "cpu")
+    again = json.loads(row_file.read_text())
+    assert again["reused_scene"]
+    # the same splats; the reference frames now come from frames.mp4 (lossy), hence not to the last digit
+    assert again["metrics"]["consistency"] == pytest.approx(first["metrics"]["consistency"], abs=0.3)

@@ -248,13 +248,11 @@ def render_path_views(scene: Any, num_views: int, path_frames: int, backend: str
     from vist3a.evaluation.views import evenly_spaced
     from vist3a.splats import render
 
-    if scene.gaussians is None:
-        raise UserInputError("eval text3d needs Gaussians to render, but the preset's decoder gives pointmaps only")
     size_hw = tuple(int(s) for s in scene.frames.shape[-2:])
     w2c, K = scene.flythrough_cameras(path_frames, size_hw)
     picks = evenly_spaced(path_frames, num_views)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    out = render(scene.gaussians.to(device=device, dtype=torch.float32), w2c[picks], K[picks], size_hw[1],
+    out = render(scene.render_splats().to(device=device, dtype=torch.float32), w2c[picks], K[picks], size_hw[1],
                  size_hw[0], backend=backend)
     return out.colors.clamp(0, 1).permute(0, 3, 1, 2).float().cpu()
 

@@ -32,7 +32,9 @@ def read_frames_video(path: Path) -> torch.Tensor:
 
 
 def load_scene_folder(folder: str | os.PathLike, splat_file: str = "scene.ply"):
-    """The :class:`~vist3a.scene.Scene` saved in ``folder`` (Gaussians from ``splat_file``, if present)."""
+    """The :class:`~vist3a.scene.Scene` saved in ``folder`` (Gaussians from ``splat_file``, if present; a pointmap
+    scene's folder has ``points.ply`` instead, whose points come back as the very splats the scene rendered with,
+    :func:`~vist3a.splats.points.point_cloud_splats` at the saved cameras, since the pointmaps are not saved)."""
     from vist3a.cameras import load_cameras_json
     from vist3a.scene import Scene
     from vist3a.splats import load_gaussians
@@ -49,6 +51,12 @@ def load_scene_folder(folder: str | os.PathLike, splat_file: str = "scene.ply"):
         raise UserInputError(f"'{folder}': frames.mp4 has {frames.shape[0]} frames but cameras.json {w2c.shape[0]}")
     splats = folder / splat_file
     gaussians = load_gaussians(splats) if splats.is_file() else None
+    if gaussians is None and (folder / "points.ply").is_file():
+        from vist3a.splats.ply import read_point_ply
+        from vist3a.splats.points import point_cloud_splats
+
+        xyz, rgb, _ = read_point_ply(folder / "points.ply")
+        gaussians = point_cloud_splats(torch.from_numpy(xyz), torch.from_numpy(rgb), w2c.float(), K.float())
     return Scene(prompt=str(meta.get("prompt", "")), frames=frames, w2c=w2c.float(), K=K.float(),
                  image_size=(height, width), gaussians=gaussians, settings=dict(meta.get("settings", {})),
                  timings=dict(meta.get("timings_s", {})))

@@ -34,16 +34,16 @@ def scene_cameras_at_frames(scene: Any) -> tuple[torch.Tensor, torch.Tensor]:
 
 def render_predicted_views(scene: Any, views: Sequence[int], backend: str = "auto",
                            device: str | torch.device | None = None) -> torch.Tensor:
-    """Renders ``[k, 3, H, W]`` in ``[0, 1]`` of ``scene.gaussians`` at the predicted cameras of frames ``views``,
-    at the decoded frames' size ``(H, W)``. CPU output."""
+    """Renders ``[k, 3, H, W]`` in ``[0, 1]`` of the scene (:meth:`~vist3a.scene.Scene.render_splats`: its
+    Gaussians, or a pointmap scene's point splats, the pointmaps re-projected) at the predicted cameras of frames
+    ``views``, at the decoded frames' size ``(H, W)``. CPU output."""
     from vist3a.splats import render
 
-    if scene.gaussians is None:
-        raise ValueError("the scene has no Gaussians (a pointmap decoder): nothing to render")
+    splats = scene.render_splats()
     height, width = (int(s) for s in scene.frames.shape[-2:])
     w2c, K = scene_cameras_at_frames(scene)
     views = list(views)
-    device = torch.device(device) if device is not None else scene.gaussians.device
-    out = render(scene.gaussians.to(device=device, dtype=torch.float32), w2c[views], K[views], width, height,
+    device = torch.device(device) if device is not None else splats.device
+    out = render(splats.to(device=device, dtype=torch.float32), w2c[views], K[views], width, height,
                  backend=backend)
     return out.colors.clamp(0.0, 1.0).permute(0, 3, 1, 2).cpu()
