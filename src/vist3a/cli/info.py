@@ -91,7 +91,7 @@ def _point_cloud_info(path: Path, as_json: bool) -> None:
         "colours": all(c in names for c in ("red", "green", "blue")), "confidence": conf is not None,
         "bbox_min": xyz.min(0).tolist(), "bbox_max": xyz.max(0).tolist(),
         "robust_min": np.percentile(xyz, 2, axis=0).tolist(), "robust_max": np.percentile(xyz, 98, axis=0).tolist(),
-        "spacing_median": point_spacing(torch.from_numpy(xyz)),
+        "spacing_median": point_spacing(torch.from_numpy(xyz)) if len(xyz) > 1 else None,
     }
     if conf is not None:
         info["confidence_median"] = float(np.median(conf))
@@ -114,5 +114,6 @@ def _point_cloud_info(path: Path, as_json: bool) -> None:
     for label, key in (("bounding box min", "bbox_min"), ("bounding box max", "bbox_max"),
                        ("robust box 2 %", "robust_min"), ("robust box 98 %", "robust_max")):
         table.add_row(label, vec(info[key]))
-    table.add_row("nearest-neighbour spacing, median", f"{info['spacing_median']:.4g}")
+    spacing = info["spacing_median"]
+    table.add_row("nearest-neighbour spacing, median", "n/a (one point)" if spacing is None else f"{spacing:.4g}")
     Console(width=max(100, Console().width)).print(table)
