@@ -245,7 +245,9 @@ class WanGenerator:
             return "none"
         free, _ = torch.cuda.mem_get_info(self.device)
         modules = (self.vae, self.transformer, self.text_encoder.model)
-        need = sum(t.numel() * t.element_size() for m in modules for t in _tensors(m) if t.device != self.device)
+        index = self.device.index if self.device.index is not None else torch.cuda.current_device()
+        placed = torch.device("cuda", index)
+        need = sum(t.numel() * t.element_size() for m in modules for t in _tensors(m) if t.device != placed)
         mode = "none" if need + AUTO_HEADROOM_BYTES <= free else "text"
         logger.info("offload=auto -> %s (weights to place %.1f GiB, free %.1f GiB, headroom %.0f GiB)", mode,
                     need / 2**30, free / 2**30, AUTO_HEADROOM_BYTES / 2**30)
