@@ -401,6 +401,9 @@ def _evaluate_prompt(index: int, prompt: str, folder: Path, out: Path, cfg: Text
         save_scene(scene, folder, flythrough_frames=0, render_backend=cfg.render_backend)
         reused = False
     refined = None
+    if cfg.refine_steps and not (folder / "scene.ply").is_file():  # a pointmap scene (fresh or reloaded)
+        raise UserInputError(f"--refine optimises Gaussians, but the {cfg.preset} scenes are pointmaps "
+                             "(points.ply): leave --refine out for this preset")
     if cfg.refine_steps:
         from vist3a.evaluation.refine import refine_scene
 

@@ -116,6 +116,7 @@ def register(app: typer.Typer) -> None:
 
         # show gsplat's one-time JIT notice (about 90 s of silence otherwise) even at the CLI's WARNING level
         logging.getLogger("vist3a.splats.raster_gsplat").setLevel(logging.INFO)
+        what = "points" if is_point_cloud_ply(scene) else "splats"
         gaussians = load_gaussians(scene, device=dev, point_clouds=True)
         if sh_degree is not None and not 0 <= sh_degree <= gaussians.sh_degree:
             raise UserInputError(f"--sh-degree must be in [0, {gaussians.sh_degree}] for {scene}, got {sh_degree}")
@@ -146,6 +147,6 @@ def register(app: typer.Typer) -> None:
         if cameras_out is not None:
             written.append(save_cameras_json(cameras_out, w2c, K, size, size))
         typer.echo(
-            f"rendered {frames} frames of {len(gaussians)} {'points' if is_point_cloud_ply(scene) else 'splats'} at "
+            f"rendered {frames} frames of {len(gaussians)} {what} at "
             f"{size}x{size}: " + ", ".join(map(str, written))
         )
