@@ -5,7 +5,7 @@ UMT5-XXL-sized text encoder (random weights, a small word-level tokenizer: token
 speed) and the stitched AnySplat at the release's size and cut (``enc_blocks_2``, LoRA merged), then times:
 
 - **vist3a**: :class:`vist3a.pipeline.Text2ScenePipeline` (bf16, CFG batched into one forward, text embeddings
-  cached) + :func:`vist3a.scene.save_scene` pieces (fly-through rendering through gsplat, PLY export);
+  cached; placed by ``--offload``, default ``auto`` as ``vist3a generate``) + :func:`vist3a.scene.save_scene` pieces (fly-through rendering through gsplat, PLY export);
 - **reference**: what the official release does (its ``inference_t23d.py``) — diffusers' ``WanPipeline`` in
   fp16 with its default call (separate conditional / unconditional transformer passes), the reward-aligned
   LoRA left unmerged on the transformer (PEFT, r 8 on the attention projections; ``--reference-lora-rank``),
@@ -13,6 +13,8 @@ speed) and the stitched AnySplat at the release's size and cut (``enc_blocks_2``
   rendering and PLY export (UMT5 with eager attention: today's SDPA path fails under that autocast);
 - **vist3a + compile** (``--compile``) and **vist3a + fp8 + compile** (``--fp8``: the transformer blocks' matmuls
   in fp8 through torchao, with how far its output lands from bf16's);
+- **vist3a, bf16 VAE** (``--vae-bf16``): the last vist3a row again with the VAE cast to bf16 (vist3a decodes in
+  float32; the release under bf16 autocast), with the PSNR of its frames against the float32 VAE's;
 - **vist3a + step cache** (``--step-cache first-block|mag``, ``--step-cache-threshold``; eager, as ``vist3a
   generate`` refuses it with ``--compile``): the share of transformer block runs skipped and the PSNR of a fixed
   prompt's decoded frames against the uncached pipeline. With random weights the skip pattern is not the trained
@@ -161,14 +163,15 @@ def fresh_prompt() -> str:
     return " ".join(f"w{(next(_PROMPTS) * 7 + k) % 40000 + 10}" for k in range(12))
 
 
-def make_pipeline(parts: dict[str, Any], settings: dict[str, Any], device: torch.device):
-    """vist3a's pipeline over the benchmark's parts: text encoder streamed from CPU on CUDA, decoder in bf16."""
+def make_pipeline(parts: dict[str, Any], settings: dict[str, Any], device: torch.device, offload: str = "auto"):
+    """vist3a's pipeline over the benchmark's parts, placed by ``offload`` (``vist3a generate --offload``: ``auto``
+    keeps the text encoder resident when the card has room, ``text`` streams it from CPU); decoder in bf16."""
     from vist3a.pipeline import Text2ScenePipeline
     from vist3a.video.generator import WanGenerator
     from vist3a.video.sampler import make_scheduler
     from vist3a.video.text import HFTextEncoder
 
-    offload = "text" if device.type == "cuda" else "none"
+    offload = offload if device.type == "cuda" else "none"
     text = HFTextEncoder(parts["text_model"], parts["tokenizer"], max_length=parts["text_len"], device=device)
     generator = WanGenerator(parts["vae"], parts["transformer"], text, make_scheduler("unipc", 5.0), device=device,
                              offload=offload)
@@ -364,6 +367,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="its threshold (default: first-block 0.05, mag 0.06)")
     parser.add_argument("--num-gaussians", type=int, default=None,
                         help="splats of the stand-in scene for rendering/PLY (default 300000; 2000 with --tiny)")
+    parser.add_argument("--offload", choices=["auto", "text", "none"], default="auto",
+                        help="vist3a's placement (default auto, as `vist3a generate`: text encoder resident when the "
+                             "card has room; text: streamed from CPU, the 11 GiB path)")
+    parser.add_argument("--vae-bf16", action="store_true",
+                        help="after the last vist3a row, time it again with the VAE in bf16 (vist3a decodes in "
+                             "float32) and measure how far its frames land from the float32 VAE's")
     parser.add_argument("--reference-lora-rank", type=int, default=8,
                         help="rank of the unmerged LoRA on the reference's transformer, as the release loads its "
                              "reward-aligned LoRA (0: none)")
@@ -402,7 +411,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         set_attention(parts["text_model"], "sdpa")
     for key in ("transformer", "text_model", "decoder"):
         cast(parts[key], half)
-    pipe = make_pipeline(parts, settings, device)
+    pipe = make_pipeline(parts, settings, device, args.offload)
+    results["offload"] = pipe.generator.offload
     if not (args.skip_eager and (args.compile or args.fp8)):
         results["vist3a"] = median_runs(lambda: run_vist3a(pipe, settings, device, backend), args.warmup,
                                         args.repeats, device)
@@ -424,7 +434,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                             args.repeats, device)
         results["fp8_fidelity"] = compare_outputs(bf16, fidelity_probe(pipe, settings))
         print("fp8 vs bf16:", json.dumps(results["fp8_fidelity"]))
-    columns = [k for k in ("reference", "vist3a", "vist3a_step_cache", "vist3a_compiled", "vist3a_fp8") if k in results]
+        save()
+    if args.vae_bf16:  # the pipeline as it stands (fp8 / compiled / eager), only the VAE cast: no recompilation
+        before = fidelity_probe(pipe, settings)
+        cast(parts["vae"], torch.bfloat16)  # on the CPU too (the smoke test): slow there, but the same numerics
+        results["vist3a_vae_bf16"] = median_runs(lambda: run_vist3a(pipe, settings, device, backend), 1,
+                                                 args.repeats, device)
+        results["vae_bf16_fidelity"] = compare_outputs(before, fidelity_probe(pipe, settings))
+        print("bf16 VAE vs float32 VAE:", json.dumps(results["vae_bf16_fidelity"]))
+    columns = [k for k in ("reference", "vist3a", "vist3a_step_cache", "vist3a_compiled", "vist3a_fp8",
+                           "vist3a_vae_bf16") if k in results]
     stages = ["text", "denoise", "vae_decode", "stitched_decode", "render", "ply", "total", "peak_gib", "warmup_s",
               "block_runs_skipped"]
     print(f"{'stage':>16} " + " ".join(f"{k:>16}" for k in columns))

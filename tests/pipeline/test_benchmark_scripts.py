@@ -30,6 +30,18 @@ def test_generate_e2e_smoke(tmp_path):
 
 
 @pytest.mark.slow
+def test_generate_e2e_times_a_bf16_vae(tmp_path):
+    """The bf16-VAE row decodes the same latents as the float32 row: the frames differ by rounding only."""
+    result = _load("generate_e2e").main(["--tiny", "--steps", "2", "--repeats", "1", "--warmup", "0",
+                                         "--skip-reference", "--vae-bf16", "--out", str(tmp_path / "e2e.json")])
+    assert result["offload"] == "none"  # off CUDA every part stays where it is
+    assert result["vist3a_vae_bf16"]["total"] > 0
+    fidelity = result["vae_bf16_fidelity"]
+    assert fidelity["velocity_rel_l2"] == 0.0  # the transformer is untouched
+    assert 25.0 < fidelity["frames_psnr_db"] < float("inf")
+
+
+@pytest.mark.slow
 def test_generate_multi_gpu_smoke_in_one_process(tmp_path):
     """One process (no launcher): every scene of the batch is generated and written, and the rates agree."""
     out = tmp_path / "one.json"
