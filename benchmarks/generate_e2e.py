@@ -5,7 +5,8 @@ UMT5-XXL-sized text encoder (random weights, a small word-level tokenizer: token
 speed) and the stitched AnySplat at the release's size and cut (``enc_blocks_2``, LoRA merged), then times:
 
 - **vist3a**: :class:`vist3a.pipeline.Text2ScenePipeline` (bf16, CFG batched into one forward, text embeddings
-  cached; placed by ``--offload``, default ``auto`` as ``vist3a generate``) + :func:`vist3a.scene.save_scene` pieces (fly-through rendering through gsplat, PLY export);
+  cached; placed by ``--offload``, default ``auto`` as ``vist3a generate``) + :func:`vist3a.scene.save_scene`
+  pieces (fly-through rendering through gsplat, PLY export);
 - **reference**: what the official release does (its ``inference_t23d.py``) — diffusers' ``WanPipeline`` in
   fp16 with its default call (separate conditional / unconditional transformer passes), the reward-aligned
   LoRA left unmerged on the transformer (PEFT, r 8 on the attention projections; ``--reference-lora-rank``),
