@@ -196,6 +196,8 @@ def test_pointmap_scenes_are_scored_by_their_reprojected_points(tmp_path):
     assert again["reused_scene"]
     # the same splats; the reference frames now come from frames.mp4 (lossy), hence not to the last digit
     assert again["metrics"]["consistency"] == pytest.approx(first["metrics"]["consistency"], abs=0.3)
-    # --refine optimises Gaussians: a pointmap scene has none, resumed or fresh: one clear error
+    # --refine optimises Gaussians: a pointmap scene has none, resumed or fresh: one clear error, and a fresh run
+    # says so before it generates anything
     with pytest.raises(UserInputError, match="--refine"):
         evaluate_text3d(dataclasses.replace(cfg, refine_steps=2), tmp_path / "refined", "cpu")
+    assert not list((tmp_path / "refined").glob("scenes/*/*"))

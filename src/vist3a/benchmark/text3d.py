@@ -325,6 +325,8 @@ def evaluate_text3d(cfg: Text3DConfig, out_dir: str | os.PathLike, device: str |
     mine = [i for i in range(len(prompts)) if i % world == rank and not (folders[i] / "eval.json").is_file()]
     if mine and names:
         check_judges(names, cfg.metric_sources)
+    if mine and cfg.refine_steps:
+        _check_refinable(lazy, folders, mine)
     bar = tqdm(total=len(mine), desc=f"eval text3d ({suite})", unit="prompt", disable=not cfg.progress or rank > 0)
     for i in mine:
         _evaluate_prompt(i, prompts[i], folders[i], out, cfg, lazy)
@@ -384,6 +386,23 @@ def _check_config(path: Path, cfg: Text3DConfig, suite: str, all_prompts: list[s
     _write_json(path, {"identity": identity, "config": dataclasses.asdict(cfg)})
 
 
+def _refine_error(preset: str) -> UserInputError:
+    return UserInputError(f"--refine optimises Gaussians, but the {preset} scenes are pointmaps (points.ply): "
+                          "leave --refine out for this preset")
+
+
+def _check_refinable(lazy: _Lazy, folders: list[Path], mine: list[int]) -> None:
+    """Refuse ``--refine`` on a pointmap decoder before any scene is generated (a saved pointmap folder is
+    refused where it is loaded)."""
+    from vist3a.evaluation.scene_folder import is_scene_folder
+
+    if all(is_scene_folder(folders[i]) for i in mine):
+        return
+    recon_type = getattr(getattr(lazy.pipeline.decoder, "config", None), "recon_type", None)
+    if recon_type not in (None, "anysplat"):  # a pointmap decoder: no Gaussians to optimise
+        raise _refine_error(lazy.cfg.preset)
+
+
 def _evaluate_prompt(index: int, prompt: str, folder: Path, out: Path, cfg: Text3DConfig, lazy: _Lazy) -> None:
     """Generate (or load) one scene, refine it, render and score it; its ``eval.json`` is written last."""
     from vist3a.evaluation.scene_folder import is_scene_folder, load_scene_folder
@@ -402,8 +421,7 @@ def _evaluate_prompt(index: int, prompt: str, folder: Path, out: Path, cfg: Text
         reused = False
     refined = None
     if cfg.refine_steps and not (folder / "scene.ply").is_file():  # a pointmap scene (fresh or reloaded)
-        raise UserInputError(f"--refine optimises Gaussians, but the {cfg.preset} scenes are pointmaps "
-                             "(points.ply): leave --refine out for this preset")
+        raise _refine_error(cfg.preset)
     if cfg.refine_steps:
         from vist3a.evaluation.refine import refine_scene
 
