@@ -438,7 +438,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         save()
     if args.vae_bf16:  # the pipeline as it stands (fp8 / compiled / eager), only the VAE cast: no recompilation
         before = fidelity_probe(pipe, settings)
-        cast(parts["vae"], torch.bfloat16)  # on the CPU too (the smoke test): slow there, but the same numerics
+        from vist3a.pipeline import cast_vae
+
+        cast_vae(pipe.generator, torch.bfloat16)  # --vae-dtype bfloat16; on the CPU too (the smoke test): slow there
         results["vist3a_vae_bf16"] = median_runs(lambda: run_vist3a(pipe, settings, device, backend), 1,
                                                  args.repeats, device)
         results["vae_bf16_fidelity"] = compare_outputs(before, fidelity_probe(pipe, settings))

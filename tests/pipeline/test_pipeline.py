@@ -130,6 +130,32 @@ def test_saved_folder_places_its_decoder_like_the_hub_presets(tmp_path, pipe, mo
     assert builtin.decoder_dtype(LoadOptions(device=torch.device("cpu"), dtype=half)) == torch.float32
 
 
+def test_a_bf16_vae_decodes_and_encodes_close_to_float32(pipe):
+    """``--vae-dtype bfloat16`` (CUDA only: a CPU run keeps float32) runs the VAE in bf16: frames and latents come back
+    float32 and close to the float32 VAE's, not equal to them."""
+    from vist3a.pipeline import cast_vae
+
+    assert next(Text2ScenePipeline.from_pretrained("tiny-random", device="cpu", vae_dtype="bfloat16")
+                .generator.vae.parameters()).dtype == torch.float32
+    with pytest.raises(UserInputError, match="--vae-dtype"):
+        Text2ScenePipeline.from_pretrained("tiny-random", device="cpu", vae_dtype="float8")
+    other = Text2ScenePipeline.from_pretrained("tiny-random", device="cpu")
+    settings = other.settings()
+    shape = other.generator.latent_shape(settings.num_frames, settings.height, settings.width)
+    raw = torch.randn((1, *shape), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        frames = other.generator.decode(raw)
+        latents = other.generator.encode(frames)
+        cast_vae(other.generator, torch.bfloat16)
+        frames_bf16 = other.generator.decode(raw)
+        latents_bf16 = other.generator.encode(frames)
+    assert next(other.generator.vae.parameters()).dtype == torch.bfloat16
+    assert frames_bf16.dtype == latents_bf16.dtype == torch.float32
+    psnr = -10 * torch.log10(torch.mean((frames_bf16 - frames) ** 2))
+    assert 30.0 < float(psnr) < 100.0
+    torch.testing.assert_close(latents_bf16, latents, atol=0.1, rtol=0.05)
+
+
 @pytest.mark.slow
 def test_compiled_transformer_gives_the_eager_result():
     """``compile()`` (torch.compile of the transformer; ~1 min of inductor work on 2 CPU cores) keeps the output."""

@@ -101,7 +101,7 @@ def check_lora(path: Path | None) -> None:
 
 
 def check_settings(*, frames, steps, cfg, seed, height, width, flow_shift, scheduler, template, dtype, offload,
-                   flythrough_frames, round_frames, num_prompts) -> None:
+                   flythrough_frames, round_frames, num_prompts, vae_dtype=None) -> None:
     """Every generation option, before any model loads (the preset fills in what is ``None``)."""
     options.check_frames(frames, "--num-frames", round_up=round_frames, round_hint=True)
     options.check_int_range(steps, "--steps", 1)
@@ -126,10 +126,11 @@ def check_settings(*, frames, steps, cfg, seed, height, width, flow_shift, sched
             resolve_template(template)
         except ValueError as exc:
             raise UserInputError(f"--template: {exc}") from None
-    if dtype is not None:
+    if dtype is not None or vae_dtype is not None:
         from vist3a.pipeline import parse_dtype
 
         parse_dtype(dtype)
+        parse_dtype(vae_dtype, "--vae-dtype")
     if offload is not None:
         from vist3a.video.generator import OFFLOAD_MODES
 
@@ -189,6 +190,10 @@ def register(app: typer.Typer) -> None:
         ),
         device: str = options.device_option(),
         dtype: str = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16 (default: the preset's)."),
+        vae_dtype: str = typer.Option(
+            None, "--vae-dtype", help="float32 (default) | bfloat16: the video VAE's precision on CUDA; bfloat16 "
+            "decodes a release-size video ~0.1 s faster (docs/benchmarks.md), close to but not equal to float32."
+        ),
         flythrough_frames: int = typer.Option(
             None, "--flythrough-frames", help="Frames of flythrough.mp4 (0: skip; default 48 on GPU, 16 on CPU)."
         ),
@@ -252,7 +257,8 @@ def register(app: typer.Typer) -> None:
                 raise UserInputError("the prompt is empty")
             check_settings(frames=frames, steps=steps, cfg=cfg, seed=seed, height=height, width=width,
                            flow_shift=flow_shift, scheduler=scheduler, template=template, dtype=dtype, offload=offload,
-                           flythrough_frames=flythrough_frames, round_frames=round_frames, num_prompts=len(prompts))
+                           flythrough_frames=flythrough_frames, round_frames=round_frames, num_prompts=len(prompts),
+                           vae_dtype=vae_dtype)
             if not compile and (compile_scope is not None or compile_cache is not None):
                 raise UserInputError("--compile-scope and --compile-cache / --no-compile-cache go with --compile")
             options.check_choice(compile_scope, ("blocks", "model"), "--compile-scope")
@@ -286,7 +292,7 @@ def register(app: typer.Typer) -> None:
             logging.getLogger("vist3a.video.compile_cache").setLevel(logging.INFO)
             compile = {"regional": compile_scope != "model", "cache": compile_cache}
         load = dict(device=dev, dtype=dtype, lora=lora, local_files_only=True if offline else None,
-                    offload=offload, compile=compile, fp8=fp8, step_cache=step_cache)
+                    offload=offload, compile=compile, fp8=fp8, step_cache=step_cache, vae_dtype=vae_dtype)
         settings = dict(num_frames=frames, num_inference_steps=steps, guidance_scale=cfg, height=height, width=width,
                         flow_shift=flow_shift, scheduler=scheduler, template=template,
                         negative_prompt=negative_prompt, round_frames=round_frames or None, direction=direction)
