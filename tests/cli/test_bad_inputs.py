@@ -118,6 +118,7 @@ CASES = [
     (GEN + ["--direction", "sideways"], "--direction"),
     (GEN + ["--dtype", "float8"], "--dtype"),
     (GEN + ["--vae-dtype", "float8"], "--vae-dtype"),
+    (GEN + ["--vae-dtype", "float16"], "--vae-dtype"),
     (GEN + ["--flythrough-frames", "-1"], "--flythrough-frames"),
     (GEN + ["--lora", "{w}/no-such-lora"], "--lora"),
     (GEN + ["--lora", "{w}/lora/adapter_model.safetensors"], "--lora"),

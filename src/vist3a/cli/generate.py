@@ -127,10 +127,10 @@ def check_settings(*, frames, steps, cfg, seed, height, width, flow_shift, sched
         except ValueError as exc:
             raise UserInputError(f"--template: {exc}") from None
     if dtype is not None or vae_dtype is not None:
-        from vist3a.pipeline import parse_dtype
+        from vist3a.pipeline import parse_dtype, parse_vae_dtype
 
         parse_dtype(dtype)
-        parse_dtype(vae_dtype, "--vae-dtype")
+        parse_vae_dtype(vae_dtype)
     if offload is not None:
         from vist3a.video.generator import OFFLOAD_MODES
 
