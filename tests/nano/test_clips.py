@@ -141,3 +141,16 @@ def test_mirrored_clip_shows_the_swapped_relation():
     red, blue = (0.8, 0.1, 0.1), (0.15, 0.2, 0.85)
     assert centre_x(batch.frames[0, 0], red) < centre_x(batch.frames[0, 0], blue)
     assert centre_x(mirrored.frames[0, 0], red) > centre_x(mirrored.frames[0, 0], blue)
+
+
+def test_cpu_rendering_starts_at_most_one_worker_per_core(monkeypatch):
+    """``data_workers`` (default 8, for the GPU machine's 16 cores) is capped at the cores on a small machine."""
+    from vist3a.data import cache
+
+    started = []
+    monkeypatch.setattr(cache.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(cache.ClipCache, "build", classmethod(lambda cls, dataset, count, device, num_workers=0,
+                                                              **kwargs: started.append(num_workers) or []))
+    cache.make_caches(2, 1, 5, 32, 0, torch.device("cpu"), num_workers=8, train_dataset=[], eval_dataset=[])
+    cache.make_caches(2, 1, 5, 32, 0, torch.device("cpu"), num_workers=1, train_dataset=[], eval_dataset=[])
+    assert started == [2, 2, 1, 1]

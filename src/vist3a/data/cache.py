@@ -12,6 +12,7 @@ scene); :func:`world_dataset` builds the default one.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 from collections.abc import Sequence
@@ -278,9 +279,10 @@ def make_caches(
     progress: bool = True,
 ) -> tuple[ClipCache, ClipCache]:
     """Train and held-out caches on ``device``. Datasets default to the world, rendered on ``render_device``
-    (on CPU with ``num_workers`` processes, on CUDA in this process); pass others to override (tests)."""
+    (on CPU with ``num_workers`` processes, at most one per core: the ray-caster is CPU-bound, more only cost
+    start-up and memory; on CUDA in this process); pass others to override (tests)."""
     render_device = torch.device(render_device)
-    workers = 0 if render_device.type == "cuda" else num_workers
+    workers = 0 if render_device.type == "cuda" else min(num_workers, os.cpu_count() or 1)
     if train_dataset is None:
         train_dataset = world_dataset(num_train, num_frames, size, seed, "train", render_device)
     if eval_dataset is None:
