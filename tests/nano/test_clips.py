@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -148,9 +150,10 @@ def test_cpu_rendering_starts_at_most_one_worker_per_core(monkeypatch):
     from vist3a.data import cache
 
     started = []
-    monkeypatch.setattr(cache.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(cache, "_usable_cores", lambda: 2)
     monkeypatch.setattr(cache.ClipCache, "build", classmethod(lambda cls, dataset, count, device, num_workers=0,
                                                               **kwargs: started.append(num_workers) or []))
     cache.make_caches(2, 1, 5, 32, 0, torch.device("cpu"), num_workers=8, train_dataset=[], eval_dataset=[])
     cache.make_caches(2, 1, 5, 32, 0, torch.device("cpu"), num_workers=1, train_dataset=[], eval_dataset=[])
     assert started == [2, 2, 1, 1]
+    assert 1 <= cache._usable_cores() <= (os.cpu_count() or 1)

@@ -265,6 +265,13 @@ def _compact(batch: ClipBatch, device: str | torch.device) -> ClipBatch:
     )
 
 
+def _usable_cores() -> int:
+    """Cores this process may run on (a container's CPU set, not the host's count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 def make_caches(
     num_train: int,
     num_eval: int,
@@ -282,7 +289,7 @@ def make_caches(
     (on CPU with ``num_workers`` processes, at most one per core: the ray-caster is CPU-bound, more only cost
     start-up and memory; on CUDA in this process); pass others to override (tests)."""
     render_device = torch.device(render_device)
-    workers = 0 if render_device.type == "cuda" else min(num_workers, os.cpu_count() or 1)
+    workers = 0 if render_device.type == "cuda" else min(num_workers, _usable_cores())
     if train_dataset is None:
         train_dataset = world_dataset(num_train, num_frames, size, seed, "train", render_device)
     if eval_dataset is None:
