@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> dict:
     from vist3a.nano.train_recon import evaluate_recon
     from vist3a.recon import AnySplat
 
+    if any("=" not in item for item in args.model):
+        parser.error("--model takes NAME=FOLDER, e.g. --model r13=runs/r13/recon/model")
     models = dict(item.split("=", 1) for item in args.model)
     config = json.loads(args.config.read_text())["config"]
     results: dict[str, dict[str, dict[str, float]]] = {}
