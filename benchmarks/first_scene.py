@@ -23,7 +23,9 @@ fresh process per row, in this order:
 
 Each cache directory is a fresh ``VIST3A_CACHE`` under the work folder (``TORCHINDUCTOR_CACHE_DIR`` is removed from
 the children's environment, so that inductor uses it). Per row: time to first scene (process start -> the CLI's
-``wrote <folder>`` line), process wall time, the stages of ``meta.json``, and the compile cache's log lines (how
+``wrote <folder>`` line), when the process had imported the model libraries and loaded the pipeline (the CLI's
+``startup:`` lines under ``VIST3A_VERBOSITY=info``: what precedes the pipeline's own stages), process wall time, the
+stages of ``meta.json``, and the compile cache's log lines (how
 long the first compiled forward took, how many inductor graphs were compiled or came from the cache, whether an
 artifact was loaded / saved) and, on CUDA, the most device memory in use while it ran (polled by this process). A
 markdown table is printed and JSON written to ``--out``.
@@ -58,6 +60,10 @@ SRC = HERE.parent / "src"
 PROMPT = "w11 w12 w13 w14 w15 w16 w17 w18"
 FIRST_FORWARD = re.compile(r"torch\.compile \((\w+)\): first forward at new shapes took ([\d.]+) s; inductor graphs: "
                            r"(\d+) compiled, (\d+) from cache")
+#: The CLI's start-up log lines (INFO, vist3a.cli.generate) -> the row keys of their arrival times.
+STARTUP_LINES = {"libraries_imported_at_s": "startup: model libraries imported",
+                 "pipeline_loaded_at_s": "startup: pipeline loaded"}
+LOADED_IN = re.compile(r"startup: pipeline loaded in ([\d.]+) s")
 LOADED = re.compile(r"compile cache: loaded (\d+) compiled artifacts")
 SAVED = re.compile(r"compile cache: saved (\d+) compiled artifacts .*\(([\d.]+) MB\)")
 
@@ -91,6 +97,7 @@ def child_env(cache: Path | None) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join([str(SRC), *filter(None, [env.get("PYTHONPATH")])])
     env["PYTHONUNBUFFERED"] = "1"  # the "wrote" line must arrive when it is printed, not at exit
     env["HF_HUB_OFFLINE"] = "1"
+    env["VIST3A_VERBOSITY"] = "info"  # the CLI's "startup:" lines (libraries imported, pipeline loaded)
     if cache is not None:
         env["VIST3A_CACHE"] = str(cache)
     return env
@@ -113,12 +120,15 @@ def run_generate(name: str, models: Path, out: Path, args: list[str], cache: Pat
                 free, total = torch.cuda.mem_get_info()
                 used[0] = max(used[0], total - free)
         threading.Thread(target=poll, daemon=True).start()
-    written, lines = [], []
+    written, lines, startup = [], [], {}
     assert process.stdout is not None
     for line in process.stdout:  # tqdm's carriage returns stay inside lines; every log line ends with \n
         lines.append(line)
         if line.startswith("wrote "):
             written.append(time.perf_counter() - start)
+        for key, marker in STARTUP_LINES.items():
+            if marker in line and key not in startup:
+                startup[key] = time.perf_counter() - start
         if time.perf_counter() - start > timeout:
             process.kill()
             break
@@ -129,7 +139,9 @@ def run_generate(name: str, models: Path, out: Path, args: list[str], cache: Pat
     (log_dir / f"{name}.log").write_text(text)
     row: dict[str, Any] = {"command": " ".join(["vist3a", *command[3:]]), "returncode": code,
                            "time_to_first_scene_s": written[0] if written else None, "wall_s": wall,
-                           "load_average_1min": load, "scenes": len(written)}
+                           "load_average_1min": load, "scenes": len(written), **startup}
+    if (loading := LOADED_IN.findall(text)):
+        row["pipeline_load_s"] = float(loading[0])
     if len(written) > 1:
         row["scenes_per_min_after_first"] = 60 * (len(written) - 1) / (written[-1] - written[0])
     if used[0]:
@@ -161,10 +173,11 @@ def markdown(runs: dict[str, list[dict[str, Any]]]) -> str:
     def fmt(value: Any, spec: str = ".1f") -> str:
         return "–" if value is None else format(value, spec)
 
-    head = ("| run | time to first scene (s) | process wall (s) | first compiled forward (s) | inductor graphs "
+    head = ("| run | time to first scene (s) | libraries imported at (s) | pipeline loaded at (s) | process wall (s) | "
+            "first compiled forward (s) | inductor graphs "
             "compiled / from cache | artifact | denoise (s) | VAE decode (s) | stitched decode (s) | device memory "
             "max (GiB) | scenes/min after the first | load avg |")
-    lines = [head, "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
     for name, rows in runs.items():
         ttfs = [r["time_to_first_scene_s"] for r in rows if r["time_to_first_scene_s"] is not None]
         spread = f" ({min(ttfs):.1f}–{max(ttfs):.1f})" if len(ttfs) > 1 else ""
@@ -177,6 +190,8 @@ def markdown(runs: dict[str, list[dict[str, Any]]]) -> str:
         stages = {key: _median(rows, lambda r, key=key: r.get("stages_s", {}).get(key))
                   for key in ("denoise", "vae_decode", "stitched_decode")}
         lines.append(f"| {name}{status} | {fmt(_median(rows, lambda r: r['time_to_first_scene_s']))}{spread} | "
+                     f"{fmt(_median(rows, lambda r: r.get('libraries_imported_at_s')))} | "
+                     f"{fmt(_median(rows, lambda r: r.get('pipeline_loaded_at_s')))} | "
                      f"{fmt(_median(rows, lambda r: r['wall_s']))} | "
                      f"{fmt(_median(rows, lambda r: r.get('first_compiled_forward_s')))} | {graphs} | "
                      f"{artifact or '–'} | {fmt(stages['denoise'], '.2f')} | {fmt(stages['vae_decode'], '.2f')} | "

@@ -52,3 +52,16 @@ def test_collector_resumed_and_nothing_frozen_after_an_error():
         "    pass\n"
         "assert gc.isenabled() and gc.get_freeze_count() == 0\n"
     )
+
+
+def test_an_unknown_verbosity_is_a_one_line_error(monkeypatch, capsys):
+    import pytest
+
+    from vist3a.cli.main import main
+
+    monkeypatch.setenv("VIST3A_VERBOSITY", "loud")
+    with pytest.raises(SystemExit) as info:
+        main(["info", "--help"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2
+    assert err.count("\n") == 1 and "VIST3A_VERBOSITY" in err and "'loud'" in err and "info" in err

@@ -98,3 +98,19 @@ def test_step_cache_benchmark_on_the_nano_preset(tmp_path):
     assert exact["block_runs_skipped"] == 0 and exact["frames_psnr_mean"] == 100.0
     assert exact["renders_psnr_mean"] == 100.0 and exact["hit_rendered_changed"] == 0
     assert result["settings"][1]["summary"]["frames_psnr_mean"] < 30  # another seed: another scene
+
+
+@pytest.mark.slow
+def test_first_scene_locates_the_start_up(tmp_path):
+    """Fresh `vist3a generate` processes (tiny models, CPU): each row says when the libraries were imported and the
+    pipeline loaded, in the order they happen, and the in-process load time fits between the two lines."""
+    result = _load("first_scene").main(["--tiny", "--eager-only", "--repeats", "1", "--timeout", "300",
+                                        "--work", str(tmp_path / "work"), "--out", str(tmp_path / "first.json")])
+    assert json.loads((tmp_path / "first.json").read_text()) == json.loads(json.dumps(result))
+    for name in ("warmup", "eager"):
+        (row,) = result["runs"][name]
+        assert row["returncode"] == 0 and row["scenes"] == 1
+        imported, loaded = row["libraries_imported_at_s"], row["pipeline_loaded_at_s"]
+        assert 0 < imported < loaded < row["time_to_first_scene_s"] <= row["wall_s"]
+        assert 0 < row["pipeline_load_s"] <= loaded - imported + 0.1  # logged with one decimal
+    assert "libraries imported at (s)" in result["table"]

@@ -9,6 +9,7 @@ import logging
 import math
 import os
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -243,6 +244,7 @@ def register(app: typer.Typer) -> None:
             "(comma-separated or repeated; see `vist3a export`)."
         ),
     ) -> None:
+        started = time.perf_counter()
         # 1. every input, before any model loads; then the model libraries, with the garbage collector paused
         with startup.collector_paused():
             from vist3a.exports import parse_formats
@@ -286,6 +288,7 @@ def register(app: typer.Typer) -> None:
 
                 warn_outside_training(prompts, height=height, width=width, num_frames=frames)
             startup.import_model_libraries()
+        logger.info("startup: model libraries imported (%.1f s into the command)", time.perf_counter() - started)
 
         # 2. models, then one scene after another; two processes never write one OUT
         if compile:  # the compile cache's one-line reports (loaded / saved / what the first call compiled)
@@ -300,18 +303,23 @@ def register(app: typer.Typer) -> None:
         with contextlib.ExitStack() as stack:
             if world == 1:
                 stack.enter_context(output_lock(out))
-            _run(stack, preset, load, settings, save, jobs, targets, seed, lock_each=prompts_file is not None)
+            _run(stack, preset, load, settings, save, jobs, targets, seed, lock_each=prompts_file is not None,
+                 started=started)
 
 
 def _run(stack: contextlib.ExitStack, preset: str, load: dict, settings: dict, save: dict,
-         jobs: list[tuple[int, str]], targets: dict[int, Path], seed: int, lock_each: bool) -> None:
+         jobs: list[tuple[int, str]], targets: dict[int, Path], seed: int, lock_each: bool, started: float) -> None:
     """Load the pipeline (``load``: ``from_pretrained`` arguments) and generate ``jobs`` ``(index, prompt)`` with
     ``settings`` and seed ``seed + index`` into ``targets[index]`` (``save``: ``save_scene`` arguments)."""
     import torch
 
     from vist3a.pipeline import Text2ScenePipeline
 
+    begin = time.perf_counter()
     pipe = Text2ScenePipeline.from_pretrained(preset, **load)
+    # with VIST3A_VERBOSITY=info: where a fresh process's time to its first scene goes (benchmarks/first_scene.py)
+    logger.info("startup: pipeline loaded in %.1f s (%.1f s into the command)", time.perf_counter() - begin,
+                time.perf_counter() - started)
     # Files of scene i (fly-through render, video encoding, PLY) are written in a background thread while
     # scene i+1 generates; at most one scene waits, and every folder still appears complete or not at all.
     writer, pending = ThreadPoolExecutor(max_workers=1), None
