@@ -65,3 +65,23 @@ def test_an_unknown_verbosity_is_a_one_line_error(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert info.value.code == 2
     assert err.count("\n") == 1 and "VIST3A_VERBOSITY" in err and "'loud'" in err and "info" in err
+
+
+def test_verbosity_sets_vist3a_s_loggers_only_when_asked(monkeypatch):
+    import logging
+
+    import pytest
+
+    from vist3a.cli.main import main
+
+    vist3a_logger, library = logging.getLogger("vist3a"), logging.getLogger("diffusers")
+    monkeypatch.setattr(vist3a_logger, "level", logging.ERROR)  # restored after the test
+    monkeypatch.setattr(library, "level", logging.NOTSET)
+    monkeypatch.delenv("VIST3A_VERBOSITY", raising=False)
+    with pytest.raises(SystemExit):
+        main(["info", "--help"])
+    assert vist3a_logger.level == logging.ERROR  # unset: what the caller chose stays
+    monkeypatch.setenv("VIST3A_VERBOSITY", " Info ")
+    with pytest.raises(SystemExit):
+        main(["info", "--help"])
+    assert vist3a_logger.level == logging.INFO and library.level == logging.NOTSET

@@ -22,7 +22,7 @@ from vist3a.cli import eval as eval_cli
 from vist3a.errors import UserInputError
 from vist3a.io_utils import INTERRUPTED
 
-#: ``VIST3A_VERBOSITY`` (as diffusers' ``DIFFUSERS_VERBOSITY``): how much of the library's logging reaches stderr.
+#: ``VIST3A_VERBOSITY`` (as diffusers' ``DIFFUSERS_VERBOSITY``): how much of vist3a's own logging reaches stderr.
 VERBOSITY_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 app = typer.Typer(
@@ -69,12 +69,14 @@ def main(argv: list[str] | None = None) -> None:
     # transformers made at import: ~1.6 s of the wall time of `vist3a generate` on a 2-core machine. Nothing
     # needs collecting by then, so at exit those objects are frozen out of that last collection.
     atexit.register(gc.freeze)
-    verbosity = os.environ.get("VIST3A_VERBOSITY", "warning").strip().lower()
-    if verbosity not in VERBOSITY_LEVELS:
-        print(f"error: VIST3A_VERBOSITY must be one of {', '.join(VERBOSITY_LEVELS)}, got {verbosity!r}",
-              file=sys.stderr)
-        raise SystemExit(2)
-    logging.basicConfig(level=VERBOSITY_LEVELS[verbosity], format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if (verbosity := os.environ.get("VIST3A_VERBOSITY")) is not None:  # unset: warnings, or what the caller chose
+        if verbosity.strip().lower() not in VERBOSITY_LEVELS:
+            print(f"error: VIST3A_VERBOSITY must be one of {', '.join(VERBOSITY_LEVELS)}, got {verbosity!r}",
+                  file=sys.stderr)
+            raise SystemExit(2)
+        # vist3a's loggers only: the libraries' own logs stay at warnings
+        logging.getLogger("vist3a").setLevel(VERBOSITY_LEVELS[verbosity.strip().lower()])
     INTERRUPTED.clear()
     interrupts.install()
     try:
