@@ -201,10 +201,10 @@ class Text2ScenePipeline:
             offload = preset["defaults"].get("offload", "none") if device.type == "cuda" else "none"
         if offload not in OFFLOAD_MODES:
             raise UserInputError(f"--offload must be one of {', '.join(OFFLOAD_MODES)}, got {offload!r}")
+        vae_dtype = parse_vae_dtype(vae_dtype)  # before any weights load: a typo costs no minutes of loading
         parts = load_components(preset, PIPELINE_PARTS, device=device, dtype=dtype,
                                 local_files_only=local_files_only, offload=offload)
         generator, decoder = parts.generator, parts.stitched
-        vae_dtype = parse_vae_dtype(vae_dtype)
         if vae_dtype not in (None, torch.float32):
             if device.type != "cuda":
                 logger.info("CPU run: the VAE stays float32")

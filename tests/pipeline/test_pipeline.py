@@ -130,6 +130,18 @@ def test_saved_folder_places_its_decoder_like_the_hub_presets(tmp_path, pipe, mo
     assert builtin.decoder_dtype(LoadOptions(device=torch.device("cpu"), dtype=half)) == torch.float32
 
 
+def test_a_bad_vae_dtype_is_refused_before_any_weights_load(monkeypatch):
+    import vist3a.components
+
+    def load(*args, **kwargs):
+        raise AssertionError("weights were loaded before the bad --vae-dtype was refused")
+
+    monkeypatch.setattr(vist3a.components, "load_components", load)
+    for bad in ("float8", "float16"):
+        with pytest.raises(UserInputError, match="--vae-dtype"):
+            Text2ScenePipeline.from_pretrained("tiny-random", device="cpu", vae_dtype=bad)
+
+
 def test_a_bf16_vae_decodes_and_encodes_close_to_float32(pipe):
     """``--vae-dtype bfloat16`` (CUDA only: a CPU run keeps float32) runs the VAE in bf16: frames and latents come back
     float32 and close to the float32 VAE's, not equal to them."""
